@@ -1,0 +1,34 @@
+# The two set-up commands of the README:
+#   make demo   installs molvae into .venv and runs the demo (writes runs/demo/)
+#   make test   installs molvae into .venv and runs the test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.molvae-installed
+
+.PHONY: install demo test test-fast clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# Pinned CPU build: an unpinned torch would pull several GB of CUDA wheels.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[test]"
+	# The MOSES ZINC subset ships inside this wheel; the package itself no longer
+	# imports on current pandas/RDKit, so it is installed without dependencies and
+	# molvae only reads its data files.
+	$(BIN)/pip install --quiet --no-deps molsets==0.3.1
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/molvae demo --out runs/demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

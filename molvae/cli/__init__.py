@@ -1,0 +1,1 @@
+"""The ``molvae`` command line: one entry point, one module per subcommand."""

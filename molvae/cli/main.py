@@ -1,0 +1,67 @@
+"""Entry point of the ``molvae`` command.
+
+Each subcommand lives in its own module under :mod:`molvae.cli` and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` to a callable
+taking the parsed arguments and returning an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import traceback
+from collections.abc import Sequence
+
+from molvae.errors import MolvaeError
+
+# Subcommand modules. Listed here so `molvae --help` is fast and
+# a broken optional module does not break every other command.
+SUBCOMMANDS: list[str] = [
+    "molvae.cli.train",
+    "molvae.cli.sample",
+    "molvae.cli.encode",
+    "molvae.cli.reconstruct",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="molvae",
+        description="GRU sequence VAE for molecules: train, sample, encode, explore and optimize.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in SUBCOMMANDS:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except MolvaeError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"molvae {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"molvae {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (OSError, ValueError) as exc:
+        # Unanticipated but user-facing (disk full, permission denied, bad value):
+        # still one line unless --debug.
+        if args.debug:
+            traceback.print_exc()
+        print(f"molvae {args.command}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

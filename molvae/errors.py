@@ -1,0 +1,41 @@
+"""Exceptions molvae raises for problems a user can fix.
+
+Every error a user can cause (bad file, bad SMILES, unknown token, missing model)
+derives from :class:`MolvaeError`; the CLI prints these as one line and exits
+non-zero, and prints a traceback only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+
+class MolvaeError(Exception):
+    """Base class for user-facing errors."""
+
+
+class InputFileError(MolvaeError):
+    """A molecule file is missing, unreadable or has no usable column."""
+
+
+class InvalidMoleculeError(MolvaeError):
+    """A SMILES/SELFIES string does not parse into a valid molecule."""
+
+
+class UnknownTokenError(MolvaeError):
+    """A molecule contains a token that is not in the model's vocabulary."""
+
+    def __init__(self, token: str, molecule: str):
+        self.token = token
+        self.molecule = molecule
+        super().__init__(f"unknown token {token!r} in molecule {molecule!r} (not in the model's vocabulary)")
+
+
+class ModelLoadError(MolvaeError):
+    """A model directory is missing, incomplete, corrupted or inconsistent."""
+
+
+class ConfigError(MolvaeError):
+    """A configuration value has the wrong type or is out of range."""
+
+
+class DataError(MolvaeError):
+    """A dataset could not be built (e.g. nothing left after filtering)."""
