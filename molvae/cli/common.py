@@ -1,0 +1,35 @@
+"""Helpers shared by the subcommands: model loading, atomic table output."""
+
+from __future__ import annotations
+
+import argparse
+import io
+from pathlib import Path
+
+import pandas as pd
+
+from molvae.checkpoint import atomic_write, atomic_write_text
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="model directory (written by `molvae train`)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
+                        help="inference precision (bf16 is faster on AMX CPUs and GPUs)")
+
+
+def load_model(args: argparse.Namespace):
+    from molvae.model import MolVAE
+
+    return MolVAE.load(args.model, device=args.device, precision=args.precision)
+
+
+def write_table(df: pd.DataFrame, path: str | Path) -> None:
+    """Write a CSV (or .parquet) atomically."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        atomic_write(path, buf.getvalue())
+    else:
+        atomic_write_text(path, df.to_csv(index=False))

@@ -1,0 +1,94 @@
+"""``molvae train``: train a VAE on MOSES or a molecule file, or resume a run."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+
+from molvae.model import ModelConfig
+from molvae.training import TrainConfig, Trainer, TrainingInterrupted
+
+log = logging.getLogger(__name__)
+
+# (flag, TrainConfig field, type, help); defaults come from TrainConfig so they live in one place.
+_TRAIN_OPTIONS = [
+    ("--data", "data", str, "'moses' (ZINC subset from the molsets wheel) or a .smi/.csv/.tsv/.txt(.gz)/.parquet file"),
+    ("--smiles-column", "smiles_column", str, "column holding SMILES in .csv/.tsv/.parquet (default: a column named smiles)"),
+    ("--representation", "representation", str, "smiles or selfies"),
+    ("--limit", "limit", int, "use only the first N records"),
+    ("--max-tokens", "max_tokens", int, "drop molecules longer than this many tokens (incl. BOS/EOS)"),
+    ("--val-fraction", "val_fraction", float, "fraction held out for validation"),
+    ("--epochs", "epochs", int, "number of epochs"),
+    ("--batch-size", "batch_size", int, "molecules per batch"),
+    ("--lr", "lr", float, "peak learning rate (AdamW)"),
+    ("--lr-schedule", "lr_schedule", str, "constant or cosine (after warm-up)"),
+    ("--weight-decay", "weight_decay", float, "AdamW weight decay"),
+    ("--grad-clip", "grad_clip", float, "gradient norm clip"),
+    ("--kl-schedule", "kl_schedule", str, "linear, cyclical or constant"),
+    ("--kl-weight", "kl_weight", float, "final KL weight beta"),
+    ("--kl-warmup-epochs", "kl_warmup_epochs", float, "epochs of linear KL annealing"),
+    ("--kl-cycles", "kl_cycles", int, "number of cycles for the cyclical schedule"),
+    ("--free-bits", "free_bits", float, "minimum KL per latent dimension (nats)"),
+    ("--word-dropout", "word_dropout", float, "probability of hiding a teacher-forced token"),
+    ("--precision", "precision", str, "auto, bf16 or fp32 (auto: bf16 on CUDA and AMX/AVX512-BF16 CPUs)"),
+    ("--device", "device", str, "auto, cpu, cuda, cuda:N"),
+    ("--seed", "seed", int, "random seed (data split, init, batch order)"),
+    ("--val-recon-n", "val_recon_n", int, "validation molecules decoded each epoch for exact reconstruction"),
+    ("--val-sample-n", "val_sample_n", int, "prior samples drawn each epoch for validity/uniqueness"),
+    ("--early-stopping", "early_stopping_patience", int, "stop after N epochs without validation improvement"),
+    ("--checkpoint-minutes", "checkpoint_minutes", float, "also checkpoint mid-epoch every N minutes"),
+]
+_MODEL_OPTIONS = [
+    ("--embedding-dim", "embedding_dim", int),
+    ("--encoder-hidden", "encoder_hidden", int),
+    ("--encoder-layers", "encoder_layers", int),
+    ("--latent-dim", "latent_dim", int),
+    ("--decoder-hidden", "decoder_hidden", int),
+    ("--decoder-layers", "decoder_layers", int),
+    ("--encoder-dropout", "encoder_dropout", float),
+    ("--decoder-dropout", "decoder_dropout", float),
+]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a VAE (or resume one)", description=__doc__,
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", required=True, help="run directory (checkpoints, config, metrics)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    defaults = TrainConfig()
+    for flag, field, typ, help_ in _TRAIN_OPTIONS:
+        p.add_argument(flag, dest=field, type=typ, default=None, help=f"{help_} (default: {getattr(defaults, field)})")
+    model_defaults = ModelConfig(vocab_size=5)
+    group = p.add_argument_group("model architecture")
+    for flag, field, typ in _MODEL_OPTIONS:
+        group.add_argument(flag, dest=field, type=typ, default=None, help=f"default: {getattr(model_defaults, field)}")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    given = {f: getattr(args, f) for _, f, *_ in _TRAIN_OPTIONS if getattr(args, f) is not None}
+    model = {f: getattr(args, f) for _, f, _ in _MODEL_OPTIONS if getattr(args, f) is not None}
+    if args.resume:
+        ignored = sorted(set(given) - {"epochs"}) + sorted(model)
+        if ignored:
+            log.warning("--resume uses the run's saved configuration; ignoring %s", ", ".join(ignored))
+        trainer = Trainer(args.out, resume=True, epochs_override=given.get("epochs"))
+        trainer.cfg.progress = not args.no_progress
+    else:
+        cfg = dataclasses.replace(TrainConfig(), **given, progress=not args.no_progress)
+        trainer = Trainer(args.out, cfg, model)
+    try:
+        history = trainer.fit()
+    except TrainingInterrupted as exc:
+        print(f"molvae train: {exc}", file=sys.stderr)
+        return 130
+    last = history[-1] if history else {}
+    print(f"trained {trainer.model_config.to_dict()} -> {args.out}")
+    if last:
+        keys = ("epoch", "train_loss", "val_loss", "val_token_acc", "val_exact_recon", "prior_validity", "train_mol_per_s")
+        print("final: " + ", ".join(f"{k}={last[k]:.4g}" if isinstance(last.get(k), float) else f"{k}={last.get(k)}"
+                                    for k in keys if k in last))
+    return 0

@@ -1,0 +1,494 @@
+"""The GRU sequence VAE: configuration, network, batched decoding and the user-facing :class:`MolVAE`.
+
+Encoder: token embedding → bidirectional GRU (packed, so padding is never read)
+→ μ, log σ². Decoder: GRU whose initial hidden state is a projection of z and
+whose every input step is ``[embedding(token), z]`` (z at every step keeps the
+decoder from ignoring the latent). Decoding is batched and drops sequences from
+the batch as soon as they emit EOS.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from molvae.checkpoint import load_weights, read_json, save_weights, write_json
+from molvae.errors import ConfigError, InvalidMoleculeError, ModelLoadError, MolvaeError
+from molvae.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocabulary, get_tokenizer
+
+log = logging.getLogger(__name__)
+
+Strategy = Literal["greedy", "sample", "beam"]
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+VOCAB_FILE = "vocab.json"
+
+
+# ------------------------------------------------------------------------- config
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of the VAE; saved as JSON beside every set of weights."""
+
+    vocab_size: int
+    representation: str = "smiles"
+    embedding_dim: int = 64
+    encoder_hidden: int = 256
+    encoder_layers: int = 1
+    latent_dim: int = 128
+    decoder_hidden: int = 512
+    decoder_layers: int = 3
+    encoder_dropout: float = 0.0
+    decoder_dropout: float = 0.0
+    max_length: int = 120  # tokens including BOS/EOS; bounds decoding
+
+    def validate(self) -> "ModelConfig":
+        ints = ("vocab_size", "embedding_dim", "encoder_hidden", "encoder_layers", "latent_dim",
+                "decoder_hidden", "decoder_layers", "max_length")
+        for name in ints:
+            value = getattr(self, name)
+            _check(isinstance(value, int) and not isinstance(value, bool) and value > 0,
+                   f"model config: {name} must be a positive integer, got {value!r}")
+        _check(self.vocab_size > 4, f"model config: vocab_size must exceed the 4 special tokens, got {self.vocab_size}")
+        _check(self.max_length >= 3, f"model config: max_length must be >= 3, got {self.max_length}")
+        for name in ("encoder_dropout", "decoder_dropout"):
+            value = getattr(self, name)
+            _check(isinstance(value, (int, float)) and 0.0 <= value < 1.0,
+                   f"model config: {name} must be in [0, 1), got {value!r}")
+        _check(self.representation in ("smiles", "selfies"),
+               f"model config: representation must be 'smiles' or 'selfies', got {self.representation!r}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "ModelConfig":
+        if not isinstance(data, dict):
+            raise ConfigError("model config must be a JSON object")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"model config: unknown fields {unknown}")
+        if "vocab_size" not in data:
+            raise ConfigError("model config: vocab_size missing")
+        return cls(**data).validate()
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``auto`` → CUDA when present, else CPU."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown device {device!r}: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' requested but no CUDA GPU is available (use --device cpu or auto)")
+    return dev
+
+
+def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """Compute dtype for ``fp32``/``bf16``/``auto`` (bf16 on CUDA and on CPUs with native bf16)."""
+    if precision == "fp32":
+        return torch.float32
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        if device.type == "cpu" and cpu_has_fast_bf16():
+            return torch.bfloat16
+        return torch.float32
+    raise ConfigError(f"unknown precision {precision!r}; choose auto, bf16 or fp32")
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True on CPUs with AMX or AVX512-BF16, where bf16 GEMMs beat fp32 severalfold."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+# ------------------------------------------------------------------------ network
+class SequenceVAE(nn.Module):
+    """Bidirectional-GRU encoder and z-conditioned GRU decoder over token ids."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        c = config
+        self.config = c
+        self.embedding = nn.Embedding(c.vocab_size, c.embedding_dim, padding_idx=PAD_ID)
+        self.encoder = nn.GRU(
+            c.embedding_dim, c.encoder_hidden, num_layers=c.encoder_layers, batch_first=True,
+            bidirectional=True, dropout=c.encoder_dropout if c.encoder_layers > 1 else 0.0,
+        )
+        self.to_mu = nn.Linear(2 * c.encoder_hidden, c.latent_dim)
+        self.to_logvar = nn.Linear(2 * c.encoder_hidden, c.latent_dim)
+        self.z_to_hidden = nn.Linear(c.latent_dim, c.decoder_layers * c.decoder_hidden)
+        self.decoder = nn.GRU(
+            c.embedding_dim + c.latent_dim, c.decoder_hidden, num_layers=c.decoder_layers, batch_first=True,
+            dropout=c.decoder_dropout if c.decoder_layers > 1 else 0.0,
+        )
+        self.output = nn.Linear(c.decoder_hidden, c.vocab_size)
+
+    def encode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """μ and log σ² of q(z|x) for padded ``tokens`` [B, L] with true ``lengths`` [B]."""
+        emb = self.embedding(tokens)
+        packed = pack_padded_sequence(emb, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, h = self.encoder(packed)
+        h = torch.cat([h[-2], h[-1]], dim=-1)  # last layer, both directions
+        return self.to_mu(h), self.to_logvar(h)
+
+    def initial_hidden(self, z: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        h = torch.tanh(self.z_to_hidden(z.to(self.z_to_hidden.weight.dtype)))
+        return h.view(z.shape[0], c.decoder_layers, c.decoder_hidden).transpose(0, 1).contiguous()
+
+    def decode_logits(self, z: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced logits [B, L, V] for decoder ``inputs`` [B, L] (BOS-prefixed)."""
+        emb = self.embedding(inputs)
+        zs = z.to(emb.dtype).unsqueeze(1).expand(-1, inputs.shape[1], -1)
+        out, _ = self.decoder(torch.cat([emb, zs], dim=-1), self.initial_hidden(z))
+        return self.output(out)
+
+    def step(self, z: torch.Tensor, token: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One decoding step: logits [B, V] and the new hidden state."""
+        emb = self.embedding(token)
+        x = torch.cat([emb, z.to(emb.dtype)], dim=-1).unsqueeze(1)
+        out, hidden = self.decoder(x, hidden)
+        return self.output(out[:, 0]), hidden
+
+    def forward(
+        self, seq: torch.Tensor, lengths: torch.Tensor, word_dropout: float = 0.0, sample: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits, μ, log σ² for ``seq`` = ``BOS x.. EOS PAD..`` with lengths n+2."""
+        mu, logvar = self.encode(seq[:, 1:], lengths - 1)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
+        inputs = seq[:, :-1]
+        if word_dropout > 0 and self.training:
+            # Bowman et al. 2016: hide some teacher-forced tokens so the decoder
+            # has to rely on z instead of only on the previous token.
+            drop = (torch.rand(inputs.shape, device=inputs.device) < word_dropout) & (inputs != PAD_ID) & (inputs != BOS_ID)
+            inputs = inputs.masked_fill(drop, UNK_ID)
+        return self.decode_logits(z, inputs), mu, logvar
+
+
+def cast_parameters(module: nn.Module, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Differentiable low-precision copies of the float parameters (fp32 master weights stay)."""
+    return {k: v.to(dtype) for k, v in module.named_parameters()}
+
+
+def run_in_precision(module: nn.Module, dtype: torch.dtype, method: str, *args: Any, **kwargs: Any) -> Any:
+    """Call ``module.method`` with its weights cast to ``dtype``; gradients reach the fp32 weights.
+
+    Autocast is not used because on CPU it leaves ``nn.GRU`` in fp32 and runs it
+    about 10× slower than with bf16 weights (measured in scripts/bench_train.py).
+    """
+    if dtype == torch.float32:
+        return getattr(module, method)(*args, **kwargs)
+    params = cast_parameters(module, dtype)
+    bound = _MethodCaller(module, method)
+    return functional_call(bound, {f"module.{k}": v for k, v in params.items()}, args, kwargs)
+
+
+class _MethodCaller(nn.Module):
+    """Lets :func:`torch.func.functional_call` call a method other than ``forward``."""
+
+    def __init__(self, module: nn.Module, method: str):
+        super().__init__()
+        self.module = module
+        self.method = method
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self.module, self.method)(*args, **kwargs)
+
+
+def vae_loss(
+    logits: torch.Tensor, targets: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, beta: float, free_bits: float = 0.0
+) -> dict[str, torch.Tensor]:
+    """Reconstruction (nats per molecule) + β·KL; free bits floor the KL per latent dimension."""
+    batch = targets.shape[0]
+    recon = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=PAD_ID, reduction="sum") / batch
+    mu, logvar = mu.float(), logvar.float()
+    kl_dims = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).mean(0)  # per dimension, batch mean
+    kl = kl_dims.sum()
+    kl_term = torch.clamp(kl_dims, min=free_bits).sum() if free_bits > 0 else kl
+    return {"loss": recon + beta * kl_term, "recon": recon, "kl": kl}
+
+
+# ----------------------------------------------------------------------- decoding
+@torch.no_grad()
+def generate(
+    net: SequenceVAE,
+    z: torch.Tensor,
+    strategy: Strategy = "greedy",
+    temperature: float = 1.0,
+    max_length: int | None = None,
+    beam_width: int = 5,
+    generator: torch.Generator | None = None,
+) -> np.ndarray:
+    """Token ids [B, max_length] (PAD after EOS) decoded from latents ``z`` [B, D]."""
+    max_length = max_length or net.config.max_length
+    if strategy == "beam":
+        return _beam_search(net, z, beam_width, max_length)
+    if strategy not in ("greedy", "sample"):
+        raise ConfigError(f"unknown decoding strategy {strategy!r}; choose greedy, sample or beam")
+    if strategy == "sample" and not temperature > 0:
+        raise ConfigError(f"temperature must be > 0, got {temperature}")
+    batch = z.shape[0]
+    out = torch.full((batch, max_length), PAD_ID, dtype=torch.long)
+    active = torch.arange(batch)
+    hidden = net.initial_hidden(z)
+    token = torch.full((batch,), BOS_ID, dtype=torch.long, device=z.device)
+    for t in range(max_length - 1):
+        logits, hidden = net.step(z, token, hidden)
+        logits = logits.float()
+        if strategy == "greedy":
+            token = logits.argmax(-1)
+        else:
+            probs = torch.softmax(logits / temperature, dim=-1)
+            token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        out[active, t] = token.cpu()
+        running = token != EOS_ID
+        if not bool(running.all()):
+            # Drop finished rows so later steps only compute what is still being written.
+            keep = running.nonzero().squeeze(1)
+            if keep.numel() == 0:
+                break
+            active = active[keep.cpu()]
+            hidden, z, token = hidden[:, keep], z[keep], token[keep]
+    return out.numpy()
+
+
+def _beam_search(net: SequenceVAE, z: torch.Tensor, width: int, max_length: int) -> np.ndarray:
+    """Beam search; returns the highest log-probability finished sequence per latent."""
+    if width < 1:
+        raise ConfigError(f"beam width must be >= 1, got {width}")
+    batch, device = z.shape[0], z.device
+    vocab = net.config.vocab_size
+    zb = z.repeat_interleave(width, 0)
+    hidden = net.initial_hidden(zb)
+    token = torch.full((batch * width,), BOS_ID, dtype=torch.long, device=device)
+    scores = torch.full((batch, width), -math.inf, device=device)
+    scores[:, 0] = 0.0
+    seqs = torch.full((batch * width, max_length), PAD_ID, dtype=torch.long, device=device)
+    finished = torch.zeros(batch * width, dtype=torch.bool, device=device)
+    for t in range(max_length - 1):
+        logits, hidden = net.step(zb, token, hidden)
+        logp = torch.log_softmax(logits.float(), -1)
+        # A finished beam only extends with PAD at no cost, so it keeps its score.
+        logp[finished] = -math.inf
+        logp[finished, PAD_ID] = 0.0
+        cand = (scores.view(-1, 1) + logp).view(batch, width * vocab)
+        scores, idx = cand.topk(width, dim=-1)
+        beam = idx // vocab + torch.arange(batch, device=device).unsqueeze(1) * width
+        token = (idx % vocab).view(-1)
+        beam = beam.view(-1)
+        seqs, hidden, finished = seqs[beam], hidden[:, beam], finished[beam]
+        seqs[:, t] = token
+        finished = finished | (token == EOS_ID)
+        if bool(finished.all()):
+            break
+    best = scores.argmax(-1) + torch.arange(batch, device=device) * width
+    return seqs[best].cpu().numpy()
+
+
+# ------------------------------------------------------------------- user-facing
+class MolVAE:
+    """A trained VAE with its vocabulary: SMILES in, latents out, SMILES back.
+
+    >>> model = MolVAE.load("runs/zinc-smiles")
+    >>> z = model.encode(["CCO", "c1ccccc1"])
+    >>> model.decode(z)
+    """
+
+    def __init__(self, net: SequenceVAE, vocab: Vocabulary, device: str | torch.device | None = "auto",
+                 precision: str = "fp32"):
+        if len(vocab) != net.config.vocab_size:
+            raise ModelLoadError(f"vocabulary has {len(vocab)} tokens but the model expects {net.config.vocab_size}")
+        self.device = resolve_device(device)
+        self.net = net.to(self.device).eval()
+        self.vocab = vocab
+        self.config = net.config
+        self.tokenizer = get_tokenizer(net.config.representation)
+        self.dtype = resolve_dtype(precision, self.device)
+        self._infer_net: SequenceVAE | None = None
+
+    # ---- persistence
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device | None = "auto", precision: str = "fp32") -> "MolVAE":
+        """Load a model directory (config.json, vocab.json, model.safetensors)."""
+        path = Path(path)
+        if not path.exists():
+            raise ModelLoadError(f"{path}: model directory not found")
+        if not path.is_dir():
+            raise ModelLoadError(f"{path}: expected a model directory (with {CONFIG_FILE}, {VOCAB_FILE}, {WEIGHTS_FILE})")
+        raw = read_json(path / CONFIG_FILE, "model config")
+        model_cfg = raw.get("model") if isinstance(raw, dict) else None
+        if model_cfg is None:
+            raise ModelLoadError(f"{path / CONFIG_FILE}: no 'model' section")
+        try:
+            config = ModelConfig.from_dict(model_cfg)
+            vocab = Vocabulary.from_dict(read_json(path / VOCAB_FILE, "vocabulary"))
+        except ConfigError as exc:
+            raise ModelLoadError(f"{path}: {exc}") from None
+        if len(vocab) != config.vocab_size:
+            raise ModelLoadError(
+                f"{path}: vocabulary mismatch: {VOCAB_FILE} has {len(vocab)} tokens, {CONFIG_FILE} says vocab_size={config.vocab_size}"
+            )
+        net = SequenceVAE(config)
+        state = load_weights(path / WEIGHTS_FILE)
+        expected = net.state_dict()
+        missing = sorted(set(expected) - set(state))
+        extra = sorted(set(state) - set(expected))
+        if missing or extra:
+            raise ModelLoadError(f"{path / WEIGHTS_FILE}: weights do not match the config (missing {missing[:3]}, unexpected {extra[:3]})")
+        for key, tensor in state.items():
+            if tensor.shape != expected[key].shape:
+                raise ModelLoadError(
+                    f"{path / WEIGHTS_FILE}: {key} has shape {tuple(tensor.shape)}, config implies {tuple(expected[key].shape)}"
+                )
+            if not torch.isfinite(tensor.float()).all():
+                raise ModelLoadError(f"{path / WEIGHTS_FILE}: {key} contains NaN/Inf")
+        net.load_state_dict({k: v.float() for k, v in state.items()})
+        return cls(net, vocab, device=device, precision=precision)
+
+    def save(self, path: str | Path, extra_config: dict[str, Any] | None = None) -> None:
+        """Write weights (safetensors), config.json and vocab.json atomically."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        write_json(path / VOCAB_FILE, self.vocab.to_dict())
+        write_json(path / CONFIG_FILE, {"model": self.config.to_dict(), **(extra_config or {})})
+        save_weights(path / WEIGHTS_FILE, self.net.state_dict())
+
+    # ---- inference helpers
+    def _inference_net(self) -> SequenceVAE:
+        if self.dtype == torch.float32:
+            return self.net
+        if self._infer_net is None:
+            import copy
+
+            self._infer_net = copy.deepcopy(self.net).to(self.dtype).eval()
+        return self._infer_net
+
+    def token_ids(self, smiles: str) -> list[int]:
+        """Canonicalize one SMILES and map it to token ids (raises on bad input)."""
+        from molvae.chemistry import canonicalize
+
+        canonical = canonicalize(smiles) if isinstance(smiles, str) else None
+        if canonical is None:
+            raise InvalidMoleculeError(f"invalid SMILES {smiles!r} (RDKit cannot parse it)")
+        tokens = self.tokenizer.tokenize(self.tokenizer.from_smiles(canonical))
+        return self.vocab.encode(tokens, molecule=smiles)
+
+    def encode(
+        self, smiles: Sequence[str], sample: bool = False, batch_size: int = 512, errors: str = "raise",
+        generator: torch.Generator | None = None,
+    ) -> np.ndarray:
+        """Latent codes [N, D] (float32): the posterior mean, or a sample with ``sample=True``.
+
+        ``errors="raise"`` stops at the first invalid molecule or unknown token with
+        an error naming it; ``errors="nan"`` gives NaN rows for those instead.
+        """
+        if isinstance(smiles, str):
+            raise TypeError("encode expects a list of SMILES, not a single string")
+        if errors not in ("raise", "nan"):
+            raise ConfigError(f"errors must be 'raise' or 'nan', got {errors!r}")
+        ids: list[list[int] | None] = []
+        for s in smiles:
+            try:
+                ids.append(self.token_ids(s))
+            except MolvaeError:
+                if errors == "raise":
+                    raise
+                ids.append(None)
+        return self.encode_ids(ids, sample=sample, batch_size=batch_size, generator=generator)
+
+    @torch.no_grad()
+    def encode_ids(self, ids: Sequence[list[int] | None], sample: bool = False, batch_size: int = 512,
+                   generator: torch.Generator | None = None) -> np.ndarray:
+        """Encode already-tokenized molecules (None → NaN row); batches sorted by length."""
+        out = np.full((len(ids), self.config.latent_dim), np.nan, dtype=np.float32)
+        good = [i for i, x in enumerate(ids) if x is not None]
+        good.sort(key=lambda i: len(ids[i]))
+        net = self._inference_net()
+        for start in range(0, len(good), batch_size):
+            chunk = good[start : start + batch_size]
+            lengths = torch.tensor([len(ids[i]) + 1 for i in chunk])
+            tokens = torch.full((len(chunk), int(lengths.max())), PAD_ID, dtype=torch.long)
+            for row, i in enumerate(chunk):
+                tokens[row, : len(ids[i])] = torch.tensor(ids[i])
+                tokens[row, len(ids[i])] = EOS_ID
+            mu, logvar = net.encode(tokens.to(self.device), lengths)
+            z = mu.float()
+            if sample:
+                noise = torch.randn(z.shape, generator=generator, device="cpu").to(self.device)
+                z = z + noise * torch.exp(0.5 * logvar.float())
+            out[chunk] = z.cpu().numpy()
+        return out
+
+    @torch.no_grad()
+    def decode(
+        self, z: np.ndarray | torch.Tensor, strategy: Strategy = "greedy", temperature: float = 1.0,
+        beam_width: int = 5, batch_size: int = 1024, max_length: int | None = None, seed: int | None = None,
+    ) -> list[str]:
+        """Decode latents [N, D] to SMILES strings (empty string when nothing valid came out for SELFIES).
+
+        Strings are returned as generated, not validated: pass them to
+        :mod:`molvae.chemistry` to check validity.
+        """
+        z = torch.as_tensor(np.asarray(z, dtype=np.float32) if not isinstance(z, torch.Tensor) else z).float()
+        if z.ndim != 2 or z.shape[1] != self.config.latent_dim:
+            raise ConfigError(f"latents must have shape [N, {self.config.latent_dim}], got {tuple(z.shape)}")
+        generator = torch.Generator(device=self.device.type).manual_seed(seed) if seed is not None else None
+        net = self._inference_net()
+        strings: list[str] = []
+        for start in range(0, z.shape[0], batch_size):
+            chunk = z[start : start + batch_size].to(self.device, self.dtype)
+            ids = generate(net, chunk, strategy, temperature, max_length, beam_width, generator)
+            strings.extend(self.ids_to_smiles(ids))
+        return strings
+
+    def ids_to_smiles(self, ids: np.ndarray) -> list[str]:
+        tokenizer = self.tokenizer
+        return [tokenizer.to_smiles(tokenizer.detokenize(toks)) for toks in self.vocab.decode_batch(ids)]
+
+    def sample(self, n: int, strategy: Strategy = "sample", temperature: float = 1.0, seed: int | None = None,
+               batch_size: int = 1024) -> list[str]:
+        """Draw ``n`` latents from the prior N(0, I) and decode them."""
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        z = torch.randn(n, self.config.latent_dim, generator=gen)
+        return self.decode(z, strategy=strategy, temperature=temperature, seed=seed, batch_size=batch_size)
+
+    def reconstruct(self, smiles: Sequence[str], strategy: Strategy = "greedy", errors: str = "raise") -> list[str | None]:
+        """Encode (posterior mean) and decode back; None for inputs that could not be encoded."""
+        z = self.encode(smiles, errors=errors)
+        ok = ~np.isnan(z).any(axis=1)
+        decoded = self.decode(z[ok], strategy=strategy) if ok.any() else []
+        it = iter(decoded)
+        return [next(it) if good else None for good in ok]
+
+    @property
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.net.parameters())

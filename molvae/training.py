@@ -1,0 +1,491 @@
+"""Training: configuration, KL/LR schedules, the training loop, checkpoints and resume.
+
+A run directory holds ``config.json`` (model, training and data configuration),
+``vocab.json``, ``model.safetensors`` (latest epoch-end weights, what
+:meth:`MolVAE.load` reads), ``resume.pt`` (optimizer, RNG and position, read with
+``weights_only=True``), ``metrics.csv`` (one row per epoch), ``data_summary.json``
+and ``run_info.json`` (package versions, git commit). Every file is written
+atomically. The batch order of an epoch is a pure function of (seed, epoch), and
+LR and β are pure functions of the global step, so a resumed run continues
+exactly where the checkpoint was taken.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import logging
+import math
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from molvae.checkpoint import (
+    atomic_write_text,
+    environment_info,
+    load_state,
+    read_json,
+    save_state,
+    write_json,
+)
+from molvae.data import (
+    TokenizedData,
+    collate,
+    length_bucketed_batches,
+    load_dataset,
+    train_val_split,
+)
+from molvae.errors import ConfigError, MolvaeError
+from molvae.model import (
+    CONFIG_FILE,
+    VOCAB_FILE,
+    MolVAE,
+    ModelConfig,
+    SequenceVAE,
+    resolve_device,
+    resolve_dtype,
+    run_in_precision,
+    vae_loss,
+)
+from molvae.tokenizers import Vocabulary
+
+log = logging.getLogger(__name__)
+
+RESUME_FILE = "resume.pt"
+METRICS_FILE = "metrics.csv"
+# Consecutive non-finite steps after which training stops instead of skipping.
+MAX_CONSECUTIVE_BAD_STEPS = 20
+
+
+class TrainingInterrupted(MolvaeError):
+    """SIGINT/SIGTERM arrived; a checkpoint was written and the run can be resumed."""
+
+
+class TrainingDiverged(MolvaeError):
+    """Loss or gradients stayed NaN/Inf; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything about a training run except the architecture."""
+
+    data: str = "moses"
+    smiles_column: str | None = None
+    representation: str = "smiles"
+    limit: int | None = None
+    max_tokens: int = 120
+    val_fraction: float = 0.05
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 1e-3
+    lr_schedule: str = "cosine"  # constant | cosine (after linear warm-up)
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.05
+    weight_decay: float = 1e-4
+    grad_clip: float = 5.0
+    kl_schedule: str = "linear"  # linear | cyclical | constant
+    kl_weight: float = 0.5  # β at the end of annealing
+    kl_warmup_epochs: float = 2.0  # linear: epochs to reach kl_weight
+    kl_cycles: int = 4  # cyclical: cycles over the run (Fu et al. 2019)
+    free_bits: float = 0.0  # nats per latent dimension (Kingma et al. 2016)
+    word_dropout: float = 0.0
+    precision: str = "auto"  # auto | bf16 | fp32
+    device: str = "auto"
+    seed: int = 0
+    val_max: int = 10_000  # molecules used for validation loss/accuracy
+    val_recon_n: int = 500
+    val_sample_n: int = 500
+    early_stopping_patience: int | None = None
+    checkpoint_minutes: float = 10.0
+    progress: bool = True
+
+    def validate(self) -> "TrainConfig":
+        def positive_int(name: str) -> None:
+            v = getattr(self, name)
+            if not (isinstance(v, int) and not isinstance(v, bool) and v > 0):
+                raise ConfigError(f"training config: {name} must be a positive integer, got {v!r}")
+
+        for name in ("epochs", "batch_size", "max_tokens", "kl_cycles"):
+            positive_int(name)
+        for name in ("warmup_steps", "val_max", "val_recon_n", "val_sample_n"):
+            v = getattr(self, name)
+            if not (isinstance(v, int) and v >= 0):
+                raise ConfigError(f"training config: {name} must be a non-negative integer, got {v!r}")
+        if self.limit is not None and not (isinstance(self.limit, int) and self.limit > 0):
+            raise ConfigError(f"training config: limit must be a positive integer, got {self.limit!r}")
+        checks = [
+            ("lr", self.lr > 0),
+            ("val_fraction", 0 <= self.val_fraction < 1),
+            ("min_lr_ratio", 0 <= self.min_lr_ratio <= 1),
+            ("weight_decay", self.weight_decay >= 0),
+            ("grad_clip", self.grad_clip > 0),
+            ("kl_weight", self.kl_weight >= 0),
+            ("kl_warmup_epochs", self.kl_warmup_epochs >= 0),
+            ("free_bits", self.free_bits >= 0),
+            ("word_dropout", 0 <= self.word_dropout < 1),
+            ("checkpoint_minutes", self.checkpoint_minutes > 0),
+        ]
+        for name, ok in checks:
+            if not ok:
+                raise ConfigError(f"training config: {name} out of range: {getattr(self, name)!r}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ConfigError(f"training config: lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
+        if self.kl_schedule not in ("linear", "cyclical", "constant"):
+            raise ConfigError(f"training config: kl_schedule must be linear, cyclical or constant, got {self.kl_schedule!r}")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ConfigError(f"training config: precision must be auto, bf16 or fp32, got {self.precision!r}")
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            raise ConfigError("training config: early_stopping_patience must be >= 1")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "TrainConfig":
+        if not isinstance(data, dict):
+            raise ConfigError("training config must be a JSON object")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"training config: unknown fields {unknown}")
+        try:
+            return cls(**data).validate()
+        except TypeError as exc:  # comparisons on wrongly typed JSON values
+            raise ConfigError(f"training config: {exc}") from None
+
+
+# ---------------------------------------------------------------------- schedules
+def kl_beta(step: int, steps_per_epoch: int, total_steps: int, cfg: TrainConfig) -> float:
+    """β at a global step: linear warm-up, cyclical (ramp over the first half of each cycle) or constant."""
+    if cfg.kl_schedule == "constant":
+        return cfg.kl_weight
+    if cfg.kl_schedule == "linear":
+        warm = cfg.kl_warmup_epochs * steps_per_epoch
+        return cfg.kl_weight if warm <= 0 else cfg.kl_weight * min(1.0, step / warm)
+    cycle = max(1.0, total_steps / cfg.kl_cycles)
+    phase = (step % cycle) / cycle
+    return cfg.kl_weight * min(1.0, phase / 0.5)
+
+
+def learning_rate(step: int, total_steps: int, cfg: TrainConfig) -> float:
+    """LR at a global step: linear warm-up, then constant or cosine decay to min_lr_ratio·lr."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    span = max(1, total_steps - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+# ----------------------------------------------------------------------- training
+class _SignalFlag:
+    """Turns SIGINT/SIGTERM into a flag the loop checks between steps."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "_SignalFlag":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+def _batch_tensors(data: TokenizedData, index: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    seq, lengths = collate(data, index)
+    return torch.from_numpy(seq).to(device, non_blocking=True), torch.from_numpy(lengths)
+
+
+class Trainer:
+    """Trains a :class:`SequenceVAE` into a run directory; ``resume=True`` continues one."""
+
+    def __init__(
+        self,
+        out: str | Path,
+        train_config: TrainConfig | None = None,
+        model_config: dict[str, Any] | None = None,
+        resume: bool = False,
+        epochs_override: int | None = None,
+        on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+    ):
+        self.out = Path(out)
+        self.resume = resume
+        self.on_epoch_end = on_epoch_end
+        if resume:
+            if not (self.out / CONFIG_FILE).is_file():
+                raise MolvaeError(f"{self.out}: nothing to resume (no {CONFIG_FILE}); start a new run without --resume")
+            saved = read_json(self.out / CONFIG_FILE, "run config")
+            self.cfg = TrainConfig.from_dict(saved.get("training"))
+            self.model_overrides = saved["model"]
+            if epochs_override is not None:
+                self.cfg.epochs = epochs_override
+                self.cfg.validate()
+        else:
+            if (self.out / RESUME_FILE).exists() or (self.out / CONFIG_FILE).exists():
+                raise MolvaeError(
+                    f"{self.out} already holds a run; continue it with --resume or choose another --out"
+                )
+            self.cfg = (train_config or TrainConfig()).validate()
+            self.model_overrides = dict(model_config or {})
+        self.device = resolve_device(self.cfg.device)
+        self.dtype = resolve_dtype(self.cfg.precision, self.device)
+
+    # -- setup
+    def _load_data(self, vocab: Vocabulary | None) -> TokenizedData:
+        c = self.cfg
+        data, summary = load_dataset(
+            c.data, representation=c.representation, column=c.smiles_column, max_tokens=c.max_tokens,
+            limit=c.limit, vocab=vocab,
+        )
+        log.info(summary.format())
+        write_json(self.out / "data_summary.json", summary.to_dict())
+        self.summary = summary
+        return data
+
+    def _build(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        vocab = None
+        if self.resume:
+            vocab = Vocabulary.from_dict(read_json(self.out / VOCAB_FILE, "vocabulary"))
+        data = self._load_data(vocab)
+        self.vocab = data.vocab
+        model_dict = {**self.model_overrides, "vocab_size": len(self.vocab), "representation": self.cfg.representation}
+        model_dict.setdefault("max_length", self.cfg.max_tokens)
+        self.model_config = ModelConfig.from_dict(model_dict)
+        train_idx, val_idx = train_val_split(len(data), self.cfg.val_fraction, self.cfg.seed)
+        self.train_data = data.subset(train_idx)
+        self.val_data = data.subset(val_idx)
+        self.all_smiles = set(data.smiles)
+        torch.manual_seed(self.cfg.seed)
+        self.net = SequenceVAE(self.model_config).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        self.steps_per_epoch = math.ceil(len(self.train_data) / self.cfg.batch_size)
+        self.total_steps = self.steps_per_epoch * self.cfg.epochs
+        self.state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_val": math.inf, "bad_epochs": 0,
+                      "skipped_steps": 0, "history": [], "elapsed": 0.0}
+        if not self.resume:
+            write_json(self.out / VOCAB_FILE, self.vocab.to_dict())
+            write_json(self.out / CONFIG_FILE, {"model": self.model_config.to_dict(), "training": self.cfg.to_dict()})
+            write_json(self.out / "run_info.json", environment_info())
+        elif (self.out / RESUME_FILE).is_file():
+            self._restore(load_state(self.out / RESUME_FILE))
+        else:
+            log.warning("%s: no %s yet; starting this run from the beginning", self.out, RESUME_FILE)
+        if self.resume and self.cfg.epochs != read_json(self.out / CONFIG_FILE)["training"]["epochs"]:
+            write_json(self.out / CONFIG_FILE, {"model": self.model_config.to_dict(), "training": self.cfg.to_dict()})
+
+    def _restore(self, saved: dict[str, Any]) -> None:
+        self.net.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        torch.set_rng_state(saved["torch_rng"])
+        self.state = saved["state"]
+        log.info("resumed from %s: epoch %d, step %d of %d", self.out / RESUME_FILE, self.state["epoch"] + 1,
+                 self.state["step_in_epoch"], self.steps_per_epoch)
+
+    def _checkpoint(self) -> None:
+        save_state(self.out / RESUME_FILE, {
+            "model": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "state": self.state,
+        })
+
+    # -- loop
+    def fit(self) -> list[dict[str, Any]]:
+        """Train to the configured number of epochs (or early stop); returns the metrics history."""
+        self._build()
+        cfg = self.cfg
+        with _SignalFlag() as flag:
+            while self.state["epoch"] < cfg.epochs:
+                stopped = self._train_epoch(flag)
+                if stopped:
+                    self._checkpoint()
+                    raise TrainingInterrupted(
+                        f"interrupted by signal {flag.received}; checkpoint saved in {self.out} at epoch "
+                        f"{self.state['epoch'] + 1} step {self.state['step_in_epoch']}; continue with --resume"
+                    )
+                row = self._end_epoch()
+                if self.on_epoch_end is not None:
+                    self.on_epoch_end(row)
+                if cfg.early_stopping_patience and self.state["bad_epochs"] >= cfg.early_stopping_patience:
+                    log.info("early stopping: validation loss did not improve for %d epochs", self.state["bad_epochs"])
+                    break
+        return self.state["history"]
+
+    def _train_epoch(self, flag: _SignalFlag) -> bool:
+        cfg, st = self.cfg, self.state
+        batches = length_bucketed_batches(self.train_data.lengths, cfg.batch_size, cfg.seed, st["epoch"])
+        self.net.train()
+        sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0, "n": 0}
+        epoch_start = time.perf_counter()
+        last_ckpt = time.monotonic()
+        bad_run = 0
+        bar = tqdm(total=len(batches), initial=st["step_in_epoch"], desc=f"epoch {st['epoch'] + 1}/{cfg.epochs}",
+                   disable=not cfg.progress, leave=False, dynamic_ncols=True)
+        n_mol = 0
+        for index in batches[st["step_in_epoch"] :]:
+            seq, lengths = _batch_tensors(self.train_data, index, self.device)
+            beta = kl_beta(st["global_step"], self.steps_per_epoch, self.total_steps, cfg)
+            lr = learning_rate(st["global_step"], self.total_steps, cfg)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            logits, mu, logvar = run_in_precision(self.net, self.dtype, "forward", seq, lengths, cfg.word_dropout)
+            losses = vae_loss(logits, seq[:, 1:], mu, logvar, beta, cfg.free_bits)
+            self.optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
+            if not (torch.isfinite(losses["loss"]) and torch.isfinite(grad_norm)):
+                st["skipped_steps"] += 1
+                bad_run += 1
+                self.optimizer.zero_grad(set_to_none=True)
+                if bad_run >= MAX_CONSECUTIVE_BAD_STEPS:
+                    raise TrainingDiverged(
+                        f"loss/gradients were NaN or Inf for {bad_run} consecutive steps (epoch {st['epoch'] + 1}); "
+                        f"the last good checkpoint in {self.out} is kept; lower --lr or raise --grad-clip"
+                    )
+            else:
+                bad_run = 0
+                self.optimizer.step()
+                b = len(index)
+                sums["loss"] += losses["loss"].item() * b
+                sums["recon"] += losses["recon"].item() * b
+                sums["kl"] += losses["kl"].item() * b
+                sums["n"] += b
+            n_mol += len(index)
+            st["global_step"] += 1
+            st["step_in_epoch"] += 1
+            rate = n_mol / max(1e-9, time.perf_counter() - epoch_start)
+            bar.update(1)
+            if st["global_step"] % 10 == 0:
+                bar.set_postfix(loss=f"{losses['loss'].item():.2f}", kl=f"{losses['kl'].item():.1f}",
+                                beta=f"{beta:.3f}", mol_s=f"{rate:.0f}")
+            if flag.received is not None:
+                bar.close()
+                return True
+            if time.monotonic() - last_ckpt > cfg.checkpoint_minutes * 60:
+                self._checkpoint()
+                last_ckpt = time.monotonic()
+        bar.close()
+        elapsed = time.perf_counter() - epoch_start
+        st["elapsed"] += elapsed
+        n = max(1, sums["n"])
+        self._epoch_train = {
+            "train_loss": sums["loss"] / n, "train_recon": sums["recon"] / n, "train_kl": sums["kl"] / n,
+            "beta": kl_beta(st["global_step"], self.steps_per_epoch, self.total_steps, cfg),
+            "lr": learning_rate(max(0, st["global_step"] - 1), self.total_steps, cfg),
+            "train_mol_per_s": n_mol / max(1e-9, elapsed),
+        }
+        return False
+
+    def _end_epoch(self) -> dict[str, Any]:
+        st = self.state
+        row: dict[str, Any] = {"epoch": st["epoch"] + 1, "step": st["global_step"], **self._epoch_train}
+        row.update(self.validate())
+        row["skipped_steps"] = st["skipped_steps"]
+        row["elapsed_s"] = st["elapsed"]
+        st["history"].append(row)
+        val = row.get("val_loss", row["train_loss"])
+        if val < st["best_val"] - 1e-6:
+            st["best_val"] = val
+            st["bad_epochs"] = 0
+        else:
+            st["bad_epochs"] += 1
+        st["epoch"] += 1
+        st["step_in_epoch"] = 0
+        # Inference weights first, then the resume state: a kill in between resumes
+        # from the previous epoch and rewrites both.
+        MolVAE(self.net, self.vocab, device=self.device).save(
+            self.out, {"training": self.cfg.to_dict()}
+        )
+        self._write_metrics()
+        self._checkpoint()
+        log.info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        return row
+
+    def _write_metrics(self) -> None:
+        history = self.state["history"]
+        fields: list[str] = []
+        for row in history:
+            fields.extend(k for k in row if k not in fields)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(history)
+        atomic_write_text(self.out / METRICS_FILE, buf.getvalue())
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Validation loss, token accuracy, exact reconstruction and prior-sample validity/uniqueness."""
+        from molvae.chemistry import canonicalize
+
+        cfg = self.cfg
+        self.net.eval()
+        out: dict[str, float] = {}
+        val = self.val_data
+        if len(val):
+            n = min(len(val), cfg.val_max)
+            sub = val.subset(np.arange(n))
+            totals = {"recon": 0.0, "kl": 0.0, "correct": 0, "tokens": 0}
+            beta = kl_beta(self.state["global_step"], self.steps_per_epoch, self.total_steps, cfg)
+            gen_state = torch.get_rng_state()
+            torch.manual_seed(cfg.seed + 7919)
+            for index in length_bucketed_batches(sub.lengths, cfg.batch_size, 0, 0, shuffle=False):
+                seq, lengths = _batch_tensors(sub, index, self.device)
+                logits, mu, logvar = run_in_precision(self.net, self.dtype, "forward", seq, lengths)
+                losses = vae_loss(logits, seq[:, 1:], mu, logvar, beta)
+                totals["recon"] += float(losses["recon"]) * len(index)
+                totals["kl"] += float(losses["kl"]) * len(index)
+                target = seq[:, 1:]
+                mask = target != 0
+                totals["correct"] += int(((logits.argmax(-1) == target) & mask).sum())
+                totals["tokens"] += int(mask.sum())
+            torch.set_rng_state(gen_state)  # validation must not shift the training RNG stream
+            out["val_recon"] = totals["recon"] / n
+            out["val_kl"] = totals["kl"] / n
+            out["val_loss"] = out["val_recon"] + beta * out["val_kl"]
+            out["val_token_acc"] = totals["correct"] / max(1, totals["tokens"])
+        model = MolVAE(self.net, self.vocab, device=self.device, precision="fp32")
+        if len(val) and cfg.val_recon_n:
+            m = min(len(val), cfg.val_recon_n)
+            ids = [list(map(int, val.ids[val.offsets[i] : val.offsets[i + 1]])) for i in range(m)]
+            z = model.encode_ids(ids)
+            decoded = model.decode(z, strategy="greedy")
+            hits = sum(canonicalize(d) == s for d, s in zip(decoded, val.smiles[:m]))
+            out["val_exact_recon"] = hits / m
+        if cfg.val_sample_n:
+            samples = model.sample(cfg.val_sample_n, seed=cfg.seed + self.state["epoch"])
+            canon = [canonicalize(s) for s in samples]
+            valid = [c for c in canon if c is not None]
+            out["prior_validity"] = len(valid) / len(samples)
+            out["prior_uniqueness"] = len(set(valid)) / len(valid) if valid else 0.0
+            out["prior_novelty"] = (sum(c not in self.all_smiles for c in set(valid)) / len(set(valid))) if valid else 0.0
+        self.net.train()
+        return out
+
+
+def train(out: str | Path, train_config: TrainConfig | None = None, model_config: dict[str, Any] | None = None,
+          resume: bool = False, epochs_override: int | None = None) -> MolVAE:
+    """Train (or resume) a run and return the trained model."""
+    trainer = Trainer(out, train_config, model_config, resume=resume, epochs_override=epochs_override)
+    trainer.fit()
+    return MolVAE(trainer.net.eval(), trainer.vocab, device=trainer.device)

@@ -1,0 +1,200 @@
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from molvae.data import (
+    DataSummary,
+    _gather_index,
+    collate,
+    length_bucketed_batches,
+    load_dataset,
+    moses_file,
+    prepare_molecules,
+    read_smiles,
+    remap_vocabulary,
+    train_val_split,
+)
+from molvae.errors import DataError, InputFileError
+from molvae.tokenizers import BOS_ID, EOS_ID, PAD_ID, SmilesTokenizer, Vocabulary
+from tests.conftest import DATA_DIR
+
+
+def test_moses_files_are_found_without_importing_moses() -> None:
+    import sys
+
+    for split in ("train", "test", "test_scaffolds"):
+        assert moses_file(split).is_file()
+    assert "moses" not in sys.modules
+    with pytest.raises(DataError, match="unknown MOSES split"):
+        moses_file("valid")
+
+
+def test_read_smi_with_header_and_blank_lines(tmp_path) -> None:
+    f = tmp_path / "a.smi"
+    f.write_text("SMILES name\nCCO ethanol\n\nc1ccccc1\n")
+    assert read_smiles(f) == ["CCO", "", "c1ccccc1"]
+
+
+def test_read_csv_tsv_gz_parquet(tmp_path) -> None:
+    df = pd.DataFrame({"id": [1, 2], "Smiles": ["CCO", "CCN"]})
+    df.to_csv(tmp_path / "a.csv", index=False)
+    df.to_csv(tmp_path / "a.tsv", sep="\t", index=False)
+    with gzip.open(tmp_path / "a.csv.gz", "wt") as fh:
+        df.to_csv(fh, index=False)
+    df.to_parquet(tmp_path / "a.parquet", index=False)
+    for name in ("a.csv", "a.tsv", "a.csv.gz", "a.parquet"):
+        assert read_smiles(tmp_path / name) == ["CCO", "CCN"], name
+    assert read_smiles(tmp_path / "a.csv", limit=1) == ["CCO"]
+
+
+def test_missing_column_names_columns_found(tmp_path) -> None:
+    f = tmp_path / "a.csv"
+    pd.DataFrame({"id": [1], "structure": ["CCO"]}).to_csv(f, index=False)
+    with pytest.raises(InputFileError, match="columns found: id, structure"):
+        read_smiles(f)
+    with pytest.raises(InputFileError, match="no column 'mol'"):
+        read_smiles(f, column="mol")
+    assert read_smiles(f, column="structure") == ["CCO"]
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("bad.csv.gz", b"SMILES\nCCO\n", "not gzip"),
+        ("latin.smi", b"CCO\n\xff\xfeC\n", "not UTF-8"),
+        ("empty.csv", b"", "empty"),
+        ("mol.sdf", b"x", "unsupported file type"),
+    ],
+)
+def test_bad_files_give_clear_errors(tmp_path, name, content, message) -> None:
+    f = tmp_path / name
+    f.write_bytes(content)
+    with pytest.raises(InputFileError, match=message):
+        read_smiles(f)
+
+
+def test_missing_file_and_directory(tmp_path) -> None:
+    with pytest.raises(InputFileError, match="no such file"):
+        read_smiles(tmp_path / "nope.smi")
+    with pytest.raises(InputFileError, match="is a directory"):
+        read_smiles(tmp_path)
+
+
+def test_messy_file_counts_every_drop() -> None:
+    lines = read_smiles(DATA_DIR / "messy.smi")
+    data, summary = prepare_molecules(lines, max_tokens=120, source="messy.smi", n_jobs=1)
+    assert summary.n_read == 9
+    assert summary.n_kept == 4
+    assert summary.dropped == {"empty": 2, "invalid": 2, "untokenizable": 0, "too_long": 1, "unknown_token": 0}
+    assert data.smiles == ["CCO", "c1ccccc1", "CC(=O)Oc1ccccc1C(=O)O", "CC[Xe]"]
+    text = summary.format()
+    assert "kept 4" in text and "dropped 2: empty line" in text and "dropped 1: longer than max tokens" in text
+
+
+def test_given_vocabulary_drops_and_counts_unknown_tokens() -> None:
+    vocab = Vocabulary.build(SmilesTokenizer().tokenize(s) for s in ["CCO", "c1ccccc1"])
+    data, summary = prepare_molecules(["CCO", "CCN", "OCC"], vocab=vocab, n_jobs=1)
+    assert data.smiles == ["CCO", "CCO"]  # OCC canonicalizes to CCO
+    assert summary.dropped["unknown_token"] == 1
+
+
+def test_parallel_preparation_equals_serial(moses_train_1k, monkeypatch) -> None:
+    import molvae.data as data_module
+
+    monkeypatch.setattr(data_module, "PARALLEL_THRESHOLD", 10)
+    serial, s1 = prepare_molecules(moses_train_1k[:300], n_jobs=1)
+    parallel, s2 = prepare_molecules(moses_train_1k[:300], n_jobs=2)
+    assert serial.smiles == parallel.smiles
+    assert np.array_equal(serial.ids, parallel.ids) and serial.vocab == parallel.vocab
+    assert s1.to_dict() == s2.to_dict()
+
+
+def test_tokenized_arrays_decode_to_canonical_smiles(moses_train_1k) -> None:
+    data, _ = prepare_molecules(moses_train_1k[:200], n_jobs=1)
+    tok = SmilesTokenizer()
+    for i in range(len(data)):
+        assert tok.detokenize(data.tokens(i)) == data.smiles[i]
+
+
+def test_gather_index() -> None:
+    starts = np.array([5, 0, 9, 3])
+    lengths = np.array([2, 0, 3, 1])
+    assert _gather_index(starts, lengths).tolist() == [5, 6, 9, 10, 11, 3]
+
+
+def test_subset_and_collate(moses_train_1k) -> None:
+    data, _ = prepare_molecules(moses_train_1k[:50], n_jobs=1)
+    idx = np.array([7, 3, 42])
+    sub = data.subset(idx)
+    assert sub.smiles == [data.smiles[i] for i in idx]
+    for j, i in enumerate(idx):
+        assert sub.tokens(j) == data.tokens(i)
+    seq, lengths = collate(data, idx)
+    assert seq.shape == (3, int(data.lengths[idx].max()) + 2)
+    for row, i in enumerate(idx):
+        n = data.lengths[i]
+        assert seq[row, 0] == BOS_ID and seq[row, n + 1] == EOS_ID
+        assert seq[row, 1 : n + 1].tolist() == data.ids[data.offsets[i] : data.offsets[i + 1]].tolist()
+        assert (seq[row, n + 2 :] == PAD_ID).all()
+        assert lengths[row] == n + 2
+
+
+def test_length_bucketing_is_deterministic_and_complete() -> None:
+    lengths = np.random.default_rng(0).integers(5, 60, size=1000)
+    a = length_bucketed_batches(lengths, 32, seed=1, epoch=0, bucket_batches=4)
+    b = length_bucketed_batches(lengths, 32, seed=1, epoch=0, bucket_batches=4)
+    c = length_bucketed_batches(lengths, 32, seed=1, epoch=1, bucket_batches=4)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+    assert sorted(np.concatenate(a).tolist()) == list(range(1000))
+    # Bucketing keeps padding low: within-batch length spread is far below that of unsorted batches.
+    spread = np.mean([lengths[x].max() - lengths[x].min() for x in a])
+    unsorted = np.mean([np.ptp(lengths[i : i + 32]) for i in range(0, 1000, 32)])
+    assert spread < 0.4 * unsorted
+
+
+def test_split_is_deterministic_and_disjoint() -> None:
+    t1, v1 = train_val_split(1000, 0.1, seed=3)
+    t2, v2 = train_val_split(1000, 0.1, seed=3)
+    _, v3 = train_val_split(1000, 0.1, seed=4)
+    assert np.array_equal(t1, t2) and np.array_equal(v1, v2)
+    assert len(v1) == 100 and not set(t1) & set(v1) and len(t1) + len(v1) == 1000
+    assert not np.array_equal(v1, v3)
+    with pytest.raises(DataError):
+        train_val_split(10, 1.5, 0)
+
+
+def test_load_dataset_caches_integer_arrays(tmp_path, moses_train_1k) -> None:
+    f = tmp_path / "mols.smi"
+    f.write_text("\n".join(moses_train_1k[:100]) + "\nnot_a_smiles\n")
+    cache = tmp_path / "cache"
+    first, s1 = load_dataset(str(f), cache_dir=cache)
+    assert len(list(cache.glob("*.npz"))) == 1
+    second, s2 = load_dataset(str(f), cache_dir=cache)
+    assert second.smiles == first.smiles and np.array_equal(second.ids, first.ids)
+    assert s2.to_dict() == s1.to_dict() and s1.dropped["invalid"] == 1
+
+
+def test_remap_vocabulary(moses_train_1k) -> None:
+    data, _ = prepare_molecules(moses_train_1k[:100], n_jobs=1)
+    small = Vocabulary([*data.vocab.tokens[:4], *sorted(data.vocab.tokens[4:12])])
+    remapped, dropped = remap_vocabulary(data, small)
+    assert dropped == len(data) - len(remapped) > 0
+    for i in range(len(remapped)):
+        assert "".join(remapped.tokens(i)) == remapped.smiles[i]
+
+
+def test_empty_result_is_an_error(tmp_path) -> None:
+    f = tmp_path / "junk.smi"
+    f.write_text("xyz\nqqq\n")
+    with pytest.raises(DataError, match="no usable molecules"):
+        load_dataset(str(f), cache_dir=tmp_path / "c")
+
+
+def test_summary_format_lists_reasons() -> None:
+    s = DataSummary("x", n_read=3, n_kept=1, dropped={"invalid": 2})
+    assert "dropped 2: invalid SMILES" in s.format()
