@@ -78,8 +78,9 @@ def resolve_data_source(data: str) -> tuple[Path, str | None]:
 
 def _open_text(path: Path) -> io.TextIOBase:
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    # utf-8-sig: files saved by Excel start with a byte-order mark.
+    return open(path, encoding="utf-8-sig", newline="")
 
 
 def _base_suffix(path: Path) -> str:
@@ -94,9 +95,11 @@ def _pick_column(columns: Sequence[str], wanted: str | None, path: Path) -> str:
         if wanted in columns:
             return wanted
         raise InputFileError(f"{path}: no column {wanted!r}; columns found: {', '.join(map(str, columns))}")
-    for col in columns:
-        if str(col).strip().lower() in ("smiles", "canonical_smiles", "smi"):
-            return col
+    matches = [c for c in columns if str(c).strip().lower() in ("smiles", "canonical_smiles", "smi")]
+    if len(matches) > 1:
+        raise InputFileError(f"{path}: several SMILES columns ({', '.join(matches)}); choose one with --smiles-column")
+    if matches:
+        return matches[0]
     raise InputFileError(
         f"{path}: no SMILES column; columns found: {', '.join(map(str, columns))} (choose one with --smiles-column)"
     )
@@ -117,25 +120,30 @@ def read_smiles(path: str | os.PathLike, column: str | None = None, limit: int |
     kind = _base_suffix(path)
     try:
         if kind == ".parquet":
+            import pyarrow as pa
             import pyarrow.parquet as pq
 
-            schema_names = pq.read_schema(path).names
-            col = _pick_column(schema_names, column, path)
+            schema = pq.read_schema(path)
+            col = _pick_column(schema.names, column, path)
+            col_type = schema.field(col).type
+            if not (pa.types.is_string(col_type) or pa.types.is_large_string(col_type)):
+                raise InputFileError(f"{path}: column {col!r} holds {col_type}, not SMILES strings")
             values = pq.read_table(path, columns=[col]).column(col).to_pylist()
             out = ["" if v is None else str(v).strip() for v in values]
             return out[:limit] if limit is not None else out
         with _open_text(path) as fh:
             if kind in (".csv", ".tsv"):
                 return _read_delimited(fh, "\t" if kind == ".tsv" else ",", column, limit, path)
-            if kind in (".smi", ".txt", ".smiles", ""):
+            if kind in (".smi", ".smiles", ".txt", ""):
                 return _read_lines(fh, limit)
     except UnicodeDecodeError as exc:
         raise InputFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except gzip.BadGzipFile:
         raise InputFileError(f"{path}: has a .gz suffix but is not gzip-compressed") from None
-    except (EOFError, OSError) as exc:
-        if isinstance(exc, MolvaeError):
-            raise
+    except MolvaeError:
+        raise
+    except (EOFError, OSError, csv.Error, ValueError) as exc:
+        # ValueError covers pyarrow's ArrowInvalid for a corrupt parquet file.
         raise InputFileError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
     raise InputFileError(f"{path}: unsupported file type {kind!r}; use .smi, .txt, .csv, .tsv (optionally .gz) or .parquet")
 

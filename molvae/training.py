@@ -227,8 +227,11 @@ class Trainer:
         resume: bool = False,
         epochs_override: int | None = None,
         on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+        echo: Callable[[str], None] | None = None,
     ):
         self.out = Path(out)
+        # User-facing messages (data summary, resume point, epoch results): the CLI prints them.
+        self.echo = echo or log.info
         self.resume = resume
         self.on_epoch_end = on_epoch_end
         if resume:
@@ -257,7 +260,7 @@ class Trainer:
             c.data, representation=c.representation, column=c.smiles_column, max_tokens=c.max_tokens,
             limit=c.limit, vocab=vocab,
         )
-        log.info(summary.format())
+        self.echo(summary.format())
         write_json(self.out / "data_summary.json", summary.to_dict())
         self.summary = summary
         return data
@@ -266,6 +269,9 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         vocab = None
         if self.resume:
+            # Temp files of writes a kill interrupted; their targets are intact.
+            for stale in self.out.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
             vocab = Vocabulary.from_dict(read_json(self.out / VOCAB_FILE, "vocabulary"))
         data = self._load_data(vocab)
         self.vocab = data.vocab
@@ -290,7 +296,7 @@ class Trainer:
         elif (self.out / RESUME_FILE).is_file():
             self._restore(load_state(self.out / RESUME_FILE))
         else:
-            log.warning("%s: no %s yet; starting this run from the beginning", self.out, RESUME_FILE)
+            self.echo(f"{self.out}: no {RESUME_FILE} yet; starting this run from the beginning")
         if self.resume and self.cfg.epochs != read_json(self.out / CONFIG_FILE)["training"]["epochs"]:
             write_json(self.out / CONFIG_FILE, {"model": self.model_config.to_dict(), "training": self.cfg.to_dict()})
 
@@ -299,8 +305,8 @@ class Trainer:
         self.optimizer.load_state_dict(saved["optimizer"])
         torch.set_rng_state(saved["torch_rng"])
         self.state = saved["state"]
-        log.info("resumed from %s: epoch %d, step %d of %d", self.out / RESUME_FILE, self.state["epoch"] + 1,
-                 self.state["step_in_epoch"], self.steps_per_epoch)
+        self.echo(f"resumed from {self.out / RESUME_FILE}: epoch {self.state['epoch'] + 1}, "
+                  f"step {self.state['step_in_epoch']} of {self.steps_per_epoch}")
 
     def _checkpoint(self) -> None:
         save_state(self.out / RESUME_FILE, {
@@ -328,7 +334,7 @@ class Trainer:
                 if self.on_epoch_end is not None:
                     self.on_epoch_end(row)
                 if cfg.early_stopping_patience and self.state["bad_epochs"] >= cfg.early_stopping_patience:
-                    log.info("early stopping: validation loss did not improve for %d epochs", self.state["bad_epochs"])
+                    self.echo(f"early stopping: validation loss did not improve for {self.state['bad_epochs']} epochs")
                     break
         return self.state["history"]
 
@@ -341,7 +347,7 @@ class Trainer:
         last_ckpt = time.monotonic()
         bad_run = 0
         bar = tqdm(total=len(batches), initial=st["step_in_epoch"], desc=f"epoch {st['epoch'] + 1}/{cfg.epochs}",
-                   disable=not cfg.progress, leave=False, dynamic_ncols=True)
+                   disable=True if not cfg.progress else None, leave=False, dynamic_ncols=True)
         n_mol = 0
         for index in batches[st["step_in_epoch"] :]:
             seq, lengths = _batch_tensors(self.train_data, index, self.device)
@@ -419,7 +425,7 @@ class Trainer:
         )
         self._write_metrics()
         self._checkpoint()
-        log.info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        self.echo(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         return row
 
     def _write_metrics(self) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import gzip
 import io
 from pathlib import Path
 
 import pandas as pd
 
 from molvae.checkpoint import atomic_write, atomic_write_text
+from molvae.errors import MolvaeError
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,9 +27,13 @@ def load_model(args: argparse.Namespace):
 
 
 def write_table(df: pd.DataFrame, path: str | Path) -> None:
-    """Write a CSV (or .parquet) atomically."""
+    """Write a CSV (.csv, .csv.gz) or .parquet file atomically."""
     path = Path(path)
-    if path.suffix == ".parquet":
+    if path.is_dir():
+        raise MolvaeError(f"output path is a directory: {path}")
+    if path.suffix == ".gz":
+        atomic_write(path, gzip.compress(df.to_csv(index=False).encode("utf-8"), mtime=0))
+    elif path.suffix == ".parquet":
         buf = io.BytesIO()
         df.to_parquet(buf, index=False)
         atomic_write(path, buf.getvalue())

@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     latents = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(smiles), model.config.latent_dim))
     skipped = 0
     try:
-        with tqdm(total=len(smiles), unit="mol", desc="encode", dynamic_ncols=True) as bar:
+        # disable=None: no bar when stderr is not a terminal (logs, pipes, CI).
+        with tqdm(total=len(smiles), unit="mol", desc="encode", dynamic_ncols=True, disable=None) as bar:
             for start in range(0, len(smiles), args.chunk_size):
                 chunk = smiles[start : start + args.chunk_size]
                 ids = []

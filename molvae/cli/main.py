@@ -23,6 +23,7 @@ SUBCOMMANDS: list[str] = [
     "molvae.cli.sample",
     "molvae.cli.encode",
     "molvae.cli.reconstruct",
+    "molvae.cli.properties",
 ]
 
 

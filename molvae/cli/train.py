@@ -75,11 +75,11 @@ def run(args: argparse.Namespace) -> int:
         ignored = sorted(set(given) - {"epochs"}) + sorted(model)
         if ignored:
             log.warning("--resume uses the run's saved configuration; ignoring %s", ", ".join(ignored))
-        trainer = Trainer(args.out, resume=True, epochs_override=given.get("epochs"))
+        trainer = Trainer(args.out, resume=True, epochs_override=given.get("epochs"), echo=print)
         trainer.cfg.progress = not args.no_progress
     else:
         cfg = dataclasses.replace(TrainConfig(), **given, progress=not args.no_progress)
-        trainer = Trainer(args.out, cfg, model)
+        trainer = Trainer(args.out, cfg, model, echo=print)
     try:
         history = trainer.fit()
     except TrainingInterrupted as exc:

@@ -1,0 +1,85 @@
+"""``molvae properties``: write a table of RDKit properties for a file of molecules.
+
+One output row per input line, in order: invalid SMILES and blank lines are
+kept, flagged ``valid=False`` with empty (NaN) properties, so the output can be
+joined back to the input by row number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from molvae.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# Listed here for --help so that `molvae --help` does not import RDKit and
+# pandas; a test checks it matches molvae.chemistry.PROPERTIES.
+PROPERTY_NAMES = (
+    "mw,logp,tpsa,hbd,hba,rotatable_bonds,aromatic_proportion,qed,sa,esol,penalized_logp,lipinski_violations"
+)
+
+def _parse_properties(text: str | None) -> list[str]:
+    from molvae import chemistry
+
+    if text is None:
+        return list(chemistry.PROPERTIES)
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in chemistry.PROPERTIES]
+    if unknown or not names:
+        raise ConfigError(
+            f"unknown properties {unknown or text!r}; choose from: {', '.join(chemistry.PROPERTIES)}"
+        )
+    return names
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    from molvae import chemistry
+    from molvae.cli.common import write_table
+    from molvae.data import read_smiles
+
+    names = _parse_properties(args.properties)
+    smiles = read_smiles(args.input, args.smiles_column)
+    table = chemistry.property_table(smiles, properties=names, n_jobs=args.jobs)
+    out = Path(args.out)
+    write_table(table, out)
+    n_invalid = int((~table["valid"]).sum())
+    print(f"wrote {len(table)} rows ({n_invalid} invalid) to {out}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "properties",
+        help="compute RDKit properties (MW, logP, QED, SA, ...) for a file of molecules",
+        description=(
+            "Write a CSV with one row per input molecule: the input SMILES, its canonical form, "
+            "whether it is valid, and the requested properties (empty where invalid)."
+        ),
+    )
+    parser.add_argument("--input", "-i", required=True, help=".smi/.txt/.csv/.tsv (optionally .gz) or .parquet")
+    parser.add_argument("--out", "-o", required=True, help="output CSV path (.csv or .csv.gz)")
+    parser.add_argument(
+        "--properties",
+        default=None,
+        help=f"comma-separated subset of: {PROPERTY_NAMES} (default: all)",
+    )
+    parser.add_argument(
+        "--smiles-column", default=None, help="column holding SMILES in CSV/TSV/parquet (default: 'smiles', any case)"
+    )
+    parser.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=None,
+        help="worker processes (default: all cores for large inputs; 1 = no workers)",
+    )
+    parser.set_defaults(func=run)

@@ -1,0 +1,100 @@
+"""The core commands end to end: train, sample, encode, reconstruct."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from rdkit import Chem
+
+from molvae.cli.main import main
+from tests.conftest import DATA_DIR, moses_smiles
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smiles_run(tmp_path_factory) -> str:
+    out = tmp_path_factory.mktemp("cli") / "zinc-smiles"
+    assert main(["train", "--data", "moses", "--limit", "2000", "--epochs", "1", "--out", str(out), "--no-progress"]) == 0
+    return str(out)
+
+
+def test_train_moses_then_sample(smiles_run, tmp_path, capsys) -> None:
+    out = tmp_path / "samples.csv"
+    assert main(["sample", "--model", smiles_run, "--n", "100", "--out", str(out), "--seed", "0"]) == 0
+    df = pd.read_csv(out, keep_default_na=False)
+    assert len(df) == 100
+    assert {"smiles", "valid"} <= set(df.columns)
+    for smi, valid in zip(df["smiles"], df["valid"]):
+        assert valid == (smi != "" and Chem.MolFromSmiles(smi) is not None)
+    assert "validity" in capsys.readouterr().out
+
+
+def test_selfies_samples_always_parse(tmp_path) -> None:
+    run = tmp_path / "zinc-selfies"
+    args = ["train", "--data", "moses", "--limit", "2000", "--epochs", "1", "--representation", "selfies",
+            "--out", str(run), "--no-progress"]
+    assert main(args) == 0
+    out = tmp_path / "samples.csv"
+    assert main(["sample", "--model", str(run), "--n", "100", "--out", str(out), "--seed", "1"]) == 0
+    df = pd.read_csv(out, keep_default_na=False)
+    non_empty = df[df["generated"] != ""]
+    assert len(non_empty) > 0
+    assert all(Chem.MolFromSmiles(s) is not None for s in non_empty["generated"])
+    assert non_empty["valid"].all()
+
+
+def test_messy_file_reports_drops(tmp_path, capsys) -> None:
+    run = tmp_path / "messy"
+    args = ["train", "--data", str(DATA_DIR / "messy.smi"), "--epochs", "1", "--out", str(run), "--no-progress",
+            "--val-fraction", "0", "--latent-dim", "8", "--decoder-hidden", "32", "--decoder-layers", "1"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "read 9 records, kept 4, dropped 5" in out
+    assert "dropped 2: empty line" in out
+    assert "dropped 2: invalid SMILES" in out
+    assert "dropped 1: longer than max tokens" in out
+
+
+def test_encode_and_reconstruct(smiles_run, tmp_path, capsys) -> None:
+    library = tmp_path / "library.smi"
+    mols = moses_smiles(20, split="test")
+    library.write_text("\n".join([*mols, "C1CC", "CC[Xe]"]) + "\n")
+    latents = tmp_path / "z.npy"
+    assert main(["encode", "--model", smiles_run, "--input", str(library), "--out", str(latents)]) == 0
+    z = np.load(latents)
+    assert z.shape == (22, 128)
+    assert not np.isnan(z[:20]).any() and np.isnan(z[20:]).all()
+    assert "skipped 2" in capsys.readouterr().out
+
+    recon = tmp_path / "recon.csv"
+    assert main(["reconstruct", "--model", smiles_run, "--input", str(library), "--out", str(recon)]) == 0
+    df = pd.read_csv(recon, keep_default_na=False)
+    assert list(df.columns[:3]) == ["smiles", "reconstruction", "exact"]
+    assert df["smiles"][0] == Chem.MolToSmiles(Chem.MolFromSmiles(mols[0]))
+    assert not df["exact"][20:].any() and not df["encoded"][20:].any()
+    for s, r, e in zip(df["smiles"], df["reconstruction"], df["exact"]):
+        assert e == (s == r)
+
+
+def test_encode_on_error_raise_names_record(smiles_run, tmp_path, capsys) -> None:
+    library = tmp_path / "library.smi"
+    library.write_text("CCO\nC1CC\n")
+    code = main(["encode", "--model", smiles_run, "--input", str(library), "--out", str(tmp_path / "z.npy"),
+                 "--on-error", "raise"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert "record 2" in err and "C1CC" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "z.npy").exists()
+
+
+@pytest.mark.parametrize("command", ["sample", "encode", "reconstruct"])
+def test_missing_model_is_one_line_error(command, tmp_path, capsys) -> None:
+    args = [command, "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]
+    if command != "sample":
+        (tmp_path / "in.smi").write_text("CCO\n")
+        args += ["--input", str(tmp_path / "in.smi")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "model directory not found" in err and len(err.splitlines()) == 1

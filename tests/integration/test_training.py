@@ -1,0 +1,161 @@
+"""End-to-end training: overfitting, resume after SIGKILL, determinism."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from molvae.chemistry import canonicalize
+from molvae.checkpoint import load_state, load_weights
+from molvae.errors import MolvaeError
+from molvae.model import MolVAE
+from molvae.training import TrainConfig, Trainer, kl_beta, learning_rate
+from tests.conftest import moses_smiles
+
+pytestmark = pytest.mark.slow
+
+TINY = ["--embedding-dim", "16", "--encoder-hidden", "32", "--latent-dim", "16", "--decoder-hidden", "64",
+        "--decoder-layers", "2"]
+
+
+def test_overfits_64_molecules(tmp_path) -> None:
+    mols = moses_smiles(64)
+    f = tmp_path / "mols.smi"
+    # Four copies per epoch: fewer epoch ends (checkpoints) for the same number of steps.
+    f.write_text("\n".join(mols * 4) + "\n")
+    cfg = TrainConfig(data=str(f), epochs=40, batch_size=32, lr=4e-3, warmup_steps=10, kl_weight=0.0,
+                      val_fraction=0.0, val_recon_n=0, val_sample_n=0, progress=False, seed=0)
+    start = time.perf_counter()
+    trainer = Trainer(tmp_path / "run", cfg, dict(embedding_dim=32, encoder_hidden=128, latent_dim=64,
+                                                  decoder_hidden=256, decoder_layers=2))
+    trainer.fit()
+    model = MolVAE(trainer.net.eval(), trainer.vocab, device="cpu")
+    recon = model.reconstruct(mols)
+    exact = sum(canonicalize(r) == canonicalize(s) for r, s in zip(recon, mols)) / len(mols)
+    print(f"exact greedy reconstruction {exact:.3f} after {time.perf_counter() - start:.1f} s")
+    assert exact >= 0.95
+
+
+def test_schedules() -> None:
+    cfg = TrainConfig(kl_weight=0.4, kl_warmup_epochs=2, lr=1e-3, warmup_steps=10, min_lr_ratio=0.1)
+    assert kl_beta(0, 100, 1000, cfg) == 0.0
+    assert kl_beta(100, 100, 1000, cfg) == pytest.approx(0.2)
+    assert kl_beta(500, 100, 1000, cfg) == pytest.approx(0.4)
+    cyc = TrainConfig(kl_schedule="cyclical", kl_cycles=4, kl_weight=1.0)
+    assert kl_beta(0, 100, 1000, cyc) == 0.0
+    assert kl_beta(125, 100, 1000, cyc) == pytest.approx(1.0)
+    assert kl_beta(200, 100, 1000, cyc) == pytest.approx(1.0)
+    assert kl_beta(250, 100, 1000, cyc) == 0.0  # next cycle restarts
+    assert learning_rate(0, 1000, cfg) == pytest.approx(1e-4)
+    assert learning_rate(10, 1000, cfg) == pytest.approx(1e-3)
+    assert learning_rate(1000, 1000, cfg) == pytest.approx(1e-4)
+
+
+# ------------------------------------------------------------------- resume
+def _molvae(*args: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "molvae.cli.main", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def resume_data(tmp_path_factory) -> Path:
+    f = tmp_path_factory.mktemp("resume") / "mols.smi"
+    f.write_text("\n".join(moses_smiles(1200)) + "\n")
+    return f
+
+
+def _train_args(data: Path, out: Path, *extra: str) -> list[str]:
+    return ["train", "--data", str(data), "--out", str(out), "--epochs", "2", "--batch-size", "32", "--seed", "5",
+            "--val-recon-n", "20", "--val-sample-n", "20", "--no-progress", *TINY, *extra]
+
+
+@pytest.fixture(scope="module")
+def reference_run(resume_data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ref") / "run"
+    proc = _molvae(*_train_args(resume_data, out))
+    stdout, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stdout
+    return out
+
+
+def _assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = load_weights(a / "model.safetensors"), load_weights(b / "model.safetensors")
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+
+
+def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc.poll() is not None:
+            raise AssertionError(f"training ended before it could be killed:\n{proc.stdout.read()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("timed out waiting for a checkpoint")
+        time.sleep(0.02)
+
+
+def _resume_state(out: Path) -> dict | None:
+    try:
+        return load_state(out / "resume.pt")["state"]
+    except MolvaeError:
+        return None
+
+
+def test_sigkill_after_epoch_checkpoint_resumes_to_identical_weights(resume_data, reference_run, tmp_path) -> None:
+    out = tmp_path / "run"
+    proc = _molvae(*_train_args(resume_data, out, "--checkpoint-minutes", "1000"))
+    _wait_for(lambda: (s := _resume_state(out)) is not None and s["epoch"] >= 1, proc)
+    time.sleep(random.uniform(0.0, 1.0))  # land somewhere inside epoch 2
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert _resume_state(out)["epoch"] == 1
+    resumed = _molvae("train", "--out", str(out), "--resume", "--no-progress")
+    stdout, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, stdout
+    assert "resumed from" in stdout
+    _assert_same_weights(out, reference_run)
+    assert (out / "metrics.csv").read_text().count("\n") == 3  # header + 2 epochs
+
+
+def test_sigkill_mid_epoch_resumes_from_mid_epoch_checkpoint(resume_data, reference_run, tmp_path) -> None:
+    out = tmp_path / "run"
+    # A checkpoint after (almost) every step, so the kill lands after a mid-epoch one.
+    proc = _molvae(*_train_args(resume_data, out, "--checkpoint-minutes", "0.0001"))
+    target = random.randint(5, 25)
+    _wait_for(lambda: (s := _resume_state(out)) is not None and s["step_in_epoch"] >= target, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    state = _resume_state(out)
+    assert state["epoch"] == 0 and state["step_in_epoch"] > 0
+    resumed = _molvae("train", "--out", str(out), "--resume", "--no-progress", "--checkpoint-minutes", "1000")
+    stdout, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, stdout
+    _assert_same_weights(out, reference_run)
+    assert not list(out.glob(".*.tmp"))  # temp files of interrupted writes are cleaned up
+
+
+def test_sigterm_saves_checkpoint_and_exits_130(resume_data, tmp_path) -> None:
+    out = tmp_path / "run"
+    proc = _molvae(*_train_args(resume_data, out, "--checkpoint-minutes", "1000"))
+    _wait_for(lambda: (out / "config.json").exists(), proc)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    stdout, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stdout
+    assert "continue with --resume" in stdout
+    assert _resume_state(out) is not None
+
+
+def test_new_run_refuses_to_overwrite(reference_run) -> None:
+    with pytest.raises(MolvaeError, match="already holds a run"):
+        Trainer(reference_run, TrainConfig())

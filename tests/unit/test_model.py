@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from molvae.data import collate, prepare_molecules
+from molvae.errors import ConfigError, InvalidMoleculeError, ModelLoadError, UnknownTokenError
+from molvae.model import (
+    MolVAE,
+    ModelConfig,
+    SequenceVAE,
+    generate,
+    run_in_precision,
+    vae_loss,
+)
+from molvae.tokenizers import EOS_ID, PAD_ID
+
+SMALL = dict(embedding_dim=16, encoder_hidden=32, latent_dim=8, decoder_hidden=32, decoder_layers=2, max_length=60)
+
+
+@pytest.fixture(scope="module")
+def data(moses_train_1k):
+    tokenized, _ = prepare_molecules(moses_train_1k[:64], n_jobs=1)
+    return tokenized
+
+
+@pytest.fixture(scope="module")
+def model(data) -> MolVAE:
+    torch.manual_seed(0)
+    net = SequenceVAE(ModelConfig(vocab_size=len(data.vocab), **SMALL))
+    return MolVAE(net, data.vocab, device="cpu")
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ConfigError, match="latent_dim"):
+        ModelConfig(vocab_size=30, latent_dim=0).validate()
+    with pytest.raises(ConfigError, match="decoder_dropout"):
+        ModelConfig(vocab_size=30, decoder_dropout=1.5).validate()
+    with pytest.raises(ConfigError, match="unknown fields"):
+        ModelConfig.from_dict({"vocab_size": 30, "hidden": 3})
+    with pytest.raises(ConfigError, match="positive integer"):
+        ModelConfig.from_dict({"vocab_size": 30, "latent_dim": "128"})
+    assert ModelConfig.from_dict(ModelConfig(vocab_size=30).to_dict()) == ModelConfig(vocab_size=30)
+
+
+def test_forward_shapes_and_loss(model, data) -> None:
+    seq, lengths = collate(data, np.arange(8))
+    seq_t, len_t = torch.from_numpy(seq), torch.from_numpy(lengths)
+    logits, mu, logvar = model.net(seq_t, len_t)
+    assert logits.shape == (8, seq.shape[1] - 1, len(data.vocab))
+    assert mu.shape == logvar.shape == (8, SMALL["latent_dim"])
+    losses = vae_loss(logits, seq_t[:, 1:], mu, logvar, beta=0.5)
+    # Untrained: recon ≈ log(V) per real token.
+    per_token = losses["recon"].item() * 8 / int((seq_t[:, 1:] != PAD_ID).sum())
+    assert abs(per_token - np.log(len(data.vocab))) < 0.5
+    assert losses["kl"].item() >= 0
+    assert torch.isclose(losses["loss"], losses["recon"] + 0.5 * losses["kl"])
+
+
+def test_free_bits_floor_kl() -> None:
+    mu = torch.zeros(4, 3)
+    logvar = torch.zeros(4, 3)
+    logits = torch.zeros(4, 2, 6)
+    targets = torch.full((4, 2), 5)
+    plain = vae_loss(logits, targets, mu, logvar, beta=1.0)
+    floored = vae_loss(logits, targets, mu, logvar, beta=1.0, free_bits=0.25)
+    assert plain["kl"].item() == 0.0
+    assert floored["loss"].item() == pytest.approx(plain["loss"].item() + 0.75)
+
+
+def test_padding_does_not_change_encoding(model, data) -> None:
+    seq, lengths = collate(data, np.array([0]))
+    seq_t, len_t = torch.from_numpy(seq), torch.from_numpy(lengths)
+    padded = torch.cat([seq_t, torch.zeros(1, 7, dtype=torch.long)], dim=1)
+    mu1, _ = model.net.encode(seq_t[:, 1:], len_t - 1)
+    mu2, _ = model.net.encode(padded[:, 1:], len_t - 1)
+    assert torch.allclose(mu1, mu2, atol=1e-6)
+
+
+def test_bf16_forward_backward_matches_fp32(model, data) -> None:
+    seq, lengths = collate(data, np.arange(16))
+    seq_t, len_t = torch.from_numpy(seq), torch.from_numpy(lengths)
+    grads = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        model.net.zero_grad()
+        torch.manual_seed(1)
+        logits, mu, logvar = run_in_precision(model.net, dtype, "forward", seq_t, len_t)
+        vae_loss(logits, seq_t[:, 1:], mu, logvar, 0.5)["loss"].backward()
+        grads[dtype] = torch.cat([p.grad.flatten() for p in model.net.parameters()])
+        assert all(p.dtype == torch.float32 for p in model.net.parameters())
+    cos = torch.nn.functional.cosine_similarity(grads[torch.float32], grads[torch.bfloat16], dim=0)
+    assert cos > 0.99
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "sample", "beam"])
+def test_generate_strategies(model, strategy) -> None:
+    z = torch.randn(5, SMALL["latent_dim"])
+    ids = generate(model.net, z, strategy=strategy, max_length=20, beam_width=3)
+    assert ids.shape == (5, 20)
+    for row in ids:
+        if (row == EOS_ID).any():
+            end = int(np.argmax(row == EOS_ID))
+            assert (row[end + 1 :] == PAD_ID).all()
+
+
+def test_greedy_decoding_is_deterministic_and_batch_independent(model) -> None:
+    z = torch.randn(6, SMALL["latent_dim"])
+    full = generate(model.net, z, "greedy", max_length=30)
+    single = np.stack([generate(model.net, z[i : i + 1], "greedy", max_length=30)[0] for i in range(6)])
+    assert np.array_equal(full, single)
+
+
+def test_beam_width_one_equals_greedy(model) -> None:
+    z = torch.randn(4, SMALL["latent_dim"])
+    greedy = generate(model.net, z, "greedy", max_length=25)
+    beam = generate(model.net, z, "beam", max_length=25, beam_width=1)
+    assert np.array_equal(greedy, beam)
+
+
+def test_seeded_sampling_is_reproducible(model) -> None:
+    assert model.sample(20, seed=3) == model.sample(20, seed=3)
+    assert model.sample(20, seed=3) != model.sample(20, seed=4)
+
+
+def test_encode_errors(model) -> None:
+    with pytest.raises(InvalidMoleculeError, match="C1CC"):
+        model.encode(["CCO", "C1CC"])
+    with pytest.raises(UnknownTokenError, match=r"\[Xe\]"):
+        model.encode(["CC[Xe]"])
+    z = model.encode(["CCO", "C1CC", "CC[Xe]"], errors="nan")
+    assert not np.isnan(z[0]).any() and np.isnan(z[1]).all() and np.isnan(z[2]).all()
+    with pytest.raises(TypeError):
+        model.encode("CCO")
+
+
+def test_encode_mean_is_order_independent_and_sample_differs(model, data) -> None:
+    smiles = data.smiles[:10]
+    z = model.encode(smiles)
+    z_rev = model.encode(smiles[::-1])
+    assert np.allclose(z, z_rev[::-1], atol=1e-5)
+    zs = model.encode(smiles, sample=True, generator=torch.Generator().manual_seed(0))
+    assert not np.allclose(z, zs)
+
+
+def test_save_load_round_trip(model, tmp_path) -> None:
+    model.save(tmp_path / "m")
+    loaded = MolVAE.load(tmp_path / "m", device="cpu")
+    assert loaded.vocab == model.vocab and loaded.config == model.config
+    z = np.random.default_rng(0).normal(size=(4, SMALL["latent_dim"])).astype(np.float32)
+    assert loaded.decode(z) == model.decode(z)
+
+
+def test_load_errors(model, tmp_path) -> None:
+    with pytest.raises(ModelLoadError, match="not found"):
+        MolVAE.load(tmp_path / "missing")
+    d = tmp_path / "m"
+    model.save(d)
+    (d / "vocab.json").write_text(json.dumps({"tokens": model.vocab.tokens[:-1]}))
+    with pytest.raises(ModelLoadError, match="vocabulary mismatch"):
+        MolVAE.load(d)
+    model.save(d)
+    (d / "model.safetensors").write_bytes(b"\x00" * 10)
+    with pytest.raises(ModelLoadError, match="not a valid safetensors"):
+        MolVAE.load(d)
+    (d / "model.safetensors").unlink()
+    with pytest.raises(ModelLoadError, match="weights file missing"):
+        MolVAE.load(d)
+
+
+class _Exploit:
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_pickled_weights_are_refused_without_executing(model, tmp_path) -> None:
+    d = tmp_path / "m"
+    model.save(d)
+    marker = tmp_path / "pwned"
+    (d / "model.safetensors").write_bytes(pickle.dumps(_Exploit(str(marker))))
+    with pytest.raises(ModelLoadError, match="pickle"):
+        MolVAE.load(d)
+    assert not marker.exists()
