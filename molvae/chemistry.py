@@ -123,11 +123,11 @@ def canonicalize_many(smiles: Sequence[str], n_jobs: int | None = None) -> list[
     many workers; ``-1`` means all available cores.
     """
     smiles = list(smiles)
-    workers = _resolve_workers(n_jobs, len(smiles))
+    workers = resolve_workers(n_jobs, len(smiles))
     if workers == 1:
         return _canonicalize_chunk(smiles)
     out: list[str | None] = []
-    for part in _map_chunks(_canonicalize_chunk, smiles, workers):
+    for part in map_chunks(_canonicalize_chunk, smiles, workers):
         out.extend(part)
     return out
 
@@ -388,7 +388,7 @@ PROPERTIES: dict[str, Callable[[Sequence[str]], np.ndarray]] = {
 # --------------------------------------------------------------------------- property table
 
 
-def _resolve_workers(n_jobs: int | None, n_items: int) -> int:
+def resolve_workers(n_jobs: int | None, n_items: int) -> int:
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if n_jobs is None:
         return available if n_items > PARALLEL_THRESHOLD and available > 1 else 1
@@ -410,7 +410,7 @@ def _mp_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
-def _map_chunks(func: Callable[[Any], Any], items: list[Any], workers: int, extra: tuple = ()) -> list[Any]:
+def map_chunks(func: Callable[[Any], Any], items: list[Any], workers: int, extra: tuple = ()) -> list[Any]:
     """Apply ``func((chunk, *extra))`` (or ``func(chunk)`` without extra) over chunks in worker processes."""
     if not items:
         return []
@@ -456,12 +456,12 @@ def property_table(
     if unknown:
         raise ValueError(f"unknown properties {unknown}; known: {sorted(PROPERTIES)}")
     smiles = list(smiles_list)
-    workers = _resolve_workers(n_jobs, len(smiles))
+    workers = resolve_workers(n_jobs, len(smiles))
     if workers == 1:
         canonical, values = _table_chunk((smiles, names))
     else:
         canonical, parts = [], []
-        for part_canonical, part_values in _map_chunks(_table_chunk, smiles, workers, extra=(names,)):
+        for part_canonical, part_values in map_chunks(_table_chunk, smiles, workers, extra=(names,)):
             canonical.extend(part_canonical)
             parts.append(part_values)
         values = np.concatenate(parts) if parts else np.empty((0, len(names)))

@@ -216,6 +216,103 @@ def _batch_tensors(data: TokenizedData, index: np.ndarray, device: torch.device)
     return torch.from_numpy(seq).to(device, non_blocking=True), torch.from_numpy(lengths)
 
 
+def train_step(
+    net: SequenceVAE, optimizer: torch.optim.Optimizer, seq: torch.Tensor, lengths: torch.Tensor,
+    dtype: torch.dtype, beta: float, cfg: TrainConfig, world_size: int = 1,
+) -> dict[str, float] | None:
+    """One optimizer step; returns the losses, or None (step skipped) if loss or gradients are NaN/Inf.
+
+    With ``world_size > 1`` gradients are averaged over ranks first, so every rank
+    sees the same gradients and takes (or skips) the same step.
+    """
+    logits, mu, logvar = run_in_precision(net, dtype, "forward", seq, lengths, cfg.word_dropout)
+    losses = vae_loss(logits, seq[:, 1:], mu, logvar, beta, cfg.free_bits)
+    optimizer.zero_grad(set_to_none=True)
+    losses["loss"].backward()
+    loss_check = losses["loss"]
+    if world_size > 1:
+        loss_check = _all_reduce_gradients(list(net.parameters()), world_size, losses["loss"])
+    grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+    if not (torch.isfinite(loss_check) and torch.isfinite(grad_norm)):
+        optimizer.zero_grad(set_to_none=True)
+        return None
+    optimizer.step()
+    return {k: v.item() for k, v in losses.items()}
+
+
+# ------------------------------------------------------------------- distributed
+@dataclass
+class DistributedContext:
+    """Rank/world of a ``torchrun`` launch; world size 1 without one."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_name: str) -> DistributedContext:
+    """Join the process group that ``torchrun`` describes in WORLD_SIZE/RANK/LOCAL_RANK, if any."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistributedContext()
+    import torch.distributed as dist
+
+    ctx = DistributedContext(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), world)
+    if not dist.is_initialized():
+        use_cuda = torch.cuda.is_available() and device_name in ("auto", "cuda")
+        if use_cuda:
+            torch.cuda.set_device(ctx.local_rank)
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return ctx
+
+
+def _all_reduce_gradients(params: list[torch.nn.Parameter], world_size: int, loss: torch.Tensor) -> torch.Tensor:
+    """Average gradients (and the loss) over ranks with one flat all-reduce; returns the mean loss.
+
+    The loss rides along so every rank sees a NaN on any rank and all skip the same step.
+    """
+    import torch.distributed as dist
+
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([*(g.reshape(-1) for g in grads), loss.detach().float().reshape(1).to(grads[0].dtype)])
+    dist.all_reduce(flat)
+    flat /= world_size
+    offset = 0
+    for p, g in zip(params, grads):
+        n = g.numel()
+        p.grad = flat[offset : offset + n].view_as(p)
+        offset += n
+    return flat[-1]
+
+
+def _all_ranks_agree(flag: bool, ctx: DistributedContext) -> bool:
+    """True on every rank if ``flag`` is true on any rank."""
+    if not ctx.enabled:
+        return flag
+    import torch.distributed as dist
+
+    t = torch.tensor([1.0 if flag else 0.0])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def _barrier(ctx: DistributedContext) -> None:
+    if ctx.enabled:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
 class Trainer:
     """Trains a :class:`SequenceVAE` into a run directory; ``resume=True`` continues one."""
 
@@ -250,18 +347,35 @@ class Trainer:
                 )
             self.cfg = (train_config or TrainConfig()).validate()
             self.model_overrides = dict(model_config or {})
-        self.device = resolve_device(self.cfg.device)
+        self.dist = init_distributed(self.cfg.device)
+        if self.dist.enabled and torch.cuda.is_available() and self.cfg.device in ("auto", "cuda"):
+            self.device = torch.device("cuda", self.dist.local_rank)
+        else:
+            self.device = resolve_device(self.cfg.device)
         self.dtype = resolve_dtype(self.cfg.precision, self.device)
+        if not self.dist.is_main:
+            self.echo = lambda message: None
+
+    def _write_json(self, name: str, obj: Any) -> None:
+        if self.dist.is_main:
+            write_json(self.out / name, obj)
 
     # -- setup
     def _load_data(self, vocab: Vocabulary | None) -> TokenizedData:
         c = self.cfg
-        data, summary = load_dataset(
-            c.data, representation=c.representation, column=c.smiles_column, max_tokens=c.max_tokens,
-            limit=c.limit, vocab=vocab,
-        )
+
+        def load() -> tuple[TokenizedData, Any]:
+            return load_dataset(c.data, representation=c.representation, column=c.smiles_column,
+                                max_tokens=c.max_tokens, limit=c.limit, vocab=vocab)
+
+        # Rank 0 prepares (and caches) the data first; the other ranks then read the cache.
+        if self.dist.is_main:
+            data, summary = load()
+        _barrier(self.dist)
+        if not self.dist.is_main:
+            data, summary = load()
         self.echo(summary.format())
-        write_json(self.out / "data_summary.json", summary.to_dict())
+        self._write_json("data_summary.json", summary.to_dict())
         self.summary = summary
         return data
 
@@ -285,20 +399,25 @@ class Trainer:
         torch.manual_seed(self.cfg.seed)
         self.net = SequenceVAE(self.model_config).to(self.device)
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
-        self.steps_per_epoch = math.ceil(len(self.train_data) / self.cfg.batch_size)
+        n_batches = len(length_bucketed_batches(self.train_data.lengths, self.cfg.batch_size, self.cfg.seed, 0))
+        # Each rank takes every world_size-th batch of the same plan; a remainder is dropped.
+        self.steps_per_epoch = n_batches // self.dist.world_size
+        if self.steps_per_epoch == 0:
+            raise MolvaeError(f"{n_batches} batches cannot be shared by {self.dist.world_size} processes; "
+                              "use more data or a smaller --batch-size")
         self.total_steps = self.steps_per_epoch * self.cfg.epochs
         self.state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_val": math.inf, "bad_epochs": 0,
                       "skipped_steps": 0, "history": [], "elapsed": 0.0}
         if not self.resume:
-            write_json(self.out / VOCAB_FILE, self.vocab.to_dict())
-            write_json(self.out / CONFIG_FILE, {"model": self.model_config.to_dict(), "training": self.cfg.to_dict()})
-            write_json(self.out / "run_info.json", environment_info())
+            self._write_json(VOCAB_FILE, self.vocab.to_dict())
+            self._write_json(CONFIG_FILE, {"model": self.model_config.to_dict(), "training": self.cfg.to_dict()})
+            self._write_json("run_info.json", {**environment_info(), "world_size": self.dist.world_size})
         elif (self.out / RESUME_FILE).is_file():
             self._restore(load_state(self.out / RESUME_FILE))
         else:
             self.echo(f"{self.out}: no {RESUME_FILE} yet; starting this run from the beginning")
         if self.resume and self.cfg.epochs != read_json(self.out / CONFIG_FILE)["training"]["epochs"]:
-            write_json(self.out / CONFIG_FILE, {"model": self.model_config.to_dict(), "training": self.cfg.to_dict()})
+            self._write_json(CONFIG_FILE, {"model": self.model_config.to_dict(), "training": self.cfg.to_dict()})
 
     def _restore(self, saved: dict[str, Any]) -> None:
         self.net.load_state_dict(saved["model"])
@@ -309,6 +428,8 @@ class Trainer:
                   f"step {self.state['step_in_epoch']} of {self.steps_per_epoch}")
 
     def _checkpoint(self) -> None:
+        if not self.dist.is_main:
+            return
         save_state(self.out / RESUME_FILE, {
             "model": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -336,18 +457,22 @@ class Trainer:
                 if cfg.early_stopping_patience and self.state["bad_epochs"] >= cfg.early_stopping_patience:
                     self.echo(f"early stopping: validation loss did not improve for {self.state['bad_epochs']} epochs")
                     break
+        _barrier(self.dist)
         return self.state["history"]
 
     def _train_epoch(self, flag: _SignalFlag) -> bool:
         cfg, st = self.cfg, self.state
-        batches = length_bucketed_batches(self.train_data.lengths, cfg.batch_size, cfg.seed, st["epoch"])
+        plan = length_bucketed_batches(self.train_data.lengths, cfg.batch_size, cfg.seed, st["epoch"])
+        batches = plan[self.dist.rank :: self.dist.world_size][: self.steps_per_epoch]
         self.net.train()
         sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0, "n": 0}
         epoch_start = time.perf_counter()
         last_ckpt = time.monotonic()
         bad_run = 0
+        last = {"loss": math.nan, "kl": math.nan}
         bar = tqdm(total=len(batches), initial=st["step_in_epoch"], desc=f"epoch {st['epoch'] + 1}/{cfg.epochs}",
-                   disable=True if not cfg.progress else None, leave=False, dynamic_ncols=True)
+                   disable=True if not (cfg.progress and self.dist.is_main) else None, leave=False,
+                   dynamic_ncols=True)
         n_mol = 0
         for index in batches[st["step_in_epoch"] :]:
             seq, lengths = _batch_tensors(self.train_data, index, self.device)
@@ -355,37 +480,36 @@ class Trainer:
             lr = learning_rate(st["global_step"], self.total_steps, cfg)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            logits, mu, logvar = run_in_precision(self.net, self.dtype, "forward", seq, lengths, cfg.word_dropout)
-            losses = vae_loss(logits, seq[:, 1:], mu, logvar, beta, cfg.free_bits)
-            self.optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
-            if not (torch.isfinite(losses["loss"]) and torch.isfinite(grad_norm)):
+            losses = train_step(self.net, self.optimizer, seq, lengths, self.dtype, beta, cfg, self.dist.world_size)
+            if losses is None:
                 st["skipped_steps"] += 1
                 bad_run += 1
-                self.optimizer.zero_grad(set_to_none=True)
                 if bad_run >= MAX_CONSECUTIVE_BAD_STEPS:
+                    # The weights in memory are suspect, so nothing is written: the last
+                    # checkpoint on disk (if any) stays the one to go back to.
+                    kept = (f"the last checkpoint ({self.out / RESUME_FILE}) is kept unchanged"
+                            if (self.out / RESUME_FILE).exists() else "no checkpoint had been written yet")
                     raise TrainingDiverged(
-                        f"loss/gradients were NaN or Inf for {bad_run} consecutive steps (epoch {st['epoch'] + 1}); "
-                        f"the last good checkpoint in {self.out} is kept; lower --lr or raise --grad-clip"
+                        f"loss/gradients were NaN or Inf for {bad_run} consecutive steps (epoch {st['epoch'] + 1}, "
+                        f"step {st['step_in_epoch']}); stopped: {kept}; lower --lr or --kl-weight, or raise --grad-clip"
                     )
             else:
                 bad_run = 0
-                self.optimizer.step()
                 b = len(index)
-                sums["loss"] += losses["loss"].item() * b
-                sums["recon"] += losses["recon"].item() * b
-                sums["kl"] += losses["kl"].item() * b
+                for key in ("loss", "recon", "kl"):
+                    sums[key] += losses[key] * b
                 sums["n"] += b
-            n_mol += len(index)
+                last = losses
+            n_mol += len(index) * self.dist.world_size
             st["global_step"] += 1
             st["step_in_epoch"] += 1
             rate = n_mol / max(1e-9, time.perf_counter() - epoch_start)
             bar.update(1)
             if st["global_step"] % 10 == 0:
-                bar.set_postfix(loss=f"{losses['loss'].item():.2f}", kl=f"{losses['kl'].item():.1f}",
+                bar.set_postfix(loss=f"{last['loss']:.2f}", kl=f"{last['kl']:.1f}",
                                 beta=f"{beta:.3f}", mol_s=f"{rate:.0f}")
-            if flag.received is not None:
+            # Ranks stop together: a signal to any rank stops all at the same step.
+            if _all_ranks_agree(flag.received is not None, self.dist):
                 bar.close()
                 return True
             if time.monotonic() - last_ckpt > cfg.checkpoint_minutes * 60:
@@ -406,9 +530,18 @@ class Trainer:
     def _end_epoch(self) -> dict[str, Any]:
         st = self.state
         row: dict[str, Any] = {"epoch": st["epoch"] + 1, "step": st["global_step"], **self._epoch_train}
-        row.update(self.validate())
+        if self.dist.is_main:
+            row.update(self.validate())
         row["skipped_steps"] = st["skipped_steps"]
         row["elapsed_s"] = st["elapsed"]
+        if self.dist.enabled:
+            self._check_replicas_in_sync()
+            import torch.distributed as dist
+
+            # Every rank takes rank 0's validated row, so early stopping is decided alike.
+            shared = [row]
+            dist.broadcast_object_list(shared, src=0)
+            row = shared[0]
         st["history"].append(row)
         val = row.get("val_loss", row["train_loss"])
         if val < st["best_val"] - 1e-6:
@@ -420,13 +553,24 @@ class Trainer:
         st["step_in_epoch"] = 0
         # Inference weights first, then the resume state: a kill in between resumes
         # from the previous epoch and rewrites both.
-        MolVAE(self.net, self.vocab, device=self.device).save(
-            self.out, {"training": self.cfg.to_dict()}
-        )
-        self._write_metrics()
+        if self.dist.is_main:
+            MolVAE(self.net, self.vocab, device=self.device).save(self.out, {"training": self.cfg.to_dict()})
+            self._write_metrics()
         self._checkpoint()
         self.echo(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         return row
+
+    def _check_replicas_in_sync(self) -> None:
+        """All ranks must hold identical weights; a mismatch means a broken all-reduce."""
+        import torch.distributed as dist
+
+        checksum = torch.stack([p.detach().double().sum() for p in self.net.parameters()]).sum().cpu()
+        low, high = checksum.clone().reshape(1), checksum.clone().reshape(1)
+        dist.all_reduce(low, op=dist.ReduceOp.MIN)
+        dist.all_reduce(high, op=dist.ReduceOp.MAX)
+        if low.item() != high.item():
+            raise MolvaeError(f"model replicas diverged across {self.dist.world_size} processes "
+                              f"(parameter checksums {low.item()!r} vs {high.item()!r})")
 
     def _write_metrics(self) -> None:
         history = self.state["history"]

@@ -35,3 +35,29 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def moses_train_1k() -> list[str]:
     return moses_smiles(1000)
+
+
+SMALL_ARCH = dict(embedding_dim=32, encoder_hidden=128, latent_dim=32, decoder_hidden=256, decoder_layers=2)
+
+
+@pytest.fixture(scope="session")
+def small_model_dir(tmp_path_factory) -> Path:
+    """A small SMILES model trained on 3,000 MOSES molecules (about half a minute on 2 cores).
+
+    Good enough to decode mostly valid molecules and reconstruct some; used by the
+    exploration, optimization and CLI tests. Returns the run directory.
+    """
+    from molvae.training import TrainConfig, Trainer
+
+    out = tmp_path_factory.mktemp("small-model") / "run"
+    cfg = TrainConfig(data="moses", limit=3000, epochs=4, batch_size=64, lr=3e-3, warmup_steps=20, kl_weight=0.05,
+                      kl_warmup_epochs=1, val_fraction=0.05, val_recon_n=50, val_sample_n=50, progress=False, seed=0)
+    Trainer(out, cfg, SMALL_ARCH).fit()
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_model(small_model_dir):
+    from molvae.model import MolVAE
+
+    return MolVAE.load(small_model_dir, device="cpu")

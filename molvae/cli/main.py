@@ -24,6 +24,8 @@ SUBCOMMANDS: list[str] = [
     "molvae.cli.encode",
     "molvae.cli.reconstruct",
     "molvae.cli.properties",
+    "molvae.cli.demo",
+    "molvae.cli.evaluate",
 ]
 
 

@@ -85,6 +85,13 @@ def run(args: argparse.Namespace) -> int:
     except TrainingInterrupted as exc:
         print(f"molvae train: {exc}", file=sys.stderr)
         return 130
+    finally:
+        if trainer.dist.enabled:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    if not trainer.dist.is_main:
+        return 0
     last = history[-1] if history else {}
     print(f"trained {trainer.model_config.to_dict()} -> {args.out}")
     if last:
