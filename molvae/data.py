@@ -100,9 +100,13 @@ def _pick_column(columns: Sequence[str], wanted: str | None, path: Path) -> str:
         raise InputFileError(f"{path}: several SMILES columns ({', '.join(matches)}); choose one with --smiles-column")
     if matches:
         return matches[0]
-    raise InputFileError(
-        f"{path}: no SMILES column; columns found: {', '.join(map(str, columns))} (choose one with --smiles-column)"
-    )
+    hint = "choose one with --smiles-column"
+    if len(columns) == 1:
+        # One column whose name holds another separator: the delimiter is probably wrong.
+        seps = [name for sep, name in ((";", "';'"), ("\t", "tabs"), ("|", "'|'"), (",", "','")) if sep in str(columns[0])]
+        if seps:
+            hint = f"the file seems to be separated by {seps[0]}, not by its extension's delimiter"
+    raise InputFileError(f"{path}: no SMILES column; columns found: {', '.join(map(str, columns))} ({hint})")
 
 
 def read_smiles(path: str | os.PathLike, column: str | None = None, limit: int | None = None) -> list[str]:

@@ -440,9 +440,10 @@ class Trainer:
     # -- loop
     def fit(self) -> list[dict[str, Any]]:
         """Train to the configured number of epochs (or early stop); returns the metrics history."""
-        self._build()
         cfg = self.cfg
+        # Handlers first: a signal during data preparation must also end in a clean stop.
         with _SignalFlag() as flag:
+            self._build()
             while self.state["epoch"] < cfg.epochs:
                 stopped = self._train_epoch(flag)
                 if stopped:

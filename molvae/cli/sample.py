@@ -7,6 +7,7 @@ import argparse
 import pandas as pd
 
 from molvae.cli.common import add_model_arguments, load_model, write_table
+from molvae.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from molvae.chemistry import canonicalize
 
     if args.n < 1:
-        raise ValueError(f"--n must be >= 1, got {args.n}")
+        raise ConfigError(f"--n must be >= 1, got {args.n}")
     model = load_model(args)
     generated = model.sample(args.n, strategy=args.strategy, temperature=args.temperature, seed=args.seed,
                              batch_size=args.batch_size)
