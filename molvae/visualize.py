@@ -187,16 +187,17 @@ def plot_path_profile(path_table, path: str | Path, property: str = "qed", title
     valid = path_table["valid"].to_numpy(dtype=bool)
     fig = Figure(figsize=(9, 4.8), dpi=110, layout="constrained")
     ax = fig.add_subplot()
-    ax.plot(steps, path_table["tanimoto_start"], "o-", color="tab:blue", label="similarity to start")
-    ax.plot(steps, path_table["tanimoto_end"], "s-", color="tab:orange", label="similarity to end")
+    dense = len(steps) > 40  # long --unique grids: plain lines, markers would merge into bars
+    ax.plot(steps, path_table["tanimoto_start"], "-" if dense else "o-", color="tab:blue", label="similarity to start")
+    ax.plot(steps, path_table["tanimoto_end"], "-" if dense else "s-", color="tab:orange", label="similarity to end")
     ax.set_ylim(-0.03, 1.05)
     ax.set_xlabel("step along the path (start = 0)")
     ax.set_ylabel("Tanimoto similarity (Morgan r=2)")
     ax2 = ax.twinx()
     label = property_label(property)
-    ax2.plot(steps, path_table[property], "^--", color="tab:green", label=label)
+    ax2.plot(steps, path_table[property], "--" if dense else "^--", color="tab:green", label=label)
     dup = path_table["duplicate_of_previous"].to_numpy(dtype=bool)
-    if dup.any():
+    if dup.any() and not dense:
         ax2.plot(steps[dup], path_table[property].to_numpy()[dup], "^", markerfacecolor="white", color="tab:green",
                  linestyle="none", label="same molecule as previous step")
     ax2.set_ylabel(label, color="tab:green")

@@ -26,6 +26,8 @@ SUBCOMMANDS: list[str] = [
     "molvae.cli.properties",
     "molvae.cli.demo",
     "molvae.cli.evaluate",
+    "molvae.cli.interpolate",
+    "molvae.cli.explore",
 ]
 
 

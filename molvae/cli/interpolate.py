@@ -1,0 +1,93 @@
+"""``molvae interpolate``: decode the latent path between two molecules and draw it.
+
+Both molecules (drug names or SMILES) are encoded to their posterior means and
+joined linearly or spherically (slerp); every point is decoded with several
+attempts (greedy, then low-temperature samples; the most frequent valid molecule
+wins). Steps where nothing valid came out are kept and reported as invalid.
+
+Writes to --out (a directory): path.csv (one row per step), path.png and path.svg
+(grid of the path) and profile.png (similarity to start/end and --property along the path).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from molvae.cli.common import add_model_arguments, load_model, write_table
+from molvae.errors import MolvaeError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from molvae.chemistry import PROPERTIES
+
+    p = sub.add_parser("interpolate", help="decode the latent path between two molecules (names or SMILES)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("start", help="first molecule: drug name (e.g. aspirin) or SMILES")
+    p.add_argument("end", help="second molecule: drug name or SMILES")
+    add_model_arguments(p)
+    p.add_argument("--out", required=True, help="output directory (path.csv, path.png, path.svg, profile.png)")
+    p.add_argument("--steps", type=int, default=12, help="points on the path, endpoints included (default 12)")
+    p.add_argument("--method", default="linear", choices=["linear", "slerp"], help="interpolation (default linear)")
+    p.add_argument("--unique", type=int, default=None, metavar="N",
+                   help="refine the grid until N distinct valid molecules are on the path (or --max-points is hit)")
+    p.add_argument("--max-points", type=int, default=200, help="largest grid --unique may use (default 200)")
+    p.add_argument("--attempts", type=int, default=10, help="decodes per point (greedy + samples, default 10)")
+    p.add_argument("--temperature", type=float, default=0.5, help="sampling temperature of the extra attempts")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--property", default="qed", choices=sorted(PROPERTIES),
+                   help="property shown in the pictures (default qed)")
+    p.set_defaults(func=run)
+
+
+def _output_dir(out: str) -> Path:
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise MolvaeError(f"--out must be a directory, but {path} is a file")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    from molvae.latent import DEFAULT_PROPERTIES, interpolate, resolve_input
+    from molvae.visualize import draw_path_grid, plot_path_profile
+
+    if args.steps < 2:
+        raise MolvaeError(f"--steps must be >= 2 (both endpoints are included), got {args.steps}")
+    if args.unique is not None and args.unique < 1:
+        raise MolvaeError(f"--unique must be >= 1, got {args.unique}")
+    # Check both inputs before the (slower) model load so typos fail fast.
+    resolve_input(args.start)
+    resolve_input(args.end)
+    model = load_model(args)
+    properties = list(DEFAULT_PROPERTIES)
+    if args.property not in properties:
+        properties.append(args.property)
+    df = interpolate(model, args.start, args.end, steps=args.steps, method=args.method, attempts=args.attempts,
+                     temperature=args.temperature, seed=args.seed, unique=args.unique, max_points=args.max_points,
+                     properties=properties)
+    out = _output_dir(args.out)
+    write_table(df, out / "path.csv")
+
+    # With --unique the grid can be long: draw each new molecule once (plus invalid steps
+    # are left out); without it draw every step, invalid ones as empty cells.
+    rows = None
+    if args.unique is not None:
+        rows = df.index[df["valid"] & ~df["duplicate_of_previous"]]
+        if len(rows) == 0:
+            rows = df.index[:1]
+    for suffix in (".png", ".svg"):
+        draw_path_grid(df, out / f"path{suffix}", property=args.property, rows=rows)
+    plot_path_profile(df, out / "profile.png", property=args.property)
+
+    a = df.attrs
+    print(f"{a['start_name']} -> {a['end_name']}: {a['method']} path of {a['points']} points, "
+          f"{a['n_valid']} valid, {a['unique_found']} distinct molecules")
+    invalid = df.loc[~df["valid"], "step"].tolist()
+    if invalid:
+        print(f"steps that stayed invalid after {args.attempts} attempts: {', '.join(map(str, invalid))}")
+    if args.unique is not None and not a["unique_reached"]:
+        print(f"only {a['unique_found']} distinct valid molecules found (asked for {args.unique}) "
+              f"with {a['points']} points; raise --max-points to look harder")
+    print(f"wrote {out / 'path.csv'}, {out / 'path.png'}, {out / 'path.svg'}, {out / 'profile.png'}")
+    return 0

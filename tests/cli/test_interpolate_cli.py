@@ -1,0 +1,100 @@
+"""``molvae interpolate`` and ``molvae explore`` end to end, and their one-line errors."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from molvae.chemistry import canonicalize
+from molvae.cli.main import main
+
+START = "CC(=O)Nc1ccc(NC(=O)c2ccccc2)cc1"
+END = "O=C(c1ccccc1)N1CCCCC1"
+
+
+def _one_line_error(capsys, code: int) -> str:
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+# Inputs are checked before the model loads, so these need no trained model.
+@pytest.mark.parametrize("command", [["interpolate", "asprin", "ibuprofen"], ["explore", "asprin"]])
+def test_unknown_drug_suggests(command, tmp_path, capsys) -> None:
+    code = main([*command, "--model", str(tmp_path / "no-model"), "--out", str(tmp_path / "o")])
+    line = _one_line_error(capsys, code)
+    assert "unknown drug name 'asprin'" in line and "aspirin" in line
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("command", [["interpolate", "CCO", "C1CC(=O"], ["explore", "C1CC(=O"]])
+def test_invalid_smiles(command, tmp_path, capsys) -> None:
+    code = main([*command, "--model", str(tmp_path / "no-model"), "--out", str(tmp_path / "o")])
+    line = _one_line_error(capsys, code)
+    assert "C1CC(=O" in line and "valid SMILES" in line
+
+
+def test_bad_steps(tmp_path, capsys) -> None:
+    code = main(["interpolate", "CCO", "CCN", "--model", str(tmp_path), "--out", str(tmp_path / "o"), "--steps", "1"])
+    assert "--steps" in _one_line_error(capsys, code)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [["interpolate", "C[Se]C", "aspirin"], ["explore", "C[Xe]C"]])
+def test_token_outside_vocabulary(command, small_model_dir, tmp_path, capsys) -> None:
+    code = main([*command, "--model", str(small_model_dir), "--out", str(tmp_path / "o")])
+    line = _one_line_error(capsys, code)
+    assert "unknown token" in line and ("[Se]" in line or "[Xe]" in line)
+
+
+@pytest.mark.slow
+def test_interpolate_two_smiles(small_model_dir, tmp_path, capsys) -> None:
+    out = tmp_path / "interp"
+    args = ["interpolate", START, END, "--model", str(small_model_dir), "--steps", "6", "--method", "slerp",
+            "--attempts", "3", "--out", str(out), "--property", "tpsa", "--device", "cpu"]
+    assert main(args) == 0
+    stdout = capsys.readouterr().out
+    assert "slerp path of 6 points" in stdout
+    for name in ("path.csv", "path.png", "path.svg", "profile.png"):
+        assert (out / name).stat().st_size > 500, name
+    df = pd.read_csv(out / "path.csv", keep_default_na=False)
+    assert len(df) == 6 and df["step"].tolist() == list(range(6))
+    assert {"smiles", "valid", "tanimoto_start", "tanimoto_end", "qed", "sa", "esol", "mw", "logp", "tpsa",
+            "duplicate_of_previous"} <= set(df.columns)
+    for smi, valid in zip(df["smiles"], df["valid"]):
+        assert bool(valid) == (smi != "")
+        if smi:
+            assert canonicalize(smi) == smi
+    first = pd.read_csv(out / "path.csv")
+    assert main(args) == 0  # same seed, same table
+    pd.testing.assert_frame_equal(first, pd.read_csv(out / "path.csv"))
+
+
+@pytest.mark.slow
+def test_interpolate_unique_says_when_short(small_model_dir, tmp_path, capsys) -> None:
+    out = tmp_path / "u"
+    args = ["interpolate", START, END, "--model", str(small_model_dir), "--steps", "3", "--unique", "500",
+            "--max-points", "10", "--attempts", "1", "--out", str(out), "--device", "cpu"]
+    assert main(args) == 0
+    assert "asked for 500" in capsys.readouterr().out
+    assert len(pd.read_csv(out / "path.csv")) == 9  # 3 -> 5 -> 9
+
+
+@pytest.mark.slow
+def test_explore(small_model_dir, tmp_path, capsys) -> None:
+    train = tmp_path / "train.smi"
+    train.write_text(f"smiles\n{START}\nOC(=O)c1ccccc1\n")
+    out = tmp_path / "explore"
+    args = ["explore", START, "--model", str(small_model_dir), "--n", "40", "--radius", "0.5", "--train", str(train),
+            "--out", str(out), "--device", "cpu"]
+    assert main(args) == 0
+    stdout = capsys.readouterr().out
+    assert "40 draws at radius 0.5" in stdout
+    df = pd.read_csv(out / "neighbours.csv")
+    assert len(df) >= 1 and df["smiles"].is_unique
+    assert (df["tanimoto"].diff().dropna() <= 0).all()
+    assert df["novel"].tolist() == [s != START for s in df["smiles"]]
+    assert (out / "neighbours.png").stat().st_size > 500 and (out / "neighbours.svg").stat().st_size > 500
