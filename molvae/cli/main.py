@@ -26,6 +26,7 @@ SUBCOMMANDS: list[str] = [
     "molvae.cli.properties",
     "molvae.cli.demo",
     "molvae.cli.evaluate",
+    "molvae.cli.optimize",
     "molvae.cli.interpolate",
     "molvae.cli.explore",
 ]

@@ -1,0 +1,117 @@
+"""``molvae optimize``: search the latent space for molecules with target properties (BoTorch BO).
+
+Objectives (higher is better): esol, qed, logp, penalized_logp, sa (negated), tpsa, mw, ...;
+target(logp=2.5,tpsa=70); range(mw=250:450); weighted sums such as 0.7*qed+0.3*esol;
+or any importable callable module:function taking a list of SMILES.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+from pathlib import Path
+
+from molvae.cli.common import add_model_arguments, load_model
+
+log = logging.getLogger(__name__)
+
+
+def _range(text: str) -> tuple[str, tuple[float, float]]:
+    try:
+        prop, value = text.split("=", 1)
+        lo, hi = value.split(":", 1)
+        return prop.strip(), (float(lo), float(hi))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected PROPERTY=LOW:HIGH (e.g. mw=200:500), got {text!r}") from None
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("optimize", help="Bayesian optimization of molecules in latent space", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_arguments(p)
+    obj = p.add_mutually_exclusive_group()
+    obj.add_argument("--objective", help="one objective (see above)")
+    obj.add_argument("--objectives", help="two or three comma-separated objectives: Pareto optimization (qLogNEHVI)")
+    p.add_argument("--out", required=True, help="run directory (evaluations.csv, best.csv, progress.png, state.json)")
+    p.add_argument("--budget", type=int, default=None, help="oracle calls: new valid molecules scored (default 500)")
+    p.add_argument("--batch", type=int, default=10, help="molecules proposed per round")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--method", default="auto", choices=["auto", "bo", "turbo", "prior", "screen"],
+                   help="bo: GP + acquisition in the data box; turbo: trust region (auto picks it for latents >= 64); "
+                        "prior / screen: baselines")
+    p.add_argument("--acquisition", default="logei", choices=["logei", "ucb", "ts"],
+                   help="qLogExpectedImprovement, qUpperConfidenceBound or Thompson sampling (one objective)")
+    p.add_argument("--init", dest="init_file", default=None,
+                   help="CSV of initial molecules; with a score column (or score_<objective>) they cost no budget")
+    p.add_argument("--n-init", type=int, default=100, help="random MOSES training molecules scored first")
+    p.add_argument("--gp-window", type=int, default=512, help="points the GP is fit on (half best, half latest)")
+    p.add_argument("--decode-attempts", type=int, default=5)
+    p.add_argument("--decode-temperature", type=float, default=0.5)
+    p.add_argument("--similar-to", default=None, help="drug name or SMILES the molecules must stay similar to")
+    p.add_argument("--min-similarity", type=float, default=None, help="minimum Tanimoto similarity (Morgan r=2)")
+    p.add_argument("--alerts", nargs="?", const="PAINS,BRENK", default=None,
+                   help="reject molecules matching structural alerts (catalogs, default PAINS,BRENK)")
+    p.add_argument("--range", dest="ranges", action="append", type=_range, default=[], metavar="PROP=LOW:HIGH",
+                   help="feasible property range, repeatable (e.g. --range mw=200:500)")
+    p.add_argument("--restarts", type=int, default=4, help="acquisition optimizer restarts")
+    p.add_argument("--raw-samples", type=int, default=128, help="random points the restarts are picked from")
+    p.add_argument("--patience", type=int, default=20, help="stop after this many rounds without a new molecule")
+    p.add_argument("--top-k", type=int, default=20)
+    p.add_argument("--baselines", action="store_true", help="also run prior sampling and training-set screening")
+    p.add_argument("--resume", action="store_true", help="continue a run in --out (nothing is scored twice)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from molvae.checkpoint import read_json
+    from molvae.errors import MolvaeError
+    from molvae.optimization import OptimizeConfig, Optimizer, load_baseline_tables, parse_objectives, run_baselines
+
+    out = Path(args.out)
+    if args.resume and (out / "config.json").exists():
+        saved = read_json(out / "config.json", "optimization config").get("optimize", {})
+        if args.budget is not None:
+            saved["budget"] = args.budget
+        config = OptimizeConfig.from_dict(saved)
+        spec = args.objectives or args.objective
+        if spec and parse_objectives(spec)[0].name != parse_objectives(config.objectives)[0].name:
+            raise MolvaeError(f"{out} optimizes {', '.join(config.objectives)}, not {spec}; drop --objective to resume")
+    else:
+        if args.resume:
+            raise MolvaeError(f"nothing to resume in {out}: no config.json")
+        spec = args.objectives or args.objective
+        if not spec:
+            raise MolvaeError("give --objective (or --objectives for several)")
+        objectives = parse_objectives(spec)  # fail on a bad objective before loading the model
+        if args.objective and len(objectives) > 1:
+            raise MolvaeError("several objectives: use --objectives")
+        constraints = {}
+        if args.similar_to or args.min_similarity is not None or args.alerts or args.ranges:
+            from molvae.drugs import resolve_molecule
+            from molvae.optimization import Constraints
+
+            ref_name, ref = resolve_molecule(args.similar_to) if args.similar_to else (None, None)
+            constraints = Constraints(reference=ref, reference_name=ref_name, min_similarity=args.min_similarity,
+                                      alerts=args.alerts.split(",") if args.alerts else None,
+                                      ranges=dict(args.ranges)).to_dict()
+        config = OptimizeConfig(
+            objectives=[o.name for o in objectives], budget=500 if args.budget is None else args.budget,
+            batch=args.batch, method=args.method, acquisition=args.acquisition, n_init=args.n_init,
+            init_file=args.init_file, seed=args.seed, gp_window=args.gp_window, decode_attempts=args.decode_attempts,
+            decode_temperature=args.decode_temperature, top_k=args.top_k, num_restarts=args.restarts,
+            raw_samples=args.raw_samples, patience=args.patience, constraints=constraints,
+        ).validate()
+    model = load_model(args)
+    progress = False if args.no_progress else None
+    opt = Optimizer(model, config, out, resume=args.resume, progress=progress).run()
+    if args.baselines:
+        run_baselines(model, dataclasses.replace(config, method="bo"), out, objectives=opt.objectives,
+                      resume=args.resume, progress=progress)
+        opt.write_reports(baselines=load_baseline_tables(out))
+    state = opt.state()
+    best = state["best"]
+    print(f"{out}: {state['calls']} oracle calls in {state['round']} rounds ({state['n_invalid']} invalid decodes, "
+          f"{state['n_repeat']} repeats not scored)" + (f"; best {best:.4g}" if best is not None else ""))
+    return 0

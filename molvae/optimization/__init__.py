@@ -1,0 +1,36 @@
+"""Latent-space optimization of molecules: objectives, BO (GP + acquisition, trust region), baselines.
+
+>>> from molvae.model import MolVAE
+>>> from molvae.optimization import optimize
+>>> opt = optimize(MolVAE.load("runs/x"), "esol", "runs/sol", budget=500, batch=10)
+>>> opt.feasible_table().nlargest(5, "score")
+"""
+
+from molvae.optimization.baselines import BASELINES, load_baseline_tables, run_baseline, run_baselines
+from molvae.optimization.bo import (
+    ACQUISITIONS,
+    METHODS,
+    OptimizeConfig,
+    Optimizer,
+    TrustRegion,
+    fit_gp,
+    optimize,
+    propose_latents,
+)
+from molvae.optimization.objectives import (
+    BUILTIN_OBJECTIVES,
+    Constraints,
+    Objective,
+    ObjectiveError,
+    Oracle,
+    parse_objective,
+    parse_objectives,
+)
+from molvae.optimization.report import best_table, pareto_mask, pareto_table, plot_progress, progress_curves
+
+__all__ = [
+    "ACQUISITIONS", "BASELINES", "BUILTIN_OBJECTIVES", "METHODS", "Constraints", "Objective", "ObjectiveError",
+    "OptimizeConfig", "Optimizer", "Oracle", "TrustRegion", "best_table", "fit_gp", "load_baseline_tables",
+    "optimize", "pareto_mask", "pareto_table", "parse_objective", "parse_objectives", "plot_progress",
+    "progress_curves", "propose_latents", "run_baseline", "run_baselines",
+]

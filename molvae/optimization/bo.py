@@ -1,0 +1,533 @@
+"""Latent-space Bayesian optimization: GP + acquisition (+ trust region), decode, score, repeat.
+
+One run lives in an output directory::
+
+    config.json      the run's configuration (objectives, budget, method, seed, ...)
+    evaluations.csv  every proposal in order (scored rows carry the oracle call index),
+                     rewritten atomically after every round
+    state.json       round, counters, trust region: what --resume needs besides the table
+    best.csv         top-k unique feasible molecules
+    pareto.csv       the feasible Pareto front (several objectives)
+    progress.png     best-so-far and top-10 mean vs oracle calls
+    best.png         grid picture of the best molecules
+
+A killed run resumes from evaluations.csv (molecules are re-encoded, nothing is
+scored twice) and state.json. Rounds are seeded by (seed, round), so a resumed
+run continues exactly as the uninterrupted one would have once the last
+complete round is on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from molvae.checkpoint import atomic_write_text, read_json, write_json
+from molvae.errors import ConfigError, MolvaeError
+from molvae.optimization.objectives import Constraints, Objective, Oracle, parse_objectives
+
+log = logging.getLogger(__name__)
+
+__all__ = ["METHODS", "ACQUISITIONS", "OptimizeConfig", "TrustRegion", "Optimizer", "optimize", "fit_gp", "propose_latents"]
+
+METHODS = ("auto", "bo", "turbo", "prior", "screen")
+ACQUISITIONS = ("logei", "ucb", "ts")
+STATE_VERSION = 1
+
+
+@dataclass
+class OptimizeConfig:
+    """Everything that defines a run (saved as config.json)."""
+
+    objectives: list[str]
+    budget: int = 500
+    batch: int = 10
+    method: str = "auto"  # auto: turbo for latents >= 64 dims, else bo
+    acquisition: str = "logei"
+    n_init: int = 100
+    init_file: str | None = None
+    init_pool: int = 100_000  # MOSES training lines the initial design samples from
+    seed: int = 0
+    gp_window: int = 512
+    decode_attempts: int = 5
+    decode_temperature: float = 0.5
+    num_restarts: int = 4
+    raw_samples: int = 128
+    ucb_beta: float = 2.0
+    ts_candidates: int = 2000
+    acq_maxiter: int = 100
+    threads: int | None = 1  # torch threads inside a round (small matrices: 1 avoids oversubscription); None = torch default
+    top_k: int = 20
+    patience: int = 20  # rounds in a row with nothing new scored before giving up
+    constraints: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> "OptimizeConfig":
+        if self.method not in METHODS:
+            raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.acquisition not in ACQUISITIONS:
+            raise ConfigError(f"acquisition must be one of {', '.join(ACQUISITIONS)}, got {self.acquisition!r}")
+        for name in ("budget", "batch", "gp_window", "decode_attempts", "num_restarts", "raw_samples", "top_k", "patience"):
+            if getattr(self, name) < (0 if name == "budget" else 1):
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.n_init < 0:
+            raise ConfigError(f"n_init must be >= 0, got {self.n_init}")
+        if not 1 <= len(self.objectives) <= 3:
+            raise ConfigError(f"one to three objectives, got {len(self.objectives)}")
+        return self
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "OptimizeConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known}).validate()
+
+
+@dataclass
+class TrustRegion:
+    """TuRBO-style box around the incumbent: doubles after successes, halves after failures, restarts when tiny."""
+
+    dim: int
+    batch: int
+    length: float = 0.8
+    length_min: float = 0.5**7
+    length_max: float = 1.6
+    success_tolerance: int = 3
+    failure_tolerance: int = 0
+    successes: int = 0
+    failures: int = 0
+    restarts: int = 0
+
+    def __post_init__(self) -> None:
+        if self.failure_tolerance <= 0:
+            self.failure_tolerance = int(math.ceil(max(4.0 / self.batch, self.dim / self.batch)))
+
+    def update(self, improved: bool) -> None:
+        if improved:
+            self.successes += 1
+            self.failures = 0
+        else:
+            self.failures += 1
+            self.successes = 0
+        if self.successes >= self.success_tolerance:
+            self.length = min(2.0 * self.length, self.length_max)
+            self.successes = 0
+        elif self.failures >= self.failure_tolerance:
+            self.length /= 2.0
+            self.failures = 0
+        if self.length < self.length_min:
+            self.length = 0.8
+            self.restarts += 1
+            self.successes = self.failures = 0
+
+    def bounds(self, center: torch.Tensor, lengthscale: torch.Tensor | None, lb: torch.Tensor, ub: torch.Tensor
+               ) -> torch.Tensor:
+        """Box around ``center`` (raw latent units), widths scaled by the GP lengthscales, inside [lb, ub]."""
+        span = ub - lb
+        if lengthscale is None:
+            weights = torch.ones_like(center)
+        else:
+            weights = lengthscale / lengthscale.mean()
+            weights = weights / torch.prod(weights.pow(1.0 / len(weights)))
+        half = self.length / 2.0 * weights * span
+        return torch.stack([torch.maximum(center - half, lb), torch.minimum(center + half, ub)])
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- GP and acquisition
+
+
+def fit_gp(X: torch.Tensor, Y: torch.Tensor, bounds: torch.Tensor):
+    """SingleTaskGP (Normalize inputs to ``bounds``, Standardize outcomes), hyperparameters by marginal likelihood."""
+    from botorch.exceptions import ModelFittingError
+    from botorch.fit import fit_gpytorch_mll
+    from botorch.models import SingleTaskGP
+    from botorch.models.transforms import Normalize, Standardize
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+
+    model = SingleTaskGP(X, Y, input_transform=Normalize(d=X.shape[-1], bounds=bounds),
+                         outcome_transform=Standardize(m=Y.shape[-1]))
+    mll = ExactMarginalLogLikelihood(model.likelihood, model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            fit_gpytorch_mll(mll)
+        except ModelFittingError as exc:  # keep the prior hyperparameters: still a usable model
+            log.debug("GP fit failed (%s); using default hyperparameters", exc)
+    model.eval()
+    return model
+
+
+def _lengthscale(model) -> torch.Tensor | None:
+    try:
+        ls = model.covar_module.lengthscale
+    except AttributeError:
+        try:
+            ls = model.covar_module.base_kernel.lengthscale
+        except AttributeError:
+            return None
+    ls = ls.detach().reshape(-1)
+    return ls if ls.numel() > 1 else None
+
+
+def propose_latents(model, X: torch.Tensor, Y: torch.Tensor, bounds: torch.Tensor, q: int, config: OptimizeConfig,
+                    ref_point: torch.Tensor | None = None) -> torch.Tensor:
+    """q new latent points maximizing the acquisition inside ``bounds`` (2 x d)."""
+    from botorch.optim import optimize_acqf
+
+    options = {"maxiter": config.acq_maxiter, "batch_limit": 8}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if Y.shape[-1] > 1:
+            from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
+
+            acq = qLogNoisyExpectedHypervolumeImprovement(model, ref_point=ref_point.tolist(), X_baseline=X,
+                                                          prune_baseline=True)
+            cand, _ = optimize_acqf(acq, bounds=bounds, q=q, num_restarts=config.num_restarts,
+                                    raw_samples=config.raw_samples, options=options, sequential=True)
+            return cand.detach()
+        if config.acquisition == "ts":
+            from botorch.generation.sampling import MaxPosteriorSampling
+            from torch.quasirandom import SobolEngine
+
+            sobol = SobolEngine(X.shape[-1], scramble=True, seed=int(torch.randint(0, 2**31 - 1, (1,))))
+            pert = sobol.draw(config.ts_candidates).to(X)
+            cand = bounds[0] + (bounds[1] - bounds[0]) * pert
+            with torch.no_grad():
+                return MaxPosteriorSampling(model=model, replacement=False)(cand, num_samples=q).detach()
+        if config.acquisition == "ucb":
+            from botorch.acquisition import qUpperConfidenceBound
+
+            acq = qUpperConfidenceBound(model, beta=config.ucb_beta)
+        else:
+            from botorch.acquisition.logei import qLogExpectedImprovement
+
+            acq = qLogExpectedImprovement(model, best_f=Y.max())
+        cand, _ = optimize_acqf(acq, bounds=bounds, q=q, num_restarts=config.num_restarts,
+                                raw_samples=config.raw_samples, options=options)
+    return cand.detach()
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@contextmanager
+def _torch_threads(n: int | None):
+    if not n:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _seed_for(seed: int, round: int) -> int:
+    return (seed * 1_000_003 + round * 7919) % (2**31 - 1)
+
+
+class Optimizer:
+    """One optimization run in ``out`` (see the module docstring)."""
+
+    def __init__(self, model, config: OptimizeConfig, out: str | Path, objectives: list[Objective] | None = None,
+                 resume: bool = False, progress: bool | None = None):
+        self.model = model
+        self.out = Path(out)
+        self.config = config.validate()
+        self.objectives = objectives if objectives is not None else parse_objectives(config.objectives)
+        self.constraints = Constraints.from_dict(config.constraints) if config.constraints else Constraints()
+        self.oracle = Oracle(self.objectives, config.budget, self.constraints)
+        self.method = config.method
+        if self.method == "auto":
+            self.method = "turbo" if model.config.latent_dim >= 64 else "bo"
+        if len(self.objectives) > 1 and self.method == "turbo":
+            self.method = "bo"  # the trust region follows one incumbent; several objectives use the global box
+        self.progress = progress
+        self.round = 0
+        self.stalled = 0
+        self.screen_pos = 0
+        self.timings: list[dict[str, float]] = []
+        self.tr = TrustRegion(dim=model.config.latent_dim, batch=config.batch)
+        self.latents: dict[str, np.ndarray] = {}  # canonical SMILES -> code of the molecule actually scored
+        self.out.mkdir(parents=True, exist_ok=True)
+        if resume and (self.out / "evaluations.csv").exists():
+            self._load()
+        elif (self.out / "evaluations.csv").exists():
+            raise MolvaeError(f"{self.out} already holds an optimization run; continue it with --resume or choose another --out")
+        write_json(self.out / "config.json", {"optimize": asdict(self.config), "method": self.method,
+                                                  "latent_dim": model.config.latent_dim})
+
+    # ---- persistence
+    def _load(self) -> None:
+        evals = self.out / "evaluations.csv"
+        if not evals.exists():
+            raise MolvaeError(f"nothing to resume in {self.out}: no evaluations.csv")
+        df = pd.read_csv(evals, keep_default_na=False, na_values=[""])
+        self.oracle.load_records(df)
+        state = read_json(self.out / "state.json", "optimization state") if (self.out / "state.json").exists() else {}
+        self.round = int(df["round"].max()) if len(df) else 0
+        self.stalled = int(state.get("stalled", 0)) if state.get("round") == self.round else 0
+        self.screen_pos = int(state.get("screen_pos", 0))
+        if state.get("trust_region"):
+            self.tr = TrustRegion(**state["trust_region"])
+        self.timings = list(state.get("timings", []))
+        self._encode_new([r["smiles"] for r in self.oracle.scored_records()])
+        log.info("resuming %s at round %d: %d oracle calls used of %d", self.out, self.round, self.oracle.calls,
+                 self.oracle.budget)
+
+    def save(self) -> None:
+        df = self.oracle.dataframe()
+        atomic_write_text(self.out / "evaluations.csv", df.to_csv(index=False))
+        write_json(self.out / "state.json", self.state())
+
+    def state(self) -> dict[str, Any]:
+        best = self.best_value()
+        return {"version": STATE_VERSION, "round": self.round, "method": self.method, "calls": self.oracle.calls,
+                "budget": self.oracle.budget, "n_invalid": self.oracle.n_invalid, "n_repeat": self.oracle.n_repeat,
+                "n_infeasible": sum(1 for r in self.oracle.scored_records() if not r["feasible"]),
+                "best": best, "stalled": self.stalled, "screen_pos": self.screen_pos,
+                "trust_region": self.tr.to_dict(), "finished": self.finished, "timings": self.timings[-50:]}
+
+    @property
+    def finished(self) -> bool:
+        return self.oracle.remaining <= 0 or self.stalled >= self.config.patience
+
+    # ---- data for the GP
+    def _encode_new(self, smiles: list[str]) -> None:
+        todo = [s for s in smiles if s not in self.latents]
+        if not todo:
+            return
+        z = self.model.encode(todo, errors="nan")
+        for s, row in zip(todo, z):
+            self.latents[s] = row
+
+    def training_data(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(X, Y) in float64: the codes of scored molecules and their scores (infeasible ones at the worst value)."""
+        recs = [r for r in self.oracle.scored_records() if np.all(np.isfinite(self.latents.get(r["smiles"], np.nan)))]
+        cols = self.oracle.score_columns
+        if not recs:
+            return torch.empty(0, self.model.config.latent_dim, dtype=torch.float64), torch.empty(0, len(cols), dtype=torch.float64)
+        X = np.stack([self.latents[r["smiles"]] for r in recs]).astype(np.float64)
+        Y = np.array([[r[c] for c in cols] for r in recs], dtype=np.float64)
+        feasible = np.array([bool(r["feasible"]) for r in recs])
+        finite = np.isfinite(Y)
+        for j in range(Y.shape[1]):
+            good = Y[feasible & finite[:, j], j]
+            worst = good.min() if good.size else (Y[finite[:, j], j].min() if finite[:, j].any() else 0.0)
+            Y[~feasible | ~finite[:, j], j] = worst
+        n, w = len(Y), self.config.gp_window
+        if n > w:
+            rank = Y.sum(axis=1) if Y.shape[1] > 1 else Y[:, 0]
+            best = np.argsort(-rank, kind="stable")[: w // 2]
+            chosen = set(best.tolist())
+            latest = [i for i in range(n - 1, -1, -1) if i not in chosen][: w - len(best)]
+            keep = np.sort(np.concatenate([best, np.array(latest, dtype=int)]))
+            X, Y = X[keep], Y[keep]
+        return torch.from_numpy(X), torch.from_numpy(Y)
+
+    def best_value(self) -> float | None:
+        vals = [r[self.oracle.score_columns[0]] for r in self.oracle.scored_records() if r["feasible"]]
+        return float(max(vals)) if vals and len(self.objectives) == 1 else None
+
+    # ---- initial design
+    def initial_design(self) -> None:
+        cfg = self.config
+        rng = np.random.default_rng(cfg.seed)
+        if cfg.init_file:
+            self._init_from_file(cfg.init_file, rng)
+        elif cfg.n_init > 0 and self.method != "screen":
+            from molvae.data import moses_file, read_smiles
+
+            pool = read_smiles(moses_file("train"), column="SMILES", limit=cfg.init_pool)
+            order = rng.permutation(len(pool))
+            n = min(cfg.n_init, self.oracle.remaining)
+            chosen: list[str] = []
+            for start in range(0, len(order), 4 * n):  # skip molecules the model cannot encode
+                cand = [pool[i] for i in order[start : start + 4 * n]]
+                z = self.model.encode(cand, errors="nan")
+                chosen += [s for s, row in zip(cand, z) if np.all(np.isfinite(row))]
+                if len(chosen) >= n:
+                    break
+            rows = self.oracle.evaluate(chosen[:n], round=0, source="init")
+            self._encode_new([r["smiles"] for r in rows if r["status"] == "scored"])
+        self.save()
+
+    def _init_from_file(self, path: str, rng: np.random.Generator) -> None:
+        from molvae.data import read_smiles
+
+        smiles = read_smiles(path)
+        df = pd.read_csv(path)
+        cols = self.oracle.score_columns
+        alt = [o.name for o in self.objectives] if len(self.objectives) > 1 else [self.objectives[0].name]
+        have = [c if c in df.columns else a if a in df.columns else None for c, a in zip(cols, alt)]
+        if all(h is not None for h in have):
+            scores = df[have].to_numpy(dtype=np.float64)
+            rows = self.oracle.add_supplied(smiles, scores, round=0, source="init-file")
+        else:
+            rows = self.oracle.evaluate(smiles, round=0, source="init-file")
+        self._encode_new([r["smiles"] for r in rows if r["status"] in ("scored", "supplied")])
+
+    # ---- one round
+    def step(self) -> list[dict[str, Any]]:
+        with _torch_threads(self.config.threads):
+            return self._step()
+
+    def _step(self) -> list[dict[str, Any]]:
+        cfg = self.config
+        self.round += 1
+        seed = _seed_for(cfg.seed, self.round)
+        torch.manual_seed(seed)
+        q = min(cfg.batch, max(self.oracle.remaining, 1))
+        t0 = time.perf_counter()
+        timing = {"round": self.round, "fit": 0.0, "acquisition": 0.0, "decode": 0.0, "score": 0.0}
+        before = self.best_value()
+        if self.method == "screen":
+            smiles = self._screen_batch(q)
+        else:
+            if self.method == "prior":
+                z = torch.randn(q, self.model.config.latent_dim, generator=torch.Generator().manual_seed(seed))
+            else:
+                z = self._propose(q, timing)
+            t1 = time.perf_counter()
+            smiles = self.model.decode_valid(z.float().numpy(), attempts=cfg.decode_attempts,
+                                             temperature=cfg.decode_temperature, seed=seed)
+            timing["decode"] = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        rows = self.oracle.evaluate(smiles, round=self.round, source=self.method)
+        timing["score"] = time.perf_counter() - t2
+        scored = [r["smiles"] for r in rows if r["status"] == "scored"]
+        self._encode_new(scored)
+        after = self.best_value()
+        improved = after is not None and (before is None or after > before + 1e-3 * abs(before))
+        if self.method == "turbo":
+            self.tr.update(improved)
+        self.stalled = 0 if scored else self.stalled + 1
+        timing["total"] = time.perf_counter() - t0
+        self.timings.append(timing)
+        self.save()
+        return rows
+
+    def _propose(self, q: int, timing: dict[str, float]) -> torch.Tensor:
+        X, Y = self.training_data()
+        d = self.model.config.latent_dim
+        if len(X) < 2:  # nothing to model yet: draw from the prior
+            return torch.randn(q, d, dtype=torch.float64)
+        lo, hi = X.min(0).values, X.max(0).values
+        pad = 0.1 * (hi - lo).clamp_min(1e-3)
+        bounds = torch.stack([lo - pad, hi + pad])
+        t = time.perf_counter()
+        gp = fit_gp(X, Y, bounds)
+        timing["fit"] = time.perf_counter() - t
+        t = time.perf_counter()
+        ref = None
+        if Y.shape[-1] > 1:
+            span = (Y.max(0).values - Y.min(0).values).clamp_min(1e-6)
+            ref = Y.min(0).values - 0.1 * span
+            box = bounds
+        elif self.method == "turbo":
+            center = X[Y[:, 0].argmax()]
+            box = self.tr.bounds(center, _lengthscale(gp), bounds[0], bounds[1])
+        else:
+            box = bounds
+        # After rounds that brought nothing new (every decode a repeat or invalid), swap part of
+        # the batch for uniform draws in the data box so the search does not sit on known molecules.
+        n_explore = min(q, self.stalled * max(1, q // 2))
+        z = propose_latents(gp, X, Y, box, q - n_explore, self.config, ref_point=ref) if q > n_explore else X[:0]
+        if n_explore:
+            u = torch.rand(n_explore, d, dtype=torch.float64)
+            z = torch.cat([z, bounds[0] + (bounds[1] - bounds[0]) * u])
+        timing["acquisition"] = time.perf_counter() - t
+        return z
+
+    def _screen_batch(self, q: int) -> list[str]:
+        from molvae.data import moses_file, read_smiles
+
+        if not hasattr(self, "_screen_pool"):
+            pool = read_smiles(moses_file("train"), column="SMILES", limit=None)
+            self._screen_pool = [pool[i] for i in np.random.default_rng(self.config.seed).permutation(len(pool))]
+        out: list[str] = []
+        while len(out) < q and self.screen_pos < len(self._screen_pool):
+            out.append(self._screen_pool[self.screen_pos])
+            self.screen_pos += 1
+        return out
+
+    # ---- driving the run
+    def run(self) -> "Optimizer":
+        from tqdm.auto import tqdm
+
+        if not (self.out / "evaluations.csv").exists():
+            self.initial_design()
+        bar = tqdm(total=self.oracle.budget, initial=self.oracle.calls, disable=None if self.progress is None else not self.progress,
+                   desc=f"optimize ({self.method})", unit="call")
+        try:
+            while not self.finished:
+                rows = self.step()
+                bar.update(sum(r["status"] == "scored" for r in rows))
+                best = self.best_value()
+                bar.set_postfix(round=self.round, best=f"{best:.3f}" if best is not None else "-")
+        finally:
+            bar.close()
+            self.save()
+            if self.oracle.scored_records():
+                self.write_reports()
+        if self.stalled >= self.config.patience and self.oracle.remaining > 0:
+            log.warning("stopped after %d rounds without a new molecule (%d of %d oracle calls used)",
+                        self.stalled, self.oracle.calls, self.oracle.budget)
+        return self
+
+    # ---- reports
+    def feasible_table(self) -> pd.DataFrame:
+        df = self.oracle.dataframe()
+        return df[df["status"].isin(["scored", "supplied"]) & df["feasible"].astype(bool)]
+
+    def write_reports(self, baselines: dict[str, Path] | None = None) -> None:
+        from molvae.optimization.report import best_table, pareto_table, plot_progress
+
+        df = self.oracle.dataframe()
+        cols = self.oracle.score_columns
+        best = best_table(df, cols, self.config.top_k)
+        atomic_write_text(self.out / "best.csv", best.to_csv(index=False))
+        if len(cols) > 1:
+            atomic_write_text(self.out / "pareto.csv", pareto_table(df, cols).to_csv(index=False))
+        plot_progress(self.out / "progress.png", df, cols, baselines=baselines)
+        if len(best):
+            from molvae.visualize import draw_grid
+
+            legends = [" ".join(f"{row[c]:.3g}" for c in cols) for _, row in best.head(20).iterrows()]
+            try:
+                draw_grid(best["smiles"].head(20).tolist(), self.out / "best.png", legends)
+            except Exception as exc:  # a picture must never lose a run
+                log.warning("could not draw best.png: %s", exc)
+
+
+def optimize(model, objectives: str | list[str], out: str | Path, resume: bool = False, progress: bool | None = False,
+             **options: Any) -> Optimizer:
+    """Run (or resume) an optimization; returns the finished :class:`Optimizer`.
+
+    >>> opt = optimize(model, "qed", "runs/qed", budget=200, batch=10, seed=1)
+    >>> opt.feasible_table().sort_values("score").tail()
+    """
+    specs = [objectives] if isinstance(objectives, str) and "," not in objectives else objectives
+    if isinstance(specs, str):
+        from molvae.optimization.objectives import _split_top_level
+
+        specs = _split_top_level(specs, ",")
+    config = OptimizeConfig(objectives=list(specs), **options)
+    if resume and (Path(out) / "config.json").exists():
+        saved = read_json(Path(out) / "config.json", "optimization config").get("optimize", {})
+        if "budget" in options:  # the one setting a resume may change: extend (or cut) the budget
+            saved["budget"] = int(options["budget"])
+        config = OptimizeConfig.from_dict(saved)
+    return Optimizer(model, config, out, resume=resume, progress=progress).run()

@@ -1,0 +1,91 @@
+"""Run outputs: best molecules, Pareto front, progress plot."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from molvae.checkpoint import atomic_write
+
+__all__ = ["best_table", "pareto_mask", "pareto_table", "progress_curves", "plot_progress"]
+
+
+def _feasible(df: pd.DataFrame) -> pd.DataFrame:
+    keep = df["status"].isin(["scored", "supplied"]) & df["feasible"].astype(bool)
+    return df[keep]
+
+
+def best_table(df: pd.DataFrame, score_columns: Sequence[str], k: int = 20) -> pd.DataFrame:
+    """Top-k unique feasible molecules (by the first score, or the Pareto front first with several)."""
+    feas = _feasible(df).drop_duplicates("smiles")
+    if len(score_columns) > 1:
+        front = pareto_mask(feas[list(score_columns)].to_numpy())
+        feas = feas.assign(pareto=front).sort_values(["pareto", *score_columns], ascending=False, kind="stable")
+    else:
+        feas = feas.sort_values(score_columns[0], ascending=False, kind="stable")
+    return feas.head(k).reset_index(drop=True)
+
+
+def pareto_mask(Y: np.ndarray) -> np.ndarray:
+    """True for rows of Y (maximized) that no other row dominates (duplicates of a front point are kept once)."""
+    if len(Y) == 0:
+        return np.zeros(0, dtype=bool)
+    import torch
+    from botorch.utils.multi_objective.pareto import is_non_dominated
+
+    return is_non_dominated(torch.tensor(np.array(Y, dtype=np.float64)), deduplicate=True).numpy()
+
+
+def pareto_table(df: pd.DataFrame, score_columns: Sequence[str]) -> pd.DataFrame:
+    feas = _feasible(df).drop_duplicates("smiles")
+    front = feas[pareto_mask(feas[list(score_columns)].to_numpy())]
+    return front.sort_values(score_columns[0], ascending=False, kind="stable").reset_index(drop=True)
+
+
+def progress_curves(df: pd.DataFrame, score_column: str) -> pd.DataFrame:
+    """Best-so-far and top-10 mean of feasible scores after each oracle call."""
+    scored = df[df["status"] == "scored"].sort_values("call")
+    best, top10, values = [], [], []
+    for _, row in scored.iterrows():
+        if bool(row["feasible"]) and np.isfinite(row[score_column]):
+            values.append(float(row[score_column]))
+            values.sort(reverse=True)
+            del values[10:]
+        best.append(values[0] if values else np.nan)
+        top10.append(float(np.mean(values)) if values else np.nan)
+    return pd.DataFrame({"call": scored["call"].to_numpy(dtype=int), "best": best, "top10_mean": top10})
+
+
+def plot_progress(path: str | Path, df: pd.DataFrame, score_columns: Sequence[str],
+                  baselines: dict[str, pd.DataFrame] | None = None) -> Path:
+    """Best-so-far (solid) and top-10 mean (dashed) vs oracle calls, one panel per objective."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(score_columns), figsize=(5.5 * len(score_columns), 4), squeeze=False)
+    runs = {"this run": df, **(baselines or {})}
+    for ax, col in zip(axes[0], score_columns):
+        for i, (label, table) in enumerate(runs.items()):
+            if col not in table.columns:
+                continue
+            curves = progress_curves(table, col)
+            color = f"C{i}"
+            ax.plot(curves["call"], curves["best"], color=color, label=f"{label}: best")
+            ax.plot(curves["call"], curves["top10_mean"], color=color, linestyle="--", label=f"{label}: top-10 mean")
+        ax.set_xlabel("oracle calls")
+        ax.set_ylabel(col)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write(path, buf.getvalue())
+    return Path(path)

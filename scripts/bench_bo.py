@@ -1,0 +1,122 @@
+"""Benchmark latent-space optimization: objective x method x seed at a fixed oracle budget.
+
+Prints best and top-10 mean (feasible molecules) per cell, then the per-round
+timing of BO (GP fit + acquisition + decode) with 1,000 observed points at
+latent size 128 (random latents and scores; decoding with a randomly
+initialized decoder of the given model's architecture at latent size 128).
+The last printed line is one JSON object with every figure.
+
+    python scripts/bench_bo.py --model runs/x --budget 200 --seeds 0,1,2 --objectives qed,esol
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from molvae.model import MolVAE, SequenceVAE
+from molvae.optimization import OptimizeConfig, Optimizer, fit_gp, propose_latents
+
+METHODS = ("bo", "turbo", "prior", "screen")
+
+
+def run_cell(model, objective: str, method: str, seed: int, args) -> dict:
+    cfg = OptimizeConfig(objectives=[objective], budget=args.budget, batch=args.batch, method=method, seed=seed,
+                         n_init=0 if method in ("prior", "screen") else args.n_init, decode_attempts=args.decode_attempts,
+                         num_restarts=args.restarts, raw_samples=args.raw_samples)
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        opt = Optimizer(model, cfg, Path(tmp) / "run", progress=False).run()
+        wall = time.perf_counter() - t
+        feas = opt.feasible_table()
+    scores = np.sort(feas["score"].to_numpy())[::-1]
+    return {"objective": objective, "method": method, "seed": seed, "calls": opt.oracle.calls,
+            "rounds": opt.round, "invalid": opt.oracle.n_invalid, "repeats": opt.oracle.n_repeat,
+            "best": float(scores[0]) if len(scores) else None,
+            "top10_mean": float(scores[:10].mean()) if len(scores) else None, "wall_s": round(wall, 2)}
+
+
+def round_timing(model, n_points: int, dim: int, batch: int, args, repeats: int = 2) -> dict:
+    """Seconds for GP fit, acquisition and decode of one round at ``n_points`` observations in ``dim`` dims."""
+    cfg = dataclasses.replace(model.config, latent_dim=dim)
+    big = MolVAE(SequenceVAE(cfg), model.vocab, device="cpu")  # random weights: decode cost only
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(n_points, dim, generator=gen, dtype=torch.float64)
+    Y = (X[:, :5].sum(-1, keepdim=True) + 0.3 * torch.randn(n_points, 1, generator=gen, dtype=torch.float64))
+    bounds = torch.stack([X.min(0).values, X.max(0).values])
+    out = {}
+    for threads in sorted({1, torch.get_num_threads()}):
+        old = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            rows = []
+            for r in range(repeats):
+                torch.manual_seed(r)
+                t0 = time.perf_counter()
+                gp = fit_gp(X, Y, bounds)
+                t1 = time.perf_counter()
+                z = propose_latents(gp, X, Y, bounds, batch,
+                                    OptimizeConfig(objectives=["qed"], num_restarts=args.restarts,
+                                                   raw_samples=args.raw_samples))
+                t2 = time.perf_counter()
+                big.decode_valid(z.float().numpy(), attempts=args.decode_attempts, seed=r)
+                t3 = time.perf_counter()
+                rows.append((t1 - t0, t2 - t1, t3 - t2))
+            fit, acq, dec = np.median(np.array(rows), axis=0)
+            out[f"threads_{threads}"] = {"fit_s": round(float(fit), 2), "acquisition_s": round(float(acq), 2),
+                                         "decode_s": round(float(dec), 2), "round_s": round(float(fit + acq + dec), 2)}
+        finally:
+            torch.set_num_threads(old)
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True)
+    p.add_argument("--budget", type=int, default=100)
+    p.add_argument("--seeds", default="0")
+    p.add_argument("--objectives", default="qed,esol")
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--batch", type=int, default=10)
+    p.add_argument("--n-init", type=int, default=20)
+    p.add_argument("--decode-attempts", type=int, default=5)
+    p.add_argument("--restarts", type=int, default=4)
+    p.add_argument("--raw-samples", type=int, default=128)
+    p.add_argument("--timing-points", type=int, default=1000)
+    p.add_argument("--timing-dim", type=int, default=128)
+    p.add_argument("--skip-timing", action="store_true")
+    args = p.parse_args(argv)
+    model = MolVAE.load(args.model, device="cpu")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    cells = []
+    print(f"{'objective':<16} {'method':<7} {'seed':>4} {'calls':>5} {'rounds':>6} {'invalid':>7} {'repeats':>7} "
+          f"{'best':>8} {'top10':>8} {'wall_s':>7}")
+    for objective in args.objectives.split(","):
+        for method in args.methods.split(","):
+            for seed in seeds:
+                c = run_cell(model, objective, method, seed, args)
+                cells.append(c)
+                fmt = lambda v: f"{v:8.3f}" if v is not None else f"{'-':>8}"  # noqa: E731
+                print(f"{objective:<16} {method:<7} {seed:>4} {c['calls']:>5} {c['rounds']:>6} {c['invalid']:>7} "
+                      f"{c['repeats']:>7} {fmt(c['best'])} {fmt(c['top10_mean'])} {c['wall_s']:>7}", flush=True)
+    timing = None
+    if not args.skip_timing:
+        timing = round_timing(model, args.timing_points, args.timing_dim, args.batch, args)
+        for k, v in timing.items():
+            print(f"round timing ({args.timing_points} points, latent {args.timing_dim}, q={args.batch}, {k}): "
+                  f"fit {v['fit_s']} s + acquisition {v['acquisition_s']} s + decode {v['decode_s']} s = {v['round_s']} s")
+    print(json.dumps({"budget": args.budget, "latent_dim": model.config.latent_dim, "cells": cells,
+                      "timing": timing, "timing_points": args.timing_points, "timing_dim": args.timing_dim}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""`molvae optimize` end to end: resume after SIGKILL, reproducibility, constraints, Pareto fronts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from molvae.chemistry import canonicalize, tanimoto_similarity
+from molvae.cli.main import main
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+FAST = ["--batch", "4", "--n-init", "4", "--decode-attempts", "2", "--restarts", "2", "--raw-samples", "32",
+        "--method", "bo", "--no-progress"]
+
+
+def _read(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+
+
+def test_resume_after_sigkill_scores_nothing_twice(small_model_dir, tmp_path) -> None:
+    log = tmp_path / "scored.log"
+    (tmp_path / "logged_objective.py").write_text(
+        "import os\n"
+        f"LOG = {str(log)!r}\n"
+        "def score(smiles):\n"
+        "    with open(LOG, 'a') as fh:\n"
+        "        fh.write(''.join(s + '\\n' for s in smiles))\n"
+        "        fh.flush(); os.fsync(fh.fileno())\n"
+        "    return [len(s) / 10.0 for s in smiles]\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+    out = tmp_path / "run"
+    budget = 20
+    cmd = [sys.executable, "-m", "molvae.cli.main", "optimize", "--model", str(small_model_dir), "--objective",
+           "logged_objective:score", "--budget", str(budget), "--out", str(out), "--seed", "3", *FAST]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:
+            evals = out / "evaluations.csv"
+            if evals.exists() and (_read(evals)["status"] == "scored").sum() >= 8:
+                break
+            assert proc.poll() is None, proc.stdout.read().decode()
+            time.sleep(0.2)
+        else:
+            pytest.fail("no round reached the disk in time")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    before = (_read(out / "evaluations.csv")["status"] == "scored").sum()
+    assert before < budget
+    # resume: the objective comes from config.json
+    done = subprocess.run([sys.executable, "-m", "molvae.cli.main", "optimize", "--model", str(small_model_dir),
+                           "--out", str(out), "--resume", "--no-progress"], env=env, capture_output=True, text=True,
+                          timeout=400)
+    assert done.returncode == 0, done.stderr
+    df = _read(out / "evaluations.csv")
+    scored = df[df["status"] == "scored"]
+    assert len(scored) == budget
+    assert scored["call"].tolist() == list(range(1, budget + 1))
+    assert scored["smiles"].is_unique
+    logged = log.read_text().split()
+    assert len(logged) == len(set(logged)) == budget  # the objective saw each molecule exactly once, across the kill
+    assert set(logged) == set(scored["smiles"])
+
+
+def test_same_seed_same_evaluations(small_model_dir, tmp_path) -> None:
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        assert main(["optimize", "--model", str(small_model_dir), "--objective", "qed", "--budget", "10",
+                     "--out", str(out), "--seed", "7", *FAST]) == 0
+        runs.append((out / "evaluations.csv").read_bytes())
+    assert runs[0] == runs[1]
+    assert (_read(tmp_path / "a" / "evaluations.csv")["status"] == "scored").sum() == 10
+
+
+def test_similarity_constraint_holds_in_best(small_model_dir, tmp_path) -> None:
+    celecoxib = "Cc1ccc(-c2cc(C(F)(F)F)nn2-c2ccc(S(N)(=O)=O)cc2)cc1"
+    init = tmp_path / "init.csv"
+    pd.DataFrame({"smiles": [celecoxib, "Cc1ccc(-c2cc(C(F)(F)F)nn2-c2ccc(S(C)(=O)=O)cc2)cc1", "CCO", "c1ccccc1O",
+                             "CC(=O)Nc1ccc(O)cc1"]}).to_csv(init, index=False)
+    out = tmp_path / "lead"
+    assert main(["optimize", "--model", str(small_model_dir), "--objective", "esol", "--similar-to", "celecoxib",
+                 "--min-similarity", "0.4", "--init", str(init), "--budget", "12", "--out", str(out), *FAST]) == 0
+    best = _read(out / "best.csv")
+    assert len(best) >= 1
+    sims = tanimoto_similarity(canonicalize(celecoxib), best["smiles"].tolist())
+    assert np.all(sims >= 0.4)
+    np.testing.assert_allclose(best["similarity"], sims)
+    evals = _read(out / "evaluations.csv")
+    infeasible = evals[(evals["status"] == "scored") & ~evals["feasible"]]
+    assert len(infeasible) >= 3 and infeasible["reason"].str.contains("similarity").all()
+
+
+def test_pareto_front_is_non_dominated(small_model_dir, tmp_path, capsys) -> None:
+    out = tmp_path / "pareto"
+    assert main(["optimize", "--model", str(small_model_dir), "--objectives", "esol,qed", "--budget", "12",
+                 "--out", str(out), *FAST]) == 0
+    front = _read(out / "pareto.csv")
+    assert len(front) >= 1
+    Y = front[["score_esol", "score_qed"]].to_numpy()
+    for i in range(len(Y)):
+        for j in range(len(Y)):
+            assert not (i != j and np.all(Y[j] >= Y[i]) and np.any(Y[j] > Y[i])), (front.iloc[i], front.iloc[j])
+    # every feasible scored molecule not on the front is dominated by a front member
+    evals = _read(out / "evaluations.csv")
+    rest = evals[(evals["status"] == "scored") & evals["feasible"] & ~evals["smiles"].isin(front["smiles"])]
+    for y in rest[["score_esol", "score_qed"]].to_numpy():
+        assert np.any(np.all(Y >= y, axis=1))
+    assert "oracle calls" in capsys.readouterr().out
+
+
+def test_bad_objective_is_one_line_error(tmp_path, capsys) -> None:
+    assert main(["optimize", "--model", str(tmp_path), "--objective", "solubility", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown objective 'solubility'" in err and "esol" in err

@@ -1,0 +1,132 @@
+"""Objective parsing, built-in values, custom callables and the oracle's budget accounting (no model needed)."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from molvae import chemistry
+from molvae.optimization import Constraints, ObjectiveError, Oracle, parse_objective, parse_objectives
+
+MOLS = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "not a smiles", "CN1C=NC2=C1C(=O)N(C(=O)N2C)C"]
+
+
+@pytest.mark.parametrize("name,func,sign", [
+    ("esol", chemistry.esol_logs, 1), ("qed", chemistry.qed, 1), ("logp", chemistry.logp, 1),
+    ("penalized_logp", chemistry.penalized_logp, 1), ("sa", chemistry.sa_score, -1), ("tpsa", chemistry.tpsa, 1),
+    ("mw", chemistry.molecular_weight, 1),
+])
+def test_builtins_equal_chemistry(name, func, sign) -> None:
+    got = parse_objective(name)(MOLS)
+    want = sign * func(MOLS)
+    np.testing.assert_allclose(got, want, equal_nan=True)
+    assert np.isnan(got[3]) and np.isfinite(got[[0, 1, 2, 4]]).all()
+
+
+def test_target_is_negative_scaled_distance() -> None:
+    got = parse_objective("target(logp=2.5,tpsa=70)")(MOLS)
+    lp, tp = chemistry.logp(MOLS), chemistry.tpsa(MOLS)
+    np.testing.assert_allclose(got, -np.sqrt((lp - 2.5) ** 2 + ((tp - 70) / 20) ** 2), equal_nan=True)
+    assert np.all(got[np.isfinite(got)] <= 0)
+    one = parse_objective("target(logp=2.5)")(MOLS)
+    np.testing.assert_allclose(one, -np.abs(lp - 2.5), equal_nan=True)
+
+
+def test_range_and_weighted_sum() -> None:
+    mw = chemistry.molecular_weight(MOLS)
+    got = parse_objective("range(mw=100:160)")(MOLS)
+    want = -(np.maximum(100 - mw, 0) + np.maximum(mw - 160, 0)) / 100
+    np.testing.assert_allclose(got, want, equal_nan=True)
+    assert got[2] == 0.0  # paracetamol (151 Da) is inside
+    ws = parse_objective("0.7*qed+0.3*esol")(MOLS)
+    np.testing.assert_allclose(ws, 0.7 * chemistry.qed(MOLS) + 0.3 * chemistry.esol_logs(MOLS), equal_nan=True)
+    neg = parse_objective("qed-sa".replace("-", "+-"))(MOLS)
+    np.testing.assert_allclose(neg, chemistry.qed(MOLS) + chemistry.sa_score(MOLS), equal_nan=True)
+
+
+def test_several_objectives_split_outside_parentheses() -> None:
+    objs = parse_objectives("esol,target(logp=2.5,tpsa=70)")
+    assert [o.name for o in objs] == ["esol", "target(logp=2.5,tpsa=70)"]
+    with pytest.raises(ObjectiveError, match="distinct"):
+        parse_objectives("qed,qed")
+
+
+def test_unknown_objective_suggests_names() -> None:
+    with pytest.raises(ObjectiveError, match=r"unknown objective 'eso1'.*did you mean esol"):
+        parse_objective("eso1")
+
+
+@pytest.mark.parametrize("spec,match", [
+    ("target(logp=)", "not a number"), ("target(logp)", "property=value"), ("target()", "at least one"),
+    ("target(lgp=2)", "unknown property 'lgp'.*logp"), ("target(logp=2", "malformed"), ("range(mw=5)", "low:high"),
+    ("range(mw=500:100)", "empty range"),
+])
+def test_malformed_target(spec, match) -> None:
+    with pytest.raises(ObjectiveError, match=match):
+        parse_objective(spec)
+
+
+def test_missing_callable(tmp_path, monkeypatch) -> None:
+    with pytest.raises(ObjectiveError, match="cannot import module 'no_such_pkg_xyz.scoring'"):
+        parse_objective("no_such_pkg_xyz.scoring:score")
+    (tmp_path / "myscore_a.py").write_text("def score(smiles):\n    return [1.0] * len(smiles)\nvalue = 3\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ObjectiveError, match="has no attribute 'nope'"):
+        parse_objective("myscore_a:nope")
+    with pytest.raises(ObjectiveError, match="not callable"):
+        parse_objective("myscore_a:value")
+    assert list(parse_objective("myscore_a:score")(["CCO", "CC"])) == [1.0, 1.0]
+
+
+def test_callable_errors_name_the_objective(tmp_path, monkeypatch) -> None:
+    (tmp_path / "myscore_b.py").write_text(
+        "def boom(smiles):\n    raise RuntimeError('docking server down')\n"
+        "def short(smiles):\n    return [1.0]\n"
+        "def words(smiles):\n    return ['good'] * len(smiles)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ObjectiveError, match=r"'myscore_b:boom' raised RuntimeError: docking server down"):
+        parse_objective("myscore_b:boom")(["CCO", "CCC"])
+    with pytest.raises(ObjectiveError, match=r"'myscore_b:short' returned 1 value.*for 2 molecules"):
+        parse_objective("myscore_b:short")(["CCO", "CCC"])
+    with pytest.raises(ObjectiveError, match=r"'myscore_b:words' returned non-numbers"):
+        parse_objective("myscore_b:words")(["CCO", "CCC"])
+    sys.modules.pop("myscore_b", None)
+
+
+def test_oracle_counts_repeats_and_invalid_and_stops_at_budget() -> None:
+    seen: list[str] = []
+
+    def score(smiles):
+        seen.extend(smiles)
+        return [float(len(s)) for s in smiles]
+
+    oracle = Oracle([parse_objective(score, name="length")], budget=4)
+    rows = oracle.evaluate(["OCC", "CCO", "xx(", None, "c1ccccc1", "CCO"], round=1, source="test")
+    assert [r["status"] for r in rows] == ["scored", "repeat", "invalid", "invalid", "scored", "repeat"]
+    assert (oracle.calls, oracle.n_repeat, oracle.n_invalid) == (2, 2, 2)
+    assert seen == ["CCO", "c1ccccc1"]  # canonical, each once
+    rows = oracle.evaluate(["CCN", "CCCl", "CCBr", "CCI", "CCO"], round=2, source="test")
+    assert oracle.calls == 4 and oracle.remaining == 0
+    assert (oracle.n_repeat, oracle.n_invalid) == (3, 2)  # the repeated CCO still counted; CCBr/CCI dropped
+    assert [r["call"] for r in oracle.records if r["status"] == "scored"] == [1, 2, 3, 4]
+    assert seen == ["CCO", "c1ccccc1", "CCN", "CCCl"]
+    assert oracle.evaluate(["CCCC"], round=3, source="test") == [] and oracle.calls == 4
+    # accounting survives a round trip through the evaluations table
+    again = Oracle([parse_objective(score, name="length")], budget=4)
+    again.load_records(oracle.dataframe())
+    assert (again.calls, again.n_repeat, again.n_invalid) == (4, 3, 2)
+    assert set(again.known) == {"CCO", "c1ccccc1", "CCN", "CCCl"}
+
+
+def test_constraints_mark_infeasible_with_reason() -> None:
+    ref = chemistry.canonicalize("CC(=O)Nc1ccc(O)cc1")
+    oracle = Oracle([parse_objective("qed")], budget=10,
+                    constraints=Constraints(reference=ref, min_similarity=0.4, ranges={"mw": (100.0, 200.0)}))
+    rows = oracle.evaluate(["CC(=O)Nc1ccc(O)cc1", "CCO", "CC(=O)Nc1ccc(OCCCCCCCCCC)cc1"], round=0, source="t")
+    assert [r["feasible"] for r in rows] == [True, False, False]
+    assert rows[0]["similarity"] == pytest.approx(1.0)
+    assert "similarity" in rows[1]["reason"] and "mw" in rows[1]["reason"]
+    assert "mw" in rows[2]["reason"]

@@ -1,0 +1,101 @@
+"""The optimization loop with a real (small) model, BoTorch GP and RDKit scoring."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from molvae.optimization import ObjectiveError, Optimizer, OptimizeConfig, TrustRegion, fit_gp, parse_objective
+
+FAST = dict(batch=4, n_init=4, decode_attempts=2, num_restarts=2, raw_samples=32, acq_maxiter=30, patience=15)
+
+
+def test_trust_region_grows_shrinks_restarts() -> None:
+    tr = TrustRegion(dim=32, batch=4)
+    assert tr.failure_tolerance == 8
+    for _ in range(3):
+        tr.update(True)
+    assert tr.length == pytest.approx(1.6)
+    start = tr.length
+    n_fail = 0
+    while tr.restarts == 0:
+        tr.update(False)
+        n_fail += 1
+    assert tr.length == pytest.approx(0.8)
+    assert n_fail == tr.failure_tolerance * (int(math.log2(start / tr.length_min)) + 1)
+    box = tr.bounds(torch.zeros(3, dtype=torch.float64), torch.tensor([1.0, 1.0, 4.0], dtype=torch.float64),
+                    -torch.ones(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64))
+    widths = box[1] - box[0]
+    assert widths[2] > widths[0] and torch.all(box[0] >= -1) and torch.all(box[1] <= 1)
+
+
+def test_gp_is_float64_and_fits_a_trend() -> None:
+    torch.manual_seed(0)
+    X = torch.rand(40, 4, dtype=torch.float64)
+    Y = (X[:, :1] * 3).sin()
+    gp = fit_gp(X, Y, torch.stack([torch.zeros(4), torch.ones(4)]).double())
+    with torch.no_grad():
+        mean = gp.posterior(X).mean
+    assert mean.dtype == torch.float64
+    assert torch.corrcoef(torch.stack([mean[:, 0], Y[:, 0]]))[0, 1] > 0.95
+
+
+@pytest.mark.slow
+def test_budget_accounting_with_repeats_and_invalid(small_model, tmp_path) -> None:
+    seen: list[str] = []
+
+    def count(smiles):
+        seen.extend(smiles)
+        return [s.count("C") + 0.1 * s.count("N") for s in smiles]
+
+    cfg = OptimizeConfig(objectives=["count"], budget=12, method="bo", seed=0, **FAST)
+    opt = Optimizer(small_model, cfg, tmp_path / "run", objectives=[parse_objective(count, name="count")],
+                    progress=False).run()
+    df = pd.read_csv(tmp_path / "run" / "evaluations.csv", keep_default_na=False, na_values=[""])
+    scored = df[df["status"] == "scored"]
+    assert len(scored) == 12 == opt.oracle.calls  # stops exactly at the budget
+    assert len(seen) == 12 and len(set(seen)) == 12  # each molecule scored once
+    assert scored["call"].tolist() == list(range(1, 13))
+    assert opt.oracle.n_invalid == (df["status"] == "invalid").sum()
+    assert opt.oracle.n_repeat == (df["status"] == "repeat").sum()
+    assert df.loc[df["status"] != "scored", "call"].isna().all()
+    state = opt.state()
+    assert state["calls"] == 12 and state["finished"]
+    for name in ("best.csv", "progress.png", "state.json", "config.json"):
+        assert (tmp_path / "run" / name).is_file()
+    best = pd.read_csv(tmp_path / "run" / "best.csv")
+    assert best["score"].is_monotonic_decreasing and best["smiles"].is_unique
+    assert best["score"].iloc[0] == pytest.approx(scored["score"].max())
+
+
+@pytest.mark.slow
+def test_raising_objective_keeps_evaluations(small_model, tmp_path) -> None:
+    calls = {"n": 0}
+
+    def flaky(smiles):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise ValueError("license server unreachable")
+        return np.ones(len(smiles))
+
+    cfg = OptimizeConfig(objectives=["flaky"], budget=20, method="bo", seed=0, **FAST)
+    with pytest.raises(ObjectiveError, match=r"'flaky' raised ValueError: license server unreachable"):
+        Optimizer(small_model, cfg, tmp_path / "run", objectives=[parse_objective(flaky, name="flaky")],
+                  progress=False).run()
+    df = pd.read_csv(tmp_path / "run" / "evaluations.csv")
+    assert (df["status"] == "scored").sum() == 4  # the initial design, scored before the failure, is on disk
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["prior", "screen"])
+def test_baselines_share_the_budget_accounting(small_model, tmp_path, method) -> None:
+    cfg = OptimizeConfig(objectives=["qed"], budget=6, method=method, seed=0, **{**FAST, "n_init": 0})
+    opt = Optimizer(small_model, cfg, tmp_path / method, progress=False).run()
+    df = opt.oracle.dataframe()
+    assert (df["status"] == "scored").sum() == 6 or opt.stalled >= cfg.patience
+    assert df.loc[df["status"] == "scored", "smiles"].is_unique
+    assert set(df["source"]) == {method}
