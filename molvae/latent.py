@@ -86,8 +86,12 @@ def lerp(a: np.ndarray, b: np.ndarray, t: float | Sequence[float] | np.ndarray) 
     """
     a, b, t_arr = _prepare(a, b, t)
     tt = t_arr[:, None] if t_arr.ndim == 1 else t_arr
-    out = (1.0 - tt) * a + tt * b
     # (1 - t) a + t b is exact at the ends in exact arithmetic only; pin them.
+    return _pin_ends((1.0 - tt) * a + tt * b, a, b, t_arr)
+
+
+def _pin_ends(out: np.ndarray, a: np.ndarray, b: np.ndarray, t_arr: np.ndarray) -> np.ndarray:
+    """Make the points at t = 0 and t = 1 exactly ``a`` and ``b`` (rounding would move them)."""
     if t_arr.ndim == 1:
         out[t_arr == 0.0] = a
         out[t_arr == 1.0] = b
@@ -118,15 +122,7 @@ def slerp(a: np.ndarray, b: np.ndarray, t: float | Sequence[float] | np.ndarray,
     if sin < eps:
         return lerp(a, b, t_arr)
     tt = t_arr[:, None] if t_arr.ndim == 1 else t_arr
-    out = (np.sin((1.0 - tt) * omega) / sin) * a + (np.sin(tt * omega) / sin) * b
-    if t_arr.ndim == 1:
-        out[t_arr == 0.0] = a
-        out[t_arr == 1.0] = b
-    elif t_arr == 0.0:
-        out = a.copy()
-    elif t_arr == 1.0:
-        out = b.copy()
-    return out
+    return _pin_ends((np.sin((1.0 - tt) * omega) / sin) * a + (np.sin(tt * omega) / sin) * b, a, b, t_arr)
 
 
 _METHODS = {"linear": lerp, "lerp": lerp, "slerp": slerp, "spherical": slerp}
