@@ -206,9 +206,9 @@ class DataSummary:
 
 def _prepare_chunk(args: tuple[list[str], str, int]) -> list[tuple[str, str, str]]:
     """Worker: (status, canonical SMILES, space-joined tokens) for each line."""
-    from rdkit import Chem, RDLogger
+    # One definition of a valid molecule for training data, metrics and generation.
+    from molvae.chemistry import canonicalize
 
-    RDLogger.DisableLog("rdApp.*")
     lines, representation, max_tokens = args
     tokenizer = get_tokenizer(representation)
     out = []
@@ -216,11 +216,10 @@ def _prepare_chunk(args: tuple[list[str], str, int]) -> list[tuple[str, str, str
         if not line:
             out.append(("empty", "", ""))
             continue
-        mol = Chem.MolFromSmiles(line)
-        if mol is None or mol.GetNumAtoms() == 0:
+        canonical = canonicalize(line)
+        if canonical is None:
             out.append(("invalid", "", ""))
             continue
-        canonical = Chem.MolToSmiles(mol)
         try:
             tokens = tokenizer.tokenize(tokenizer.from_smiles(canonical))
         except MolvaeError:
