@@ -418,18 +418,12 @@ class Oracle:
     # ---- scoring
     def evaluate(self, smiles: Sequence[str | None], round: int, source: str) -> list[dict[str, Any]]:
         """Score the new valid molecules among ``smiles`` (within the budget); return the new records."""
-        rows: list[dict[str, Any]] = []
+        rows: list[dict[str, Any] | None] = []
         new: list[str] = []
         seen_now: set[str] = set()
         for s in smiles:
-            canonical = chemistry.canonicalize(s) if isinstance(s, str) and s else None
-            if canonical is None:
-                self.n_invalid += 1
-                rows.append(self._row(None, round, source, "invalid", smiles=s or ""))
-            elif canonical in self.known or canonical in seen_now:
-                self.n_repeat += 1
-                rows.append(self._row(None, round, source, "repeat", smiles=canonical))
-            elif len(new) < self.remaining:
+            canonical = self._classify(s, round, source, seen_now, rows)
+            if canonical is not None and len(new) < self.remaining:
                 seen_now.add(canonical)
                 new.append(canonical)
                 rows.append(None)  # placeholder, filled below in order
@@ -444,20 +438,27 @@ class Oracle:
         rows: list[dict[str, Any] | None] = []
         new, new_scores, seen_now = [], [], set()
         for s, sc in zip(smiles, scores):
-            canonical = chemistry.canonicalize(s) if isinstance(s, str) and s else None
-            if canonical is None:
-                self.n_invalid += 1
-                rows.append(self._row(None, round, source, "invalid", smiles=s or ""))
-            elif canonical in self.known or canonical in seen_now:
-                self.n_repeat += 1
-                rows.append(self._row(None, round, source, "repeat", smiles=canonical))
-            else:
+            canonical = self._classify(s, round, source, seen_now, rows)
+            if canonical is not None:
                 seen_now.add(canonical)
                 new.append(canonical)
                 new_scores.append(sc)
                 rows.append(None)
         return self._fill(rows, new, np.asarray(new_scores).reshape(len(new), len(self.objectives)), round, source,
                           "supplied")
+
+    def _classify(self, s: str | None, round: int, source: str, seen_now: set[str], rows: list) -> str | None:
+        """Canonical SMILES of a new molecule; invalid ones and repeats are counted and recorded in ``rows``."""
+        canonical = chemistry.canonicalize(s) if isinstance(s, str) and s else None
+        if canonical is None:
+            self.n_invalid += 1
+            rows.append(self._row(None, round, source, "invalid", smiles=s or ""))
+            return None
+        if canonical in self.known or canonical in seen_now:
+            self.n_repeat += 1
+            rows.append(self._row(None, round, source, "repeat", smiles=canonical))
+            return None
+        return canonical
 
     def _score(self, smiles: list[str]) -> np.ndarray:
         if not smiles:
