@@ -42,14 +42,26 @@ def _draw(
     if legend_fraction is not None:
         options.legendFraction = legend_fraction  # room for two-line legends at a readable size
     kwargs = dict(molsPerRow=min(mols_per_row, len(mols)), subImgSize=size, legends=legends, drawOptions=options)
+    grid_image = _rdkit_grid_image()
     if path.suffix.lower() == ".svg":
-        atomic_write_text(path, Draw.MolsToGridImage(mols, useSVG=True, **kwargs))
+        atomic_write_text(path, grid_image(mols, useSVG=True, **kwargs))
     elif path.suffix.lower() == ".png":
-        image = Draw.MolsToGridImage(mols, returnPNG=True, **kwargs)
+        image = grid_image(mols, returnPNG=True, **kwargs)
         atomic_write(path, image if isinstance(image, bytes) else _png_bytes(image))
     else:
         raise ValueError(f"{path}: choose a .png or .svg file name")
     return path
+
+
+def _rdkit_grid_image():
+    """RDKit's own ``Draw.MolsToGridImage``.
+
+    Inside a Jupyter kernel ``import rdkit`` loads ``IPythonConsole``, which replaces
+    ``Draw.MolsToGridImage`` with a function returning IPython display objects (and
+    keeping only the first 50 molecules); it saves the original as
+    ``Draw._MolsToGridImageSaved``.
+    """
+    return getattr(Draw, "_MolsToGridImageSaved", None) or Draw.MolsToGridImage
 
 
 def _blank() -> Chem.Mol:
