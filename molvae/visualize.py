@@ -185,9 +185,7 @@ def plot_path_profile(path_table, path: str | Path, property: str = "qed", title
     """
     import io
 
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+    # A Figure of its own (no pyplot, no matplotlib.use): the caller's backend stays as it was.
     from matplotlib.figure import Figure
 
     path = Path(path)

@@ -64,12 +64,12 @@ def plot_progress(path: str | Path, df: pd.DataFrame, score_columns: Sequence[st
     """Best-so-far (solid) and top-10 mean (dashed) vs oracle calls, one panel per objective."""
     import io
 
-    import matplotlib
+    # A Figure of its own (no pyplot, no matplotlib.use): the caller's backend, e.g. a
+    # notebook's inline one, stays as it was.
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(score_columns), figsize=(5.5 * len(score_columns), 4), squeeze=False)
+    fig = Figure(figsize=(5.5 * len(score_columns), 4))
+    axes = fig.subplots(1, len(score_columns), squeeze=False)
     runs = {"this run": df, **(baselines or {})}
     for ax, col in zip(axes[0], score_columns):
         for i, (label, table) in enumerate(runs.items()):
@@ -86,6 +86,5 @@ def plot_progress(path: str | Path, df: pd.DataFrame, score_columns: Sequence[st
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
     atomic_write(path, buf.getvalue())
     return Path(path)
