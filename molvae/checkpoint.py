@@ -104,6 +104,21 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
         raise ModelLoadError(f"{path}: cannot load resume state safely ({type(exc).__name__}: {exc})") from None
 
 
+def hardware_description() -> str:
+    """The GPU name, or the CPU model and torch thread count: what a timing was measured on."""
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} torch threads"
+
+
 def environment_info() -> dict[str, Any]:
     """Package versions, platform and git commit, recorded in every run directory."""
     versions = {}
@@ -117,6 +132,7 @@ def environment_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "hardware": hardware_description(),
     }
     try:
         repo = Path(__file__).resolve().parent.parent

@@ -35,6 +35,22 @@ Strategy = Literal["greedy", "sample", "beam"]
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.json"
+PRETRAINED_PACKAGE_DIR = ("resources", "pretrained")
+
+
+def pretrained_dir() -> Path:
+    """Folder of the pretrained models shipped inside the package."""
+    from importlib.resources import files
+
+    return Path(str(files("molvae").joinpath(*PRETRAINED_PACKAGE_DIR)))
+
+
+def available_pretrained() -> list[str]:
+    """Names of the bundled pretrained models (e.g. ``zinc-smiles``, ``zinc-selfies``)."""
+    root = pretrained_dir()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / WEIGHTS_FILE).is_file())
 
 
 # ------------------------------------------------------------------------- config
@@ -391,14 +407,41 @@ class MolVAE:
         self.tokenizer = get_tokenizer(net.config.representation)
         self.dtype = resolve_dtype(precision, self.device)
         self._infer_net: SequenceVAE | None = None
+        self._has_stereo: bool | None = None
+        self.source: str | None = None  # directory the model was loaded from
+        self.card: dict[str, Any] | None = None  # model card of a bundled model
 
     # ---- persistence
     @classmethod
+    def pretrained(cls, name: str = "zinc-smiles", device: str | torch.device | None = "auto",
+                   precision: str = "fp32") -> "MolVAE":
+        """Load a model bundled with the package: ``"zinc-smiles"`` or ``"zinc-selfies"``.
+
+        Both were trained on the MOSES ZINC subset; their model cards are in ``docs/MODEL_CARD.md``
+        and in each model's ``config.json`` (``card`` section).
+        """
+        names = available_pretrained()
+        if name not in names:
+            raise ModelLoadError(f"no pretrained model named {name!r} (bundled: {', '.join(names) or 'none'})")
+        return cls._load_dir(pretrained_dir() / name, device, precision)
+
+    @classmethod
     def load(cls, path: str | Path, device: str | torch.device | None = "auto", precision: str = "fp32") -> "MolVAE":
-        """Load a model directory (config.json, vocab.json, model.safetensors)."""
-        path = Path(path)
+        """Load a model directory (config.json, vocab.json, model.safetensors) or a bundled model by name.
+
+        A path that exists wins over a pretrained name, so a local ``zinc-smiles/`` run directory
+        is never shadowed by the bundled model.
+        """
+        if not Path(path).exists() and str(path) in available_pretrained():
+            return cls.pretrained(str(path), device=device, precision=precision)
+        return cls._load_dir(Path(path), device, precision)
+
+    @classmethod
+    def _load_dir(cls, path: Path, device: str | torch.device | None, precision: str) -> "MolVAE":
         if not path.exists():
-            raise ModelLoadError(f"{path}: model directory not found")
+            names = available_pretrained()
+            hint = f" (bundled pretrained models: {', '.join(names)})" if names else ""
+            raise ModelLoadError(f"{path}: model directory not found{hint}")
         if not path.is_dir():
             raise ModelLoadError(f"{path}: expected a model directory (with {CONFIG_FILE}, {VOCAB_FILE}, {WEIGHTS_FILE})")
         raw = read_json(path / CONFIG_FILE, "model config")
@@ -428,16 +471,34 @@ class MolVAE:
                 )
             if not torch.isfinite(tensor.float()).all():
                 raise ModelLoadError(f"{path / WEIGHTS_FILE}: {key} contains NaN/Inf")
+        # Bundled weights are stored in half precision; inference runs from fp32 copies.
         net.load_state_dict({k: v.float() for k, v in state.items()})
-        return cls(net, vocab, device=device, precision=precision)
+        model = cls(net, vocab, device=device, precision=precision)
+        model.source = str(path)
+        model.card = raw.get("card") if isinstance(raw.get("card"), dict) else None
+        return model
 
-    def save(self, path: str | Path, extra_config: dict[str, Any] | None = None) -> None:
-        """Write weights (safetensors), config.json and vocab.json atomically."""
+    def save(self, path: str | Path, extra_config: dict[str, Any] | None = None,
+             weights_dtype: torch.dtype = torch.float32) -> None:
+        """Write weights (safetensors), config.json and vocab.json atomically.
+
+        ``weights_dtype=torch.float16`` halves the file (used for the bundled models); the
+        weights are checked to fit the format's range first.
+        """
+        if weights_dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise MolvaeError(f"weights can be stored as float32, float16 or bfloat16, not {weights_dtype}")
+        state = self.net.state_dict()
+        if weights_dtype != torch.float32:
+            limit = torch.finfo(weights_dtype).max
+            for key, tensor in state.items():
+                if tensor.abs().max().item() >= limit:
+                    raise MolvaeError(f"{key} does not fit {weights_dtype} (max |w| {tensor.abs().max().item():.3g})")
+            state = {k: v.to(weights_dtype) for k, v in state.items()}
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         write_json(path / VOCAB_FILE, self.vocab.to_dict())
         write_json(path / CONFIG_FILE, {"model": self.config.to_dict(), **(extra_config or {})})
-        save_weights(path / WEIGHTS_FILE, self.net.state_dict())
+        save_weights(path / WEIGHTS_FILE, state)
 
     # ---- inference helpers
     def _inference_net(self) -> SequenceVAE:
@@ -449,11 +510,25 @@ class MolVAE:
             self._infer_net = copy.deepcopy(self.net).to(self.dtype).eval()
         return self._infer_net
 
+    @property
+    def has_stereo(self) -> bool:
+        """Whether the vocabulary can spell stereochemistry (``@``, ``/``, ``\\``).
+
+        A model trained on MOSES cannot: its inputs are encoded as their 2D graph
+        (non-isomeric canonical SMILES), exactly like its training data.
+        """
+        if self._has_stereo is None:
+            self._has_stereo = any("@" in t or "/" in t or "\\" in t for t in self.vocab.tokens[4:])
+        return self._has_stereo
+
     def token_ids(self, smiles: str) -> list[int]:
-        """Canonicalize one SMILES and map it to token ids (raises on bad input)."""
+        """Canonicalize one SMILES and map it to token ids (raises on bad input).
+
+        Stereochemistry is dropped when the model has no stereo tokens (see :attr:`has_stereo`).
+        """
         from molvae.chemistry import canonicalize
 
-        canonical = canonicalize(smiles) if isinstance(smiles, str) else None
+        canonical = canonicalize(smiles, isomeric=self.has_stereo) if isinstance(smiles, str) else None
         if canonical is None:
             raise InvalidMoleculeError(f"invalid SMILES {smiles!r} (RDKit cannot parse it)")
         tokens = self.tokenizer.tokenize(self.tokenizer.from_smiles(canonical))

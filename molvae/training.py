@@ -104,6 +104,7 @@ class TrainConfig:
     val_recon_n: int = 500
     val_sample_n: int = 500
     early_stopping_patience: int | None = None
+    max_steps: int | None = None  # stop after this many optimizer steps; the schedules span them
     checkpoint_minutes: float = 10.0
     progress: bool = True
 
@@ -119,8 +120,10 @@ class TrainConfig:
             v = getattr(self, name)
             if not (isinstance(v, int) and v >= 0):
                 raise ConfigError(f"training config: {name} must be a non-negative integer, got {v!r}")
-        if self.limit is not None and not (isinstance(self.limit, int) and self.limit > 0):
-            raise ConfigError(f"training config: limit must be a positive integer, got {self.limit!r}")
+        for name in ("limit", "max_steps"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, int) and not isinstance(v, bool) and v > 0):
+                raise ConfigError(f"training config: {name} must be a positive integer, got {v!r}")
         checks = [
             ("lr", self.lr > 0),
             ("val_fraction", 0 <= self.val_fraction < 1),
@@ -406,6 +409,8 @@ class Trainer:
             raise MolvaeError(f"{n_batches} batches cannot be shared by {self.dist.world_size} processes; "
                               "use more data or a smaller --batch-size")
         self.total_steps = self.steps_per_epoch * self.cfg.epochs
+        if self.cfg.max_steps is not None:
+            self.total_steps = min(self.total_steps, self.cfg.max_steps)
         self.state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_val": math.inf, "bad_epochs": 0,
                       "skipped_steps": 0, "history": [], "elapsed": 0.0}
         if not self.resume:
@@ -444,7 +449,7 @@ class Trainer:
         # Handlers first: a signal during data preparation must also end in a clean stop.
         with _SignalFlag() as flag:
             self._build()
-            while self.state["epoch"] < cfg.epochs:
+            while self.state["epoch"] < cfg.epochs and self.state["global_step"] < self.total_steps:
                 stopped = self._train_epoch(flag)
                 if stopped:
                     self._checkpoint()
@@ -475,7 +480,12 @@ class Trainer:
                    disable=True if not (cfg.progress and self.dist.is_main) else None, leave=False,
                    dynamic_ncols=True)
         n_mol = 0
+        # Without a progress bar (logs, batch jobs) a line every minute shows the run is alive.
+        log_lines = bar.disable and self.dist.is_main
+        last_log = time.monotonic()
         for index in batches[st["step_in_epoch"] :]:
+            if st["global_step"] >= self.total_steps:  # --max-steps reached inside this epoch
+                break
             seq, lengths = _batch_tensors(self.train_data, index, self.device)
             beta = kl_beta(st["global_step"], self.steps_per_epoch, self.total_steps, cfg)
             lr = learning_rate(st["global_step"], self.total_steps, cfg)
@@ -509,6 +519,10 @@ class Trainer:
             if st["global_step"] % 10 == 0:
                 bar.set_postfix(loss=f"{last['loss']:.2f}", kl=f"{last['kl']:.1f}",
                                 beta=f"{beta:.3f}", mol_s=f"{rate:.0f}")
+            if log_lines and time.monotonic() - last_log > 60:
+                last_log = time.monotonic()
+                self.echo(f"epoch {st['epoch'] + 1}/{cfg.epochs} step {st['step_in_epoch']}/{len(batches)} "
+                          f"loss {last['loss']:.3f} kl {last['kl']:.2f} beta {beta:.3f} lr {lr:.2e} {rate:.0f} mol/s")
             # Ranks stop together: a signal to any rank stops all at the same step.
             if _all_ranks_agree(flag.received is not None, self.dist):
                 bar.close()

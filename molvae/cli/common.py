@@ -14,7 +14,9 @@ from molvae.errors import MolvaeError
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="model directory (written by `molvae train`)")
+    parser.add_argument("--model", default="zinc-smiles",
+                        help="model directory written by `molvae train`, or a bundled pretrained model: "
+                             "zinc-smiles (default) or zinc-selfies")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
                         help="inference precision (bf16 is faster on AMX CPUs and GPUs)")

@@ -22,9 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="MOSES metrics of generated molecules", description=__doc__)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--samples", help="molecule file: CSV with a smiles column (molvae sample output), .smi, ...")
-    src.add_argument("--model", help="model directory: sample --n molecules from the prior, then evaluate")
+    src.add_argument("--model", help="model directory or bundled model name (zinc-smiles, zinc-selfies): sample "
+                                      "--n molecules from the prior, then evaluate")
     p.add_argument("--n", type=int, default=30000, help="molecules to sample with --model (default 30000)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed with --model (default 0)")
+    p.add_argument("--reconstruction", type=int, default=1000, metavar="N",
+                   help="with --model: exact greedy reconstruction of the first N MOSES test molecules "
+                        "(default 1000; 0 skips)")
     p.add_argument("--device", default="auto", help="device for sampling and ChemNet (auto, cpu, cuda, ...)")
     p.add_argument("--reference", default="moses-test",
                    help="moses-test (default), moses-test_scaffolds, or a molecule file")
@@ -62,9 +66,18 @@ def run(args: argparse.Namespace) -> int:
         model = MolVAE.load(args.model, device=args.device)
         generated = model.sample(args.n, seed=args.seed)
         name = Path(args.model).name
+        if args.reconstruction > 0:
+            from molvae.data import read_smiles, resolve_data_source
+            from molvae.metrics import reconstruction_rate
+
+            test_path, column = resolve_data_source("moses-test")
+            recon_set = read_smiles(test_path, column=column, limit=args.reconstruction)
+            recon = reconstruction_rate(model, recon_set)
     train = None if str(args.train).lower() == "none" else args.train
     device = None if args.device == "auto" else args.device
     results = evaluate(generated, reference=args.reference, train=train, n_jobs=args.n_jobs, device=device)
+    if args.model is not None and args.reconstruction > 0:
+        results[f"reconstruction@{len(recon_set)}"] = recon
 
     out = Path(args.out)
     clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in results.items()}

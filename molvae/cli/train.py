@@ -38,6 +38,7 @@ _TRAIN_OPTIONS = [
     ("--val-recon-n", "val_recon_n", int, "validation molecules decoded each epoch for exact reconstruction"),
     ("--val-sample-n", "val_sample_n", int, "prior samples drawn each epoch for validity/uniqueness"),
     ("--early-stopping", "early_stopping_patience", int, "stop after N epochs without validation improvement"),
+    ("--max-steps", "max_steps", int, "stop after N optimizer steps (the LR and KL schedules span them)"),
     ("--checkpoint-minutes", "checkpoint_minutes", float, "also checkpoint mid-epoch every N minutes"),
 ]
 _MODEL_OPTIONS = [
@@ -53,14 +54,13 @@ _MODEL_OPTIONS = [
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a VAE (or resume one)", description=__doc__,
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser("train", help="train a VAE (or resume one)", description=__doc__)
     p.add_argument("--out", required=True, help="run directory (checkpoints, config, metrics)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     defaults = TrainConfig()
     for flag, field, typ, help_ in _TRAIN_OPTIONS:
-        p.add_argument(flag, dest=field, type=typ, default=None, help=f"{help_} (default: {getattr(defaults, field)})")
+        p.add_argument(flag, dest=field, type=typ, default=None, help=help_ if "default" in help_ else f"{help_} (default: {getattr(defaults, field)})")
     model_defaults = ModelConfig(vocab_size=5)
     group = p.add_argument_group("model architecture")
     for flag, field, typ in _MODEL_OPTIONS:

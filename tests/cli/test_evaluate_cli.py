@@ -42,3 +42,20 @@ def test_missing_samples_file(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "nope.csv" in err and "no such file" in err
     assert not (tmp_path / "eval").exists()
+
+
+def test_evaluate_model_samples_and_reconstructs(small_model_dir, small_model, tmp_path, capsys):
+    from molvae.data import read_smiles, resolve_data_source
+    from molvae.metrics import reconstruction_rate
+
+    ref = _write_smi(tmp_path / "ref.smi", moses_smiles(300, "test"))
+    out = tmp_path / "eval"
+    code = main(["evaluate", "--model", str(small_model_dir), "--n", "60", "--reconstruction", "25",
+                 "--reference", ref, "--train", "none", "--out", str(out)])
+    assert code == 0
+    data = json.loads((out / "metrics.json").read_text())
+    assert data["n"] == 60
+    path, column = resolve_data_source("moses-test")
+    expected = reconstruction_rate(small_model, read_smiles(path, column=column, limit=25))
+    assert data["metrics"]["reconstruction@25"] == expected
+    assert "reconstruction@25" in capsys.readouterr().out

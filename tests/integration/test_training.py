@@ -159,3 +159,20 @@ def test_sigterm_saves_checkpoint_and_exits_130(resume_data, tmp_path) -> None:
 def test_new_run_refuses_to_overwrite(reference_run) -> None:
     with pytest.raises(MolvaeError, match="already holds a run"):
         Trainer(reference_run, TrainConfig())
+
+
+def test_max_steps_stops_mid_epoch_and_schedules_span_it(resume_data, tmp_path) -> None:
+    out = tmp_path / "run"
+    cfg = TrainConfig(data=str(resume_data), epochs=3, batch_size=32, max_steps=7, warmup_steps=2,
+                      val_recon_n=5, val_sample_n=5, progress=False)
+    arch = dict(embedding_dim=16, encoder_hidden=32, latent_dim=16, decoder_hidden=64, decoder_layers=1)
+    trainer = Trainer(out, cfg, arch)
+    history = trainer.fit()
+    assert trainer.steps_per_epoch > 7  # so the stop falls inside the first epoch
+    assert trainer.state["global_step"] == 7
+    assert len(history) == 1 and history[0]["step"] == 7
+    # the cosine schedule ends at max_steps, not after 3 epochs
+    assert trainer.total_steps == 7
+    assert history[0]["lr"] == pytest.approx(learning_rate(6, 7, cfg))
+    assert history[0]["lr"] < 0.25 * cfg.lr
+    assert MolVAE.load(out).config.latent_dim == 16

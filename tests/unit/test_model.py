@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from molvae.data import collate, prepare_molecules
-from molvae.errors import ConfigError, InvalidMoleculeError, ModelLoadError, UnknownTokenError
+from molvae.errors import ConfigError, InvalidMoleculeError, ModelLoadError, MolvaeError, UnknownTokenError
 from molvae.model import (
     MolVAE,
+    available_pretrained,
     ModelConfig,
     SequenceVAE,
     generate,
@@ -154,6 +155,42 @@ def test_save_load_round_trip(model, tmp_path) -> None:
     assert loaded.decode(z) == model.decode(z)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_weights_round_trip(model, tmp_path, dtype) -> None:
+    model.save(tmp_path / "full")
+    model.save(tmp_path / "half", weights_dtype=dtype)
+    full, half = (tmp_path / "full" / "model.safetensors").stat().st_size, (tmp_path / "half" / "model.safetensors").stat().st_size
+    assert half < 0.6 * full
+    loaded = MolVAE.load(tmp_path / "half", device="cpu")
+    eps = torch.finfo(dtype).eps
+    for key, value in model.net.state_dict().items():
+        restored = loaded.net.state_dict()[key]
+        assert restored.dtype == torch.float32
+        assert torch.allclose(restored, value, rtol=eps, atol=1e-7), key
+
+
+def test_half_precision_save_refuses_overflow(model, tmp_path) -> None:
+    big = MolVAE(SequenceVAE(model.config), model.vocab, device="cpu")
+    with torch.no_grad():
+        big.net.output.bias.fill_(1e6)
+    with pytest.raises(MolvaeError, match="does not fit"):
+        big.save(tmp_path / "m", weights_dtype=torch.float16)
+    assert not (tmp_path / "m" / "model.safetensors").exists()
+
+
+def test_unknown_pretrained_name_lists_bundled_models() -> None:
+    with pytest.raises(ModelLoadError, match="no pretrained model named 'zinc-foo'") as info:
+        MolVAE.pretrained("zinc-foo")
+    for name in available_pretrained():
+        assert name in str(info.value)
+
+
+def test_local_directory_wins_over_pretrained_name(model, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    model.save(tmp_path / "zinc-smiles")
+    assert MolVAE.load("zinc-smiles", device="cpu").source == "zinc-smiles"
+
+
 def test_load_errors(model, tmp_path) -> None:
     with pytest.raises(ModelLoadError, match="not found"):
         MolVAE.load(tmp_path / "missing")
@@ -218,3 +255,11 @@ def test_decode_valid_returns_canonical_valid_or_none(model) -> None:
     assert model.decode_valid(z, attempts=6, temperature=0.7, seed=2) == result
     greedy = [canonicalize(s) for s in model.decode(z)]
     assert model.decode_valid(z, attempts=1) == greedy
+
+
+def test_stereo_is_dropped_for_a_model_without_stereo_tokens(model) -> None:
+    # MOSES has no stereochemistry, so drugs like (S)-naproxen are encoded as their 2D graph.
+    assert not model.has_stereo
+    flat, chiral = "COc1ccc2cc(C(C)C(=O)O)ccc2c1", "COc1ccc2cc([C@H](C)C(=O)O)ccc2c1"
+    assert model.token_ids(chiral) == model.token_ids(flat)
+    assert np.array_equal(model.encode([chiral]), model.encode([flat]))
