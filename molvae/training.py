@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from molvae.checkpoint import (
     atomic_write_text,

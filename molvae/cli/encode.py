@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from molvae.cli.common import add_model_arguments, load_model
 from molvae.data import read_smiles

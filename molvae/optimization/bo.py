@@ -155,11 +155,13 @@ def fit_gp(X: torch.Tensor, Y: torch.Tensor, bounds: torch.Tensor):
     from botorch.models.transforms import Normalize, Standardize
     from gpytorch.mlls import ExactMarginalLogLikelihood
 
-    model = SingleTaskGP(X, Y, input_transform=Normalize(d=X.shape[-1], bounds=bounds),
-                         outcome_transform=Standardize(m=Y.shape[-1]))
-    mll = ExactMarginalLogLikelihood(model.likelihood, model)
     with warnings.catch_warnings():
+        # Constant outcomes (e.g. every molecule so far infeasible) make botorch warn each
+        # round that Y is not standardized; the GP is then flat, which is the right answer.
         warnings.simplefilter("ignore")
+        model = SingleTaskGP(X, Y, input_transform=Normalize(d=X.shape[-1], bounds=bounds),
+                             outcome_transform=Standardize(m=Y.shape[-1]))
+        mll = ExactMarginalLogLikelihood(model.likelihood, model)
         try:
             fit_gpytorch_mll(mll)
         except ModelFittingError as exc:  # keep the prior hyperparameters: still a usable model
@@ -465,7 +467,7 @@ class Optimizer:
 
     # ---- driving the run
     def run(self) -> "Optimizer":
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         if not (self.out / "evaluations.csv").exists():
             self.initial_design()

@@ -190,3 +190,21 @@ def test_baselines_and_comparison():
     assert any(line.startswith("mine") and "0.500" in line and "1.234" in line for line in lines)
     assert any(line.startswith("CharRNN") for line in lines)
     assert "IntDiv2=0.800" in text
+
+
+def test_shipped_moses_test_fcd_statistics_match_chemnet_on_a_sample() -> None:
+    from molvae.metrics import chemnet_activations, fcd_resource_file, load_smiles_source
+
+    smiles, _ = load_smiles_source("moses-test")
+    file = fcd_resource_file(smiles)
+    assert file.is_file(), "package ships ChemNet statistics for the MOSES test split"
+    with np.load(file) as z:
+        mu, sigma, n = z["fcd_mu"], z["fcd_sigma"], int(z["n"][0])
+    assert n == len(smiles) and mu.shape == (512,) and sigma.shape == (512, 512)
+    assert np.allclose(sigma, sigma.T) and np.all(np.diag(sigma) >= 0)
+    rng = np.random.default_rng(0)
+    sample = [smiles[i] for i in rng.choice(len(smiles), 400, replace=False)]
+    act = chemnet_activations(sample)
+    # 400 molecules estimate the mean closely in every one of the 512 dimensions
+    assert np.corrcoef(act.mean(0), mu)[0, 1] > 0.99
+    assert np.abs(act.mean(0) - mu).max() < 6 * np.sqrt(np.diag(sigma)).max() / np.sqrt(400)
