@@ -473,6 +473,8 @@ class Trainer:
         self.net.train()
         sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0, "n": 0}
         epoch_start = time.perf_counter()
+        # Training time is banked at every checkpoint, so a resumed run reports its whole cost.
+        banked = epoch_start
         last_ckpt = time.monotonic()
         bad_run = 0
         last = {"loss": math.nan, "kl": math.nan}
@@ -526,13 +528,17 @@ class Trainer:
             # Ranks stop together: a signal to any rank stops all at the same step.
             if _all_ranks_agree(flag.received is not None, self.dist):
                 bar.close()
+                st["elapsed"] += time.perf_counter() - banked
                 return True
             if time.monotonic() - last_ckpt > cfg.checkpoint_minutes * 60:
+                now = time.perf_counter()
+                st["elapsed"] += now - banked
+                banked = now
                 self._checkpoint()
                 last_ckpt = time.monotonic()
         bar.close()
         elapsed = time.perf_counter() - epoch_start
-        st["elapsed"] += elapsed
+        st["elapsed"] += time.perf_counter() - banked
         n = max(1, sums["n"])
         self._epoch_train = {
             "train_loss": sums["loss"] / n, "train_recon": sums["recon"] / n, "train_kl": sums["kl"] / n,
