@@ -40,9 +40,9 @@ PRETRAINED_PACKAGE_DIR = ("resources", "pretrained")
 
 def pretrained_dir() -> Path:
     """Folder of the pretrained models shipped inside the package."""
-    from importlib.resources import files
-
-    return Path(str(files("molvae").joinpath(*PRETRAINED_PACKAGE_DIR)))
+    # A path beside this module: importlib.resources' namespace readers fail on some
+    # editable installs (NotADirectoryError from MultiplexedPath).
+    return Path(__file__).resolve().parent.joinpath(*PRETRAINED_PACKAGE_DIR)
 
 
 def available_pretrained() -> list[str]:
