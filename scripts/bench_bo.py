@@ -80,7 +80,7 @@ def round_timing(model, n_points: int, dim: int, batch: int, args, repeats: int 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", default="zinc-smiles", help="bundled model name or model directory")
     p.add_argument("--budget", type=int, default=100)
     p.add_argument("--seeds", default="0")
     p.add_argument("--objectives", default="qed,esol")

@@ -46,7 +46,8 @@ def export(run: Path, dest: Path, name: str) -> Path:
     info = read_json(run / "run_info.json", "run info") if (run / "run_info.json").exists() else {}
     card = {
         "name": name,
-        "training_data": "MOSES ZINC subset (molsets==0.3.1 train.csv.gz, 1,584,663 SMILES)",
+        "training_data": (f"MOSES training split (molsets==0.3.1 train.csv.gz): {summary.get('n_kept', 0):,} "
+                          f"molecules kept of {summary.get('n_read', 0):,} read"),
         "data_summary": summary,
         "epochs": int(last["epoch"]),
         "steps": int(last["step"]),
