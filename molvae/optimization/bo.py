@@ -11,10 +11,15 @@ One run lives in an output directory::
     progress.png     best-so-far and top-10 mean vs oracle calls
     best.png         grid picture of the best molecules
 
-A killed run resumes from evaluations.csv (molecules are re-encoded, nothing is
-scored twice) and state.json. Rounds are seeded by (seed, round), so a resumed
-run continues exactly as the uninterrupted one would have once the last
-complete round is on disk.
+    scores.jsonl     every objective value, appended and fsynced the moment it is computed
+
+A killed run resumes from evaluations.csv (molecules are re-encoded) and
+state.json. state.json is the commit point: it is written after
+evaluations.csv and records how many of its rows belong to finished rounds, so
+rows of a round the kill interrupted are dropped and the round is redone.
+Scores that round already paid for are read back from scores.jsonl, so the
+objective never sees a molecule twice. Rounds are seeded by (seed, round), so a
+resumed run continues exactly as the uninterrupted one would have.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ __all__ = ["METHODS", "ACQUISITIONS", "OptimizeConfig", "TrustRegion", "Optimize
 METHODS = ("auto", "bo", "turbo", "prior", "screen")
 ACQUISITIONS = ("logei", "ucb", "ts")
 STATE_VERSION = 1
+JOURNAL_FILE = "scores.jsonl"
 
 
 @dataclass
@@ -248,7 +254,7 @@ class Optimizer:
         self.config = config.validate()
         self.objectives = objectives if objectives is not None else parse_objectives(config.objectives)
         self.constraints = Constraints.from_dict(config.constraints) if config.constraints else Constraints()
-        self.oracle = Oracle(self.objectives, config.budget, self.constraints)
+        self.oracle = Oracle(self.objectives, config.budget, self.constraints, journal=self.out / JOURNAL_FILE)
         self.method = config.method
         if self.method == "auto":
             self.method = "turbo" if model.config.latent_dim >= 64 else "bo"
@@ -261,11 +267,17 @@ class Optimizer:
         self.timings: list[dict[str, float]] = []
         self.tr = TrustRegion(dim=model.config.latent_dim, batch=config.batch)
         self.latents: dict[str, np.ndarray] = {}  # canonical SMILES -> code of the molecule actually scored
+        self.initialized = False  # True once the initial design is committed (state.json written)
         self.out.mkdir(parents=True, exist_ok=True)
-        if resume and (self.out / "evaluations.csv").exists():
-            self._load()
+        if resume:
+            self.oracle.load_journal()
+            if (self.out / "evaluations.csv").exists():
+                self._load()
         elif (self.out / "evaluations.csv").exists():
             raise MolvaeError(f"{self.out} already holds an optimization run; continue it with --resume or choose another --out")
+        else:
+            # A fresh run must not reuse scores a run with other objectives left in this directory.
+            (self.out / JOURNAL_FILE).unlink(missing_ok=True)
         write_json(self.out / "config.json", {"optimize": asdict(self.config), "method": self.method,
                                                   "latent_dim": model.config.latent_dim})
 
@@ -274,10 +286,25 @@ class Optimizer:
         evals = self.out / "evaluations.csv"
         if not evals.exists():
             raise MolvaeError(f"nothing to resume in {self.out}: no evaluations.csv")
-        df = pd.read_csv(evals, keep_default_na=False, na_values=[""])
+        # Scores must read back bit for bit, or the GP (and the run) would drift after a resume:
+        # pandas 3 parses floats exactly by default (and deprecates the option); pandas 2 needs round_trip.
+        exact = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+        df = pd.read_csv(evals, keep_default_na=False, na_values=[""], **exact)
+        has_state = (self.out / "state.json").exists()
+        state = read_json(self.out / "state.json", "optimization state") if has_state else {}
+        committed = state.get("n_records") if has_state else 0
+        if committed is not None:
+            # Rows past the commit point belong to a round a kill interrupted: that round is redone
+            # (its scores come back from the journal).
+            if len(df) > committed:
+                log.info("dropping %d rows of an interrupted round; their scores are reused", len(df) - committed)
+            df = df.iloc[:committed]
         self.oracle.load_records(df)
-        state = read_json(self.out / "state.json", "optimization state") if (self.out / "state.json").exists() else {}
-        self.round = int(df["round"].max()) if len(df) else 0
+        self.initialized = has_state
+        if committed is None:  # state.json of a run started before the commit point existed
+            self.round = int(df["round"].max()) if len(df) else 0
+        else:
+            self.round = int(state.get("round", 0))
         self.stalled = int(state.get("stalled", 0)) if state.get("round") == self.round else 0
         self.screen_pos = int(state.get("screen_pos", 0))
         if state.get("trust_region"):
@@ -288,9 +315,11 @@ class Optimizer:
                  self.oracle.budget)
 
     def save(self) -> None:
+        """Write evaluations.csv, then state.json: the commit point of everything up to this round."""
         df = self.oracle.dataframe()
         atomic_write_text(self.out / "evaluations.csv", df.to_csv(index=False))
-        write_json(self.out / "state.json", self.state())
+        write_json(self.out / "state.json", {**self.state(), "n_records": len(self.oracle.records)})
+        self.initialized = True
 
     def state(self) -> dict[str, Any]:
         best = self.best_value()
@@ -307,11 +336,11 @@ class Optimizer:
     # ---- data for the GP
     def _encode_new(self, smiles: list[str]) -> None:
         todo = [s for s in smiles if s not in self.latents]
-        if not todo:
-            return
-        z = self.model.encode(todo, errors="nan")
-        for s, row in zip(todo, z):
-            self.latents[s] = row
+        # One molecule at a time: a batched GRU's output for a row shifts in the last bits with
+        # the batch it sits in, and a resumed run re-encodes everything in different batches.
+        # Alone, each code is bit-identical in every process, so the GP (and the run) is too.
+        for s in todo:
+            self.latents[s] = self.model.encode([s], errors="nan")[0]
 
     def training_data(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(X, Y) in float64: the codes of scored molecules and their scores (infeasible ones at the worst value)."""
@@ -467,7 +496,7 @@ class Optimizer:
     def run(self) -> "Optimizer":
         from tqdm.auto import tqdm
 
-        if not (self.out / "evaluations.csv").exists():
+        if not self.initialized:
             self.initial_design()
         bar = tqdm(total=self.oracle.budget, initial=self.oracle.calls, disable=None if self.progress is None else not self.progress,
                    desc=f"optimize ({self.method})", unit="call")
@@ -479,9 +508,11 @@ class Optimizer:
                 bar.set_postfix(round=self.round, best=f"{best:.3f}" if best is not None else "-")
         finally:
             bar.close()
-            self.save()
-            if self.oracle.scored_records():
-                self.write_reports()
+        # Not in the finally: a round an exception cut short must stay uncommitted (it is
+        # redone on --resume), and every finished round has already been saved.
+        self.save()
+        if self.oracle.scored_records():
+            self.write_reports()
         if self.stalled >= self.config.patience and self.oracle.remaining > 0:
             log.warning("stopped after %d rounds without a new molecule (%d of %d oracle calls used)",
                         self.stalled, self.oracle.calls, self.oracle.budget)
