@@ -34,7 +34,9 @@ def run(args: argparse.Namespace) -> int:
     from molvae.training import TrainConfig, Trainer
     from molvae.visualize import draw_grid
 
-    out = Path(args.out)
+    from molvae.tables import check_output_dir
+
+    out = check_output_dir(Path(args.out), create=False)
     if (out / "model" / "config.json").exists():
         raise MolvaeError(f"{out} already holds a demo; remove it or choose another --out")
     start = time.perf_counter()

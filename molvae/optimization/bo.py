@@ -38,6 +38,7 @@ import pandas as pd
 import torch
 
 from molvae.checkpoint import atomic_write_text, read_json, write_json
+from molvae.config import config_from_dict, rule, validate_config
 from molvae.errors import ConfigError, MolvaeError
 from molvae.optimization.objectives import Constraints, Objective, Oracle, parse_objectives
 
@@ -56,45 +57,39 @@ class OptimizeConfig:
     """Everything that defines a run (saved as config.json)."""
 
     objectives: list[str]
-    budget: int = 500
-    batch: int = 10
-    method: str = "auto"  # auto: turbo for latents >= 64 dims, else bo
-    acquisition: str = "logei"
-    n_init: int = 100
+    budget: int = field(default=500, metadata=rule(ge=0))
+    batch: int = field(default=10, metadata=rule(ge=1))
+    method: str = field(default="auto", metadata=rule(choices=METHODS))  # auto: turbo for latents >= 64 dims, else bo
+    acquisition: str = field(default="logei", metadata=rule(choices=ACQUISITIONS))
+    n_init: int = field(default=100, metadata=rule(ge=0))
     init_file: str | None = None
-    init_pool: int = 100_000  # MOSES training lines the initial design samples from
+    init_pool: int = field(default=100_000, metadata=rule(ge=1))  # MOSES training lines the initial design samples from
     seed: int = 0
-    gp_window: int = 512
-    decode_attempts: int = 5
-    decode_temperature: float = 0.5
-    num_restarts: int = 4
-    raw_samples: int = 128
-    ucb_beta: float = 2.0
-    ts_candidates: int = 2000
-    acq_maxiter: int = 100
-    threads: int | None = 1  # torch threads inside a round (small matrices: 1 avoids oversubscription); None = torch default
-    top_k: int = 20
-    patience: int = 20  # rounds in a row with nothing new scored before giving up
+    gp_window: int = field(default=512, metadata=rule(ge=1))
+    decode_attempts: int = field(default=5, metadata=rule(ge=1))
+    decode_temperature: float = field(default=0.5, metadata=rule(gt=0.0))
+    num_restarts: int = field(default=4, metadata=rule(ge=1))
+    raw_samples: int = field(default=128, metadata=rule(ge=1))
+    ucb_beta: float = field(default=2.0, metadata=rule(ge=0.0))
+    ts_candidates: int = field(default=2000, metadata=rule(ge=1))
+    acq_maxiter: int = field(default=100, metadata=rule(ge=1))
+    # torch threads inside a round (small matrices: 1 avoids oversubscription); None = torch default
+    threads: int | None = field(default=1, metadata=rule(ge=1))
+    top_k: int = field(default=20, metadata=rule(ge=1))
+    patience: int = field(default=20, metadata=rule(ge=1))  # rounds in a row with nothing new scored before giving up
     constraints: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> "OptimizeConfig":
-        if self.method not in METHODS:
-            raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        if self.acquisition not in ACQUISITIONS:
-            raise ConfigError(f"acquisition must be one of {', '.join(ACQUISITIONS)}, got {self.acquisition!r}")
-        for name in ("budget", "batch", "gp_window", "decode_attempts", "num_restarts", "raw_samples", "top_k", "patience"):
-            if getattr(self, name) < (0 if name == "budget" else 1):
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.n_init < 0:
-            raise ConfigError(f"n_init must be >= 0, got {self.n_init}")
+        """Check types and ranges (:func:`molvae.config.validate_config`); returns ``self``."""
+        validate_config(self, "optimization config")
         if not 1 <= len(self.objectives) <= 3:
-            raise ConfigError(f"one to three objectives, got {len(self.objectives)}")
+            raise ConfigError(f"optimization config: one to three objectives, got {len(self.objectives)}")
         return self
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "OptimizeConfig":
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known}).validate()
+        """Build from parsed JSON; unknown fields and bad values raise :class:`ConfigError`."""
+        return config_from_dict(cls, data, "optimization config").validate()
 
 
 @dataclass
@@ -394,15 +389,28 @@ class Optimizer:
         self.save()
 
     def _init_from_file(self, path: str, rng: np.random.Generator) -> None:
-        from molvae.data import read_smiles
+        from molvae.data import _base_suffix, read_smiles
 
-        smiles = read_smiles(path)
-        df = pd.read_csv(path)
+        smiles = read_smiles(path, allow_empty=False)
+        kind = _base_suffix(Path(path))
+        df = pd.DataFrame()  # .smi/.txt files carry no scores
+        if kind in (".csv", ".tsv"):
+            # skip_blank_lines=False: read_smiles keeps blank records, so the rows must line up with them.
+            df = pd.read_csv(path, sep="\t" if kind == ".tsv" else ",", skip_blank_lines=False)
+        elif kind == ".parquet":
+            df = pd.read_parquet(path)
         cols = self.oracle.score_columns
         alt = [o.name for o in self.objectives] if len(self.objectives) > 1 else [self.objectives[0].name]
         have = [c if c in df.columns else a if a in df.columns else None for c, a in zip(cols, alt)]
         if all(h is not None for h in have):
-            scores = df[have].to_numpy(dtype=np.float64)
+            for col in have:
+                values = pd.to_numeric(df[col], errors="coerce")
+                bad = values.isna() & df[col].notna()
+                if bad.any():
+                    row = int(np.flatnonzero(bad.to_numpy())[0])
+                    raise MolvaeError(f"{path}, record {row + 1}: score column {col!r} holds {df[col].iloc[row]!r}, "
+                                      "not a number")
+            scores = df[have].apply(pd.to_numeric).to_numpy(dtype=np.float64)
             rows = self.oracle.add_supplied(smiles, scores, round=0, source="init-file")
         else:
             rows = self.oracle.evaluate(smiles, round=0, source="init-file")
@@ -555,7 +563,7 @@ def optimize(model, objectives: str | list[str], out: str | Path, resume: bool =
         from molvae.optimization.objectives import _split_top_level
 
         specs = _split_top_level(specs, ",")
-    config = OptimizeConfig(objectives=list(specs), **options)
+    config = OptimizeConfig.from_dict({"objectives": list(specs), **options})
     if resume and (Path(out) / "config.json").exists():
         saved = read_json(Path(out) / "config.json", "optimization config").get("optimize", {})
         if "budget" in options:  # the one setting a resume may change: extend (or cut) the budget

@@ -328,6 +328,12 @@ class Constraints:
                 raise ObjectiveError(f"unknown property {prop!r} in range; known: {', '.join(sorted(chemistry.PROPERTIES))}")
             if lo > hi:
                 raise ObjectiveError(f"empty range for {prop}: [{lo}, {hi}]")
+        if self.alerts:
+            # Build the catalogs now: a typo must stop the run before the model loads, not at the first score.
+            try:
+                chemistry.passes_alerts([], tuple(self.alerts))
+            except ValueError as exc:
+                raise ObjectiveError(f"--alerts: {exc}") from None
 
     @property
     def active(self) -> bool:
