@@ -81,13 +81,19 @@ _CHUNK_SIZE = 2_000
 # --------------------------------------------------------------------------- parsing
 
 
+# RDKit's canonical ranking is super-linear in the atom count (a 4,000-character chain
+# takes about 2 s to canonicalize, a 10,000-character one 12 s), so one absurd line could
+# stall a whole batch. Longer strings are invalid; drug-like molecules are < 200 characters.
+MAX_SMILES_LENGTH = 2_000
+
+
 def to_mol(smiles: str) -> Chem.Mol | None:
     """Parse and sanitize a SMILES string; ``None`` if it is not a valid molecule.
 
-    Non-strings, empty strings and strings that parse but fail sanitization
-    (e.g. a pentavalent carbon) are all invalid.
+    Non-strings, empty strings, strings longer than :data:`MAX_SMILES_LENGTH` and
+    strings that parse but fail sanitization (e.g. a pentavalent carbon) are all invalid.
     """
-    if not isinstance(smiles, str) or not smiles:
+    if not isinstance(smiles, str) or not smiles or len(smiles) > MAX_SMILES_LENGTH:
         return None
     mol = Chem.MolFromSmiles(smiles)  # sanitizes by default; None on failure
     if mol is None or mol.GetNumAtoms() == 0:

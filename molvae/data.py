@@ -17,6 +17,7 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from molvae.errors import DataError, InputFileError, MolvaeError
+from molvae.errors import ConfigError, DataError, InputFileError, MolvaeError
 from molvae.tokenizers import BOS_ID, EOS_ID, PAD_ID, Vocabulary, get_tokenizer
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,9 @@ MOSES_SPLITS = {"train": "train.csv.gz", "test": "test.csv.gz", "test_scaffolds"
 CACHE_FORMAT_VERSION = 1
 # Below this many molecules worker start-up costs more than it saves.
 PARALLEL_THRESHOLD = 20_000
+# Largest CSV field read (16 MiB): far beyond any SMILES, small enough that a file
+# without line breaks fails with a line number instead of filling memory.
+CSV_FIELD_LIMIT = 1 << 24
 
 DROP_REASONS = {
     "empty": "empty line",
@@ -77,10 +81,26 @@ def resolve_data_source(data: str) -> tuple[Path, str | None]:
 
 
 def _open_text(path: Path) -> io.TextIOBase:
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
-    # utf-8-sig: files saved by Excel start with a byte-order mark.
-    return open(path, encoding="utf-8-sig", newline="")
+    # utf-8-sig: files saved by Excel start with a byte-order mark. surrogateescape: a
+    # bad byte becomes a lone surrogate instead of failing a whole read-ahead chunk, so
+    # _checked_lines can name the exact line it is on. newline="": universal line
+    # splitting, with the line endings left for the csv module.
+    if path.suffix.lower() == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", errors="surrogateescape", newline="")
+    return open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
+
+
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
+def _checked_lines(fh: io.TextIOBase, path: Path) -> Iterator[str]:
+    for lineno, line in enumerate(fh, start=1):
+        bad = _UNDECODABLE.search(line)
+        if bad:
+            byte = ord(bad.group()) - 0xDC00
+            raise InputFileError(f"{path}, line {lineno}: not UTF-8 text (byte 0x{byte:02x} at character "
+                                 f"{bad.start() + 1}); save the file as UTF-8")
+        yield line
 
 
 def _base_suffix(path: Path) -> str:
@@ -109,12 +129,17 @@ def _pick_column(columns: Sequence[str], wanted: str | None, path: Path) -> str:
     raise InputFileError(f"{path}: no SMILES column; columns found: {', '.join(map(str, columns))} ({hint})")
 
 
-def read_smiles(path: str | os.PathLike, column: str | None = None, limit: int | None = None) -> list[str]:
-    """Read one SMILES per record from .smi/.txt/.csv/.tsv (optionally .gz) or .parquet.
+TEXT_KINDS = (".smi", ".smiles", ".txt", "")
+TABLE_KINDS = (".csv", ".tsv")
 
-    Blank records are kept as ``""`` so they are counted, not silently dropped.
-    For .smi/.txt the first whitespace-separated field of each line is the SMILES;
-    a first line reading ``smiles`` is taken as a header.
+
+def iter_smiles(path: str | os.PathLike, column: str | None = None, limit: int | None = None,
+                allow_empty: bool = True) -> Iterator[str]:
+    """Yield one SMILES per record of a molecule file, reading lazily (memory stays bounded).
+
+    Formats and rules as :func:`read_smiles`. Every problem is an
+    :class:`~molvae.errors.InputFileError` naming the file (and the line where
+    there is one). With ``allow_empty=False`` a file without records is an error.
     """
     path = Path(path)
     if not path.exists():
@@ -122,61 +147,107 @@ def read_smiles(path: str | os.PathLike, column: str | None = None, limit: int |
     if path.is_dir():
         raise InputFileError(f"{path}: is a directory, expected a molecule file")
     kind = _base_suffix(path)
+    if kind not in (".parquet", *TEXT_KINDS, *TABLE_KINDS):
+        raise InputFileError(
+            f"{path}: unsupported file type {kind!r}; use .smi, .txt, .csv, .tsv (optionally .gz) or .parquet")
+    n = 0
     try:
-        if kind == ".parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            schema = pq.read_schema(path)
-            col = _pick_column(schema.names, column, path)
-            col_type = schema.field(col).type
-            if not (pa.types.is_string(col_type) or pa.types.is_large_string(col_type)):
-                raise InputFileError(f"{path}: column {col!r} holds {col_type}, not SMILES strings")
-            values = pq.read_table(path, columns=[col]).column(col).to_pylist()
-            out = ["" if v is None else str(v).strip() for v in values]
-            return out[:limit] if limit is not None else out
-        with _open_text(path) as fh:
-            if kind in (".csv", ".tsv"):
-                return _read_delimited(fh, "\t" if kind == ".tsv" else ",", column, limit, path)
-            if kind in (".smi", ".smiles", ".txt", ""):
-                return _read_lines(fh, limit)
-    except UnicodeDecodeError as exc:
-        raise InputFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        for record in _parquet_records(path, column) if kind == ".parquet" else _text_records(path, kind, column):
+            if limit is not None and n >= limit:
+                break
+            n += 1
+            yield record
     except gzip.BadGzipFile:
         raise InputFileError(f"{path}: has a .gz suffix but is not gzip-compressed") from None
     except MolvaeError:
         raise
-    except (EOFError, OSError, csv.Error, ValueError) as exc:
-        # ValueError covers pyarrow's ArrowInvalid for a corrupt parquet file.
+    except (EOFError, OSError, ValueError) as exc:
+        # EOFError: a truncated .gz; ValueError covers pyarrow's ArrowInvalid for a corrupt parquet file.
         raise InputFileError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
-    raise InputFileError(f"{path}: unsupported file type {kind!r}; use .smi, .txt, .csv, .tsv (optionally .gz) or .parquet")
+    if n == 0 and not allow_empty:
+        raise InputFileError(f"{path}: no molecules found (empty file?)")
 
 
-def _read_lines(fh: io.TextIOBase, limit: int | None) -> list[str]:
-    out: list[str] = []
-    for i, line in enumerate(fh):
+def read_smiles(path: str | os.PathLike, column: str | None = None, limit: int | None = None,
+                allow_empty: bool = True) -> list[str]:
+    """Read one SMILES per record from .smi/.txt/.csv/.tsv (optionally .gz) or .parquet.
+
+    Blank records are kept as ``""`` so they are counted, not silently dropped.
+    For .smi/.txt the first whitespace-separated field of each line is the SMILES;
+    a first line reading ``smiles`` is taken as a header. With
+    ``allow_empty=False`` a file without records is an error.
+    """
+    return list(iter_smiles(path, column, limit, allow_empty))
+
+
+def iter_smiles_chunks(path: str | os.PathLike, chunk_size: int, column: str | None = None,
+                       allow_empty: bool = False) -> Iterator[list[str]]:
+    """The records of a molecule file in lists of at most ``chunk_size`` (for bounded-memory commands)."""
+    if not (isinstance(chunk_size, int) and chunk_size >= 1):
+        raise ConfigError(f"chunk size must be a positive integer, got {chunk_size!r}")
+    chunk: list[str] = []
+    for record in iter_smiles(path, column, allow_empty=allow_empty):
+        chunk.append(record)
+        if len(chunk) >= chunk_size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def count_records(path: str | os.PathLike, column: str | None = None) -> int:
+    """Number of records in a molecule file (at least one, else an error), read once without keeping them.
+
+    Bulk commands call it before any work: it sizes their output and progress bar, and
+    a bad line anywhere in the file fails the command before hours of work, not after.
+    """
+    return sum(1 for _ in iter_smiles(path, column, allow_empty=False))
+
+
+def _parquet_records(path: Path, column: str | None) -> Iterator[str]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    schema = pf.schema_arrow
+    col = _pick_column(schema.names, column, path)
+    col_type = schema.field(col).type
+    if not (pa.types.is_string(col_type) or pa.types.is_large_string(col_type)):
+        raise InputFileError(f"{path}: column {col!r} holds {col_type}, not SMILES strings")
+    for batch in pf.iter_batches(batch_size=65_536, columns=[col]):
+        for v in batch.column(0).to_pylist():
+            yield "" if v is None else str(v).strip()
+
+
+def _text_records(path: Path, kind: str, column: str | None) -> Iterator[str]:
+    with _open_text(path) as fh:
+        lines = _checked_lines(fh, path)
+        if kind in TABLE_KINDS:
+            yield from _delimited_records(lines, "\t" if kind == ".tsv" else ",", column, path)
+        else:
+            yield from _line_records(lines)
+
+
+def _line_records(lines: Iterator[str]) -> Iterator[str]:
+    for i, line in enumerate(lines):
         fields = line.split()
         if i == 0 and fields and fields[0].lower() == "smiles":
             continue
-        out.append(fields[0] if fields else "")
-        if limit is not None and len(out) >= limit:
-            break
-    return out
+        yield fields[0] if fields else ""
 
 
-def _read_delimited(fh: io.TextIOBase, sep: str, column: str | None, limit: int | None, path: Path) -> list[str]:
-    csv.field_size_limit(1 << 24)
-    reader = csv.reader(fh, delimiter=sep)
-    header = next(reader, None)
-    if header is None:
-        raise InputFileError(f"{path}: file is empty")
-    idx = header.index(_pick_column(header, column, path))
-    out: list[str] = []
-    for row in reader:
-        out.append(row[idx].strip() if idx < len(row) else "")
-        if limit is not None and len(out) >= limit:
-            break
-    return out
+def _delimited_records(lines: Iterator[str], sep: str, column: str | None, path: Path) -> Iterator[str]:
+    csv.field_size_limit(CSV_FIELD_LIMIT)
+    reader = csv.reader(lines, delimiter=sep)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise InputFileError(f"{path}: file is empty")
+        idx = header.index(_pick_column(header, column, path))
+        for row in reader:
+            yield row[idx].strip() if idx < len(row) else ""
+    except csv.Error as exc:  # e.g. a field longer than CSV_FIELD_LIMIT, a NUL byte
+        raise InputFileError(f"{path}, line {reader.line_num}: cannot parse ({exc})") from None
 
 
 # ----------------------------------------------------------------------- cleaning

@@ -16,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 from rdkit import Chem, rdBase
 
-from molvae.errors import InvalidMoleculeError, MolvaeError
+from molvae.chemistry import MAX_SMILES_LENGTH
+from molvae.errors import InvalidMoleculeError, MolvaeError, shorten
 
 __all__ = [
     "UnknownDrugError",
@@ -39,11 +40,11 @@ class UnknownDrugError(MolvaeError):
     def __init__(self, name: str, suggestions: list[str] | None = None):
         self.name = name
         self.suggestions = list(suggestions or [])
-        # !r escapes newlines/control characters, keeping the CLI's error to one line.
+        # repr escapes newlines/control characters and shorten cuts it, keeping the CLI's error to one line.
         if self.suggestions:
-            message = f"unknown drug name {name!r}; did you mean: {', '.join(self.suggestions)}?"
+            message = f"unknown drug name {shorten(name)}; did you mean: {', '.join(self.suggestions)}?"
         else:
-            message = f"unknown drug name {name!r} and no similar known name; pass a SMILES string instead"
+            message = f"unknown drug name {shorten(name)} and no similar known name; pass a SMILES string instead"
         super().__init__(message)
 
 
@@ -138,9 +139,12 @@ def resolve_molecule(text: str) -> tuple[str, str]:
     if hit is not None:
         return hit
     stripped = text.strip()
+    if len(stripped) > MAX_SMILES_LENGTH:
+        raise InvalidMoleculeError(f"{shorten(stripped)} is longer than {MAX_SMILES_LENGTH:,} characters: "
+                                   "neither a drug name nor a SMILES molvae accepts")
     mol = _parse_smiles(stripped)
     if mol is not None:
         return stripped, Chem.MolToSmiles(mol)
     if _NAME_LIKE.fullmatch(stripped):
         raise UnknownDrugError(stripped, _suggest(stripped))
-    raise InvalidMoleculeError(f"{stripped!r} is neither a known drug name nor a valid SMILES")
+    raise InvalidMoleculeError(f"{shorten(stripped)} is neither a known drug name nor a valid SMILES")

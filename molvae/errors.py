@@ -8,6 +8,15 @@ non-zero, and prints a traceback only with ``--debug``.
 from __future__ import annotations
 
 
+def shorten(item: object, limit: int = 80) -> str:
+    """``repr(item)`` cut to about ``limit`` characters, so a message quoting user input stays one short line."""
+    text = repr(item)
+    if len(text) <= limit:
+        return text
+    size = f" ({len(item):,} characters)" if isinstance(item, (str, bytes)) else ""
+    return f"{text[: limit - 3]}...{size}"
+
+
 class MolvaeError(Exception):
     """Base class for user-facing errors."""
 
@@ -26,7 +35,7 @@ class UnknownTokenError(MolvaeError):
     def __init__(self, token: str, molecule: str):
         self.token = token
         self.molecule = molecule
-        super().__init__(f"unknown token {token!r} in molecule {molecule!r} (not in the model's vocabulary)")
+        super().__init__(f"unknown token {shorten(token)} in molecule {shorten(molecule)} (not in the model's vocabulary)")
 
 
 class ModelLoadError(MolvaeError):
@@ -39,3 +48,7 @@ class ConfigError(MolvaeError):
 
 class DataError(MolvaeError):
     """A dataset could not be built (e.g. nothing left after filtering)."""
+
+
+class ResourceLimitError(MolvaeError):
+    """Work does not fit the available memory even at the smallest batch size."""

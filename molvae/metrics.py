@@ -105,14 +105,18 @@ COMPUTE_CALLS: Counter[str] = Counter()
 
 
 def load_smiles_source(source: str | Sequence[str]) -> tuple[list[str], str]:
-    """SMILES of a named MOSES split (``moses-test`` ...), a file path, or a list; plus a label."""
+    """SMILES of a named MOSES split (``moses-test`` ...), a file path, or a list; plus a label.
+
+    A file without molecules is an error naming it.
+    """
     if isinstance(source, str):
         path, column = resolve_data_source(source)
-        if not path.is_file():
+        if not path.exists():
             from molvae.errors import InputFileError
 
-            raise InputFileError(f"{source}: no such file or MOSES split")
-        return read_smiles(path, column=column), source
+            raise InputFileError(f"{source}: no such file (nor a MOSES split: moses-train, moses-test, "
+                                 "moses-test_scaffolds)")
+        return read_smiles(path, column=column, allow_empty=False), source
     return list(source), "list"
 
 
@@ -544,8 +548,18 @@ def evaluate(
     generated = ["" if s is None else str(s) for s in generated]
     ks = [k] if isinstance(k, int) else list(k)
     tag = _suffix(reference)
-    ref_smiles, _ = load_smiles_source(reference)
-    ref = reference_stats(ref_smiles, n_jobs=n_jobs, device=device)
+    ref_smiles, ref_label = load_smiles_source(reference)
+    # The training set before the slow reference statistics, so a bad file fails at once.
+    known: set[str] | None = None
+    if train is not None:
+        train_smiles, train_label = load_smiles_source(train)
+        known = train_set(train_smiles, n_jobs=n_jobs)
+        if not known:  # novelty against nothing would read 1.0: a number that looks right and is not
+            raise DataError(f"{train_label}: the training set has no valid molecule")
+    try:
+        ref = reference_stats(ref_smiles, n_jobs=n_jobs, device=device)
+    except DataError as exc:  # name the set the user gave, not just "the reference set"
+        raise DataError(f"{ref_label}: {exc}") from None
 
     gen = _describe(generated, with_filters=True, n_jobs=n_jobs)
     results: dict[str, float] = {"valid": float(gen.valid.mean()) if len(generated) else math.nan}
@@ -562,9 +576,8 @@ def evaluate(
     results["IntDiv"] = internal_diversity(gen.fps, p=1)
     results["IntDiv2"] = internal_diversity(gen.fps, p=2)
     results["Filters"] = float(gen.passes.mean()) if gen.passes is not None and len(gen.passes) else math.nan
-    if train is not None:
-        train_smiles, _ = load_smiles_source(train)
-        results["Novelty"] = novelty(gen.canonical, train_set(train_smiles, n_jobs=n_jobs))
+    if known is not None:
+        results["Novelty"] = novelty(gen.canonical, known)
     for name in PROPERTY_KEYS:
         results[f"{name}_W"] = _wasserstein(gen.props[name], ref.props[name])
     return results

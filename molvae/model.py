@@ -12,8 +12,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,8 +24,10 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from molvae.batching import iter_batches
 from molvae.checkpoint import load_weights, read_json, save_weights, write_json
-from molvae.errors import ConfigError, InvalidMoleculeError, ModelLoadError, MolvaeError
+from molvae.config import config_from_dict, rule, validate_config
+from molvae.errors import ConfigError, InvalidMoleculeError, ModelLoadError, MolvaeError, shorten
 from molvae.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocabulary, get_tokenizer
 
 log = logging.getLogger(__name__)
@@ -54,42 +56,25 @@ def available_pretrained() -> list[str]:
 
 
 # ------------------------------------------------------------------------- config
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ConfigError(msg)
-
-
 @dataclass
 class ModelConfig:
     """Architecture of the VAE; saved as JSON beside every set of weights."""
 
-    vocab_size: int
-    representation: str = "smiles"
-    embedding_dim: int = 64
-    encoder_hidden: int = 256
-    encoder_layers: int = 1
-    latent_dim: int = 128
-    decoder_hidden: int = 512
-    decoder_layers: int = 3
-    encoder_dropout: float = 0.0
-    decoder_dropout: float = 0.0
-    max_length: int = 120  # tokens including BOS/EOS; bounds decoding
+    vocab_size: int = field(metadata=rule(ge=5))  # the 4 special tokens and at least one real one
+    representation: str = field(default="smiles", metadata=rule(choices=("smiles", "selfies")))
+    embedding_dim: int = field(default=64, metadata=rule(ge=1))
+    encoder_hidden: int = field(default=256, metadata=rule(ge=1))
+    encoder_layers: int = field(default=1, metadata=rule(ge=1))
+    latent_dim: int = field(default=128, metadata=rule(ge=1))
+    decoder_hidden: int = field(default=512, metadata=rule(ge=1))
+    decoder_layers: int = field(default=3, metadata=rule(ge=1))
+    encoder_dropout: float = field(default=0.0, metadata=rule(ge=0.0, lt=1.0))
+    decoder_dropout: float = field(default=0.0, metadata=rule(ge=0.0, lt=1.0))
+    max_length: int = field(default=120, metadata=rule(ge=3))  # tokens including BOS/EOS; bounds decoding
 
     def validate(self) -> "ModelConfig":
-        ints = ("vocab_size", "embedding_dim", "encoder_hidden", "encoder_layers", "latent_dim",
-                "decoder_hidden", "decoder_layers", "max_length")
-        for name in ints:
-            value = getattr(self, name)
-            _check(isinstance(value, int) and not isinstance(value, bool) and value > 0,
-                   f"model config: {name} must be a positive integer, got {value!r}")
-        _check(self.vocab_size > 4, f"model config: vocab_size must exceed the 4 special tokens, got {self.vocab_size}")
-        _check(self.max_length >= 3, f"model config: max_length must be >= 3, got {self.max_length}")
-        for name in ("encoder_dropout", "decoder_dropout"):
-            value = getattr(self, name)
-            _check(isinstance(value, (int, float)) and 0.0 <= value < 1.0,
-                   f"model config: {name} must be in [0, 1), got {value!r}")
-        _check(self.representation in ("smiles", "selfies"),
-               f"model config: representation must be 'smiles' or 'selfies', got {self.representation!r}")
+        """Check types and ranges (:func:`molvae.config.validate_config`); returns ``self``."""
+        validate_config(self, "model config")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,15 +82,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: Any) -> "ModelConfig":
-        if not isinstance(data, dict):
-            raise ConfigError("model config must be a JSON object")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"model config: unknown fields {unknown}")
-        if "vocab_size" not in data:
-            raise ConfigError("model config: vocab_size missing")
-        return cls(**data).validate()
+        """Build from parsed JSON; unknown or missing fields and bad values raise :class:`ConfigError`."""
+        return config_from_dict(cls, data, "model config")
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -530,8 +508,12 @@ class MolVAE:
 
         canonical = canonicalize(smiles, isomeric=self.has_stereo) if isinstance(smiles, str) else None
         if canonical is None:
-            raise InvalidMoleculeError(f"invalid SMILES {smiles!r} (RDKit cannot parse it)")
+            raise InvalidMoleculeError(f"invalid SMILES {shorten(smiles)} (RDKit cannot parse it)")
         tokens = self.tokenizer.tokenize(self.tokenizer.from_smiles(canonical))
+        # +2 for BOS/EOS: the model never saw longer molecules (training drops them), so its code would be noise.
+        if len(tokens) + 2 > self.config.max_length:
+            raise InvalidMoleculeError(f"molecule {shorten(smiles)} has {len(tokens)} tokens; this model handles "
+                                       f"at most {self.config.max_length - 2}")
         return self.vocab.encode(tokens, molecule=smiles)
 
     def encode(
@@ -565,8 +547,9 @@ class MolVAE:
         good = [i for i, x in enumerate(ids) if x is not None]
         good.sort(key=lambda i: len(ids[i]))
         net = self._inference_net()
-        for start in range(0, len(good), batch_size):
-            chunk = good[start : start + batch_size]
+
+        def encode_batch(start: int, stop: int) -> tuple[list[int], np.ndarray]:
+            chunk = good[start:stop]
             lengths = torch.tensor([len(ids[i]) + 1 for i in chunk])
             tokens = torch.full((len(chunk), int(lengths.max())), PAD_ID, dtype=torch.long)
             for row, i in enumerate(chunk):
@@ -577,7 +560,10 @@ class MolVAE:
             if sample:
                 noise = torch.randn(z.shape, generator=generator, device="cpu").to(self.device)
                 z = z + noise * torch.exp(0.5 * logvar.float())
-            out[chunk] = z.cpu().numpy()
+            return chunk, z.cpu().numpy()
+
+        for chunk, z in iter_batches(encode_batch, len(good), batch_size, "encode"):
+            out[chunk] = z
         return out
 
     @torch.no_grad()
@@ -590,16 +576,26 @@ class MolVAE:
         Strings are returned as generated, not validated: pass them to
         :mod:`molvae.chemistry` to check validity.
         """
+        return [s for batch in self.iter_decode(z, strategy, temperature, beam_width, batch_size, max_length, seed)
+                for s in batch]
+
+    def iter_decode(
+        self, z: np.ndarray | torch.Tensor, strategy: Strategy = "greedy", temperature: float = 1.0,
+        beam_width: int = 5, batch_size: int = 1024, max_length: int | None = None, seed: int | None = None,
+    ) -> Iterator[list[str]]:
+        """:meth:`decode`, one list of strings per batch (so callers can write them out as they come)."""
         z = torch.as_tensor(np.asarray(z, dtype=np.float32) if not isinstance(z, torch.Tensor) else z).float()
         if z.ndim != 2 or z.shape[1] != self.config.latent_dim:
             raise ConfigError(f"latents must have shape [N, {self.config.latent_dim}], got {tuple(z.shape)}")
         generator = torch.Generator(device=self.device.type).manual_seed(seed) if seed is not None else None
-        strings: list[str] = []
-        for start in range(0, z.shape[0], batch_size):
-            chunk = z[start : start + batch_size].to(self.device)
-            ids = generate(self.net, chunk, strategy, temperature, max_length, beam_width, generator, self.dtype)
-            strings.extend(self.ids_to_smiles(ids))
-        return strings
+
+        @torch.no_grad()
+        def decode_batch(start: int, stop: int) -> list[str]:
+            ids = generate(self.net, z[start:stop].to(self.device), strategy, temperature, max_length, beam_width,
+                           generator, self.dtype)
+            return self.ids_to_smiles(ids)
+
+        yield from iter_batches(decode_batch, z.shape[0], batch_size, "decode")
 
     def decode_valid(
         self, z: np.ndarray | torch.Tensor, attempts: int = 10, temperature: float = 0.5, seed: int | None = 0,
@@ -636,9 +632,14 @@ class MolVAE:
     def sample(self, n: int, strategy: Strategy = "sample", temperature: float = 1.0, seed: int | None = None,
                batch_size: int = 1024) -> list[str]:
         """Draw ``n`` latents from the prior N(0, I) and decode them."""
+        return [s for batch in self.iter_sample(n, strategy, temperature, seed, batch_size) for s in batch]
+
+    def iter_sample(self, n: int, strategy: Strategy = "sample", temperature: float = 1.0, seed: int | None = None,
+                    batch_size: int = 1024) -> Iterator[list[str]]:
+        """:meth:`sample`, one list of strings per batch; the same strings for the same seed and batch size."""
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         z = torch.randn(n, self.config.latent_dim, generator=gen)
-        return self.decode(z, strategy=strategy, temperature=temperature, seed=seed, batch_size=batch_size)
+        return self.iter_decode(z, strategy=strategy, temperature=temperature, seed=seed, batch_size=batch_size)
 
     def reconstruct(self, smiles: Sequence[str], strategy: Strategy = "greedy", errors: str = "raise") -> list[str | None]:
         """Encode (posterior mean) and decode back; None for inputs that could not be encoded."""

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import selfies as sf
 
-from molvae.errors import ConfigError, MolvaeError, UnknownTokenError
+from molvae.errors import ConfigError, MolvaeError, UnknownTokenError, shorten
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, EOS, UNK)
@@ -52,7 +52,7 @@ class SmilesTokenizer:
                 if match.start() != pos:
                     break
                 pos = match.end()
-            raise TokenizationError(f"cannot tokenize {text!r}: unexpected character {text[pos]!r} at position {pos}")
+            raise TokenizationError(f"cannot tokenize {shorten(text)}: unexpected character {text[pos]!r} at position {pos}")
         return tokens
 
     def detokenize(self, tokens: Iterable[str]) -> str:
@@ -76,9 +76,9 @@ class SelfiesTokenizer:
         try:
             tokens = list(sf.split_selfies(text))
         except ValueError as exc:  # split_selfies raises on a hanging '['
-            raise TokenizationError(f"cannot tokenize {text!r}: {exc}") from None
+            raise TokenizationError(f"cannot tokenize {shorten(text)}: {exc}") from None
         if "".join(tokens) != text:
-            raise TokenizationError(f"cannot tokenize {text!r}: not a sequence of SELFIES symbols")
+            raise TokenizationError(f"cannot tokenize {shorten(text)}: not a sequence of SELFIES symbols")
         return tokens
 
     def detokenize(self, tokens: Iterable[str]) -> str:
@@ -88,7 +88,7 @@ class SelfiesTokenizer:
         try:
             return sf.encoder(smiles, strict=True)
         except sf.EncoderError as exc:
-            raise TokenizationError(f"SELFIES cannot encode {smiles!r}: {exc}") from None
+            raise TokenizationError(f"SELFIES cannot encode {shorten(smiles)}: {exc}") from None
 
     def to_smiles(self, text: str) -> str:
         try:

@@ -20,7 +20,7 @@ import math
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from molvae.checkpoint import (
     save_state,
     write_json,
 )
+from molvae.config import config_from_dict, rule, validate_config
 from molvae.data import (
     TokenizedData,
     collate,
@@ -43,7 +44,7 @@ from molvae.data import (
     load_dataset,
     train_val_split,
 )
-from molvae.errors import ConfigError, MolvaeError
+from molvae.errors import MolvaeError
 from molvae.model import (
     CONFIG_FILE,
     VOCAB_FILE,
@@ -79,74 +80,39 @@ class TrainConfig:
 
     data: str = "moses"
     smiles_column: str | None = None
-    representation: str = "smiles"
-    limit: int | None = None
-    max_tokens: int = 120
-    val_fraction: float = 0.05
-    epochs: int = 10
-    batch_size: int = 256
-    lr: float = 1e-3
-    lr_schedule: str = "cosine"  # constant | cosine (after linear warm-up)
-    warmup_steps: int = 100
-    min_lr_ratio: float = 0.05
-    weight_decay: float = 1e-4
-    grad_clip: float = 5.0
-    kl_schedule: str = "linear"  # linear | cyclical | constant
-    kl_weight: float = 0.5  # β at the end of annealing
-    kl_warmup_epochs: float = 2.0  # linear: epochs to reach kl_weight
-    kl_cycles: int = 4  # cyclical: cycles over the run (Fu et al. 2019)
-    free_bits: float = 0.0  # nats per latent dimension (Kingma et al. 2016)
-    word_dropout: float = 0.0
-    precision: str = "auto"  # auto | bf16 | fp32
+    representation: str = field(default="smiles", metadata=rule(choices=("smiles", "selfies")))
+    limit: int | None = field(default=None, metadata=rule(ge=1))
+    max_tokens: int = field(default=120, metadata=rule(ge=3))  # incl. BOS/EOS, so at least one real token
+    val_fraction: float = field(default=0.05, metadata=rule(ge=0.0, lt=1.0))
+    epochs: int = field(default=10, metadata=rule(ge=1))
+    batch_size: int = field(default=256, metadata=rule(ge=1))
+    lr: float = field(default=1e-3, metadata=rule(gt=0.0))
+    lr_schedule: str = field(default="cosine", metadata=rule(choices=("constant", "cosine")))  # after linear warm-up
+    warmup_steps: int = field(default=100, metadata=rule(ge=0))
+    min_lr_ratio: float = field(default=0.05, metadata=rule(ge=0.0, le=1.0))
+    weight_decay: float = field(default=1e-4, metadata=rule(ge=0.0))
+    grad_clip: float = field(default=5.0, metadata=rule(gt=0.0))
+    kl_schedule: str = field(default="linear", metadata=rule(choices=("linear", "cyclical", "constant")))
+    kl_weight: float = field(default=0.5, metadata=rule(ge=0.0))  # β at the end of annealing
+    kl_warmup_epochs: float = field(default=2.0, metadata=rule(ge=0.0))  # linear: epochs to reach kl_weight
+    kl_cycles: int = field(default=4, metadata=rule(ge=1))  # cyclical: cycles over the run (Fu et al. 2019)
+    free_bits: float = field(default=0.0, metadata=rule(ge=0.0))  # nats per latent dimension (Kingma et al. 2016)
+    word_dropout: float = field(default=0.0, metadata=rule(ge=0.0, lt=1.0))
+    precision: str = field(default="auto", metadata=rule(choices=("auto", "bf16", "fp32")))
     device: str = "auto"
     seed: int = 0
-    val_max: int = 10_000  # molecules used for validation loss/accuracy
-    val_recon_n: int = 500
-    val_sample_n: int = 500
-    early_stopping_patience: int | None = None
-    max_steps: int | None = None  # stop after this many optimizer steps; the schedules span them
-    checkpoint_minutes: float = 10.0
+    val_max: int = field(default=10_000, metadata=rule(ge=0))  # molecules used for validation loss/accuracy
+    val_recon_n: int = field(default=500, metadata=rule(ge=0))
+    val_sample_n: int = field(default=500, metadata=rule(ge=0))
+    early_stopping_patience: int | None = field(default=None, metadata=rule(ge=1))
+    # stop after this many optimizer steps; the LR and KL schedules span them
+    max_steps: int | None = field(default=None, metadata=rule(ge=1))
+    checkpoint_minutes: float = field(default=10.0, metadata=rule(gt=0.0))
     progress: bool = True
 
     def validate(self) -> "TrainConfig":
-        def positive_int(name: str) -> None:
-            v = getattr(self, name)
-            if not (isinstance(v, int) and not isinstance(v, bool) and v > 0):
-                raise ConfigError(f"training config: {name} must be a positive integer, got {v!r}")
-
-        for name in ("epochs", "batch_size", "max_tokens", "kl_cycles"):
-            positive_int(name)
-        for name in ("warmup_steps", "val_max", "val_recon_n", "val_sample_n"):
-            v = getattr(self, name)
-            if not (isinstance(v, int) and v >= 0):
-                raise ConfigError(f"training config: {name} must be a non-negative integer, got {v!r}")
-        for name in ("limit", "max_steps"):
-            v = getattr(self, name)
-            if v is not None and not (isinstance(v, int) and not isinstance(v, bool) and v > 0):
-                raise ConfigError(f"training config: {name} must be a positive integer, got {v!r}")
-        checks = [
-            ("lr", self.lr > 0),
-            ("val_fraction", 0 <= self.val_fraction < 1),
-            ("min_lr_ratio", 0 <= self.min_lr_ratio <= 1),
-            ("weight_decay", self.weight_decay >= 0),
-            ("grad_clip", self.grad_clip > 0),
-            ("kl_weight", self.kl_weight >= 0),
-            ("kl_warmup_epochs", self.kl_warmup_epochs >= 0),
-            ("free_bits", self.free_bits >= 0),
-            ("word_dropout", 0 <= self.word_dropout < 1),
-            ("checkpoint_minutes", self.checkpoint_minutes > 0),
-        ]
-        for name, ok in checks:
-            if not ok:
-                raise ConfigError(f"training config: {name} out of range: {getattr(self, name)!r}")
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise ConfigError(f"training config: lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
-        if self.kl_schedule not in ("linear", "cyclical", "constant"):
-            raise ConfigError(f"training config: kl_schedule must be linear, cyclical or constant, got {self.kl_schedule!r}")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise ConfigError(f"training config: precision must be auto, bf16 or fp32, got {self.precision!r}")
-        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
-            raise ConfigError("training config: early_stopping_patience must be >= 1")
+        """Check types and ranges (:func:`molvae.config.validate_config`); returns ``self``."""
+        validate_config(self, "training config")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -154,16 +120,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: Any) -> "TrainConfig":
-        if not isinstance(data, dict):
-            raise ConfigError("training config must be a JSON object")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"training config: unknown fields {unknown}")
-        try:
-            return cls(**data).validate()
-        except TypeError as exc:  # comparisons on wrongly typed JSON values
-            raise ConfigError(f"training config: {exc}") from None
+        """Build from parsed JSON; unknown fields and bad values raise :class:`ConfigError`."""
+        return config_from_dict(cls, data, "training config")
 
 
 # ---------------------------------------------------------------------- schedules
@@ -338,6 +296,8 @@ class Trainer:
             if not (self.out / CONFIG_FILE).is_file():
                 raise MolvaeError(f"{self.out}: nothing to resume (no {CONFIG_FILE}); start a new run without --resume")
             saved = read_json(self.out / CONFIG_FILE, "run config")
+            if not (isinstance(saved, dict) and isinstance(saved.get("model"), dict) and "training" in saved):
+                raise MolvaeError(f"{self.out / CONFIG_FILE}: not a molvae run config (needs 'model' and 'training')")
             self.cfg = TrainConfig.from_dict(saved.get("training"))
             self.model_overrides = saved["model"]
             if epochs_override is not None:
@@ -425,12 +385,31 @@ class Trainer:
             self._write_json(CONFIG_FILE, {"model": self.model_config.to_dict(), "training": self.cfg.to_dict()})
 
     def _restore(self, saved: dict[str, Any]) -> None:
+        self._check_resume_state(saved)
         self.net.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         torch.set_rng_state(saved["torch_rng"])
         self.state = saved["state"]
         self.echo(f"resumed from {self.out / RESUME_FILE}: epoch {self.state['epoch'] + 1}, "
                   f"step {self.state['step_in_epoch']} of {self.steps_per_epoch}")
+
+    def _check_resume_state(self, saved: Any) -> None:
+        """A resume state must hold every part and fit the network that config.json and vocab.json describe."""
+        where = self.out / RESUME_FILE
+        missing = [k for k in ("model", "optimizer", "torch_rng", "state") if not isinstance(saved, dict) or k not in saved]
+        if missing:
+            raise MolvaeError(f"{where}: not a molvae resume state (missing {', '.join(missing)})")
+        expected = self.net.state_dict()
+        absent = sorted(set(expected) - set(saved["model"]))
+        extra = sorted(set(saved["model"]) - set(expected))
+        if absent or extra:
+            raise MolvaeError(f"{where}: weights do not match {CONFIG_FILE} (missing {absent[:3]}, unexpected {extra[:3]})")
+        for key, tensor in saved["model"].items():
+            if tuple(tensor.shape) != tuple(expected[key].shape):
+                hint = f" (vocabulary mismatch: {VOCAB_FILE} has {len(self.vocab)} tokens)" if key in (
+                    "embedding.weight", "output.weight", "output.bias") else ""
+                raise MolvaeError(f"{where}: {key} has shape {tuple(tensor.shape)}, but {CONFIG_FILE} and "
+                                  f"{VOCAB_FILE} imply {tuple(expected[key].shape)}{hint}")
 
     def _checkpoint(self) -> None:
         if not self.dist.is_main:

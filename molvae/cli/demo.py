@@ -48,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
 
     from molvae.cli.main import build_parser
 
-    out = Path(args.out)
+    from molvae.tables import check_output_dir
+
+    out = check_output_dir(Path(args.out), create=False)
     if (out / "SUMMARY.txt").exists():
         raise MolvaeError(f"{out} already holds a demo; remove it or choose another --out")
     parser = build_parser()

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
+import tempfile
 
 import numpy as np
 from tqdm import tqdm
 
 from molvae.cli.common import add_model_arguments, load_model
-from molvae.data import read_smiles
-from molvae.errors import MolvaeError
+from molvae.cli.options import add_limit_arguments, positive_int
+from molvae.data import count_records, iter_smiles_chunks
+from molvae.errors import InputFileError, MolvaeError
+from molvae.tables import check_output_file
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,41 +25,49 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sample", action="store_true", help="sample z ~ q(z|x) instead of the mean")
     p.add_argument("--on-error", choices=["skip", "raise"], default="skip",
                    help="skip (NaN row, counted) or stop at the first invalid molecule / unknown token")
-    p.add_argument("--chunk-size", type=int, default=20_000, help="molecules tokenized and encoded at a time")
-    p.add_argument("--batch-size", type=int, default=1024)
+    add_limit_arguments(p, chunk_size=20_000, batch_size=1024)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    positive_int(args.chunk_size, "--chunk-size")
+    positive_int(args.batch_size, "--batch-size")
+    out = check_output_file(args.out)
+    n = count_records(args.input, args.smiles_column)
     model = load_model(args)
-    smiles = read_smiles(args.input, column=args.smiles_column)
-    out = Path(args.out)
-    tmp = out.with_name(f".{out.name}.tmp")
-    # Memory-mapped output: rows are written chunk by chunk, so memory stays
-    # bounded by one chunk of token lists whatever the library size.
-    latents = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(smiles), model.config.latent_dim))
-    skipped = 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    tmp = out.with_name(os.path.basename(tmp_name))
+    skipped = row = 0
     try:
+        # Memory-mapped output: rows are written chunk by chunk, so memory stays bounded by
+        # one chunk of strings and token lists whatever the library size.
+        latents = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, model.config.latent_dim))
         # disable=None: no bar when stderr is not a terminal (logs, pipes, CI).
-        with tqdm(total=len(smiles), unit="mol", desc="encode", dynamic_ncols=True, disable=None) as bar:
-            for start in range(0, len(smiles), args.chunk_size):
-                chunk = smiles[start : start + args.chunk_size]
+        with tqdm(total=n, unit="mol", desc="encode", dynamic_ncols=True, disable=None) as bar:
+            for chunk in iter_smiles_chunks(args.input, args.chunk_size, args.smiles_column):
+                if row + len(chunk) > n:
+                    raise InputFileError(f"{args.input}: the file grew while it was being encoded")
                 ids = []
-                for line, s in enumerate(chunk, start=start + 1):
+                for s in chunk:
+                    row += 1
                     try:
                         ids.append(model.token_ids(s))
                     except MolvaeError as exc:
                         if args.on_error == "raise":
-                            raise type(exc)(f"{args.input}, record {line}: {exc}") from None
+                            raise MolvaeError(f"{args.input}, record {row}: {exc}") from None
                         ids.append(None)
                         skipped += 1
-                latents[start : start + len(chunk)] = model.encode_ids(ids, sample=args.sample, batch_size=args.batch_size)
+                latents[row - len(chunk) : row] = model.encode_ids(ids, sample=args.sample, batch_size=args.batch_size)
                 bar.update(len(chunk))
+        if row != n:
+            raise InputFileError(f"{args.input}: the file shrank while it was being encoded")
         latents.flush()
         del latents
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    print(f"encoded {len(smiles) - skipped:,} of {len(smiles):,} molecules to {out} "
-          f"(shape [{len(smiles)}, {model.config.latent_dim}]); skipped {skipped:,} invalid or out-of-vocabulary (NaN rows)")
+    print(f"encoded {n - skipped:,} of {n:,} molecules to {out} (shape [{n}, {model.config.latent_dim}]); "
+          f"skipped {skipped:,} invalid, too long or out-of-vocabulary (NaN rows)")
     return 0

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from molvae.cli.common import write_table
-from molvae.errors import InputFileError
+from molvae.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,25 +42,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _read_samples(path: str) -> list[str]:
     from molvae.data import read_smiles
 
-    if not Path(path).exists():
-        raise InputFileError(f"{path}: no such file")
     # molvae sample's CSV has columns smiles, valid, generated: evaluate `smiles`
     # (the canonical form where valid, the raw string where not).
-    return read_smiles(path)
+    return read_smiles(path, allow_empty=False)
 
 
 def run(args: argparse.Namespace) -> int:
     from molvae.checkpoint import write_json
     from molvae.metrics import evaluate, format_comparison
 
+    from molvae.tables import check_output_dir
+
+    out = check_output_dir(args.out)  # before the (long) metrics, not after
     if args.samples is not None:
         generated = _read_samples(args.samples)
         name = Path(args.samples).name
-        if not generated:
-            raise InputFileError(f"{args.samples}: no molecules found")
     else:
         if args.n < 1:
-            raise ValueError(f"--n must be >= 1, got {args.n}")
+            raise ConfigError(f"--n must be >= 1, got {args.n}")
         from molvae.model import MolVAE
 
         model = MolVAE.load(args.model, device=args.device)
@@ -79,7 +78,6 @@ def run(args: argparse.Namespace) -> int:
     if args.model is not None and args.reconstruction > 0:
         results[f"reconstruction@{len(recon_set)}"] = recon
 
-    out = Path(args.out)
     clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in results.items()}
     write_json(out / "metrics.json", {"n": len(generated), "reference": args.reference, "train": train,
                                       "metrics": clean})

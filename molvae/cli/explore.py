@@ -21,6 +21,7 @@ import argparse
 from molvae.cli.common import add_model_arguments, load_model, write_table
 from molvae.cli.interpolate import _output_dir
 from molvae.errors import MolvaeError
+from molvae.tables import check_output_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,7 +53,10 @@ def _training_set(spec: str) -> set[str]:
         return set(read_smiles(moses_file("train"), column="SMILES"))
     from molvae.latent import canonical_set
 
-    return canonical_set(read_smiles(spec))
+    known = canonical_set(read_smiles(spec, allow_empty=False))
+    if not known:  # every neighbour would be marked novel against an empty set
+        raise MolvaeError(f"{spec}: no valid molecule in the training set given with --train")
+    return known
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise MolvaeError(f"--top must be >= 1, got {args.top}")
     name, query = resolve_input(args.molecule)
+    check_output_dir(args.out, create=False)  # before the model load and the decoding
     model = load_model(args)
     train = _training_set(args.train) if args.train else None
     properties = list(DEFAULT_PROPERTIES)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from molvae.cli.common import add_model_arguments, load_model, write_table
 from molvae.errors import MolvaeError
+from molvae.tables import check_output_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,11 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _output_dir(out: str) -> Path:
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise MolvaeError(f"--out must be a directory, but {path} is a file")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return check_output_dir(out)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,9 +53,10 @@ def run(args: argparse.Namespace) -> int:
         raise MolvaeError(f"--steps must be >= 2 (both endpoints are included), got {args.steps}")
     if args.unique is not None and args.unique < 1:
         raise MolvaeError(f"--unique must be >= 1, got {args.unique}")
-    # Check both inputs before the (slower) model load so typos fail fast.
+    # Check both inputs and --out before the (slower) model load so typos fail fast.
     resolve_input(args.start)
     resolve_input(args.end)
+    check_output_dir(args.out, create=False)
     model = load_model(args)
     properties = list(DEFAULT_PROPERTIES)
     if args.property not in properties:

@@ -103,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
             decode_temperature=args.decode_temperature, top_k=args.top_k, num_restarts=args.restarts,
             raw_samples=args.raw_samples, patience=args.patience, constraints=constraints,
         ).validate()
+    from molvae.tables import check_output_dir
+
+    check_output_dir(out, create=False)
     model = load_model(args)
     progress = False if args.no_progress else None
     opt = Optimizer(model, config, out, resume=args.resume, progress=progress).run()

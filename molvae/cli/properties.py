@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 from molvae.errors import ConfigError
 
@@ -43,17 +42,26 @@ def _positive_int(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
     from molvae import chemistry
-    from molvae.cli.common import write_table
-    from molvae.data import read_smiles
+    from molvae.cli.options import positive_int
+    from molvae.data import count_records, iter_smiles_chunks
+    from molvae.tables import TableWriter, check_output_file
 
     names = _parse_properties(args.properties)
-    smiles = read_smiles(args.input, args.smiles_column)
-    table = chemistry.property_table(smiles, properties=names, n_jobs=args.jobs)
-    out = Path(args.out)
-    write_table(table, out)
-    n_invalid = int((~table["valid"]).sum())
-    print(f"wrote {len(table)} rows ({n_invalid} invalid) to {out}")
+    positive_int(args.chunk_size, "--chunk-size")
+    out = check_output_file(args.out)
+    n = count_records(args.input, args.smiles_column)
+    n_invalid = 0
+    # One chunk of molecules in memory at a time, appended to a temporary file renamed at the end.
+    with TableWriter(out) as table_out, tqdm(total=n, unit="mol", desc="properties", disable=None) as bar:
+        for chunk in iter_smiles_chunks(args.input, args.chunk_size, args.smiles_column):
+            table = chemistry.property_table(chunk, properties=names, n_jobs=args.jobs)
+            table_out.write(table)
+            n_invalid += int((~table["valid"]).sum())
+            bar.update(len(chunk))
+    print(f"wrote {table_out.rows} rows ({n_invalid} invalid) to {out}")
     return 0
 
 
@@ -76,6 +84,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--smiles-column", default=None, help="column holding SMILES in CSV/TSV/parquet (default: 'smiles', any case)"
     )
+    from molvae.cli.options import add_limit_arguments
+
+    add_limit_arguments(parser, chunk_size=100_000)
     parser.add_argument(
         "--jobs",
         type=_positive_int,

@@ -6,8 +6,9 @@ import argparse
 
 import pandas as pd
 
-from molvae.cli.common import add_model_arguments, load_model, write_table
-from molvae.data import read_smiles
+from molvae.cli.common import add_model_arguments, load_model
+from molvae.cli.options import add_limit_arguments, positive_int
+from molvae.data import count_records, iter_smiles_chunks
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,15 +18,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--smiles-column", default=None)
     p.add_argument("--out", required=True, help="output CSV: smiles, reconstruction, exact")
     p.add_argument("--strategy", default="greedy", choices=["greedy", "beam", "sample"])
+    add_limit_arguments(p, chunk_size=20_000)
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def _rows(inputs: list[str], decoded: list[str | None]) -> pd.DataFrame:
     from molvae.chemistry import canonicalize
 
-    model = load_model(args)
-    inputs = read_smiles(args.input, column=args.smiles_column)
-    decoded = model.reconstruct(inputs, strategy=args.strategy, errors="nan")
     rows = []
     for raw, dec in zip(inputs, decoded):
         canon = canonicalize(raw) if raw else None
@@ -36,10 +35,27 @@ def run(args: argparse.Namespace) -> int:
             "exact": canon is not None and rec == canon,
             "encoded": dec is not None,
         })
-    df = pd.DataFrame(rows, columns=["smiles", "reconstruction", "exact", "encoded"])
-    write_table(df, args.out)
-    n_enc = int(df["encoded"].sum())
-    rate = df.loc[df["encoded"], "exact"].mean() if n_enc else 0.0
-    print(f"wrote {len(df):,} rows to {args.out}: exact reconstruction {rate:.3f} of {n_enc:,} encoded "
-          f"({len(df) - n_enc:,} could not be encoded: invalid SMILES or unknown tokens)")
+    return pd.DataFrame(rows, columns=["smiles", "reconstruction", "exact", "encoded"])
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from molvae.tables import TableWriter, check_output_file
+
+    positive_int(args.chunk_size, "--chunk-size")
+    out = check_output_file(args.out)
+    n = count_records(args.input, args.smiles_column)
+    model = load_model(args)
+    n_enc = n_exact = 0
+    with TableWriter(out) as table_out, tqdm(total=n, unit="mol", desc="reconstruct", disable=None) as bar:
+        for chunk in iter_smiles_chunks(args.input, args.chunk_size, args.smiles_column):
+            df = _rows(chunk, model.reconstruct(chunk, strategy=args.strategy, errors="nan"))
+            table_out.write(df)
+            n_enc += int(df["encoded"].sum())
+            n_exact += int((df["encoded"] & df["exact"]).sum())
+            bar.update(len(chunk))
+    rate = n_exact / n_enc if n_enc else 0.0
+    print(f"wrote {table_out.rows:,} rows to {args.out}: exact reconstruction {rate:.3f} of {n_enc:,} encoded "
+          f"({table_out.rows - n_enc:,} could not be encoded: invalid SMILES, too long or unknown tokens)")
     return 0

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 
+import numpy as np
 import pandas as pd
 
-from molvae.cli.common import add_model_arguments, load_model, write_table
+from molvae.cli.common import add_model_arguments, load_model
+from molvae.cli.options import add_limit_arguments, positive_int
 from molvae.errors import ConfigError
 
 
@@ -18,26 +21,63 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strategy", default="sample", choices=["sample", "greedy", "beam"])
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=1024)
+    add_limit_arguments(p, chunk_size=100_000, batch_size=1024)
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def _rows(generated: list[str]) -> pd.DataFrame:
     from molvae.chemistry import canonicalize
 
-    if args.n < 1:
-        raise ConfigError(f"--n must be >= 1, got {args.n}")
-    model = load_model(args)
-    generated = model.sample(args.n, strategy=args.strategy, temperature=args.temperature, seed=args.seed,
-                             batch_size=args.batch_size)
     canonical = [canonicalize(s) if s else None for s in generated]
-    df = pd.DataFrame({
+    return pd.DataFrame({
         "smiles": [c if c is not None else g for c, g in zip(canonical, generated)],
         "valid": [c is not None for c in canonical],
         "generated": generated,
     })
-    write_table(df, args.out)
-    valid = df.loc[df["valid"], "smiles"]
-    uniq = valid.nunique() / len(valid) if len(valid) else 0.0
-    print(f"wrote {len(df):,} samples to {args.out}: validity {df['valid'].mean():.3f}, uniqueness {uniq:.3f}")
+
+
+def _digests(smiles: pd.Series) -> np.ndarray:
+    # 8-byte digests instead of the strings: uniqueness over millions of samples in little memory.
+    return np.array([int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little") for s in smiles],
+                    dtype=np.uint64)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from molvae.tables import TableWriter, check_output_file
+
+    if args.n < 1:
+        raise ConfigError(f"--n must be >= 1, got {args.n}")
+    positive_int(args.chunk_size, "--chunk-size")
+    positive_int(args.batch_size, "--batch-size")
+    out = check_output_file(args.out)
+    model = load_model(args)
+    n_valid = 0
+    digests = []
+    pending: list[str] = []
+
+    def flush(table_out: TableWriter, count: int) -> None:
+        nonlocal n_valid, pending
+        df = _rows(pending[:count])
+        table_out.write(df)
+        valid = df.loc[df["valid"], "smiles"]
+        n_valid += len(valid)
+        digests.append(_digests(valid))
+        pending = pending[count:]
+
+    # Batches are decoded as always (the same samples for a seed whatever --chunk-size) and
+    # written every --chunk-size molecules, so memory holds one chunk of strings.
+    with TableWriter(out) as table_out, tqdm(total=args.n, unit="mol", desc="sample", disable=None) as bar:
+        for batch in model.iter_sample(args.n, strategy=args.strategy, temperature=args.temperature, seed=args.seed,
+                                       batch_size=args.batch_size):
+            pending.extend(batch)
+            bar.update(len(batch))
+            while len(pending) >= args.chunk_size:
+                flush(table_out, args.chunk_size)
+        if pending:
+            flush(table_out, len(pending))
+    n_unique = len(np.unique(np.concatenate(digests))) if n_valid else 0
+    uniq = n_unique / n_valid if n_valid else 0.0
+    print(f"wrote {args.n:,} samples to {args.out}: validity {n_valid / args.n:.3f}, uniqueness {uniq:.3f}")
     return 0

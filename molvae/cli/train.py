@@ -69,6 +69,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from molvae.tables import check_output_dir
+
+    check_output_dir(args.out, create=False)
     given = {f: getattr(args, f) for _, f, *_ in _TRAIN_OPTIONS if getattr(args, f) is not None}
     model = {f: getattr(args, f) for _, f, _ in _MODEL_OPTIONS if getattr(args, f) is not None}
     if args.resume:

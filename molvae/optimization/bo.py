@@ -11,10 +11,15 @@ One run lives in an output directory::
     progress.png     best-so-far and top-10 mean vs oracle calls
     best.png         grid picture of the best molecules
 
-A killed run resumes from evaluations.csv (molecules are re-encoded, nothing is
-scored twice) and state.json. Rounds are seeded by (seed, round), so a resumed
-run continues exactly as the uninterrupted one would have once the last
-complete round is on disk.
+    scores.jsonl     every objective value, appended and fsynced the moment it is computed
+
+A killed run resumes from evaluations.csv (molecules are re-encoded) and
+state.json. state.json is the commit point: it is written after
+evaluations.csv and records how many of its rows belong to finished rounds, so
+rows of a round the kill interrupted are dropped and the round is redone.
+Scores that round already paid for are read back from scores.jsonl, so the
+objective never sees a molecule twice. Rounds are seeded by (seed, round), so a
+resumed run continues exactly as the uninterrupted one would have.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import pandas as pd
 import torch
 
 from molvae.checkpoint import atomic_write_text, read_json, write_json
+from molvae.config import config_from_dict, rule, validate_config
 from molvae.errors import ConfigError, MolvaeError
 from molvae.optimization.objectives import Constraints, Objective, Oracle, parse_objectives
 
@@ -43,6 +49,7 @@ __all__ = ["METHODS", "ACQUISITIONS", "OptimizeConfig", "TrustRegion", "Optimize
 METHODS = ("auto", "bo", "turbo", "prior", "screen")
 ACQUISITIONS = ("logei", "ucb", "ts")
 STATE_VERSION = 1
+JOURNAL_FILE = "scores.jsonl"
 
 
 @dataclass
@@ -50,45 +57,39 @@ class OptimizeConfig:
     """Everything that defines a run (saved as config.json)."""
 
     objectives: list[str]
-    budget: int = 500
-    batch: int = 10
-    method: str = "auto"  # auto: turbo for latents >= 64 dims, else bo
-    acquisition: str = "logei"
-    n_init: int = 100
+    budget: int = field(default=500, metadata=rule(ge=0))
+    batch: int = field(default=10, metadata=rule(ge=1))
+    method: str = field(default="auto", metadata=rule(choices=METHODS))  # auto: turbo for latents >= 64 dims, else bo
+    acquisition: str = field(default="logei", metadata=rule(choices=ACQUISITIONS))
+    n_init: int = field(default=100, metadata=rule(ge=0))
     init_file: str | None = None
-    init_pool: int = 100_000  # MOSES training lines the initial design samples from
+    init_pool: int = field(default=100_000, metadata=rule(ge=1))  # MOSES training lines the initial design samples from
     seed: int = 0
-    gp_window: int = 512
-    decode_attempts: int = 5
-    decode_temperature: float = 0.5
-    num_restarts: int = 4
-    raw_samples: int = 128
-    ucb_beta: float = 2.0
-    ts_candidates: int = 2000
-    acq_maxiter: int = 100
-    threads: int | None = 1  # torch threads inside a round (small matrices: 1 avoids oversubscription); None = torch default
-    top_k: int = 20
-    patience: int = 20  # rounds in a row with nothing new scored before giving up
+    gp_window: int = field(default=512, metadata=rule(ge=1))
+    decode_attempts: int = field(default=5, metadata=rule(ge=1))
+    decode_temperature: float = field(default=0.5, metadata=rule(gt=0.0))
+    num_restarts: int = field(default=4, metadata=rule(ge=1))
+    raw_samples: int = field(default=128, metadata=rule(ge=1))
+    ucb_beta: float = field(default=2.0, metadata=rule(ge=0.0))
+    ts_candidates: int = field(default=2000, metadata=rule(ge=1))
+    acq_maxiter: int = field(default=100, metadata=rule(ge=1))
+    # torch threads inside a round (small matrices: 1 avoids oversubscription); None = torch default
+    threads: int | None = field(default=1, metadata=rule(ge=1))
+    top_k: int = field(default=20, metadata=rule(ge=1))
+    patience: int = field(default=20, metadata=rule(ge=1))  # rounds in a row with nothing new scored before giving up
     constraints: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> "OptimizeConfig":
-        if self.method not in METHODS:
-            raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        if self.acquisition not in ACQUISITIONS:
-            raise ConfigError(f"acquisition must be one of {', '.join(ACQUISITIONS)}, got {self.acquisition!r}")
-        for name in ("budget", "batch", "gp_window", "decode_attempts", "num_restarts", "raw_samples", "top_k", "patience"):
-            if getattr(self, name) < (0 if name == "budget" else 1):
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.n_init < 0:
-            raise ConfigError(f"n_init must be >= 0, got {self.n_init}")
+        """Check types and ranges (:func:`molvae.config.validate_config`); returns ``self``."""
+        validate_config(self, "optimization config")
         if not 1 <= len(self.objectives) <= 3:
-            raise ConfigError(f"one to three objectives, got {len(self.objectives)}")
+            raise ConfigError(f"optimization config: one to three objectives, got {len(self.objectives)}")
         return self
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "OptimizeConfig":
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known}).validate()
+        """Build from parsed JSON; unknown fields and bad values raise :class:`ConfigError`."""
+        return config_from_dict(cls, data, "optimization config").validate()
 
 
 @dataclass
@@ -250,7 +251,7 @@ class Optimizer:
         self.config = config.validate()
         self.objectives = objectives if objectives is not None else parse_objectives(config.objectives)
         self.constraints = Constraints.from_dict(config.constraints) if config.constraints else Constraints()
-        self.oracle = Oracle(self.objectives, config.budget, self.constraints)
+        self.oracle = Oracle(self.objectives, config.budget, self.constraints, journal=self.out / JOURNAL_FILE)
         self.method = config.method
         if self.method == "auto":
             self.method = "turbo" if model.config.latent_dim >= 64 else "bo"
@@ -263,11 +264,17 @@ class Optimizer:
         self.timings: list[dict[str, float]] = []
         self.tr = TrustRegion(dim=model.config.latent_dim, batch=config.batch)
         self.latents: dict[str, np.ndarray] = {}  # canonical SMILES -> code of the molecule actually scored
+        self.initialized = False  # True once the initial design is committed (state.json written)
         self.out.mkdir(parents=True, exist_ok=True)
-        if resume and (self.out / "evaluations.csv").exists():
-            self._load()
+        if resume:
+            self.oracle.load_journal()
+            if (self.out / "evaluations.csv").exists():
+                self._load()
         elif (self.out / "evaluations.csv").exists():
             raise MolvaeError(f"{self.out} already holds an optimization run; continue it with --resume or choose another --out")
+        else:
+            # A fresh run must not reuse scores a run with other objectives left in this directory.
+            (self.out / JOURNAL_FILE).unlink(missing_ok=True)
         write_json(self.out / "config.json", {"optimize": asdict(self.config), "method": self.method,
                                                   "latent_dim": model.config.latent_dim})
 
@@ -276,10 +283,25 @@ class Optimizer:
         evals = self.out / "evaluations.csv"
         if not evals.exists():
             raise MolvaeError(f"nothing to resume in {self.out}: no evaluations.csv")
-        df = pd.read_csv(evals, keep_default_na=False, na_values=[""])
+        # Scores must read back bit for bit, or the GP (and the run) would drift after a resume:
+        # pandas 3 parses floats exactly by default (and deprecates the option); pandas 2 needs round_trip.
+        exact = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+        df = pd.read_csv(evals, keep_default_na=False, na_values=[""], **exact)
+        has_state = (self.out / "state.json").exists()
+        state = read_json(self.out / "state.json", "optimization state") if has_state else {}
+        committed = state.get("n_records") if has_state else 0
+        if committed is not None:
+            # Rows past the commit point belong to a round a kill interrupted: that round is redone
+            # (its scores come back from the journal).
+            if len(df) > committed:
+                log.info("dropping %d rows of an interrupted round; their scores are reused", len(df) - committed)
+            df = df.iloc[:committed]
         self.oracle.load_records(df)
-        state = read_json(self.out / "state.json", "optimization state") if (self.out / "state.json").exists() else {}
-        self.round = int(df["round"].max()) if len(df) else 0
+        self.initialized = has_state
+        if committed is None:  # state.json of a run started before the commit point existed
+            self.round = int(df["round"].max()) if len(df) else 0
+        else:
+            self.round = int(state.get("round", 0))
         self.stalled = int(state.get("stalled", 0)) if state.get("round") == self.round else 0
         self.screen_pos = int(state.get("screen_pos", 0))
         if state.get("trust_region"):
@@ -290,9 +312,11 @@ class Optimizer:
                  self.oracle.budget)
 
     def save(self) -> None:
+        """Write evaluations.csv, then state.json: the commit point of everything up to this round."""
         df = self.oracle.dataframe()
         atomic_write_text(self.out / "evaluations.csv", df.to_csv(index=False))
-        write_json(self.out / "state.json", self.state())
+        write_json(self.out / "state.json", {**self.state(), "n_records": len(self.oracle.records)})
+        self.initialized = True
 
     def state(self) -> dict[str, Any]:
         best = self.best_value()
@@ -309,11 +333,11 @@ class Optimizer:
     # ---- data for the GP
     def _encode_new(self, smiles: list[str]) -> None:
         todo = [s for s in smiles if s not in self.latents]
-        if not todo:
-            return
-        z = self.model.encode(todo, errors="nan")
-        for s, row in zip(todo, z):
-            self.latents[s] = row
+        # One molecule at a time: a batched GRU's output for a row shifts in the last bits with
+        # the batch it sits in, and a resumed run re-encodes everything in different batches.
+        # Alone, each code is bit-identical in every process, so the GP (and the run) is too.
+        for s in todo:
+            self.latents[s] = self.model.encode([s], errors="nan")[0]
 
     def training_data(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(X, Y) in float64: the codes of scored molecules and their scores (infeasible ones at the worst value)."""
@@ -367,15 +391,28 @@ class Optimizer:
         self.save()
 
     def _init_from_file(self, path: str, rng: np.random.Generator) -> None:
-        from molvae.data import read_smiles
+        from molvae.data import _base_suffix, read_smiles
 
-        smiles = read_smiles(path)
-        df = pd.read_csv(path)
+        smiles = read_smiles(path, allow_empty=False)
+        kind = _base_suffix(Path(path))
+        df = pd.DataFrame()  # .smi/.txt files carry no scores
+        if kind in (".csv", ".tsv"):
+            # skip_blank_lines=False: read_smiles keeps blank records, so the rows must line up with them.
+            df = pd.read_csv(path, sep="\t" if kind == ".tsv" else ",", skip_blank_lines=False)
+        elif kind == ".parquet":
+            df = pd.read_parquet(path)
         cols = self.oracle.score_columns
         alt = [o.name for o in self.objectives] if len(self.objectives) > 1 else [self.objectives[0].name]
         have = [c if c in df.columns else a if a in df.columns else None for c, a in zip(cols, alt)]
         if all(h is not None for h in have):
-            scores = df[have].to_numpy(dtype=np.float64)
+            for col in have:
+                values = pd.to_numeric(df[col], errors="coerce")
+                bad = values.isna() & df[col].notna()
+                if bad.any():
+                    row = int(np.flatnonzero(bad.to_numpy())[0])
+                    raise MolvaeError(f"{path}, record {row + 1}: score column {col!r} holds {df[col].iloc[row]!r}, "
+                                      "not a number")
+            scores = df[have].apply(pd.to_numeric).to_numpy(dtype=np.float64)
             rows = self.oracle.add_supplied(smiles, scores, round=0, source="init-file")
         else:
             rows = self.oracle.evaluate(smiles, round=0, source="init-file")
@@ -469,7 +506,7 @@ class Optimizer:
     def run(self) -> "Optimizer":
         from tqdm import tqdm
 
-        if not (self.out / "evaluations.csv").exists():
+        if not self.initialized:
             self.initial_design()
         bar = tqdm(total=self.oracle.budget, initial=self.oracle.calls, disable=None if self.progress is None else not self.progress,
                    desc=f"optimize ({self.method})", unit="call")
@@ -481,9 +518,11 @@ class Optimizer:
                 bar.set_postfix(round=self.round, best=f"{best:.3f}" if best is not None else "-")
         finally:
             bar.close()
-            self.save()
-            if self.oracle.scored_records():
-                self.write_reports()
+        # Not in the finally: a round an exception cut short must stay uncommitted (it is
+        # redone on --resume), and every finished round has already been saved.
+        self.save()
+        if self.oracle.scored_records():
+            self.write_reports()
         if self.stalled >= self.config.patience and self.oracle.remaining > 0:
             log.warning("stopped after %d rounds without a new molecule (%d of %d oracle calls used)",
                         self.stalled, self.oracle.calls, self.oracle.budget)
@@ -526,7 +565,7 @@ def optimize(model, objectives: str | list[str], out: str | Path, resume: bool =
         from molvae.optimization.objectives import _split_top_level
 
         specs = _split_top_level(specs, ",")
-    config = OptimizeConfig(objectives=list(specs), **options)
+    config = OptimizeConfig.from_dict({"objectives": list(specs), **options})
     if resume and (Path(out) / "config.json").exists():
         saved = read_json(Path(out) / "config.json", "optimization config").get("optimize", {})
         if "budget" in options:  # the one setting a resume may change: extend (or cut) the budget

@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import json
 import math
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -325,6 +328,12 @@ class Constraints:
                 raise ObjectiveError(f"unknown property {prop!r} in range; known: {', '.join(sorted(chemistry.PROPERTIES))}")
             if lo > hi:
                 raise ObjectiveError(f"empty range for {prop}: [{lo}, {hi}]")
+        if self.alerts:
+            # Build the catalogs now: a typo must stop the run before the model loads, not at the first score.
+            try:
+                chemistry.passes_alerts([], tuple(self.alerts))
+            except ValueError as exc:
+                raise ObjectiveError(f"--alerts: {exc}") from None
 
     @property
     def active(self) -> bool:
@@ -381,11 +390,17 @@ class Oracle:
     ``--init`` file: no call), ``repeat`` (already known, or twice in the
     batch: not scored, no call) or ``invalid`` (no valid molecule: no call).
     New molecules beyond the remaining budget are dropped without a record.
+
+    With a ``journal`` file, every score is appended to it (and fsynced) as soon as
+    the objective returns, before any other bookkeeping. A run killed after scoring
+    but before its records reached the disk reuses those scores on resume
+    (:meth:`load_journal`) instead of calling the objective again.
     """
 
     STATUSES = ("scored", "supplied", "repeat", "invalid")
 
-    def __init__(self, objectives: Sequence[Objective], budget: int, constraints: Constraints | None = None):
+    def __init__(self, objectives: Sequence[Objective], budget: int, constraints: Constraints | None = None,
+                 journal: str | Path | None = None):
         if budget < 0:
             raise ObjectiveError(f"budget must be >= 0, got {budget}")
         self.objectives = list(objectives)
@@ -398,6 +413,8 @@ class Oracle:
         self.calls = 0
         self.n_invalid = 0
         self.n_repeat = 0
+        self.journal = Path(journal) if journal is not None else None
+        self.score_cache: dict[str, np.ndarray] = {}  # canonical SMILES -> scores already paid for (this process or the journal)
 
     # ---- columns
     @property
@@ -463,7 +480,49 @@ class Oracle:
     def _score(self, smiles: list[str]) -> np.ndarray:
         if not smiles:
             return np.empty((0, len(self.objectives)))
-        return np.stack([obj(smiles) for obj in self.objectives], axis=1)
+        todo = [s for s in smiles if s not in self.score_cache]
+        if todo:
+            fresh = np.stack([obj(todo) for obj in self.objectives], axis=1)
+            self._append_journal(todo, fresh)
+            self.score_cache.update(zip(todo, fresh))
+        return np.stack([self.score_cache[s] for s in smiles])
+
+    # ---- score journal
+    def _append_journal(self, smiles: list[str], scores: np.ndarray) -> None:
+        if self.journal is None:
+            return
+        lines = "".join(json.dumps({"smiles": s, "scores": [float(v) for v in row]}) + "\n"
+                        for s, row in zip(smiles, scores))
+        # One write plus fsync per batch: a kill leaves at most a torn last line, which load_journal drops.
+        with open(self.journal, "a", encoding="utf-8") as fh:
+            fh.write(lines)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def load_journal(self) -> int:
+        """Read the scores a previous (killed) process already paid for; returns how many were read.
+
+        A torn last line (the process was killed mid-write) is cut off the file so
+        later appends start on a fresh line.
+        """
+        if self.journal is None or not self.journal.is_file():
+            return 0
+        data = self.journal.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            with open(self.journal, "r+b") as fh:
+                fh.truncate(end)
+        n = len(self.objectives)
+        for lineno, line in enumerate(data[:end].decode("utf-8").splitlines(), start=1):
+            try:
+                entry = json.loads(line)
+                scores = np.asarray(entry["scores"], dtype=np.float64).reshape(n)
+                smiles = str(entry["smiles"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ObjectiveError(f"{self.journal}, line {lineno}: unreadable score record ({exc}); "
+                                     "the objectives may have changed since the run began") from None
+            self.score_cache[smiles] = scores
+        return len(self.score_cache)
 
     def _fill(self, rows: list, new: list[str], scores: np.ndarray, round: int, source: str, status: str
               ) -> list[dict[str, Any]]:

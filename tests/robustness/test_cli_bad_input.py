@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 
 import pytest
 import torch
@@ -108,3 +109,329 @@ def test_bad_training_option(tmp_path, capsys) -> None:
 def test_debug_shows_traceback(tmp_path, capsys) -> None:
     assert main(["--debug", "properties", "--input", str(tmp_path / "none.smi"), "--out", str(tmp_path / "o.csv")]) == 2
     assert "Traceback" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- every command, every bad input
+# Each case: the command line (with {model}, {file}, {tmp} filled in), then substrings the one
+# error line must contain. Files come from _files() and _more_files().
+
+def _more_files(tmp_path):
+    bad = _files(tmp_path)
+    bad["headeronly.csv"] = tmp_path / "headeronly.csv"
+    bad["headeronly.csv"].write_text("smiles\n")
+    bad["invalid.smi"] = tmp_path / "invalid.smi"
+    bad["invalid.smi"].write_text("CCO\nC1CC(\n")
+    bad["late-latin1.smi"] = tmp_path / "late-latin1.smi"
+    bad["late-latin1.smi"].write_bytes(b"CCO\n" * 5000 + b"C\xe9C\n")  # past the first read-ahead buffer
+    bad["nocol.smi"] = bad["nocol.csv"]
+    return bad
+
+
+FILE_CASES = {
+    # name -> substrings besides the file name
+    "empty.smi": ["no molecules found"],
+    "headeronly.csv": ["no molecules found"],
+    "nocol.csv": ["columns found: name, structure"],
+    "latin1.smi": ["line 2", "not UTF-8"],
+    "late-latin1.smi": ["line 5001", "not UTF-8"],
+    "fake.csv.gz": ["not gzip"],
+    "semicolon.csv": ["columns found: id;SMILES", "separated by ';'"],
+    "directory": ["is a directory"],
+    "missing.smi": ["no such file"],
+}
+
+FILE_COMMANDS = {
+    "encode": "encode --model {model} --input {file} --out {tmp}/out.npy",
+    "properties": "properties --input {file} --out {tmp}/out.csv",
+    "reconstruct": "reconstruct --model {model} --input {file} --out {tmp}/out.csv",
+    "evaluate --samples": "evaluate --samples {file} --reference {tmp}/ok.smi --train none --out {tmp}/ev",
+    "evaluate --reference": "evaluate --samples {tmp}/ok.smi --reference {file} --train none --out {tmp}/ev",
+    "evaluate --train": "evaluate --samples {tmp}/ok.smi --reference {tmp}/ok.smi --train {file} --out {tmp}/ev",
+    "optimize --init": "optimize --model {model} --objective qed --init {file} --budget 2 --out {tmp}/opt --no-progress",
+    "explore --train": "explore CCO --model {model} --train {file} --n 2 --out {tmp}/ex",
+}
+
+
+def _run(capsys, line: str, **fill) -> tuple[int, str]:
+    args = [part.format(**fill) for part in line.split()]
+    code = main(args)
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    return code, err
+
+
+@pytest.mark.parametrize("command", list(FILE_COMMANDS))
+@pytest.mark.parametrize("name", list(FILE_CASES))
+def test_every_file_argument_rejects_bad_files(tmp_path, capsys, model_dir, command, name) -> None:
+    path = _more_files(tmp_path)[name]
+    (tmp_path / "ok.smi").write_text("CCO\nc1ccccc1O\nCC(=O)O\n")
+    code, err = _run(capsys, FILE_COMMANDS[command], model=model_dir, file=path, tmp=tmp_path)
+    assert code == 2, err
+    for needle in [path.name, *FILE_CASES[name]]:
+        assert needle in err, (needle, err)
+    assert not (tmp_path / "out.csv").exists() and not (tmp_path / "out.npy").exists()
+
+
+def test_files_without_a_valid_molecule_are_refused_where_a_set_is_needed(tmp_path, capsys, model_dir) -> None:
+    bad = tmp_path / "bad.smi"
+    bad.write_text("C1CC(\nxyz\n")
+    ok = tmp_path / "ok.smi"
+    ok.write_text("CCO\nc1ccccc1O\n")
+    code, err = _run(capsys, "evaluate --samples {ok} --reference {bad} --train none --out {tmp}/ev", ok=ok, bad=bad,
+                     tmp=tmp_path)
+    assert code == 2 and "bad.smi" in err and "no valid molecule" in err
+    code, err = _run(capsys, "evaluate --samples {ok} --reference {ok} --train {bad} --out {tmp}/ev", ok=ok, bad=bad,
+                     tmp=tmp_path)
+    assert code == 2 and "bad.smi" in err and "training set has no valid molecule" in err
+    code, err = _run(capsys, "explore CCO --model {model} --train {bad} --n 2 --out {tmp}/ex", model=model_dir, bad=bad,
+                     tmp=tmp_path)
+    assert code == 2 and "bad.smi" in err and "no valid molecule" in err
+
+
+MODEL_COMMANDS = {
+    "sample": "sample --model {model} --n 2 --out {tmp}/s.csv",
+    "encode": "encode --model {model} --input {tmp}/ok.smi --out {tmp}/e.npy",
+    "reconstruct": "reconstruct --model {model} --input {tmp}/ok.smi --out {tmp}/r.csv",
+    "evaluate": "evaluate --model {model} --n 2 --reference {tmp}/ok.smi --train none --out {tmp}/ev",
+    "optimize": "optimize --model {model} --objective qed --budget 2 --out {tmp}/opt --no-progress",
+    "interpolate": "interpolate CCO CCN --model {model} --steps 3 --attempts 1 --out {tmp}/ip",
+    "explore": "explore CCO --model {model} --n 2 --out {tmp}/ex",
+}
+
+
+def _break_model(model_dir, how: str):
+    import json
+
+    if how == "missing directory":
+        return model_dir.parent / "no-such-model", ["model directory not found"]
+    if how == "weights missing":
+        (model_dir / "model.safetensors").unlink()
+        return model_dir, ["model.safetensors", "weights file missing"]
+    if how == "weights truncated":
+        data = (model_dir / "model.safetensors").read_bytes()
+        (model_dir / "model.safetensors").write_bytes(data[: len(data) // 2])
+        return model_dir, ["model.safetensors", "not a valid safetensors file"]
+    if how == "vocabulary mismatch":
+        vocab = json.loads((model_dir / "vocab.json").read_text())
+        vocab["tokens"].append("Cl")
+        (model_dir / "vocab.json").write_text(json.dumps(vocab))
+        return model_dir, ["vocabulary mismatch", "13 tokens", "vocab_size=12"]
+    if how == "a file":
+        f = model_dir.parent / "model.txt"
+        f.write_text("x")
+        return f, ["expected a model directory"]
+    raise AssertionError(how)
+
+
+@pytest.mark.parametrize("command", list(MODEL_COMMANDS))
+@pytest.mark.parametrize("how", ["missing directory", "weights missing", "weights truncated", "vocabulary mismatch",
+                                 "a file"])
+def test_every_model_command_refuses_a_broken_model(tmp_path, capsys, model_dir, command, how) -> None:
+    (tmp_path / "ok.smi").write_text("CCO\nc1ccccc1O\n")
+    model, needles = _break_model(model_dir, how)
+    code, err = _run(capsys, MODEL_COMMANDS[command], model=model, tmp=tmp_path)
+    assert code == 2, err
+    for needle in [model.name, *needles]:
+        assert needle in err, (needle, err)
+
+
+# The tiny model's vocabulary: C O c 1 N ( ) =
+MOLECULE_CASES = [
+    ("C1CC(", ["'C1CC('", "neither a known drug name nor a valid SMILES"]),
+    ("asprin", ["unknown drug name 'asprin'", "did you mean: aspirin"]),
+    ("notadrug", ["unknown drug name 'notadrug'"]),
+    ("C[Se]C", ["unknown token '[Se]'", "'C[Se]C'"]),  # an element the model never saw
+    ("C[N+](C)(C)C", ["unknown token '[N+]'"]),  # a charge the model never saw
+    ("CCCl", ["unknown token 'Cl'"]),
+    ("C" * 5000, ["longer than 2,000 characters", "(5,000 characters)"]),
+    ("CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC", ["has 40 tokens", "at most 18"]),  # beyond max_length
+]
+
+
+@pytest.mark.parametrize("molecule, needles", MOLECULE_CASES, ids=[m[:12] for m, _ in MOLECULE_CASES])
+@pytest.mark.parametrize("command", ["interpolate first", "interpolate second", "explore"])
+def test_molecule_arguments_name_the_offending_molecule_or_token(tmp_path, capsys, model_dir, command, molecule,
+                                                                 needles) -> None:
+    args = {"interpolate first": ["interpolate", molecule, "CCO"], "interpolate second": ["interpolate", "CCO", molecule],
+            "explore": ["explore", molecule]}[command]
+    assert main([*args, "--model", str(model_dir), "--out", str(tmp_path / "o"), "--attempts", "1"]) == 2
+    line = _one_line_error(capsys, *needles)
+    assert len(line) < 300  # a 5,000-character molecule is quoted shortened
+
+
+@pytest.mark.parametrize(
+    "extra, needles",
+    [
+        (["--similar-to", "notadrug", "--min-similarity", "0.4"], ["unknown drug name 'notadrug'"]),
+        (["--similar-to", "C1CC(", "--min-similarity", "0.4"], ["'C1CC('"]),
+        (["--alerts", "NOPE"], ["--alerts", "unknown alert catalog 'NOPE'"]),
+        (["--range", "bogus=1:2"], ["unknown property 'bogus'"]),
+        (["--budget", "-1"], ["budget must be a non-negative integer"]),
+    ],
+)
+def test_optimize_bad_options(tmp_path, capsys, model_dir, extra, needles) -> None:
+    args = ["optimize", "--model", str(model_dir), "--objective", "qed", "--out", str(tmp_path / "opt"), "--no-progress"]
+    assert main(args + extra) == 2
+    _one_line_error(capsys, *needles)
+
+
+def test_optimize_init_file_with_a_non_numeric_score(tmp_path, capsys, model_dir) -> None:
+    init = tmp_path / "init.csv"
+    init.write_text("smiles,score\nCCO,0.5\nCCN,high\n")
+    assert main(["optimize", "--model", str(model_dir), "--objective", "qed", "--init", str(init), "--budget", "2",
+                 "--out", str(tmp_path / "opt"), "--no-progress"]) == 2
+    _one_line_error(capsys, "init.csv, record 2", "'score'", "'high'", "not a number")
+
+
+@pytest.mark.parametrize(
+    "line, needles",
+    [
+        ("train --data {ok} --out {file}", ["is a file, expected an output directory"]),
+        ("optimize --model {model} --objective qed --out {file} --no-progress", ["is a file"]),
+        ("evaluate --samples {ok} --reference {ok} --train none --out {file}", ["is a file"]),
+        ("interpolate CCO CCN --model {model} --out {file}", ["is a file"]),
+        ("explore CCO --model {model} --out {file}", ["is a file"]),
+        ("demo --out {file}", ["is a file"]),
+        ("encode --model {model} --input {ok} --out {dir}", ["is a directory"]),
+        ("properties --input {ok} --out {dir}", ["is a directory"]),
+        ("reconstruct --model {model} --input {ok} --out {dir}", ["is a directory"]),
+        ("sample --model {model} --n 2 --out {dir}", ["is a directory"]),
+        ("sample --model {model} --n 2 --out {file}/s.csv", ["is a file"]),
+    ],
+)
+def test_outputs_of_the_wrong_kind(tmp_path, capsys, model_dir, line, needles) -> None:
+    ok = tmp_path / "ok.smi"
+    ok.write_text("CCO\nCCN\n")
+    (tmp_path / "adir").mkdir()
+    code, err = _run(capsys, line, ok=ok, model=model_dir, file=ok, dir=tmp_path / "adir", tmp=tmp_path)
+    assert code == 2, err
+    for needle in needles:
+        assert needle in err, (needle, err)
+
+
+@pytest.mark.parametrize(
+    "line, needles",
+    [
+        ("encode --model {model} --input {tmp}/ok.smi --out {tmp}/e.npy --chunk-size 0", ["--chunk-size", "got 0"]),
+        ("encode --model {model} --input {tmp}/ok.smi --out {tmp}/e.npy --batch-size 0", ["--batch-size", "got 0"]),
+        ("sample --model {model} --n 2 --out {tmp}/s.csv --batch-size 0", ["--batch-size", "got 0"]),
+        ("properties --input {tmp}/ok.smi --out {tmp}/p.csv --chunk-size -5", ["--chunk-size", "got -5"]),
+        ("reconstruct --model {model} --input {tmp}/ok.smi --out {tmp}/r.csv --chunk-size 0", ["--chunk-size"]),
+        ("encode --model {model} --input {tmp}/bad.smi --out {tmp}/e.npy --on-error raise",
+         ["bad.smi, record 2", "unknown token 'Cl'", "'CCCl'"]),
+        ("encode --model {model} --input {tmp}/bad.smi --out {tmp}/e.npy --on-error raise --chunk-size 1",
+         ["bad.smi, record 2"]),
+        ("encode --model {model} --input {tmp}/invalid.smi --out {tmp}/e.npy --on-error raise",
+         ["invalid.smi, record 3", "invalid SMILES 'C1CC('"]),
+    ],
+)
+def test_bulk_command_options_and_strict_mode(tmp_path, capsys, model_dir, line, needles) -> None:
+    (tmp_path / "ok.smi").write_text("CCO\nCCN\n")
+    (tmp_path / "bad.smi").write_text("CCO\nCCCl\n")
+    (tmp_path / "invalid.smi").write_text("CCO\nCCN\nC1CC(\n")
+    code, err = _run(capsys, line, model=model_dir, tmp=tmp_path)
+    assert code == 2, err
+    for needle in needles:
+        assert needle in err, (needle, err)
+    assert not (tmp_path / "e.npy").exists()
+
+
+def test_csv_field_beyond_the_limit_names_its_line(tmp_path, capsys, monkeypatch) -> None:
+    import molvae.data
+
+    monkeypatch.setattr(molvae.data, "CSV_FIELD_LIMIT", 1000)  # the real limit is 16 MiB; same code path
+    f = tmp_path / "long.csv"
+    f.write_text("smiles\nCCO\n" + "C" * 5000 + "\nCCN\n")
+    assert main(["properties", "--input", str(f), "--out", str(tmp_path / "p.csv")]) == 2
+    _one_line_error(capsys, "long.csv, line 3", "field larger than field limit")
+
+
+def test_very_long_smiles_in_a_batch_is_one_invalid_row(tmp_path, capsys, model_dir) -> None:
+    import numpy as np
+    import pandas as pd
+
+    f = tmp_path / "long.smi"
+    f.write_text("CCO\n" + "C" * 100_000 + "\nCCN\n")  # RDKit alone would take minutes on this line
+    assert main(["properties", "--input", str(f), "--out", str(tmp_path / "p.csv"), "--properties", "mw"]) == 0
+    table = pd.read_csv(tmp_path / "p.csv")
+    assert table["valid"].tolist() == [True, False, True]
+    assert main(["encode", "--model", str(model_dir), "--input", str(f), "--out", str(tmp_path / "e.npy")]) == 0
+    z = np.load(tmp_path / "e.npy")
+    assert np.isnan(z[1]).all() and np.isfinite(z[[0, 2]]).all()
+    assert "skipped 1 invalid" in capsys.readouterr().out
+
+
+def test_training_resume_with_a_vocabulary_that_does_not_match_the_checkpoint(tmp_path, capsys) -> None:
+    import json
+
+    from tests.conftest import moses_smiles
+
+    data = tmp_path / "mols.smi"
+    data.write_text("\n".join(moses_smiles(64)) + "\n")
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(out), "--epochs", "1", "--batch-size", "32",
+                 "--embedding-dim", "8", "--encoder-hidden", "8", "--latent-dim", "4", "--decoder-hidden", "8",
+                 "--decoder-layers", "1", "--val-fraction", "0", "--val-recon-n", "0", "--val-sample-n", "0",
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    vocab = json.loads((out / "vocab.json").read_text())
+    vocab["tokens"].append("[Xe]")
+    (out / "vocab.json").write_text(json.dumps(vocab))
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-progress"]) == 2
+    _one_line_error(capsys, "resume.pt", "embedding.weight", "vocabulary mismatch")
+
+
+def test_training_resume_with_a_corrupted_checkpoint(tmp_path, capsys) -> None:
+    from molvae.training import TrainConfig
+
+    out = tmp_path / "run"
+    out.mkdir()
+    data = tmp_path / "m.smi"
+    data.write_text("CCO\nCCN\nc1ccccc1\n")
+    (out / "config.json").write_text(json.dumps({"model": {}, "training": TrainConfig(data=str(data)).to_dict()}))
+    (out / "vocab.json").write_text(json.dumps(Vocabulary([*SPECIAL_TOKENS, "C", "O", "N", "c", "1"]).to_dict()))
+    (out / "resume.pt").write_bytes(b"PK\x03\x04 not really a zip")
+    assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 2
+    _one_line_error(capsys, "resume.pt", "cannot load resume state safely")
+
+
+@pytest.mark.parametrize(
+    "section, patch, needles",
+    [
+        ("training", {"epochs": 0}, ["training config: epochs must be a positive integer, got 0"]),
+        ("training", {"lr": "fast"}, ["training config: lr must be a finite number > 0, got 'fast'"]),
+        ("training", {"surprise": 1}, ["training config: unknown fields ['surprise']"]),
+    ],
+)
+def test_training_resume_validates_the_saved_config(tmp_path, capsys, section, patch, needles) -> None:
+    from molvae.training import TrainConfig
+
+    out = tmp_path / "run"
+    out.mkdir()
+    cfg = TrainConfig().to_dict()
+    cfg.update(patch)
+    (out / "config.json").write_text(json.dumps({"model": {}, "training": cfg}))
+    assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 2
+    _one_line_error(capsys, *needles)
+
+
+@pytest.mark.parametrize(
+    "patch, needles",
+    [
+        ({"batch": 0}, ["optimization config: batch must be a positive integer, got 0"]),
+        ({"method": "random"}, ["optimization config: method must be one of"]),
+        ({"surprise": 1}, ["optimization config: unknown fields ['surprise']"]),
+    ],
+)
+def test_optimize_resume_validates_the_saved_config(tmp_path, capsys, model_dir, patch, needles) -> None:
+    from dataclasses import asdict
+
+    from molvae.optimization import OptimizeConfig
+
+    out = tmp_path / "opt"
+    out.mkdir()
+    cfg = {**asdict(OptimizeConfig(objectives=["qed"])), **patch}
+    (out / "config.json").write_text(json.dumps({"optimize": cfg}))
+    assert main(["optimize", "--model", str(model_dir), "--out", str(out), "--resume", "--no-progress"]) == 2
+    _one_line_error(capsys, *needles)

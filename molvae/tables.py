@@ -1,0 +1,130 @@
+"""Output tables written chunk by chunk, atomically.
+
+:class:`TableWriter` appends one DataFrame at a time to a temporary file beside
+the target and renames it over the target only when every chunk is written, so
+bulk commands hold one chunk of molecules in memory, and a killed or failed
+command leaves either the old file or none, never a partial one. CSV output
+(``.csv``, ``.csv.gz``) is byte-for-byte the same whatever the chunk size;
+``.parquet`` output holds the same table (one row group per chunk).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+import pandas as pd
+
+from molvae.checkpoint import _umask
+from molvae.errors import MolvaeError
+
+
+def check_output_file(path: str | os.PathLike) -> Path:
+    """``path`` as a Path, or a one-line error if it is a directory or its parent is a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise MolvaeError(f"{path}: is a directory, expected an output file path")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise MolvaeError(f"{path}: cannot create it, {parent} is a file")
+            break
+    return path
+
+
+def check_output_dir(path: str | os.PathLike, create: bool = True) -> Path:
+    """``path`` as a Path (created if missing, with ``create``); a one-line error if it or a parent is a file."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise MolvaeError(f"{path}: is a file, expected an output directory")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise MolvaeError(f"{path}: cannot create it, {parent} is a file")
+            break
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class TableWriter:
+    """Append DataFrames to ``path`` (.csv, .csv.gz or .parquet) through a temporary file.
+
+    >>> with TableWriter("props.csv") as out:
+    ...     for chunk in chunks:
+    ...         out.write(property_table(chunk))
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = check_output_file(path)
+        self.rows = 0
+        self._header_written = False
+        self._tmp: Path | None = None
+        self._raw: IO[bytes] | None = None
+        self._gz: gzip.GzipFile | None = None
+        self._parquet: Any = None
+        self._schema: Any = None
+
+    def __enter__(self) -> "TableWriter":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600; give what a plain open() would
+        self._tmp = Path(tmp)
+        self._raw = os.fdopen(fd, "wb")
+        if self.path.suffix == ".gz":
+            # mtime=0: the same table gives the same bytes on every run.
+            self._gz = gzip.GzipFile(fileobj=self._raw, mode="wb", mtime=0, filename="")
+        return self
+
+    def write(self, df: pd.DataFrame) -> None:
+        """Append the rows of ``df`` (the first call writes the header; later ones must have the same columns)."""
+        if self.path.suffix == ".parquet":
+            self._write_parquet(df)
+        else:
+            text = df.to_csv(index=False, header=not self._header_written)
+            (self._gz or self._raw).write(text.encode("utf-8"))  # type: ignore[union-attr]
+        self._header_written = True
+        self.rows += len(df)
+
+    def _write_parquet(self, df: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self._parquet is None:
+            schema = pa.Table.from_pandas(df, preserve_index=False).schema
+            # A column that is all None in the first chunk would be typed null and reject later strings.
+            self._schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in schema])
+            self._parquet = pq.ParquetWriter(self._raw, self._schema)
+        self._parquet.write_table(pa.Table.from_pandas(df, schema=self._schema, preserve_index=False))
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        assert self._raw is not None and self._tmp is not None
+        try:
+            if exc_type is None:
+                if self.path.suffix == ".parquet" and self._parquet is None:
+                    self._write_parquet(pd.DataFrame())
+                if self._parquet is not None:
+                    self._parquet.close()
+                if self._gz is not None:
+                    self._gz.close()
+                self._raw.flush()
+                os.fsync(self._raw.fileno())
+            self._raw.close()
+            if exc_type is None:
+                os.replace(self._tmp, self.path)
+        finally:
+            self._tmp.unlink(missing_ok=True)
+
+
+def write_rows(path: str | os.PathLike, chunks: Any) -> int:
+    """Write an iterable of DataFrames to ``path`` with a :class:`TableWriter`; returns the row count."""
+    with TableWriter(path) as out:
+        for df in chunks:
+            out.write(df)
+    return out.rows
+
