@@ -69,6 +69,8 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="run directory")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="override the recipe's max_steps (0: no cap, train all --epochs)")
     parser.add_argument("--export-only", action="store_true", help="skip training; export the run in --out")
     parser.add_argument("--dest", default=None, help="export folder (default: OUT/export)")
     args = parser.parse_args()
@@ -78,6 +80,8 @@ def main() -> None:
         training, arch = recipe(args.name)
         if args.epochs is not None:
             training["epochs"] = args.epochs
+        if args.max_steps is not None:
+            training["max_steps"] = args.max_steps or None
         start = time.perf_counter()
         if args.resume:
             trainer = Trainer(out, resume=True, epochs_override=args.epochs, echo=print)

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     from molvae.tables import check_output_dir
 
-    out = check_output_dir(args.out)  # before the (long) metrics, not after
+    out = check_output_dir(args.out, create=False)  # fail before the (long) metrics, create only on success
     if args.samples is not None:
         generated = _read_samples(args.samples)
         name = Path(args.samples).name
@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         results[f"reconstruction@{len(recon_set)}"] = recon
 
     clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in results.items()}
+    out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", {"n": len(generated), "reference": args.reference, "train": train,
                                       "metrics": clean})
     write_table(pd.DataFrame([{"name": name, "n": len(generated), **results}]), out / "metrics.csv")
