@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     from molvae.tables import check_output_dir
 
-    out = check_output_dir(args.out)  # before the (long) metrics, not after
+    out = check_output_dir(args.out, create=False)  # before the (long) metrics, not after
     if args.samples is not None:
         generated = _read_samples(args.samples)
         name = Path(args.samples).name
