@@ -44,7 +44,7 @@ from molvae.data import (
     load_dataset,
     train_val_split,
 )
-from molvae.errors import MolvaeError
+from molvae.errors import ConfigError, MolvaeError
 from molvae.model import (
     CONFIG_FILE,
     VOCAB_FILE,
@@ -298,7 +298,10 @@ class Trainer:
             saved = read_json(self.out / CONFIG_FILE, "run config")
             if not (isinstance(saved, dict) and isinstance(saved.get("model"), dict) and "training" in saved):
                 raise MolvaeError(f"{self.out / CONFIG_FILE}: not a molvae run config (needs 'model' and 'training')")
-            self.cfg = TrainConfig.from_dict(saved.get("training"))
+            try:
+                self.cfg = TrainConfig.from_dict(saved.get("training"))
+            except ConfigError as exc:  # name the file: the user has to edit it (or start over)
+                raise ConfigError(f"{self.out / CONFIG_FILE}: {exc}") from None
             self.model_overrides = saved["model"]
             if epochs_override is not None:
                 self.cfg.epochs = epochs_override

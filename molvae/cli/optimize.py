@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from molvae.checkpoint import read_json
-    from molvae.errors import MolvaeError
+    from molvae.errors import ConfigError, MolvaeError
     from molvae.optimization import OptimizeConfig, Optimizer, load_baseline_tables, parse_objectives, run_baselines
 
     out = Path(args.out)
@@ -74,7 +74,10 @@ def run(args: argparse.Namespace) -> int:
         saved = read_json(out / "config.json", "optimization config").get("optimize", {})
         if args.budget is not None:
             saved["budget"] = args.budget
-        config = OptimizeConfig.from_dict(saved)
+        try:
+            config = OptimizeConfig.from_dict(saved)
+        except ConfigError as exc:  # name the file: the user has to edit it (or start over)
+            raise ConfigError(f"{out / 'config.json'}: {exc}") from None
         spec = args.objectives or args.objective
         if spec and parse_objectives(spec)[0].name != parse_objectives(config.objectives)[0].name:
             raise MolvaeError(f"{out} optimizes {', '.join(config.objectives)}, not {spec}; drop --objective to resume")

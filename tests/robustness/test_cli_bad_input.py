@@ -399,7 +399,7 @@ def test_training_resume_with_a_corrupted_checkpoint(tmp_path, capsys) -> None:
 @pytest.mark.parametrize(
     "section, patch, needles",
     [
-        ("training", {"epochs": 0}, ["training config: epochs must be a positive integer, got 0"]),
+        ("training", {"epochs": 0}, ["config.json: training config: epochs must be a positive integer, got 0"]),
         ("training", {"lr": "fast"}, ["training config: lr must be a finite number > 0, got 'fast'"]),
         ("training", {"surprise": 1}, ["training config: unknown fields ['surprise']"]),
     ],
@@ -419,7 +419,7 @@ def test_training_resume_validates_the_saved_config(tmp_path, capsys, section, p
 @pytest.mark.parametrize(
     "patch, needles",
     [
-        ({"batch": 0}, ["optimization config: batch must be a positive integer, got 0"]),
+        ({"batch": 0}, ["config.json: optimization config: batch must be a positive integer, got 0"]),
         ({"method": "random"}, ["optimization config: method must be one of"]),
         ({"surprise": 1}, ["optimization config: unknown fields ['surprise']"]),
     ],
@@ -435,3 +435,44 @@ def test_optimize_resume_validates_the_saved_config(tmp_path, capsys, model_dir,
     (out / "config.json").write_text(json.dumps({"optimize": cfg}))
     assert main(["optimize", "--model", str(model_dir), "--out", str(out), "--resume", "--no-progress"]) == 2
     _one_line_error(capsys, *needles)
+
+
+# --------------------------------------------------------------------------- public functions
+def test_batch_functions_give_nan_rows_for_bad_items_and_strict_mode_names_them(model_dir) -> None:
+    import numpy as np
+
+    from molvae.errors import InvalidMoleculeError, UnknownTokenError
+
+    model = MolVAE.load(model_dir, device="cpu")
+    bad = ["C1CC(", "CCCl", "C" * 3000, "C" * 40, ""]
+    z = model.encode(["CCO", *bad], errors="nan")
+    assert np.isfinite(z[0]).all() and np.isnan(z[1:]).all()
+    assert model.reconstruct(["CCO", *bad], errors="nan")[1:] == [None] * len(bad)
+    with pytest.raises(InvalidMoleculeError, match=r"invalid SMILES 'C1CC\('"):
+        model.encode(["CCO", "C1CC("])
+    with pytest.raises(UnknownTokenError, match="unknown token 'Cl' in molecule 'CCCl'"):
+        model.encode(["CCCl"])
+    with pytest.raises(InvalidMoleculeError, match=r"invalid SMILES 'CCCC.*\.\.\. \(3,000 characters\)"):
+        model.encode(["C" * 3000])
+    with pytest.raises(InvalidMoleculeError, match="has 40 tokens; this model handles at most 18"):
+        model.encode(["C" * 40])
+
+
+def test_library_calls_with_bad_sets_and_options(tmp_path, model_dir) -> None:
+    from molvae.data import read_smiles
+    from molvae.errors import ConfigError, DataError, InputFileError
+    from molvae.metrics import evaluate
+    from molvae.optimization import optimize
+
+    empty = tmp_path / "empty.smi"
+    empty.write_text("")
+    assert read_smiles(empty) == []
+    with pytest.raises(InputFileError, match="empty.smi: no molecules found"):
+        read_smiles(empty, allow_empty=False)
+    with pytest.raises(DataError, match="list: the reference set has no valid molecule"):
+        evaluate(["CCO"], reference=["C1CC(", "xyz"], train=None)
+    with pytest.raises(DataError, match="list: the training set has no valid molecule"):
+        evaluate(["CCO"], reference=["CCO", "CCN"], train=["C1CC("])
+    model = MolVAE.load(model_dir, device="cpu")
+    with pytest.raises(ConfigError, match=r"optimization config: unknown fields \['budgett'\]"):
+        optimize(model, "qed", tmp_path / "opt", budgett=5)
