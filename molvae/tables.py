@@ -23,16 +23,21 @@ from molvae.checkpoint import _umask
 from molvae.errors import MolvaeError
 
 
-def check_output_file(path: str | os.PathLike) -> Path:
-    """``path`` as a Path, or a one-line error if it is a directory or its parent is a file."""
-    path = Path(path)
-    if path.is_dir():
-        raise MolvaeError(f"{path}: is a directory, expected an output file path")
+def _check_parent_dirs(path: Path) -> None:
+    """A one-line error when the nearest existing ancestor of ``path`` is a file."""
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
                 raise MolvaeError(f"{path}: cannot create it, {parent} is a file")
             break
+
+
+def check_output_file(path: str | os.PathLike) -> Path:
+    """``path`` as a Path, or a one-line error if it is a directory or its parent is a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise MolvaeError(f"{path}: is a directory, expected an output file path")
+    _check_parent_dirs(path)
     return path
 
 
@@ -41,11 +46,7 @@ def check_output_dir(path: str | os.PathLike, create: bool = True) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise MolvaeError(f"{path}: is a file, expected an output directory")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise MolvaeError(f"{path}: cannot create it, {parent} is a file")
-            break
+    _check_parent_dirs(path)
     if create:
         path.mkdir(parents=True, exist_ok=True)
     return path

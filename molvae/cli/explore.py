@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 
 from molvae.cli.common import add_model_arguments, load_model, write_table
-from molvae.cli.interpolate import _output_dir
 from molvae.errors import MolvaeError
 from molvae.tables import check_output_dir
 
@@ -78,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         properties.append(args.property)
     df = neighbourhood(model, args.molecule, n=args.n, radius=args.radius, train=train, seed=args.seed,
                        attempts=args.attempts, temperature=args.temperature, properties=properties)
-    out = _output_dir(args.out)
+    out = check_output_dir(args.out)
     write_table(df, out / "neighbours.csv")
     a = df.attrs
     print(f"{name}: {a['n_draws']} draws at radius {a['radius']:g}, {a['n_valid_draws']} valid "

@@ -41,10 +41,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _output_dir(out: str) -> Path:
-    return check_output_dir(out)
-
-
 def run(args: argparse.Namespace) -> int:
     from molvae.latent import DEFAULT_PROPERTIES, interpolate, resolve_input
     from molvae.visualize import draw_path_grid, plot_path_profile
@@ -64,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     df = interpolate(model, args.start, args.end, steps=args.steps, method=args.method, attempts=args.attempts,
                      temperature=args.temperature, seed=args.seed, unique=args.unique, max_points=args.max_points,
                      properties=properties)
-    out = _output_dir(args.out)
+    out = check_output_dir(args.out)
     write_table(df, out / "path.csv")
 
     # With --unique the grid can be long: draw each new molecule once (plus invalid steps
