@@ -12,7 +12,6 @@ Writes to --out (a directory): path.csv (one row per step), path.png and path.sv
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from molvae.cli.common import add_model_arguments, load_model, write_table
 from molvae.errors import MolvaeError
