@@ -81,7 +81,8 @@ class TrainConfig:
     data: str = "moses"
     smiles_column: str | None = None
     representation: str = field(default="smiles", metadata=rule(choices=("smiles", "selfies")))
-    limit: int | None = field(default=None, metadata=rule(ge=1))
+    limit: int | None = field(default=None, metadata=rule(ge=1))  # the first N records
+    sample: int | None = field(default=None, metadata=rule(ge=1))  # a random N records (seeded by seed)
     max_tokens: int = field(default=120, metadata=rule(ge=3))  # incl. BOS/EOS, so at least one real token
     val_fraction: float = field(default=0.05, metadata=rule(ge=0.0, lt=1.0))
     epochs: int = field(default=10, metadata=rule(ge=1))
@@ -113,6 +114,8 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         """Check types and ranges (:func:`molvae.config.validate_config`); returns ``self``."""
         validate_config(self, "training config")
+        if self.limit is not None and self.sample is not None:
+            raise ConfigError("training config: give limit (first N records) or sample (random N records), not both")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -332,7 +335,8 @@ class Trainer:
 
         def load() -> tuple[TokenizedData, Any]:
             return load_dataset(c.data, representation=c.representation, column=c.smiles_column,
-                                max_tokens=c.max_tokens, limit=c.limit, vocab=vocab)
+                                max_tokens=c.max_tokens, limit=c.limit, vocab=vocab,
+                                sample=c.sample, sample_seed=c.seed)
 
         # Rank 0 prepares (and caches) the data first; the other ranks then read the cache.
         if self.dist.is_main:

@@ -7,6 +7,12 @@ initialized decoder of the given model's architecture at latent size 128).
 The last printed line is one JSON object with every figure.
 
     python scripts/bench_bo.py --model runs/x --budget 200 --seeds 0,1,2 --objectives qed,esol
+    python scripts/bench_bo.py --budget 500 --seeds 0,1,2 --jobs 2   # cells in 2 worker processes
+
+Each cell's rounds run on one torch thread (OptimizeConfig.threads), so ``--jobs``
+up to the number of cores runs cells side by side without oversubscription.
+After the cells, a summary gives the mean over seeds per objective and method,
+and whether each BO method beat both random baselines on mean best and mean top-10.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import multiprocessing
 import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +34,16 @@ from molvae.model import MolVAE, SequenceVAE
 from molvae.optimization import OptimizeConfig, Optimizer, fit_gp, propose_latents
 
 METHODS = ("bo", "turbo", "prior", "screen")
+BASELINES = ("prior", "screen")
+_MODELS: dict[str, MolVAE] = {}
+
+
+def _cell_in_worker(model_name: str, objective: str, method: str, seed: int, args) -> dict:
+    """Worker-process entry: load the model once per process, run one cell."""
+    if model_name not in _MODELS:
+        torch.set_num_threads(1)
+        _MODELS[model_name] = MolVAE.load(model_name, device="cpu")
+    return run_cell(_MODELS[model_name], objective, method, seed, args)
 
 
 def run_cell(model, objective: str, method: str, seed: int, args) -> dict:
@@ -38,10 +56,13 @@ def run_cell(model, objective: str, method: str, seed: int, args) -> dict:
         wall = time.perf_counter() - t
         feas = opt.feasible_table()
     scores = np.sort(feas["score"].to_numpy())[::-1]
+    bo_rounds = [t for t in opt.timings if t.get("fit", 0.0) > 0]
     return {"objective": objective, "method": method, "seed": seed, "calls": opt.oracle.calls,
             "rounds": opt.round, "invalid": opt.oracle.n_invalid, "repeats": opt.oracle.n_repeat,
             "best": float(scores[0]) if len(scores) else None,
-            "top10_mean": float(scores[:10].mean()) if len(scores) else None, "wall_s": round(wall, 2)}
+            "top10_mean": float(scores[:10].mean()) if len(scores) else None, "wall_s": round(wall, 2),
+            "median_round_s": round(float(np.median([t["total"] for t in bo_rounds])), 2) if bo_rounds else None,
+            "top3": [float(v) for v in scores[:3]]}
 
 
 def round_timing(model, n_points: int, dim: int, batch: int, args, repeats: int = 2) -> dict:
@@ -78,6 +99,37 @@ def round_timing(model, n_points: int, dim: int, batch: int, args, repeats: int 
     return out
 
 
+def summarize(cells: list[dict]) -> list[dict]:
+    """Mean best / top-10 over seeds per (objective, method); for BO methods, whether both baselines were beaten."""
+    rows = []
+    for obj in dict.fromkeys(c["objective"] for c in cells):
+        means = {}
+        for method in dict.fromkeys(c["method"] for c in cells if c["objective"] == obj):
+            group = [c for c in cells if c["objective"] == obj and c["method"] == method and c["best"] is not None]
+            if not group:
+                continue
+            best = np.array([c["best"] for c in group])
+            top = np.array([c["top10_mean"] for c in group])
+            means[method] = (best.mean(), top.mean())
+            rows.append({"objective": obj, "method": method, "seeds": len(group),
+                         "best_mean": round(float(best.mean()), 3), "best_sd": round(float(best.std()), 3),
+                         "top10_mean": round(float(top.mean()), 3), "top10_sd": round(float(top.std()), 3)})
+        for row in rows:
+            if row["objective"] == obj and row["method"] not in BASELINES:
+                base = [means[b] for b in BASELINES if b in means]
+                row["beats_baselines"] = (bool(all(row["best_mean"] > b[0] and row["top10_mean"] > b[1] for b in base))
+                                          if base else None)
+    return rows
+
+
+def print_summary(rows: list[dict]) -> None:
+    print(f"\n{'objective':<16} {'method':<7} {'seeds':>5} {'best (mean±sd)':>16} {'top10 (mean±sd)':>16}  beats both baselines")
+    for r in rows:
+        verdict = {True: "yes", False: "NO", None: "-"}[r.get("beats_baselines")]
+        print(f"{r['objective']:<16} {r['method']:<7} {r['seeds']:>5} {r['best_mean']:>9.3f}±{r['best_sd']:<6.3f} "
+              f"{r['top10_mean']:>9.3f}±{r['top10_sd']:<6.3f}  {verdict if r['method'] not in BASELINES else ''}")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="zinc-smiles", help="bundled model name or model directory")
@@ -93,27 +145,41 @@ def main(argv=None) -> int:
     p.add_argument("--timing-points", type=int, default=1000)
     p.add_argument("--timing-dim", type=int, default=128)
     p.add_argument("--skip-timing", action="store_true")
+    p.add_argument("--jobs", type=int, default=1, help="cells run in this many worker processes")
     args = p.parse_args(argv)
     model = MolVAE.load(args.model, device="cpu")
     seeds = [int(s) for s in args.seeds.split(",")]
     cells = []
     print(f"{'objective':<16} {'method':<7} {'seed':>4} {'calls':>5} {'rounds':>6} {'invalid':>7} {'repeats':>7} "
           f"{'best':>8} {'top10':>8} {'wall_s':>7}")
-    for objective in args.objectives.split(","):
-        for method in args.methods.split(","):
-            for seed in seeds:
-                c = run_cell(model, objective, method, seed, args)
-                cells.append(c)
-                fmt = lambda v: f"{v:8.3f}" if v is not None else f"{'-':>8}"  # noqa: E731
-                print(f"{objective:<16} {method:<7} {seed:>4} {c['calls']:>5} {c['rounds']:>6} {c['invalid']:>7} "
-                      f"{c['repeats']:>7} {fmt(c['best'])} {fmt(c['top10_mean'])} {c['wall_s']:>7}", flush=True)
+    fmt = lambda v: f"{v:8.3f}" if v is not None else f"{'-':>8}"  # noqa: E731
+
+    def show(c: dict) -> None:
+        print(f"{c['objective']:<16} {c['method']:<7} {c['seed']:>4} {c['calls']:>5} {c['rounds']:>6} {c['invalid']:>7} "
+              f"{c['repeats']:>7} {fmt(c['best'])} {fmt(c['top10_mean'])} {c['wall_s']:>7}", flush=True)
+
+    jobs = [(o, m, s) for o in args.objectives.split(",") for m in args.methods.split(",") for s in seeds]
+    if args.jobs <= 1:
+        for o, m, s in jobs:
+            cells.append(run_cell(model, o, m, s, args))
+            show(cells[-1])
+    else:
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_cell_in_worker, args.model, o, m, s, args) for o, m, s in jobs]
+            for f in as_completed(futures):
+                cells.append(f.result())
+                show(cells[-1])
+    order = {j: i for i, j in enumerate(jobs)}
+    cells.sort(key=lambda c: order[(c["objective"], c["method"], c["seed"])])
+    print_summary(summarize(cells))
     timing = None
     if not args.skip_timing:
         timing = round_timing(model, args.timing_points, args.timing_dim, args.batch, args)
         for k, v in timing.items():
             print(f"round timing ({args.timing_points} points, latent {args.timing_dim}, q={args.batch}, {k}): "
                   f"fit {v['fit_s']} s + acquisition {v['acquisition_s']} s + decode {v['decode_s']} s = {v['round_s']} s")
-    print(json.dumps({"budget": args.budget, "latent_dim": model.config.latent_dim, "cells": cells,
+    summary = summarize(cells)
+    print(json.dumps({"budget": args.budget, "summary": summary, "latent_dim": model.config.latent_dim, "cells": cells,
                       "timing": timing, "timing_points": args.timing_points, "timing_dim": args.timing_dim}))
     return 0
 

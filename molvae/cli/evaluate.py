@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, default=30000, help="molecules to sample with --model (default 30000)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed with --model (default 0)")
     p.add_argument("--reconstruction", type=int, default=1000, metavar="N",
-                   help="with --model: exact greedy reconstruction of the first N MOSES test molecules "
+                   help="with --model: exact greedy reconstruction of N random MOSES test molecules (seeded by --seed) "
                         "(default 1000; 0 skips)")
     p.add_argument("--device", default="auto", help="device for sampling and ChemNet (auto, cpu, cuda, ...)")
     p.add_argument("--reference", default="moses-test",
@@ -66,11 +66,12 @@ def run(args: argparse.Namespace) -> int:
         generated = model.sample(args.n, seed=args.seed)
         name = Path(args.model).name
         if args.reconstruction > 0:
-            from molvae.data import read_smiles, resolve_data_source
+            from molvae.data import resolve_data_source, sample_smiles
             from molvae.metrics import reconstruction_rate
 
             test_path, column = resolve_data_source("moses-test")
-            recon_set = read_smiles(test_path, column=column, limit=args.reconstruction)
+            # a random sample: the test file is ordered, its first lines are one cluster of similar molecules
+            recon_set = sample_smiles(test_path, args.reconstruction, seed=args.seed, column=column)
             recon = reconstruction_rate(model, recon_set)
     train = None if str(args.train).lower() == "none" else args.train
     device = None if args.device == "auto" else args.device

@@ -24,6 +24,7 @@ resumed run continues exactly as the uninterrupted one would have.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -63,7 +64,8 @@ class OptimizeConfig:
     acquisition: str = field(default="logei", metadata=rule(choices=ACQUISITIONS))
     n_init: int = field(default=100, metadata=rule(ge=0))
     init_file: str | None = None
-    init_pool: int = field(default=100_000, metadata=rule(ge=1))  # MOSES training lines the initial design samples from
+    # the initial design draws from a seeded random sample of this many MOSES training molecules
+    init_pool: int = field(default=100_000, metadata=rule(ge=1))
     seed: int = 0
     gp_window: int = field(default=512, metadata=rule(ge=1))
     decode_attempts: int = field(default=5, metadata=rule(ge=1))
@@ -237,6 +239,14 @@ def _torch_threads(n: int | None):
         torch.set_num_threads(old)
 
 
+@functools.lru_cache(maxsize=1)
+def _moses_train_smiles() -> tuple[str, ...]:
+    """The 1.58M MOSES training SMILES, read once per process (screening runs side by side share them)."""
+    from molvae.data import moses_file, read_smiles
+
+    return tuple(read_smiles(moses_file("train"), column="SMILES"))
+
+
 def _seed_for(seed: int, round: int) -> int:
     return (seed * 1_000_003 + round * 7919) % (2**31 - 1)
 
@@ -374,9 +384,10 @@ class Optimizer:
         if cfg.init_file:
             self._init_from_file(cfg.init_file, rng)
         elif cfg.n_init > 0 and self.method != "screen":
-            from molvae.data import moses_file, read_smiles
+            from molvae.data import moses_file, sample_smiles
 
-            pool = read_smiles(moses_file("train"), column="SMILES", limit=cfg.init_pool)
+            # a random sample, not the first lines: MOSES is ordered (see sample_smiles)
+            pool = sample_smiles(moses_file("train"), cfg.init_pool, seed=cfg.seed, column="SMILES")
             order = rng.permutation(len(pool))
             n = min(cfg.n_init, self.oracle.remaining)
             chosen: list[str] = []
@@ -491,10 +502,8 @@ class Optimizer:
         return z
 
     def _screen_batch(self, q: int) -> list[str]:
-        from molvae.data import moses_file, read_smiles
-
         if not hasattr(self, "_screen_pool"):
-            pool = read_smiles(moses_file("train"), column="SMILES", limit=None)
+            pool = _moses_train_smiles()
             self._screen_pool = [pool[i] for i in np.random.default_rng(self.config.seed).permutation(len(pool))]
         out: list[str] = []
         while len(out) < q and self.screen_pos < len(self._screen_pool):

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from molvae.data import (
+    sample_smiles,
     DataSummary,
     _gather_index,
     collate,
@@ -18,7 +19,7 @@ from molvae.data import (
     remap_vocabulary,
     train_val_split,
 )
-from molvae.errors import DataError, InputFileError
+from molvae.errors import ConfigError, DataError, InputFileError
 from molvae.tokenizers import BOS_ID, EOS_ID, PAD_ID, SmilesTokenizer, Vocabulary
 from tests.conftest import DATA_DIR
 
@@ -198,3 +199,37 @@ def test_empty_result_is_an_error(tmp_path) -> None:
 def test_summary_format_lists_reasons() -> None:
     s = DataSummary("x", n_read=3, n_kept=1, dropped={"invalid": 2})
     assert "dropped 2: invalid SMILES" in s.format()
+
+
+def test_sample_smiles_is_uniform_seeded_and_bounded(tmp_path) -> None:
+    path = tmp_path / "ordered.smi"
+    path.write_text("".join(f"C{i}\n" for i in range(10_000)))  # records, not parsed: the index is the name
+    picks = []
+    for seed in range(200):
+        sample = sample_smiles(path, 100, seed=seed)
+        assert len(sample) == len(set(sample)) == 100
+        picks += [int(s[1:]) for s in sample]
+    picks = np.array(picks)
+    # 20,000 picks: each tenth of the file holds 2,000 +- 45 of them if sampling is uniform;
+    # taking the first lines would put them all in the first tenth
+    counts = np.bincount(picks // 1000, minlength=10)
+    assert np.all(np.abs(counts - 2000) < 250), counts
+    assert abs(picks.mean() - 4999.5) < 100
+    assert sample_smiles(path, 100, seed=3) == sample_smiles(path, 100, seed=3)
+    assert sample_smiles(path, 100, seed=3) != sample_smiles(path, 100, seed=4)
+    assert sorted(sample_smiles(path, 20_000)) == sorted(f"C{i}" for i in range(10_000))
+    assert sample_smiles(path, 0) == []
+    with pytest.raises(ConfigError, match="non-negative"):
+        sample_smiles(path, -1)
+
+
+def test_moses_is_ordered_so_samples_must_be_random() -> None:
+    # The reason sample_smiles exists: MOSES keeps ZINC's order, so its first lines are
+    # a cluster of similar molecules, not a sample (MW per 1,000-line block ranges 267-324).
+    from molvae.chemistry import murcko_scaffolds
+    from molvae.data import moses_file, read_smiles
+
+    path = moses_file("train")
+    head = read_smiles(path, column="SMILES", limit=2000)
+    rand = sample_smiles(path, 2000, seed=0, column="SMILES")
+    assert len(set(murcko_scaffolds(rand))) > len(set(murcko_scaffolds(head)))
