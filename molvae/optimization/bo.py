@@ -66,6 +66,9 @@ class OptimizeConfig:
     init_file: str | None = None
     # the initial design draws from a seeded random sample of this many MOSES training molecules
     init_pool: int = field(default=100_000, metadata=rule(ge=1))
+    # with a similarity constraint: the initial design is the lead plus molecules decoded at this
+    # radius (prior standard deviations) around its code, not random MOSES molecules
+    init_radius: float = field(default=0.5, metadata=rule(gt=0.0))
     seed: int = 0
     gp_window: int = field(default=512, metadata=rule(ge=1))
     decode_attempts: int = field(default=5, metadata=rule(ge=1))
@@ -383,6 +386,8 @@ class Optimizer:
         rng = np.random.default_rng(cfg.seed)
         if cfg.init_file:
             self._init_from_file(cfg.init_file, rng)
+        elif cfg.n_init > 0 and self.method not in ("screen", "prior") and self.constraints.min_similarity:
+            self._init_around_lead(self.constraints.reference, min(cfg.n_init, self.oracle.remaining))
         elif cfg.n_init > 0 and self.method != "screen":
             from molvae.data import moses_file, sample_smiles
 
@@ -400,6 +405,34 @@ class Optimizer:
             rows = self.oracle.evaluate(chosen[:n], round=0, source="init")
             self._encode_new([r["smiles"] for r in rows if r["status"] == "scored"])
         self.save()
+
+    def _init_around_lead(self, lead: str, n: int) -> None:
+        """Lead optimization starts from the lead: random MOSES molecules would almost all fail
+        the similarity constraint, leaving the GP a flat landscape to learn from.
+
+        The lead is scored first, then distinct molecules decoded around its code: feasible
+        ones (similar enough) first, most similar first. While fewer than ``n`` are feasible
+        the radius halves (how far a latent step moves the decoded molecule depends on the
+        model); if that still leaves fewer than ``n`` distinct molecules, it widens.
+        """
+        from molvae.chemistry import tanimoto_similarity
+        from molvae.latent import neighbourhood
+
+        floor = self.constraints.min_similarity or 0.0
+        found: dict[str, float] = {}
+        r = self.config.init_radius
+        for attempt, radius in enumerate((r, r / 2, r / 4, r / 8, 2 * r, 4 * r)):
+            if attempt >= 4 and len(found) >= n - 1:
+                break  # wider draws only when the narrow ones gave too few distinct molecules
+            table = neighbourhood(self.model, lead, n=8 * n, radius=radius, seed=self.config.seed + attempt,
+                                  properties=())
+            found.update(zip(table["smiles"], table["tanimoto"]))
+            found.pop(lead, None)
+            if sum(v >= floor for v in found.values()) >= n - 1:
+                break
+        ranked = sorted(found, key=lambda smi: (-(found[smi] >= floor), -found[smi], smi))
+        rows = self.oracle.evaluate([lead, *ranked][:n], round=0, source="init")
+        self._encode_new([r["smiles"] for r in rows if r["status"] == "scored"])
 
     def _init_from_file(self, path: str, rng: np.random.Generator) -> None:
         from molvae.data import _base_suffix, read_smiles

@@ -103,6 +103,27 @@ def test_similarity_constraint_holds_in_best(small_model_dir, tmp_path) -> None:
     assert len(infeasible) >= 3 and infeasible["reason"].str.contains("similarity").all()
 
 
+def test_lead_optimization_starts_from_the_lead(small_model_dir, tmp_path) -> None:
+    # a molecule the small model was trained on, so its neighbourhood decodes to relatives
+    from molvae.data import moses_file, read_smiles
+
+    lead = canonicalize(read_smiles(moses_file("train"), column="SMILES", limit=20)[7])
+    out = tmp_path / "lead"
+    i = FAST.index("--n-init")
+    fast = FAST[:i] + FAST[i + 2:]
+    assert main(["optimize", "--model", str(small_model_dir), "--objective", "esol", "--similar-to", lead,
+                 "--min-similarity", "0.4", "--n-init", "8", "--budget", "12", "--out", str(out), *fast]) == 0
+    evals = _read(out / "evaluations.csv")
+    init = evals[(evals["round"] == 0) & (evals["status"] == "scored")]
+    assert init["smiles"].iloc[0] == lead and init["similarity"].iloc[0] == pytest.approx(1.0)
+    assert len(init) == 8
+    # then molecules decoded around the lead's code: feasible ones first, each group by falling similarity
+    rest = init.iloc[1:]
+    key = list(zip(~rest["feasible"].astype(bool), -rest["similarity"]))
+    assert key == sorted(key)
+    assert (init["source"] == "init").all()
+
+
 def test_pareto_front_is_non_dominated(small_model_dir, tmp_path, capsys) -> None:
     out = tmp_path / "pareto"
     assert main(["optimize", "--model", str(small_model_dir), "--objectives", "esol,qed", "--budget", "12",

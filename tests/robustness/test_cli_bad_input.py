@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 
 import pytest
 import torch
@@ -49,6 +50,9 @@ def _one_line_error(capsys, *needles: str) -> str:
     assert len(lines) == 1, err
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
+    if os.environ.get("MOLVAE_ERROR_LOG"):  # collects what users see, for the docs
+        with open(os.environ["MOLVAE_ERROR_LOG"], "a", encoding="utf-8") as fh:
+            fh.write(f"{os.environ.get('PYTEST_CURRENT_TEST', '?').split(' ')[0]}\t{lines[0]}\n")
     return lines[0]
 
 
