@@ -51,8 +51,9 @@ def run_cell(model, objective: str, method: str, seed: int, args) -> dict:
                          n_init=0 if method in ("prior", "screen") else args.n_init, decode_attempts=args.decode_attempts,
                          num_restarts=args.restarts, raw_samples=args.raw_samples)
     with tempfile.TemporaryDirectory() as tmp:
+        out = Path(args.keep) / f"{objective}-{method}-{seed}" if args.keep else Path(tmp) / "run"
         t = time.perf_counter()
-        opt = Optimizer(model, cfg, Path(tmp) / "run", progress=False).run()
+        opt = Optimizer(model, cfg, out, progress=False).run()
         wall = time.perf_counter() - t
         feas = opt.feasible_table()
     scores = np.sort(feas["score"].to_numpy())[::-1]
@@ -62,7 +63,8 @@ def run_cell(model, objective: str, method: str, seed: int, args) -> dict:
             "best": float(scores[0]) if len(scores) else None,
             "top10_mean": float(scores[:10].mean()) if len(scores) else None, "wall_s": round(wall, 2),
             "median_round_s": round(float(np.median([t["total"] for t in bo_rounds])), 2) if bo_rounds else None,
-            "top3": [float(v) for v in scores[:3]]}
+            "top3": [float(v) for v in scores[:3]],
+            "best_smiles": feas.sort_values("score", ascending=False)["smiles"].iloc[0] if len(feas) else None}
 
 
 def round_timing(model, n_points: int, dim: int, batch: int, args, repeats: int = 2) -> dict:
@@ -146,6 +148,7 @@ def main(argv=None) -> int:
     p.add_argument("--timing-dim", type=int, default=128)
     p.add_argument("--skip-timing", action="store_true")
     p.add_argument("--jobs", type=int, default=1, help="cells run in this many worker processes")
+    p.add_argument("--keep", default=None, help="keep each cell's run directory (OBJECTIVE-METHOD-SEED) under this folder")
     args = p.parse_args(argv)
     model = MolVAE.load(args.model, device="cpu")
     seeds = [int(s) for s in args.seeds.split(",")]
