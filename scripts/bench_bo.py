@@ -32,6 +32,7 @@ import torch
 
 from molvae.model import MolVAE, SequenceVAE
 from molvae.optimization import OptimizeConfig, Optimizer, fit_gp, propose_latents
+from molvae.optimization.bo import gp_window_index
 
 METHODS = ("bo", "turbo", "prior", "screen")
 BASELINES = ("prior", "screen")
@@ -49,7 +50,8 @@ def _cell_in_worker(model_name: str, objective: str, method: str, seed: int, arg
 def run_cell(model, objective: str, method: str, seed: int, args) -> dict:
     cfg = OptimizeConfig(objectives=[objective], budget=args.budget, batch=args.batch, method=method, seed=seed,
                          n_init=0 if method in ("prior", "screen") else args.n_init, decode_attempts=args.decode_attempts,
-                         num_restarts=args.restarts, raw_samples=args.raw_samples)
+                         num_restarts=args.restarts, raw_samples=args.raw_samples, gp_window=args.gp_window,
+                         gp_maxiter=args.gp_maxiter)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.keep) / f"{objective}-{method}-{seed}" if args.keep else Path(tmp) / "run"
         t = time.perf_counter()
@@ -84,9 +86,10 @@ def round_timing(model, n_points: int, dim: int, batch: int, args, repeats: int 
             for r in range(repeats):
                 torch.manual_seed(r)
                 t0 = time.perf_counter()
-                gp = fit_gp(X, Y, bounds)
+                keep = torch.from_numpy(gp_window_index(Y.numpy(), args.gp_window))  # as the Optimizer does
+                gp = fit_gp(X[keep], Y[keep], bounds, maxiter=args.gp_maxiter)
                 t1 = time.perf_counter()
-                z = propose_latents(gp, X, Y, bounds, batch,
+                z = propose_latents(gp, X[keep], Y[keep], bounds, batch,
                                     OptimizeConfig(objectives=["qed"], num_restarts=args.restarts,
                                                    raw_samples=args.raw_samples))
                 t2 = time.perf_counter()
@@ -145,6 +148,8 @@ def main(argv=None) -> int:
     p.add_argument("--restarts", type=int, default=4)
     p.add_argument("--raw-samples", type=int, default=128)
     p.add_argument("--timing-points", type=int, default=1000)
+    p.add_argument("--gp-window", type=int, default=512, help="points the GP is fit on (OptimizeConfig.gp_window)")
+    p.add_argument("--gp-maxiter", type=int, default=100, help="L-BFGS iterations per GP fit (OptimizeConfig.gp_maxiter)")
     p.add_argument("--timing-dim", type=int, default=128)
     p.add_argument("--skip-timing", action="store_true")
     p.add_argument("--jobs", type=int, default=1, help="cells run in this many worker processes")
