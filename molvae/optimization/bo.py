@@ -173,7 +173,8 @@ def fit_gp(X: torch.Tensor, Y: torch.Tensor, bounds: torch.Tensor, maxiter: int 
 
     ``maxiter`` caps the L-BFGS iterations of the hyperparameter fit (None: botorch's default).
     At 512 points in 128 dimensions the uncapped fit took 42 s on 2 cores and the capped one
-    3.7 s, for a marginal log likelihood of -0.657 instead of -0.638 (scripts/bench_bo.py).
+    3.7 s, for a marginal log likelihood of -0.657 instead of -0.638 (synthetic data; the
+    round timing of scripts/bench_bo.py and docs/BO_BENCHMARK.md give the figures in a run).
     """
     from botorch.exceptions import ModelFittingError
     from botorch.fit import fit_gpytorch_mll
@@ -428,7 +429,6 @@ class Optimizer:
         the radius halves (how far a latent step moves the decoded molecule depends on the
         model); if that still leaves fewer than ``n`` distinct molecules, it widens.
         """
-        from molvae.chemistry import tanimoto_similarity
         from molvae.latent import neighbourhood
 
         floor = self.constraints.min_similarity or 0.0
