@@ -54,8 +54,10 @@ def run_cell(model, objective: str, method: str, seed: int, args) -> dict:
                          gp_maxiter=args.gp_maxiter)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.keep) / f"{objective}-{method}-{seed}" if args.keep else Path(tmp) / "run"
+        reused = bool(args.keep and args.reuse and (out / "evaluations.csv").exists())
         t = time.perf_counter()
-        opt = Optimizer(model, cfg, out, progress=False).run()
+        # A reused cell resumes its kept run: a finished run scores nothing more, an unfinished one completes.
+        opt = Optimizer(model, cfg, out, resume=reused, progress=False).run()
         wall = time.perf_counter() - t
         feas = opt.feasible_table()
     scores = np.sort(feas["score"].to_numpy())[::-1]
@@ -63,7 +65,8 @@ def run_cell(model, objective: str, method: str, seed: int, args) -> dict:
     return {"objective": objective, "method": method, "seed": seed, "calls": opt.oracle.calls,
             "rounds": opt.round, "invalid": opt.oracle.n_invalid, "repeats": opt.oracle.n_repeat,
             "best": float(scores[0]) if len(scores) else None,
-            "top10_mean": float(scores[:10].mean()) if len(scores) else None, "wall_s": round(wall, 2),
+            "top10_mean": float(scores[:10].mean()) if len(scores) else None,
+            "wall_s": None if reused else round(wall, 2), "reused": reused,
             "median_round_s": round(float(np.median([t["total"] for t in bo_rounds])), 2) if bo_rounds else None,
             "top3": [float(v) for v in scores[:3]],
             "best_smiles": feas.sort_values("score", ascending=False)["smiles"].iloc[0] if len(feas) else None}
@@ -154,7 +157,11 @@ def main(argv=None) -> int:
     p.add_argument("--skip-timing", action="store_true")
     p.add_argument("--jobs", type=int, default=1, help="cells run in this many worker processes")
     p.add_argument("--keep", default=None, help="keep each cell's run directory (OBJECTIVE-METHOD-SEED) under this folder")
+    p.add_argument("--reuse", action="store_true",
+                   help="with --keep: resume cells already in that folder instead of rerunning them (wall_s is then blank)")
     args = p.parse_args(argv)
+    if args.reuse and not args.keep:
+        p.error("--reuse needs --keep")
     model = MolVAE.load(args.model, device="cpu")
     seeds = [int(s) for s in args.seeds.split(",")]
     cells = []
@@ -164,16 +171,20 @@ def main(argv=None) -> int:
 
     def show(c: dict) -> None:
         print(f"{c['objective']:<16} {c['method']:<7} {c['seed']:>4} {c['calls']:>5} {c['rounds']:>6} {c['invalid']:>7} "
-              f"{c['repeats']:>7} {fmt(c['best'])} {fmt(c['top10_mean'])} {c['wall_s']:>7}", flush=True)
+              f"{c['repeats']:>7} {fmt(c['best'])} {fmt(c['top10_mean'])} {c['wall_s'] if c['wall_s'] is not None else 'reused':>7}",
+              flush=True)
 
     jobs = [(o, m, s) for o in args.objectives.split(",") for m in args.methods.split(",") for s in seeds]
+    # Longest cells first (BO methods, penalized logP slowest), so worker processes finish together.
+    cost = lambda j: (j[1] in BASELINES, j[0] != "penalized_logp")  # noqa: E731
+    submit = sorted(jobs, key=cost)
     if args.jobs <= 1:
-        for o, m, s in jobs:
+        for o, m, s in submit:
             cells.append(run_cell(model, o, m, s, args))
             show(cells[-1])
     else:
         with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(_cell_in_worker, args.model, o, m, s, args) for o, m, s in jobs]
+            futures = [pool.submit(_cell_in_worker, args.model, o, m, s, args) for o, m, s in submit]
             for f in as_completed(futures):
                 cells.append(f.result())
                 show(cells[-1])
