@@ -28,6 +28,7 @@ from molvae.batching import iter_batches
 from molvae.checkpoint import load_weights, read_json, save_weights, write_json
 from molvae.config import config_from_dict, rule, validate_config
 from molvae.errors import ConfigError, InvalidMoleculeError, ModelLoadError, MolvaeError, shorten
+from molvae.recurrent import run_bidirectional_gru, run_gru
 from molvae.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocabulary, get_tokenizer
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,10 @@ def cpu_has_fast_bf16() -> bool:
 class SequenceVAE(nn.Module):
     """Bidirectional-GRU encoder and z-conditioned GRU decoder over token ids."""
 
+    #: Train on CPU through :mod:`molvae.recurrent` (same weights and equations as
+    #: ``nn.GRU``, one weight-gradient matmul per layer instead of one per time step).
+    fused_cpu_gru: bool = True
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         c = config
@@ -149,8 +154,11 @@ class SequenceVAE(nn.Module):
     def encode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """μ and log σ² of q(z|x) for padded ``tokens`` [B, L] with true ``lengths`` [B]."""
         emb = self.embedding(tokens)
-        packed = pack_padded_sequence(emb, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        _, h = self.encoder(packed)
+        if self.fused_cpu_gru and emb.device.type == "cpu" and torch.is_grad_enabled():
+            h = run_bidirectional_gru(self.encoder, emb[:, : int(lengths.max())], lengths)
+        else:
+            packed = pack_padded_sequence(emb, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            _, h = self.encoder(packed)
         h = torch.cat([h[-2], h[-1]], dim=-1)  # last layer, both directions
         return self.to_mu(h), self.to_logvar(h)
 
@@ -163,7 +171,11 @@ class SequenceVAE(nn.Module):
         """Teacher-forced logits [B, L, V] for decoder ``inputs`` [B, L] (BOS-prefixed)."""
         emb = self.embedding(inputs)
         zs = z.to(emb.dtype).unsqueeze(1).expand(-1, inputs.shape[1], -1)
-        out, _ = self.decoder(torch.cat([emb, zs], dim=-1), self.initial_hidden(z))
+        x, h0 = torch.cat([emb, zs], dim=-1), self.initial_hidden(z)
+        if self.fused_cpu_gru and x.device.type == "cpu" and torch.is_grad_enabled():
+            out, _ = run_gru(self.decoder, x, h0)
+        else:
+            out, _ = self.decoder(x, h0)
         return self.output(out)
 
     def step(self, z: torch.Tensor, token: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -243,9 +255,10 @@ class DecoderStepper:
     matmuls also keep working when the batch shrinks as sequences finish.
     """
 
-    def __init__(self, net: SequenceVAE, dtype: torch.dtype = torch.float32):
+    def __init__(self, net: SequenceVAE, dtype: torch.dtype = torch.float32, compile: bool = False):
         c = net.config
         self.dtype = dtype
+        self.compile = compile
         self.layers = c.decoder_layers
         self.hidden = c.decoder_hidden
         gru = net.decoder
@@ -272,23 +285,57 @@ class DecoderStepper:
 
     def step(self, zterm: torch.Tensor, token: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits [B, V] (fp32) and the new hidden state."""
-        x_gates = self.token_table[token] + zterm
-        new = []
-        out = None
-        for k in range(self.layers):
-            h = hidden[k]
-            if k > 0:
-                x_gates = (out.to(self.dtype) @ self.w_ih[k]).float() + self.b_ih[k]
-            h_gates = (h.to(self.dtype) @ self.w_hh[k]).float() + self.b_hh[k]
-            xr, xz, xn = x_gates.chunk(3, dim=1)
-            hr, hz, hn = h_gates.chunk(3, dim=1)
-            r = torch.sigmoid(xr + hr)
-            u = torch.sigmoid(xz + hz)
-            n = torch.tanh(xn + r * hn)
-            out = n + u * (h - n)
-            new.append(out)
-        logits = (out.to(self.dtype) @ self.w_out).float() + self.b_out
-        return logits, torch.stack(new)
+        args = (self.token_table[token] + zterm, hidden, self.w_ih, self.b_ih, self.w_hh, self.b_hh,
+                self.w_out, self.b_out, self.dtype)
+        if self.compile and not _COMPILE_FAILED:
+            try:
+                return _compiled_stack_step()(*args)
+            except Exception as exc:
+                # Compiling needs a C++ toolchain; decoding must not depend on one. Only
+                # torch's compiler errors fall back; anything else is a real error.
+                if not type(exc).__module__.startswith(("torch._dynamo", "torch._inductor")):
+                    raise
+                _COMPILE_FAILED.append(exc)
+                log.warning("torch.compile of the decoder step failed (%s: %s); decoding without it",
+                            type(exc).__name__, shorten(str(exc), 300))
+        return _gru_stack_step(*args)
+
+
+def _gru_stack_step(x_gates: torch.Tensor, hidden: torch.Tensor, w_ih: list, b_ih: list, w_hh: list, b_hh: list,
+                    w_out: torch.Tensor, b_out: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step through the stacked GRU and the output layer (matmuls in ``dtype``, state in fp32)."""
+    new = []
+    out = hidden[0]
+    for k in range(len(w_hh)):
+        h = hidden[k]
+        if k > 0:
+            x_gates = (out.to(dtype) @ w_ih[k]).float() + b_ih[k]
+        h_gates = (h.to(dtype) @ w_hh[k]).float() + b_hh[k]
+        xr, xz, xn = x_gates.chunk(3, dim=1)
+        hr, hz, hn = h_gates.chunk(3, dim=1)
+        r = torch.sigmoid(xr + hr)
+        u = torch.sigmoid(xz + hz)
+        n = torch.tanh(xn + r * hn)
+        out = n + u * (h - n)
+        new.append(out)
+    logits = (out.to(dtype) @ w_out).float() + b_out
+    return logits, torch.stack(new)
+
+
+_COMPILED_STEP: list = []
+_COMPILE_FAILED: list = []  # the error, once compiling has failed in this process
+
+
+def _compiled_stack_step():
+    """:func:`_gru_stack_step` under ``torch.compile`` (built once per process; dynamic batch size).
+
+    Fusing the gate arithmetic and the casts into one kernel per layer is what pays
+    on CPU: the matmuls are already oneDNN's. The first call compiles (about 45 s
+    on 2 cores, a few seconds once torch's on-disk cache holds the kernels).
+    """
+    if not _COMPILED_STEP:
+        _COMPILED_STEP.append(torch.compile(_gru_stack_step, dynamic=True))
+    return _COMPILED_STEP[0]
 
 
 @torch.no_grad()
@@ -301,10 +348,14 @@ def generate(
     beam_width: int = 5,
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float32,
+    compile: bool = False,
 ) -> np.ndarray:
-    """Token ids [B, max_length] (PAD after EOS) decoded from latents ``z`` [B, D]."""
+    """Token ids [B, max_length] (PAD after EOS) decoded from latents ``z`` [B, D].
+
+    ``compile=True`` runs each step through ``torch.compile`` (see :func:`_compiled_stack_step`).
+    """
     max_length = max_length or net.config.max_length
-    stepper = DecoderStepper(net, dtype)
+    stepper = DecoderStepper(net, dtype, compile=compile)
     if strategy == "beam":
         return _beam_search(stepper, z, beam_width, max_length, net.config.vocab_size)
     if strategy not in ("greedy", "sample"):
@@ -385,6 +436,9 @@ class MolVAE:
         self.tokenizer = get_tokenizer(net.config.representation)
         self.dtype = resolve_dtype(precision, self.device)
         self._infer_net: SequenceVAE | None = None
+        # torch.compile the decoding step: pays off from a few thousand molecules on CPU
+        # (docs/PERFORMANCE.md); the first decode then compiles for tens of seconds.
+        self.compile_decoder = False
         self._has_stereo: bool | None = None
         self.source: str | None = None  # directory the model was loaded from
         self.card: dict[str, Any] | None = None  # model card of a bundled model
@@ -592,7 +646,7 @@ class MolVAE:
         @torch.no_grad()
         def decode_batch(start: int, stop: int) -> list[str]:
             ids = generate(self.net, z[start:stop].to(self.device), strategy, temperature, max_length, beam_width,
-                           generator, self.dtype)
+                           generator, self.dtype, compile=self.compile_decoder)
             return self.ids_to_smiles(ids)
 
         yield from iter_batches(decode_batch, z.shape[0], batch_size, "decode")

@@ -56,6 +56,7 @@ from molvae.model import (
     run_in_precision,
     vae_loss,
 )
+from molvae.runtime import tune_allocator
 from molvae.tokenizers import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -642,7 +643,11 @@ class Trainer:
 
 def train(out: str | Path, train_config: TrainConfig | None = None, model_config: dict[str, Any] | None = None,
           resume: bool = False, epochs_override: int | None = None) -> MolVAE:
-    """Train (or resume) a run and return the trained model."""
+    """Train (or resume) a run and return the trained model.
+
+    Tunes the process's memory allocator first (:func:`molvae.runtime.tune_allocator`).
+    """
+    tune_allocator()
     trainer = Trainer(out, train_config, model_config, resume=resume, epochs_override=epochs_override)
     trainer.fit()
     return MolVAE(trainer.net.eval(), trainer.vocab, device=trainer.device)

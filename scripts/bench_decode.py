@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from benchlib import PRESETS, MosesReferenceVAE, emit, moses_data, timed
+from benchlib import ALLOCATOR_TUNED, PRESETS, MosesReferenceVAE, emit, moses_data, timed
 
 from molvae.chemistry import canonicalize, canonicalize_many
 from molvae.model import MolVAE, ModelConfig, SequenceVAE, resolve_device
@@ -30,6 +30,7 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--jobs", type=int, default=None, help="RDKit validation worker processes")
     p.add_argument("--reference", action="store_true")
+    p.add_argument("--compile", action="store_true", help="torch.compile the decoding step (MolVAE.compile_decoder)")
     args = p.parse_args()
 
     device = resolve_device(args.device)
@@ -40,7 +41,9 @@ def main() -> None:
         torch.manual_seed(0)
         cfg = ModelConfig(vocab_size=len(data.vocab), max_length=100, **PRESETS[args.preset]["model"])
         model = MolVAE(SequenceVAE(cfg), data.vocab, device=device, precision=args.precision)
-    model.sample(64, seed=0)
+    model.compile_decoder = args.compile
+    # Warm-up (and, with --compile, compilation) on a full batch, so no compile time is timed.
+    model.sample(min(args.n, args.batch_size), seed=0, batch_size=args.batch_size)
     generated: list[str] = []
 
     def sample():
@@ -54,6 +57,8 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "precision": str(model.dtype).replace("torch.", ""),
         "model": args.model or f"random weights, preset {args.preset}",
+        "compiled": args.compile,
+        "allocator_tuned": ALLOCATOR_TUNED,
         "n": args.n,
         "decode_mol_per_s": args.n / sample_s,
         "validate_mol_per_s": args.n / validate_s,

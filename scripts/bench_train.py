@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from benchlib import PRESETS, MosesReferenceVAE, emit, moses_data, reference_batches, timed
+from benchlib import ALLOCATOR_TUNED, PRESETS, MosesReferenceVAE, emit, moses_data, reference_batches, timed
 
 from molvae.chemistry import canonicalize
 from molvae.data import collate, length_bucketed_batches
@@ -30,6 +30,8 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--sample-n", type=int, default=2000, help="prior samples for the decoding figure (0: skip)")
     p.add_argument("--reference", action="store_true", help="also time the MOSES reference VAE and print ratios")
+    p.add_argument("--compare-nn-gru", action="store_true",
+                   help="also time molvae with torch's nn.GRU instead of molvae.recurrent (CPU), same batches")
     args = p.parse_args()
 
     device = resolve_device(args.device)
@@ -58,6 +60,12 @@ def main() -> None:
     run(timed_batches)
     seconds = timed(lambda: run(timed_batches))
     n_mol = sum(len(lengths) for _, lengths in timed_batches)
+    nn_gru_seconds = None
+    if args.compare_nn_gru:
+        net.fused_cpu_gru = False
+        run(tensors[: args.warmup])
+        nn_gru_seconds = timed(lambda: run(timed_batches))
+        net.fused_cpu_gru = True
     figures = {
         "device": str(device),
         "threads": torch.get_num_threads(),
@@ -66,7 +74,11 @@ def main() -> None:
         "batch_size": batch_size,
         "parameters": sum(p.numel() for p in net.parameters()),
         "train_mol_per_s": n_mol / seconds,
+        "allocator_tuned": ALLOCATOR_TUNED,
     }
+    if nn_gru_seconds is not None:
+        figures["nn_gru_train_mol_per_s"] = n_mol / nn_gru_seconds
+        figures["fused_gru_speedup"] = nn_gru_seconds / seconds
     if args.sample_n:
         model = MolVAE(net.eval(), data.vocab, device=device, precision=args.precision)
         model.sample(64, seed=0)

@@ -21,7 +21,11 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pack_sequence, pad_packed_sequence, pad_sequence
 
 from molvae.data import TokenizedData, load_dataset
+from molvae.runtime import tune_allocator
 from molvae.tokenizers import BOS_ID, EOS_ID, PAD_ID
+
+# As the molvae command does; MOLVAE_TUNE_MALLOC=0 measures without (molvae.runtime).
+ALLOCATOR_TUNED = tune_allocator()
 
 PRESETS = {
     # molvae's defaults

@@ -15,6 +15,7 @@ import traceback
 from collections.abc import Sequence
 
 from molvae.errors import MolvaeError
+from molvae.runtime import tune_allocator
 
 # Subcommand modules. Listed here so `molvae --help` is fast and
 # a broken optional module does not break every other command.
@@ -50,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s")
+    tune_allocator()
     try:
         return int(args.func(args) or 0)
     except MolvaeError as exc:

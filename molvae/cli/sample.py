@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strategy", default="sample", choices=["sample", "greedy", "beam"])
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the decoding step: faster from a few thousand molecules on CPU, "
+                        "but the first batch waits for the compiler (needs a C++ compiler; falls back with a warning)")
     add_limit_arguments(p, chunk_size=100_000, batch_size=1024)
     p.set_defaults(func=run)
 
@@ -53,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     positive_int(args.batch_size, "--batch-size")
     out = check_output_file(args.out)
     model = load_model(args)
+    model.compile_decoder = args.compile
     n_valid = 0
     digests = []
     pending: list[str] = []

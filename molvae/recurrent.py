@@ -1,0 +1,172 @@
+"""A GRU layer with a hand-written backward pass, for training on CPU.
+
+PyTorch's CPU ``nn.GRU`` has no fused kernel: autograd records every time step's
+matmuls and gate arithmetic, and the backward pass computes and accumulates a full
+weight gradient at every step (two [3H, H] tensors per step and layer). Here the
+forward loop stores the gates, the backward loop carries only the hidden-state
+gradient, and the weight gradients come out of one large matmul each over all
+time steps. Matmuls run in the weights' dtype (bf16 on AMX CPUs); the hidden
+state, gates and gradients stay fp32.
+
+Same equations and parameter layout as ``nn.GRU`` (gates r, z, n):
+
+    r = σ(W_ir x + b_ir + W_hr h + b_hr)
+    z = σ(W_iz x + b_iz + W_hz h + b_hz)
+    n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))
+    h' = (1 − z) ⊙ n + z ⊙ h
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _state_dtype(compute: torch.dtype) -> torch.dtype:
+    """Hidden state and gate dtype: fp32, or fp64 when the weights are fp64 (gradient checks)."""
+    return torch.float64 if compute == torch.float64 else torch.float32
+
+
+class _GRULayer(torch.autograd.Function):
+    # Gradient buffer layout per step, in the compute dtype: [n_x | r | z | n_h], so that
+    # columns H: are the hidden-side gradient [r, z, n_h] as one strided matrix for the
+    # per-step matmul, and the input side [r, z | n_x] is two column blocks.
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, h0: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,
+                b_ih: torch.Tensor, b_hh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        steps, batch, _ = x.shape
+        hidden = w_hh.shape[1]
+        cd, sd = w_hh.dtype, _state_dtype(w_hh.dtype)
+        dev = x.device
+        # Input projections of all steps in one matmul; the r and z halves of b_hh go in here too.
+        bias = b_ih.to(sd).clone()
+        bias[: 2 * hidden] += b_hh[: 2 * hidden].to(sd)
+        xg = ((x.reshape(steps * batch, -1).to(cd) @ w_ih.t()).to(sd) + bias).view(steps, batch, 3 * hidden)
+        w_hh_t = w_hh.t()
+        b_hn = b_hh[2 * hidden :].to(sd)
+        hs = torch.empty(steps + 1, batch, hidden, dtype=sd, device=dev)
+        hs_cd = hs if cd == sd else torch.empty(steps + 1, batch, hidden, dtype=cd, device=dev)
+        # Saved for the backward pass; each step's slice is contiguous.
+        rz_all = torch.empty(steps, batch, 2 * hidden, dtype=sd, device=dev)  # σ of the r and z gates
+        n_all = torch.empty(steps, batch, hidden, dtype=sd, device=dev)
+        hn_all = torch.empty(steps, batch, hidden, dtype=sd, device=dev)  # W_hn h + b_hn
+        hs[0] = h0
+        hs_cd[0] = hs[0]
+        for t in range(steps):
+            hg = hs_cd[t] @ w_hh_t  # compute dtype; mixed-dtype adds below promote to the state dtype
+            rz = torch.sigmoid(torch.add(xg[t, :, : 2 * hidden], hg[:, : 2 * hidden]), out=rz_all[t])
+            hn = torch.add(hg[:, 2 * hidden :], b_hn, out=hn_all[t])
+            n = torch.tanh(torch.addcmul(xg[t, :, 2 * hidden :], rz[:, :hidden], hn), out=n_all[t])
+            # h' = n + z ⊙ (h − n)
+            torch.addcmul(n, rz[:, hidden:], hs[t] - n, out=hs[t + 1])
+            if hs_cd is not hs:
+                hs_cd[t + 1].copy_(hs[t + 1])
+        ctx.save_for_backward(x, w_ih, w_hh, hs, hs_cd, rz_all, n_all, hn_all)
+        return hs[1:].to(x.dtype), hs[steps].to(h0.dtype)
+
+    @staticmethod
+    def backward(ctx, d_out: torch.Tensor, d_last: torch.Tensor):
+        x, w_ih, w_hh, hs, hs_cd, rz_all, n_all, hn_all = ctx.saved_tensors
+        steps, batch, _ = x.shape
+        hidden = w_hh.shape[1]
+        cd, sd = w_hh.dtype, _state_dtype(w_hh.dtype)
+        H = hidden
+        grads = torch.empty(steps, batch, 4 * H, dtype=cd, device=x.device)  # [n_x | r | z | n_h]
+        dh = d_last.to(sd) if d_last is not None else torch.zeros(batch, H, dtype=sd, device=x.device)
+        for t in range(steps - 1, -1, -1):
+            if d_out is not None:
+                dh = dh + d_out[t]
+            rz = rz_all[t]
+            r, z = rz[:, :H], rz[:, H:]
+            n, hn = n_all[t], hn_all[t]
+            g = grads[t]
+            # dn = dh ⊙ (1 − z), through tanh: ⊙ (1 − n²)
+            dpre_n = (dh - dh * z) * (1.0 - n * n)
+            g[:, :H] = dpre_n
+            torch.mul(dpre_n, r, out=g[:, 3 * H :])
+            # dr = dpre_n ⊙ hn, dz = dh ⊙ (h − n); through σ: ⊙ s(1 − s)
+            drz = torch.cat([dpre_n * hn, dh * (hs[t] - n)], dim=1)
+            torch.mul(drz, rz - rz * rz, out=g[:, H : 3 * H])
+            dh = dh * z
+            dh += g[:, H:] @ w_hh
+        flat = grads.view(steps * batch, 4 * H)
+        d_rz, d_nx, d_hg = flat[:, H : 3 * H], flat[:, :H], flat[:, H:]
+        x2 = x.reshape(steps * batch, -1).to(cd)
+        d_x = d_w_ih = d_w_hh = d_b_ih = d_b_hh = None
+        if ctx.needs_input_grad[0]:
+            d_x = torch.addmm(d_rz @ w_ih[: 2 * H], d_nx, w_ih[2 * H :]).view(steps, batch, -1).to(x.dtype)
+        if ctx.needs_input_grad[2]:
+            d_w_ih = torch.cat([d_rz.t() @ x2, d_nx.t() @ x2]).to(w_ih.dtype)
+        if ctx.needs_input_grad[3]:
+            d_w_hh = (d_hg.t() @ hs_cd[:steps].reshape(steps * batch, H)).to(w_hh.dtype)
+        if ctx.needs_input_grad[4] or ctx.needs_input_grad[5]:
+            # Column sums as a matmul: GEMMs accumulate in fp32, and this skips a full-size cast.
+            sums = (torch.ones(1, steps * batch, dtype=cd, device=x.device) @ flat)[0].to(sd)
+            d_b_ih = torch.cat([sums[H : 3 * H], sums[:H]]).to(w_ih.dtype)
+            d_b_hh = sums[H:].to(w_hh.dtype)
+        return d_x, dh, d_w_ih, d_w_hh, d_b_ih, d_b_hh
+
+
+def gru_layer(x: torch.Tensor, h0: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor,
+              b_hh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One GRU layer over time-major ``x`` [T, B, I] from ``h0`` [B, H]: outputs [T, B, H] and the last state."""
+    return _GRULayer.apply(x, h0, w_ih, w_hh, b_ih, b_hh)
+
+
+def run_gru(gru: nn.GRU, x: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``gru(x, h0)`` for a unidirectional, batch-first ``nn.GRU`` with biases, through :func:`gru_layer`.
+
+    Every sequence runs all T steps (no packing): for a decoder with teacher forcing
+    the outputs past a sequence's end are simply not scored. Dropout between layers
+    follows ``gru.dropout`` in training mode, as ``nn.GRU`` does.
+    """
+    if gru.bidirectional or not gru.batch_first or not gru.bias or gru.proj_size:
+        raise ValueError("run_gru handles unidirectional, batch-first GRUs with biases and no projection")
+    out = x.transpose(0, 1)
+    finals = []
+    for k in range(gru.num_layers):
+        if k > 0 and gru.dropout > 0 and gru.training:
+            out = F.dropout(out, gru.dropout, training=True)
+        out, last = gru_layer(out, h0[k], getattr(gru, f"weight_ih_l{k}"), getattr(gru, f"weight_hh_l{k}"),
+                              getattr(gru, f"bias_ih_l{k}"), getattr(gru, f"bias_hh_l{k}"))
+        finals.append(last)
+    return out.transpose(0, 1), torch.stack(finals)
+
+
+def run_bidirectional_gru(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Final hidden states [2·layers, B, H] of a bidirectional, batch-first ``nn.GRU`` over padded ``x``.
+
+    The same as packing ``x`` with ``lengths`` and calling ``gru``: each sequence's
+    forward state is read at its last token, and the reverse direction runs over the
+    sequence reversed within its own length, so padding never reaches a state that is
+    used. Starts from zero states, as ``nn.GRU`` does without ``h0``.
+    """
+    if not gru.bidirectional or not gru.batch_first or not gru.bias or gru.proj_size:
+        raise ValueError("run_bidirectional_gru handles bidirectional, batch-first GRUs with biases and no projection")
+    inp = x.transpose(0, 1)
+    steps, batch = inp.shape[:2]
+    lengths = lengths.to(device=x.device, dtype=torch.long)
+    if steps == 0 or bool((lengths < 1).any()) or bool((lengths > steps).any()):
+        raise ValueError(f"lengths must lie in 1..{steps}")
+    t = torch.arange(steps, device=x.device)[:, None]
+    # Reversal within each sequence's length; an involution, so it also un-reverses.
+    rev = torch.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
+    last = (lengths - 1)[None, :, None]
+    h0 = torch.zeros(batch, gru.hidden_size, dtype=inp.dtype, device=x.device)
+
+    def along_time(a: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return a.gather(0, index.expand(-1, -1, a.shape[2]))
+
+    finals = []
+    for k in range(gru.num_layers):
+        if k > 0 and gru.dropout > 0 and gru.training:
+            inp = F.dropout(inp, gru.dropout, training=True)
+        weights = [getattr(gru, f"{name}_l{k}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        weights_rev = [getattr(gru, f"{name}_l{k}_reverse") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        fwd, _ = gru_layer(inp, h0, *weights)
+        bwd_rev, _ = gru_layer(along_time(inp, rev[..., None]), h0, *weights_rev)
+        finals += [along_time(fwd, last)[0], along_time(bwd_rev, last)[0]]
+        if k + 1 < gru.num_layers:
+            inp = torch.cat([fwd, along_time(bwd_rev, rev[..., None])], dim=2)
+    return torch.stack(finals)
