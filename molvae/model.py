@@ -10,6 +10,7 @@ the batch as soon as they emit EOS.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 from collections.abc import Iterator, Sequence
@@ -151,10 +152,14 @@ class SequenceVAE(nn.Module):
         )
         self.output = nn.Linear(c.decoder_hidden, c.vocab_size)
 
+    def _use_recurrent(self, x: torch.Tensor) -> bool:
+        """Run the GRUs through :mod:`molvae.recurrent`: CPU training only (GPUs keep cuDNN)."""
+        return self.fused_cpu_gru and x.device.type == "cpu" and torch.is_grad_enabled()
+
     def encode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """μ and log σ² of q(z|x) for padded ``tokens`` [B, L] with true ``lengths`` [B]."""
         emb = self.embedding(tokens)
-        if self.fused_cpu_gru and emb.device.type == "cpu" and torch.is_grad_enabled():
+        if self._use_recurrent(emb):
             h = run_bidirectional_gru(self.encoder, emb[:, : int(lengths.max())], lengths)
         else:
             packed = pack_padded_sequence(emb, lengths.cpu(), batch_first=True, enforce_sorted=False)
@@ -172,7 +177,7 @@ class SequenceVAE(nn.Module):
         emb = self.embedding(inputs)
         zs = z.to(emb.dtype).unsqueeze(1).expand(-1, inputs.shape[1], -1)
         x, h0 = torch.cat([emb, zs], dim=-1), self.initial_hidden(z)
-        if self.fused_cpu_gru and x.device.type == "cpu" and torch.is_grad_enabled():
+        if self._use_recurrent(x):
             out, _ = run_gru(self.decoder, x, h0)
         else:
             out, _ = self.decoder(x, h0)
@@ -322,10 +327,10 @@ def _gru_stack_step(x_gates: torch.Tensor, hidden: torch.Tensor, w_ih: list, b_i
     return logits, torch.stack(new)
 
 
-_COMPILED_STEP: list = []
 _COMPILE_FAILED: list = []  # the error, once compiling has failed in this process
 
 
+@functools.cache
 def _compiled_stack_step():
     """:func:`_gru_stack_step` under ``torch.compile`` (built once per process; dynamic batch size).
 
@@ -333,9 +338,7 @@ def _compiled_stack_step():
     on CPU: the matmuls are already oneDNN's. The first call compiles (about 45 s
     on 2 cores, a few seconds once torch's on-disk cache holds the kernels).
     """
-    if not _COMPILED_STEP:
-        _COMPILED_STEP.append(torch.compile(_gru_stack_step, dynamic=True))
-    return _COMPILED_STEP[0]
+    return torch.compile(_gru_stack_step, dynamic=True)
 
 
 @torch.no_grad()

@@ -6,7 +6,8 @@ weight gradient at every step (two [3H, H] tensors per step and layer). Here the
 forward loop stores the gates, the backward loop carries only the hidden-state
 gradient, and the weight gradients come out of one large matmul each over all
 time steps. Matmuls run in the weights' dtype (bf16 on AMX CPUs); the hidden
-state, gates and gradients stay fp32.
+state, the gates and the gradient carried through time stay fp32, and the per-step
+gate gradients are stored in the weights' dtype, as the weight-gradient matmuls read them.
 
 Same equations and parameter layout as ``nn.GRU`` (gates r, z, n):
 
@@ -69,9 +70,8 @@ class _GRULayer(torch.autograd.Function):
     def backward(ctx, d_out: torch.Tensor, d_last: torch.Tensor):
         x, w_ih, w_hh, hs, hs_cd, rz_all, n_all, hn_all = ctx.saved_tensors
         steps, batch, _ = x.shape
-        hidden = w_hh.shape[1]
+        H = w_hh.shape[1]
         cd, sd = w_hh.dtype, _state_dtype(w_hh.dtype)
-        H = hidden
         grads = torch.empty(steps, batch, 4 * H, dtype=cd, device=x.device)  # [n_x | r | z | n_h]
         dh = d_last.to(sd) if d_last is not None else torch.zeros(batch, H, dtype=sd, device=x.device)
         for t in range(steps - 1, -1, -1):
@@ -114,6 +114,11 @@ def gru_layer(x: torch.Tensor, h0: torch.Tensor, w_ih: torch.Tensor, w_hh: torch
     return _GRULayer.apply(x, h0, w_ih, w_hh, b_ih, b_hh)
 
 
+def _layer_weights(gru: nn.GRU, layer: int, suffix: str = "") -> list[torch.Tensor]:
+    """``weight_ih, weight_hh, bias_ih, bias_hh`` of one layer (``suffix="_reverse"``: its reverse direction)."""
+    return [getattr(gru, f"{name}_l{layer}{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+
+
 def run_gru(gru: nn.GRU, x: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``gru(x, h0)`` for a unidirectional, batch-first ``nn.GRU`` with biases, through :func:`gru_layer`.
 
@@ -128,8 +133,7 @@ def run_gru(gru: nn.GRU, x: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tenso
     for k in range(gru.num_layers):
         if k > 0 and gru.dropout > 0 and gru.training:
             out = F.dropout(out, gru.dropout, training=True)
-        out, last = gru_layer(out, h0[k], getattr(gru, f"weight_ih_l{k}"), getattr(gru, f"weight_hh_l{k}"),
-                              getattr(gru, f"bias_ih_l{k}"), getattr(gru, f"bias_hh_l{k}"))
+        out, last = gru_layer(out, h0[k], *_layer_weights(gru, k))
         finals.append(last)
     return out.transpose(0, 1), torch.stack(finals)
 
@@ -162,10 +166,8 @@ def run_bidirectional_gru(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -
     for k in range(gru.num_layers):
         if k > 0 and gru.dropout > 0 and gru.training:
             inp = F.dropout(inp, gru.dropout, training=True)
-        weights = [getattr(gru, f"{name}_l{k}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-        weights_rev = [getattr(gru, f"{name}_l{k}_reverse") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-        fwd, _ = gru_layer(inp, h0, *weights)
-        bwd_rev, _ = gru_layer(along_time(inp, rev[..., None]), h0, *weights_rev)
+        fwd, _ = gru_layer(inp, h0, *_layer_weights(gru, k))
+        bwd_rev, _ = gru_layer(along_time(inp, rev[..., None]), h0, *_layer_weights(gru, k, "_reverse"))
         finals += [along_time(fwd, last)[0], along_time(bwd_rev, last)[0]]
         if k + 1 < gru.num_layers:
             inp = torch.cat([fwd, along_time(bwd_rev, rev[..., None])], dim=2)

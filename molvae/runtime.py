@@ -12,7 +12,7 @@ resident size that stays at its peak until the process exits.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import logging
 import os
 import sys
@@ -27,9 +27,9 @@ MMAP_THRESHOLD = 32 << 20
 TRIM_THRESHOLD = 1 << 30
 
 ENV_SWITCH = "MOLVAE_TUNE_MALLOC"
-_tuned: bool | None = None
 
 
+@functools.cache
 def tune_allocator() -> bool:
     """Keep freed memory in the process (glibc only); True when the settings took effect.
 
@@ -37,22 +37,15 @@ def tune_allocator() -> bool:
     example to compare speeds, or to keep the resident size low). Other C
     libraries (musl, macOS, Windows) are left alone and give False.
     """
-    global _tuned
-    if _tuned is not None:
-        return _tuned
     if os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
-        _tuned = False
         return False
     if not sys.platform.startswith("linux"):
-        _tuned = False
         return False
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
-        log.debug("no mallopt in the C library %r; allocator left alone", name)
-        _tuned = False
+        # The C library this process already runs on, not one found on disk.
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        log.debug("no mallopt in this process's C library; allocator left alone")
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
@@ -60,5 +53,4 @@ def tune_allocator() -> bool:
     ok = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
     if not ok:
         log.debug("mallopt refused the thresholds; allocator left as it was")
-    _tuned = ok
     return ok
