@@ -51,7 +51,7 @@ def run_cell(model, objective: str, method: str, seed: int, args) -> dict:
     cfg = OptimizeConfig(objectives=[objective], budget=args.budget, batch=args.batch, method=method, seed=seed,
                          n_init=0 if method in ("prior", "screen") else args.n_init, decode_attempts=args.decode_attempts,
                          num_restarts=args.restarts, raw_samples=args.raw_samples, gp_window=args.gp_window,
-                         gp_maxiter=args.gp_maxiter)
+                         gp_maxiter=args.gp_maxiter, tr_failure_tolerance=args.tr_failure_tolerance)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.keep) / f"{objective}-{method}-{seed}" if args.keep else Path(tmp) / "run"
         reused = bool(args.keep and args.reuse and (out / "evaluations.csv").exists())
@@ -155,6 +155,8 @@ def main(argv=None) -> int:
     p.add_argument("--timing-points", type=int, default=1000)
     p.add_argument("--gp-window", type=int, default=512, help="points the GP is fit on (OptimizeConfig.gp_window)")
     p.add_argument("--gp-maxiter", type=int, default=100, help="L-BFGS iterations per GP fit (OptimizeConfig.gp_maxiter)")
+    p.add_argument("--tr-failure-tolerance", type=int, default=0,
+                   help="turbo: failed rounds before the trust region halves (OptimizeConfig.tr_failure_tolerance)")
     p.add_argument("--timing-dim", type=int, default=128)
     p.add_argument("--skip-timing", action="store_true")
     p.add_argument("--jobs", type=int, default=1, help="cells run in this many worker processes")

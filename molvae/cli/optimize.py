@@ -46,6 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="CSV of initial molecules; with a score column (or score_<objective>) they cost no budget")
     p.add_argument("--n-init", type=int, default=100, help="random MOSES training molecules scored first")
     p.add_argument("--gp-window", type=int, default=512, help="points the GP is fit on (half best, half latest)")
+    p.add_argument("--tr-failure-tolerance", type=int, default=0,
+                   help="turbo: failed rounds before the trust region halves (0: TuRBO's ceil(latent/batch); "
+                        "4 searched QED better at 500 calls, see docs/BO_BENCHMARK.md)")
     p.add_argument("--decode-attempts", type=int, default=5)
     p.add_argument("--decode-temperature", type=float, default=0.5)
     p.add_argument("--similar-to", default=None, help="drug name or SMILES the molecules must stay similar to")
@@ -102,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
         config = OptimizeConfig(
             objectives=[o.name for o in objectives], budget=500 if args.budget is None else args.budget,
             batch=args.batch, method=args.method, acquisition=args.acquisition, n_init=args.n_init,
-            init_file=args.init_file, seed=args.seed, gp_window=args.gp_window, decode_attempts=args.decode_attempts,
+            init_file=args.init_file, seed=args.seed, gp_window=args.gp_window,
+            tr_failure_tolerance=args.tr_failure_tolerance, decode_attempts=args.decode_attempts,
             decode_temperature=args.decode_temperature, top_k=args.top_k, num_restarts=args.restarts,
             raw_samples=args.raw_samples, patience=args.patience, constraints=constraints,
         ).validate()

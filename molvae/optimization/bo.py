@@ -72,6 +72,8 @@ class OptimizeConfig:
     init_radius: float = field(default=0.5, metadata=rule(gt=0.0))
     seed: int = 0
     gp_window: int = field(default=512, metadata=rule(ge=1))
+    # failed rounds in a row before the trust region halves; 0: TuRBO's ceil(max(4/q, d/q))
+    tr_failure_tolerance: int = field(default=0, metadata=rule(ge=0))
     gp_maxiter: int = field(default=100, metadata=rule(ge=1))  # L-BFGS iterations of each GP fit
     decode_attempts: int = field(default=5, metadata=rule(ge=1))
     decode_temperature: float = field(default=0.5, metadata=rule(gt=0.0))
@@ -296,7 +298,8 @@ class Optimizer:
         self.stalled = 0
         self.screen_pos = 0
         self.timings: list[dict[str, float]] = []
-        self.tr = TrustRegion(dim=model.config.latent_dim, batch=config.batch)
+        self.tr = TrustRegion(dim=model.config.latent_dim, batch=config.batch,
+                              failure_tolerance=config.tr_failure_tolerance)
         self.latents: dict[str, np.ndarray] = {}  # canonical SMILES -> code of the molecule actually scored
         self.initialized = False  # True once the initial design is committed (state.json written)
         self.out.mkdir(parents=True, exist_ok=True)

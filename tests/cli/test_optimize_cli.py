@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -83,6 +84,17 @@ def test_same_seed_same_evaluations(small_model_dir, tmp_path) -> None:
         runs.append((out / "evaluations.csv").read_bytes())
     assert runs[0] == runs[1]
     assert (_read(tmp_path / "a" / "evaluations.csv")["status"] == "scored").sum() == 10
+
+
+def test_trust_region_options_reach_the_saved_state(small_model_dir, tmp_path) -> None:
+    out = tmp_path / "turbo"
+    fast = [a for a in FAST if a not in ("--method", "bo")]
+    assert main(["optimize", "--model", str(small_model_dir), "--objective", "qed", "--budget", "8", "--out", str(out),
+                 "--method", "turbo", "--tr-failure-tolerance", "3", *fast]) == 0
+    config = json.loads((out / "config.json").read_text())
+    state = json.loads((out / "state.json").read_text())
+    assert config["method"] == "turbo" and config["optimize"]["tr_failure_tolerance"] == 3
+    assert state["trust_region"]["failure_tolerance"] == 3
 
 
 def test_similarity_constraint_holds_in_best(small_model_dir, tmp_path) -> None:

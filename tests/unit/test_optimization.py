@@ -41,6 +41,21 @@ def test_trust_region_grows_shrinks_restarts() -> None:
     assert widths[2] > widths[0] and torch.all(box[0] >= -1) and torch.all(box[1] <= 1)
 
 
+def test_trust_region_failure_tolerance_comes_from_the_config(small_model, tmp_path) -> None:
+    d = small_model.config.latent_dim
+    default = Optimizer(small_model, OptimizeConfig(objectives=["qed"], method="turbo", **FAST), tmp_path / "a",
+                        progress=False)
+    assert default.tr.failure_tolerance == math.ceil(max(4 / FAST["batch"], d / FAST["batch"]))
+    cfg = OptimizeConfig(objectives=["qed"], method="turbo", tr_failure_tolerance=2, **FAST)
+    tr = Optimizer(small_model, cfg, tmp_path / "b", progress=False).tr
+    assert tr.failure_tolerance == 2
+    start = tr.length
+    tr.update(False)
+    assert tr.length == start
+    tr.update(False)
+    assert tr.length == pytest.approx(start / 2)
+
+
 def test_gp_is_float64_and_fits_a_trend() -> None:
     torch.manual_seed(0)
     X = torch.rand(40, 4, dtype=torch.float64)
