@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gp-window", type=int, default=512, help="points the GP is fit on (half best, half latest)")
     p.add_argument("--tr-failure-tolerance", type=int, default=0,
                    help="turbo: failed rounds before the trust region halves (0: TuRBO's ceil(latent/batch); "
-                        "4 searched QED better at 500 calls, see docs/BO_BENCHMARK.md)")
+                        "4 gave a better QED top-10 at 500 calls, see docs/BO_BENCHMARK.md)")
     p.add_argument("--decode-attempts", type=int, default=5)
     p.add_argument("--decode-temperature", type=float, default=0.5)
     p.add_argument("--similar-to", default=None, help="drug name or SMILES the molecules must stay similar to")
