@@ -30,7 +30,7 @@ import time
 import numpy as np
 from scipy.stats import spearmanr
 
-from molvae.chemistry import molecular_weight, morgan_fingerprints
+from molvae.chemistry import molecular_weight, morgan_fingerprints, tanimoto_matrix
 from molvae.drugs import load_drug_table
 from molvae.latent import interpolate
 from molvae.model import MolVAE
@@ -51,14 +51,13 @@ PAIRS = [
 
 def rule_pairs(model: MolVAE, n: int = 10, seed: int = 0, max_similarity: float = 0.3) -> list[tuple[str, str]]:
     """``n`` pairs of dissimilar, encodable, drug-sized table drugs (see the module docstring)."""
-    from rdkit import DataStructs
-
     table = load_drug_table()
     z = model.encode(table["smiles"].tolist(), errors="nan")
     mw = molecular_weight(table["smiles"].tolist())
     keep = ~np.isnan(z).any(axis=1) & (mw >= 150) & (mw <= 500)
     names, smiles = table["name"][keep].tolist(), table["smiles"][keep].tolist()
     fps = morgan_fingerprints(smiles)
+    sim = tanimoto_matrix(fps, fps)
     order = np.random.default_rng(seed).permutation(len(names))
     used: set[int] = set()
     pairs = []
@@ -66,7 +65,7 @@ def rule_pairs(model: MolVAE, n: int = 10, seed: int = 0, max_similarity: float 
         if a in used:
             continue
         for b in order[a_pos + 1:]:
-            if b not in used and DataStructs.TanimotoSimilarity(fps[a], fps[b]) <= max_similarity:
+            if b not in used and sim[a, b] <= max_similarity:
                 pairs.append((names[a], names[b]))
                 used.update((a, b))
                 break
