@@ -10,6 +10,7 @@ rho <= -0.8 for every pair.
     python scripts/check_interpolation.py                      # bundled zinc-smiles, the named pairs
     python scripts/check_interpolation.py --pairs rule         # 10 pairs drawn by a fixed rule
     python scripts/check_interpolation.py --model runs/x --method slerp
+    python scripts/check_interpolation.py --endpoints fit      # endpoints fitted to decode back
 
 Two pair sets. ``named`` is the list below, chosen by hand before any run; half of
 it pairs a drug with a near-copy (caffeine/theophylline differ by one methyl), so
@@ -74,8 +75,9 @@ def rule_pairs(model: MolVAE, n: int = 10, seed: int = 0, max_similarity: float 
     return pairs
 
 
-def check_pair(model: MolVAE, start: str, end: str, steps: int, method: str, seed: int) -> dict:
-    df = interpolate(model, start, end, steps=steps, method=method, seed=seed)
+def check_pair(model: MolVAE, start: str, end: str, steps: int, method: str, seed: int,
+               endpoints: str = "mean") -> dict:
+    df = interpolate(model, start, end, steps=steps, method=method, seed=seed, endpoints=endpoints)
     inner = df.iloc[1:-1]
     valid = df[df["valid"]]
     rho = spearmanr(valid["step"], valid["tanimoto_start"]).statistic if len(valid) >= 3 else float("nan")
@@ -94,13 +96,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--method", default="linear", choices=["linear", "slerp"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--endpoints", default="mean", choices=["mean", "fit"],
+                        help="posterior means, or codes fitted to decode back to the drugs")
     parser.add_argument("--pairs", default="named", choices=["named", "rule"], help="which pair set (see above)")
     args = parser.parse_args()
 
     model = MolVAE.load(args.model)
     start = time.perf_counter()
     pairs = PAIRS if args.pairs == "named" else rule_pairs(model, seed=args.seed)
-    rows = [check_pair(model, a, b, args.steps, args.method, args.seed) for a, b in pairs]
+    rows = [check_pair(model, a, b, args.steps, args.method, args.seed, args.endpoints) for a, b in pairs]
     width = max(len(r["pair"]) for r in rows)
     print(f"{'pair':<{width}}  valid(inner)  endpoints  distinct  spearman")
     for r in rows:
@@ -112,6 +116,7 @@ def main() -> None:
     print(f"{passed}/{len(rows)} pairs meet both bars (>= 0.80 valid inner steps, rho <= -0.8); "
           f"mean valid {valid.mean():.2f}, median rho {np.nanmedian(rhos):.2f}; {time.perf_counter() - start:.0f} s")
     print(json.dumps({"model": args.model, "method": args.method, "steps": args.steps, "pair_set": args.pairs,
+                      "endpoints": args.endpoints, "seed": args.seed,
                       "pairs": rows,
                       "pairs_passing": passed, "mean_valid_inner": float(valid.mean()),
                       "median_spearman": float(np.nanmedian(rhos))}))

@@ -1,7 +1,7 @@
 """``molvae interpolate``: decode the latent path between two molecules and draw it.
 
-Both molecules (drug names or SMILES) are encoded to their posterior means and
-joined linearly or spherically (slerp); every point is decoded with several
+Both molecules (drug names or SMILES) are encoded to their posterior means (or,
+with --endpoints fit, to codes that decode back to them) and joined linearly or spherically (slerp); every point is decoded with several
 attempts (greedy, then low-temperature samples; the most frequent valid molecule
 wins). Steps where nothing valid came out are kept and reported as invalid.
 
@@ -32,6 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--unique", type=int, default=None, metavar="N",
                    help="refine the grid until N distinct valid molecules are on the path (or --max-points is hit)")
     p.add_argument("--max-points", type=int, default=200, help="largest grid --unique may use (default 200)")
+    p.add_argument("--endpoints", default="mean", choices=["mean", "fit"],
+                   help="mean: the encoder's posterior means (default); fit: move each endpoint until it "
+                        "decodes back to the input molecule (gradient steps on z, see MolVAE.fit_latents)")
+    p.add_argument("--fit-steps", type=int, default=400,
+                   help="most optimizer steps per endpoint with --endpoints fit (default 400)")
     p.add_argument("--attempts", type=int, default=10, help="decodes per point (greedy + samples, default 10)")
     p.add_argument("--temperature", type=float, default=0.5, help="sampling temperature of the extra attempts")
     p.add_argument("--seed", type=int, default=0)
@@ -58,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         properties.append(args.property)
     df = interpolate(model, args.start, args.end, steps=args.steps, method=args.method, attempts=args.attempts,
                      temperature=args.temperature, seed=args.seed, unique=args.unique, max_points=args.max_points,
-                     properties=properties)
+                     properties=properties, endpoints=args.endpoints, fit_steps=args.fit_steps)
     out = check_output_dir(args.out)
     write_table(df, out / "path.csv")
 
@@ -76,6 +81,11 @@ def run(args: argparse.Namespace) -> int:
     a = df.attrs
     print(f"{a['start_name']} -> {a['end_name']}: {a['method']} path of {a['points']} points, "
           f"{a['n_valid']} valid, {a['unique_found']} distinct molecules")
+    for which in ("start", "end"):
+        fit = a.get(f"{which}_fit")
+        if fit is not None and not fit["reconstructed"]:
+            print(f"{which} endpoint: no code within {args.fit_steps} steps decodes back to {a[f'{which}_name']}; "
+                  f"the path starts from the closest one found (NLL {fit['nll']:.1f} nats)")
     invalid = df.loc[~df["valid"], "step"].tolist()
     if invalid:
         print(f"steps that stayed invalid after {args.attempts} attempts: {', '.join(map(str, invalid))}")

@@ -98,3 +98,24 @@ def test_explore(small_model_dir, tmp_path, capsys) -> None:
     assert (df["tanimoto"].diff().dropna() <= 0).all()
     assert df["novel"].tolist() == [s != START for s in df["smiles"]]
     assert (out / "neighbours.png").stat().st_size > 500 and (out / "neighbours.svg").stat().st_size > 500
+
+
+@pytest.mark.slow
+def test_interpolate_fitted_endpoints_with_the_bundled_model(tmp_path, capsys) -> None:
+    out = tmp_path / "fit"
+    args = ["interpolate", "aspirin", "lidocaine", "--endpoints", "fit", "--steps", "4", "--attempts", "2",
+            "--out", str(out), "--device", "cpu"]
+    assert main(args) == 0
+    df = pd.read_csv(out / "path.csv", keep_default_na=False)
+    assert df["smiles"].iloc[0] == canonicalize("CC(=O)Oc1ccccc1C(=O)O")
+    assert df["smiles"].iloc[-1] == canonicalize("CCN(CC)CC(=O)Nc1c(C)cccc1C")
+    assert "no code within" not in capsys.readouterr().out
+
+
+def test_bad_endpoints_option(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["interpolate", "CCO", "CCN", "--model", str(tmp_path), "--out", str(tmp_path / "o"),
+              "--endpoints", "nearest"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--endpoints" in err and "Traceback" not in err

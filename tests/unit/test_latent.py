@@ -241,3 +241,99 @@ def test_pictures(small_model, endpoints, tmp_path) -> None:
     assert (tmp_path / "nb.png").stat().st_size > 1000
     with pytest.raises(ValueError):
         plot_path_profile(df, tmp_path / "profile.svg")
+
+
+# --------------------------------------------------------------------------- fitted endpoints (bundled model)
+# The small fixture inverts too few molecules to test on; the bundled model is real,
+# ships with the package, and maps these drugs to relatives (aspirin -> an ester).
+
+FIT_DRUGS = ("aspirin", "lidocaine", "fluoxetine")
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    from molvae.model import MolVAE
+
+    return MolVAE.pretrained("zinc-smiles", device="cpu")
+
+
+def _drug_smiles(name: str) -> str:
+    from molvae.drugs import resolve_molecule
+
+    return canonicalize(resolve_molecule(name)[1], isomeric=False)
+
+
+@pytest.mark.slow
+def test_fit_latents_decode_back_drugs_the_encoder_misses(bundled) -> None:
+    import torch
+
+    smiles = [_drug_smiles(n) for n in FIT_DRUGS]
+    mean = bundled.encode(smiles)
+    mean_decodes = [canonicalize(s) for s in bundled.decode(mean)]
+    assert mean_decodes != smiles  # otherwise this test checks nothing
+    before = {k: v.clone() for k, v in bundled.net.state_dict().items()}
+
+    z, info = bundled.fit_latents(smiles, max_steps=300)
+
+    assert z.shape == (3, bundled.config.latent_dim) and z.dtype == np.float32
+    assert [canonicalize(s) for s in bundled.decode(z)] == smiles  # checked independently of `info`
+    for s, m, row, zi, mi in zip(smiles, mean_decodes, info, z, mean):
+        assert row["reconstructed"] is True
+        assert (row["steps"] > 0) == (m != s)
+        assert row["distance"] == pytest.approx(float(np.linalg.norm(zi - mi)), rel=1e-4, abs=1e-6)
+        assert np.isfinite(row["nll"]) and row["nll"] >= 0
+    # only z moved: the weights and their gradients are untouched
+    after = bundled.net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.grad is None for p in bundled.net.parameters())
+
+
+@pytest.mark.slow
+def test_fit_latents_keeps_the_mean_when_it_already_decodes_back(bundled) -> None:
+    test = moses_smiles(30, split="test")
+    hits = [s for s, r in zip(test, bundled.reconstruct(test)) if canonicalize(r or "") == s][:2]
+    assert hits, "the bundled model reconstructs none of 30 MOSES test molecules"
+    z, info = bundled.fit_latents(hits)
+    np.testing.assert_array_equal(z, bundled.encode(hits))
+    assert all(row["steps"] == 0 and row["distance"] == 0 and row["reconstructed"] for row in info)
+
+
+@pytest.mark.slow
+def test_fit_latents_reports_a_molecule_it_cannot_reach(small_model) -> None:
+    # Three optimizer steps from the mean cannot reach a molecule the fixture misses:
+    # the code comes back flagged, not dropped.
+    miss = next(s for s, r in zip(moses_smiles(20), small_model.reconstruct(moses_smiles(20)))
+                if canonicalize(r or "") != s)
+    z, info = small_model.fit_latents([miss], max_steps=3, check_every=1)
+    assert info[0]["reconstructed"] is False and info[0]["steps"] == 3
+    assert canonicalize(small_model.decode(z)[0] or "") != miss
+    assert info[0]["distance"] > 0
+
+
+def test_fit_latents_bad_arguments(small_model) -> None:
+    with pytest.raises(TypeError):
+        small_model.fit_latents("CCO")
+    for kwargs in ({"max_steps": 0}, {"check_every": 0}, {"lr": -1.0}, {"lr": float("nan")}):
+        with pytest.raises(ConfigError):
+            small_model.fit_latents(["CCO"], **kwargs)
+    with pytest.raises(UnknownTokenError, match=r"\[Se\]"):
+        small_model.fit_latents(["C[Se]C"])
+    with pytest.raises(ConfigError, match="endpoints"):
+        latent.interpolate(small_model, "CCO", "CCN", endpoints="nearest")
+    z, info = small_model.fit_latents([])
+    assert z.shape == (0, small_model.config.latent_dim) and info == []
+
+
+@pytest.mark.slow
+def test_interpolation_with_fitted_endpoints_starts_and_ends_at_the_drugs(bundled) -> None:
+    start, end = _drug_smiles("aspirin"), _drug_smiles("lidocaine")
+    mean = latent.interpolate(bundled, "aspirin", "lidocaine", steps=5, attempts=3)
+    assert mean["smiles"].iloc[0] != start  # the encoder alone misses aspirin
+    assert mean.attrs["endpoints"] == "mean" and mean.attrs["start_fit"] is None
+
+    fit = latent.interpolate(bundled, "aspirin", "lidocaine", steps=5, attempts=3, endpoints="fit")
+    assert fit["smiles"].iloc[0] == start and fit["smiles"].iloc[-1] == end
+    assert fit["tanimoto_start"].iloc[0] == pytest.approx(1.0) and fit["tanimoto_end"].iloc[-1] == pytest.approx(1.0)
+    assert fit.attrs["endpoints"] == "fit"
+    assert fit.attrs["start_fit"]["reconstructed"] and fit.attrs["start_fit"]["steps"] > 0
+    _check_table(fit)
