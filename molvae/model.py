@@ -640,9 +640,9 @@ class MolVAE:
         0 = the mean), ``nll`` (teacher-forced NLL of the molecule at the returned code,
         nats) and ``distance`` (from the posterior mean). A molecule that is still not
         reconstructed after ``max_steps`` gets the last code, flagged
-        ``reconstructed=False``. Fitted codes can lie far outside the prior (norms of
-        20-50 against about sqrt(D) for prior draws). Raises like :meth:`encode` for
-        invalid molecules and unknown tokens.
+        ``reconstructed=False``. Fitted codes can lie far outside the prior (norms up
+        to about 50 with the bundled models, against about sqrt(D) for prior draws).
+        Raises like :meth:`encode` for invalid molecules and unknown tokens.
         """
         from molvae.chemistry import canonicalize
 
@@ -679,8 +679,9 @@ class MolVAE:
         optimizer = torch.optim.Adam([z], lr=lr)
         step = 0
         # Only z is optimized: torch.autograd.grad leaves the weights' .grad untouched.
+        # cuDNN's RNN backward refuses eval mode, and eval mode (no dropout) is wanted here.
         while not done.all() and step < max_steps:
-            with torch.enable_grad():
+            with torch.enable_grad(), torch.backends.cudnn.flags(enabled=False):
                 logits = self.net.decode_logits(z, inputs).float()
                 nll = F.cross_entropy(logits.transpose(1, 2), target_ids, ignore_index=PAD_ID, reduction="sum")
                 (z.grad,) = torch.autograd.grad(nll, [z])

@@ -1,9 +1,10 @@
 """``molvae interpolate``: decode the latent path between two molecules and draw it.
 
 Both molecules (drug names or SMILES) are encoded to their posterior means (or,
-with --endpoints fit, to codes that decode back to them) and joined linearly or spherically (slerp); every point is decoded with several
-attempts (greedy, then low-temperature samples; the most frequent valid molecule
-wins). Steps where nothing valid came out are kept and reported as invalid.
+with --endpoints fit, to codes that decode back to them) and joined linearly or
+spherically (slerp); every point is decoded with several attempts (greedy, then
+low-temperature samples; the most frequent valid molecule wins). Steps where nothing
+valid came out are kept and reported as invalid.
 
 Writes to --out (a directory): path.csv (one row per step), path.png and path.svg
 (grid of the path) and profile.png (similarity to start/end and --property along the path).
@@ -53,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         raise MolvaeError(f"--steps must be >= 2 (both endpoints are included), got {args.steps}")
     if args.unique is not None and args.unique < 1:
         raise MolvaeError(f"--unique must be >= 1, got {args.unique}")
+    if args.fit_steps < 1:
+        raise MolvaeError(f"--fit-steps must be >= 1, got {args.fit_steps}")
     # Check both inputs and --out before the (slower) model load so typos fail fast.
     resolve_input(args.start)
     resolve_input(args.end)

@@ -40,6 +40,9 @@ def test_invalid_smiles(command, tmp_path, capsys) -> None:
 def test_bad_steps(tmp_path, capsys) -> None:
     code = main(["interpolate", "CCO", "CCN", "--model", str(tmp_path), "--out", str(tmp_path / "o"), "--steps", "1"])
     assert "--steps" in _one_line_error(capsys, code)
+    code = main(["interpolate", "CCO", "CCN", "--model", str(tmp_path), "--out", str(tmp_path / "o"),
+                 "--endpoints", "fit", "--fit-steps", "0"])
+    assert "--fit-steps" in _one_line_error(capsys, code)
 
 
 @pytest.mark.slow
