@@ -672,6 +672,11 @@ class MolVAE:
         seq = seq.to(self.device)
         inputs, target_ids = seq[:, :-1], seq[:, 1:]
 
+        def nll(z: torch.Tensor) -> torch.Tensor:
+            """Teacher-forced NLL of each molecule [N] (nats) given its code."""
+            logits = self.net.decode_logits(z, inputs).float()
+            return F.cross_entropy(logits.transpose(1, 2), target_ids, ignore_index=PAD_ID, reduction="none").sum(dim=1)
+
         best = mu.copy()
         done = reconstructed(mu)
         steps = np.zeros(n, dtype=np.int64)
@@ -682,9 +687,7 @@ class MolVAE:
         # cuDNN's RNN backward refuses eval mode, and eval mode (no dropout) is wanted here.
         while not done.all() and step < max_steps:
             with torch.enable_grad(), torch.backends.cudnn.flags(enabled=False):
-                logits = self.net.decode_logits(z, inputs).float()
-                nll = F.cross_entropy(logits.transpose(1, 2), target_ids, ignore_index=PAD_ID, reduction="sum")
-                (z.grad,) = torch.autograd.grad(nll, [z])
+                (z.grad,) = torch.autograd.grad(nll(z).sum(), [z])
             z.grad[torch.as_tensor(done, device=self.device)] = 0.0
             optimizer.step()
             step += 1
@@ -698,9 +701,7 @@ class MolVAE:
         best[~done] = last[~done]
         steps[~done] = step
         with torch.no_grad():
-            logits = self.net.decode_logits(torch.as_tensor(best, device=self.device), inputs).float()
-            per_mol = F.cross_entropy(logits.transpose(1, 2), target_ids, ignore_index=PAD_ID,
-                                      reduction="none").sum(dim=1).cpu().numpy()
+            per_mol = nll(torch.as_tensor(best, device=self.device)).cpu().numpy()
         info = [{"reconstructed": bool(done[i]), "steps": int(steps[i]), "nll": float(per_mol[i]),
                  "distance": float(np.linalg.norm(best[i] - mu[i]))} for i in range(n)]
         return best.astype(np.float32), info

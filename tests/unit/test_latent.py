@@ -302,8 +302,8 @@ def test_fit_latents_keeps_the_mean_when_it_already_decodes_back(bundled) -> Non
 def test_fit_latents_reports_a_molecule_it_cannot_reach(small_model) -> None:
     # Three optimizer steps from the mean cannot reach a molecule the fixture misses:
     # the code comes back flagged, not dropped.
-    miss = next(s for s, r in zip(moses_smiles(20), small_model.reconstruct(moses_smiles(20)))
-                if canonicalize(r or "") != s)
+    train = moses_smiles(20)
+    miss = next(s for s, r in zip(train, small_model.reconstruct(train)) if canonicalize(r or "") != s)
     z, info = small_model.fit_latents([miss], max_steps=3, check_every=1)
     assert info[0]["reconstructed"] is False and info[0]["steps"] == 3
     assert canonicalize(small_model.decode(z)[0] or "") != miss
