@@ -305,7 +305,9 @@ class DecoderStepper:
         if temperature is not None:
             noise = torch.empty(token.shape[0], self.token_table.shape[0], device=token.device)
             noise.exponential_(generator=generator)
-        args = (*self._weights(zterm, token, hidden), noise, 1.0 if temperature is None else float(temperature))
+        # A tensor, not a float: torch.compile would specialize (recompile) on each float value.
+        temp = torch.tensor(1.0 if temperature is None else float(temperature), device=token.device)
+        args = (*self._weights(zterm, token, hidden), noise, temp)
         return self._run(_gru_stack_next_token, _compiled_next_token, args)
 
     def _weights(self, zterm: torch.Tensor, token: torch.Tensor, hidden: torch.Tensor) -> tuple:
@@ -353,7 +355,7 @@ def _gru_stack_step(token_table: torch.Tensor, token: torch.Tensor, zterm: torch
 
 def _gru_stack_next_token(token_table: torch.Tensor, token: torch.Tensor, zterm: torch.Tensor, hidden: torch.Tensor,
                           w_ih: list, b_ih: list, w_hh: list, b_hh: list, w_out: torch.Tensor, b_out: torch.Tensor,
-                          dtype: torch.dtype, noise: torch.Tensor | None, temperature: float,
+                          dtype: torch.dtype, noise: torch.Tensor | None, temperature: torch.Tensor,
                           ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`_gru_stack_step`, then the next token: argmax without ``noise``, else argmax(p / noise)."""
     logits, hidden = _gru_stack_step(token_table, token, zterm, hidden, w_ih, b_ih, w_hh, b_hh, w_out, b_out, dtype)
