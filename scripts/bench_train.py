@@ -3,12 +3,15 @@
     python scripts/bench_train.py --preset moses-reference --reference
 
 prints molvae's training molecules/s and, with --reference, the MOSES reference
-VAE's in the same process and the ratio. Last line: one JSON object.
+VAE's in the same process and the ratio. molvae and the reference take turns
+(--repeats); each repeat gives a side-by-side ratio and the medians are printed,
+since this machine's speed drifts within minutes. Last line: one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 
 import torch
 from benchlib import ALLOCATOR_TUNED, PRESETS, MosesReferenceVAE, emit, moses_data, reference_batches, timed
@@ -30,6 +33,7 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--sample-n", type=int, default=2000, help="prior samples for the decoding figure (0: skip)")
     p.add_argument("--reference", action="store_true", help="also time the MOSES reference VAE and print ratios")
+    p.add_argument("--repeats", type=int, default=1, help="alternating molvae/reference timings (medians are printed)")
     p.add_argument("--compare-nn-gru", action="store_true",
                    help="also time molvae with torch's nn.GRU instead of molvae.recurrent (CPU), same batches")
     args = p.parse_args()
@@ -58,8 +62,14 @@ def main() -> None:
     run(tensors[: args.warmup])
     timed_batches = tensors[args.warmup :]
     run(timed_batches)
-    seconds = timed(lambda: run(timed_batches))
     n_mol = sum(len(lengths) for _, lengths in timed_batches)
+    ref_timer = ReferenceTimer(args, data, device) if args.reference else None
+    rates: list[float] = []
+    ref_rates: list[float] = []
+    for _ in range(args.repeats):
+        rates.append(n_mol / timed(lambda: run(timed_batches)))
+        if ref_timer is not None:
+            ref_rates.append(ref_timer())
     nn_gru_seconds = None
     if args.compare_nn_gru:
         net.fused_cpu_gru = False
@@ -73,12 +83,14 @@ def main() -> None:
         "precision": str(dtype).replace("torch.", ""),
         "batch_size": batch_size,
         "parameters": sum(p.numel() for p in net.parameters()),
-        "train_mol_per_s": n_mol / seconds,
+        "repeats": args.repeats,
+        "train_mol_per_s": statistics.median(rates),
+        "train_mol_per_s_each": [round(r, 1) for r in rates],
         "allocator_tuned": ALLOCATOR_TUNED,
     }
     if nn_gru_seconds is not None:
         figures["nn_gru_train_mol_per_s"] = n_mol / nn_gru_seconds
-        figures["fused_gru_speedup"] = nn_gru_seconds / seconds
+        figures["fused_gru_speedup"] = figures["train_mol_per_s"] / figures["nn_gru_train_mol_per_s"]
     if args.sample_n:
         model = MolVAE(net.eval(), data.vocab, device=device, precision=args.precision)
         model.sample(64, seed=0)
@@ -87,26 +99,39 @@ def main() -> None:
             return [canonicalize(s) for s in model.sample(args.sample_n, seed=1)]
 
         figures["sample_mol_per_s"] = args.sample_n / timed(sample_and_validate)
-    if args.reference:
-        torch.manual_seed(0)
-        ref = MosesReferenceVAE(len(data.vocab)).to(device).train()
-        ref_opt = torch.optim.Adam(ref.parameters(), lr=3e-4)
-        ref_batches = reference_batches(data, 512, args.warmup + max(2, args.steps // 4))
-
-        def ref_run(batch_list):
-            for seqs in batch_list:
-                ref_opt.zero_grad()
-                ref([s.to(device) for s in seqs]).backward()
-                torch.nn.utils.clip_grad_norm_(ref.parameters(), 50)
-                ref_opt.step()
-
-        ref_run(ref_batches[: args.warmup])
-        ref_run(ref_batches[args.warmup :])  # same steady-state treatment as molvae
-        ref_seconds = timed(lambda: ref_run(ref_batches[args.warmup :]))
-        figures["reference_parameters"] = sum(p.numel() for p in ref.parameters())
-        figures["reference_train_mol_per_s"] = 512 * len(ref_batches[args.warmup :]) / ref_seconds
-        figures["train_speedup"] = figures["train_mol_per_s"] / figures["reference_train_mol_per_s"]
+    if ref_timer is not None:
+        figures["reference_parameters"] = ref_timer.parameters
+        figures["reference_train_mol_per_s"] = statistics.median(ref_rates)
+        figures["train_speedup"] = statistics.median([r / q for r, q in zip(rates, ref_rates)])
+        figures["train_speedup_each"] = [round(r / q, 2) for r, q in zip(rates, ref_rates)]
     emit(figures)
+
+
+class ReferenceTimer:
+    """The MOSES reference VAE, warmed up; each call times its training steps and returns molecules/s."""
+
+    def __init__(self, args: argparse.Namespace, data, device: torch.device):
+        torch.manual_seed(0)
+        self.ref = MosesReferenceVAE(len(data.vocab)).to(device).train()
+        self.opt = torch.optim.Adam(self.ref.parameters(), lr=3e-4)
+        self.device = device
+        batches = reference_batches(data, 512, args.warmup + max(2, args.steps // 4))
+        self.timed_batches = batches[args.warmup :]
+        self.parameters = sum(p.numel() for p in self.ref.parameters())
+        self.run(batches[: args.warmup])
+        self.run(self.timed_batches)  # same steady-state treatment as molvae
+
+    def run(self, batch_list) -> None:
+        for seqs in batch_list:
+            self.opt.zero_grad()
+            self.ref([s.to(self.device) for s in seqs]).backward()
+            torch.nn.utils.clip_grad_norm_(self.ref.parameters(), 50)
+            self.opt.step()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def __call__(self) -> float:
+        return 512 * len(self.timed_batches) / timed(lambda: self.run(self.timed_batches))
 
 
 if __name__ == "__main__":

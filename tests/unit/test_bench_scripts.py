@@ -1,0 +1,33 @@
+"""scripts/bench_decode.py runs end to end at a tiny size and ends with its JSON figures.
+
+Only the output contract is checked (keys, one figure per repeat, sane values), never a
+speed: timings belong in the benchmark's own output.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_bench_decode_alternates_with_the_reference_and_prints_json() -> None:
+    cmd = [sys.executable, "scripts/bench_decode.py", "--model", "zinc-smiles", "--n", "48", "--batch-size", "16",
+           "--repeats", "2", "--reference"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures["n"] == 48 and figures["repeats"] == 2 and figures["model"] == "zinc-smiles"
+    assert len(figures["sample_mol_per_s_each"]) == 2 and len(figures["sample_speedup_each"]) == 2
+    low, high = sorted(figures["sample_speedup_each"])  # rounded to 0.01 in the output
+    assert low - 0.01 <= figures["sample_speedup"] <= high + 0.01
+    for key in ("decode_mol_per_s", "validate_mol_per_s", "sample_mol_per_s", "reference_sample_mol_per_s"):
+        assert figures[key] > 0, key
+    # The bundled model's prior samples are often valid; untrained weights almost never are.
+    assert 0.2 <= figures["validity"] <= 1.0
