@@ -39,6 +39,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="alternating molvae/reference repeats (medians are printed)")
     p.add_argument("--compile", action="store_true", help="torch.compile the decoding step (MolVAE.compile_decoder)")
     args = p.parse_args()
+    if args.repeats < 1:
+        p.error(f"--repeats must be >= 1, got {args.repeats}")
 
     device = resolve_device(args.device)
     data = moses_data(2000)

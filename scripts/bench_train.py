@@ -37,6 +37,8 @@ def main() -> None:
     p.add_argument("--compare-nn-gru", action="store_true",
                    help="also time molvae with torch's nn.GRU instead of molvae.recurrent (CPU), same batches")
     args = p.parse_args()
+    if args.repeats < 1:
+        p.error(f"--repeats must be >= 1, got {args.repeats}")
 
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.precision, device)
