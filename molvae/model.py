@@ -264,6 +264,7 @@ class DecoderStepper:
         c = net.config
         self.dtype = dtype
         self.compile = compile
+        self._temperatures: dict[float, torch.Tensor] = {}
         self.layers = c.decoder_layers
         self.hidden = c.decoder_hidden
         gru = net.decoder
@@ -305,10 +306,16 @@ class DecoderStepper:
         if temperature is not None:
             noise = torch.empty(token.shape[0], self.token_table.shape[0], device=token.device)
             noise.exponential_(generator=generator)
-        # A tensor, not a float: torch.compile would specialize (recompile) on each float value.
-        temp = torch.tensor(1.0 if temperature is None else float(temperature), device=token.device)
-        args = (*self._weights(zterm, token, hidden), noise, temp)
+        args = (*self._weights(zterm, token, hidden), noise, self._temperature(temperature))
         return self._run(_gru_stack_next_token, _compiled_next_token, args)
+
+    def _temperature(self, value: float | None) -> torch.Tensor:
+        # A tensor, not a float: torch.compile would specialize (recompile) on each float value.
+        # Made once per value, not at every step (on a GPU each would be a host-to-device copy).
+        key = 1.0 if value is None else float(value)
+        if key not in self._temperatures:
+            self._temperatures[key] = torch.tensor(key, device=self.token_table.device)
+        return self._temperatures[key]
 
     def _weights(self, zterm: torch.Tensor, token: torch.Tensor, hidden: torch.Tensor) -> tuple:
         return (self.token_table, token, zterm, hidden, self.w_ih, self.b_ih, self.w_hh, self.b_hh,

@@ -33,7 +33,7 @@ from scipy.stats import spearmanr
 
 from molvae.chemistry import molecular_weight, morgan_fingerprints, tanimoto_matrix
 from molvae.drugs import load_drug_table
-from molvae.latent import interpolate
+from molvae.latent import ENDPOINTS, interpolate
 from molvae.model import MolVAE
 
 PAIRS = [
@@ -96,7 +96,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--method", default="linear", choices=["linear", "slerp"])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--endpoints", default="mean", choices=["mean", "fit"],
+    parser.add_argument("--endpoints", default="mean", choices=ENDPOINTS,
                         help="posterior means, or codes fitted to decode back to the drugs")
     parser.add_argument("--pairs", default="named", choices=["named", "rule"], help="which pair set (see above)")
     args = parser.parse_args()
