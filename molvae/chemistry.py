@@ -117,12 +117,13 @@ def canonicalize(smiles: str, isomeric: bool = True) -> str | None:
     return Chem.MolToSmiles(mol, isomericSmiles=isomeric)
 
 
-def _canonicalize_chunk(smiles: Sequence[str]) -> list[str | None]:
-    return [canonicalize(s) for s in smiles]
+def _canonicalize_chunk(args: tuple[Sequence[str], bool]) -> list[str | None]:
+    smiles, isomeric = args
+    return [canonicalize(s, isomeric) if isinstance(s, str) else None for s in smiles]
 
 
-def canonicalize_many(smiles: Sequence[str], n_jobs: int | None = None) -> list[str | None]:
-    """Canonical isomeric SMILES for each input (``None`` where invalid).
+def canonicalize_many(smiles: Sequence[str], n_jobs: int | None = None, isomeric: bool = True) -> list[str | None]:
+    """Canonical SMILES (isomeric unless ``isomeric=False``) for each input; ``None`` where invalid or not a string.
 
     ``n_jobs=1`` runs in-process; ``None`` uses worker processes only for more
     than :data:`PARALLEL_THRESHOLD` molecules; ``n_jobs>1`` always uses that
@@ -131,9 +132,9 @@ def canonicalize_many(smiles: Sequence[str], n_jobs: int | None = None) -> list[
     smiles = list(smiles)
     workers = resolve_workers(n_jobs, len(smiles))
     if workers == 1:
-        return _canonicalize_chunk(smiles)
+        return _canonicalize_chunk((smiles, isomeric))
     out: list[str | None] = []
-    for part in map_chunks(_canonicalize_chunk, smiles, workers):
+    for part in map_chunks(_canonicalize_chunk, smiles, workers, (isomeric,)):
         out.extend(part)
     return out
 

@@ -19,7 +19,7 @@ from benchlib import ALLOCATOR_TUNED, PRESETS, MosesReferenceVAE, emit, moses_da
 from molvae.chemistry import canonicalize
 from molvae.data import collate, length_bucketed_batches
 from molvae.model import MolVAE, ModelConfig, SequenceVAE, resolve_device, resolve_dtype
-from molvae.training import TrainConfig, train_step
+from molvae.training import TrainConfig, make_optimizer, train_step
 
 
 def main() -> None:
@@ -48,8 +48,8 @@ def main() -> None:
     torch.manual_seed(0)
     config = ModelConfig(vocab_size=len(data.vocab), **preset["model"])
     net = SequenceVAE(config).to(device).train()
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
-    cfg = TrainConfig()
+    cfg = TrainConfig(lr=1e-4)
+    opt = make_optimizer(net, cfg)
     batches = length_bucketed_batches(data.lengths, batch_size, seed=0, epoch=0)
     tensors = [collate(data, b) for b in batches[: args.warmup + args.steps]]
 

@@ -50,15 +50,14 @@ def run(args: argparse.Namespace) -> int:
                 if row + len(chunk) > n:
                     raise InputFileError(f"{args.input}: the file grew while it was being encoded")
                 ids = []
-                for s in chunk:
+                for item in model.token_ids_many(chunk):
                     row += 1
-                    try:
-                        ids.append(model.token_ids(s))
-                    except MolvaeError as exc:
+                    if isinstance(item, MolvaeError):
                         if args.on_error == "raise":
-                            raise MolvaeError(f"{args.input}, record {row}: {exc}") from None
-                        ids.append(None)
+                            raise MolvaeError(f"{args.input}, record {row}: {item}") from None
+                        item = None
                         skipped += 1
+                    ids.append(item)
                 latents[row - len(chunk) : row] = model.encode_ids(ids, sample=args.sample, batch_size=args.batch_size)
                 bar.update(len(chunk))
         if row != n:

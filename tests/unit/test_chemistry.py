@@ -79,6 +79,14 @@ def test_canonicalize_many_parallel_matches_serial(moses_smiles):
     assert chem.canonicalize_many(data, n_jobs=2) == chem.canonicalize_many(data, n_jobs=1)
 
 
+def test_canonicalize_many_non_isomeric_drops_stereo_in_workers_too() -> None:
+    data = ["C[C@H](N)C(=O)O", "F/C=C/F", "not a smiles", None] * 3
+    expected = [chem.canonicalize(s, isomeric=False) if isinstance(s, str) else None for s in data]
+    assert expected[0] == "CC(N)C(=O)O" and expected[2] is None
+    assert chem.canonicalize_many(data, n_jobs=1, isomeric=False) == expected
+    assert chem.canonicalize_many(data, n_jobs=2, isomeric=False) == expected
+
+
 def test_validity_mask():
     mask = chem.validity_mask([ASPIRIN] + INVALID + [CAFFEINE])
     assert mask.dtype == bool

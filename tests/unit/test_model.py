@@ -147,6 +147,35 @@ def test_encode_mean_is_order_independent_and_sample_differs(model, data) -> Non
     assert not np.allclose(z, zs)
 
 
+def test_encode_ids_matches_one_molecule_at_a_time(model, data) -> None:
+    """Batched padding (mixed lengths, None rows, any batch size) gives each molecule its own code."""
+    ids: list = [data.ids[data.offsets[i] : data.offsets[i + 1]].tolist() for i in range(12)]
+    ids[3] = None
+    ids[7] = []  # an empty molecule is just EOS
+    one_by_one = np.stack([model.encode_ids([x])[0] for x in ids])
+    for batch_size in (1, 5, 512):
+        z = model.encode_ids(ids, batch_size=batch_size)
+        assert np.isnan(z[3]).all() and not np.isnan(np.delete(z, 3, axis=0)).any()
+        assert np.allclose(z, one_by_one, atol=1e-5, equal_nan=True)
+    assert model.encode_ids([]).shape == (0, SMALL["latent_dim"])
+
+
+def test_token_ids_many_in_workers_matches_one_at_a_time(model, data) -> None:
+    smiles = list(data.smiles[:30]) + ["C1CC", "CC[Xe]", None, "OCC"]
+    serial = [_ids_or_error(model, s) for s in smiles]
+    for n_jobs in (1, 2):
+        got = model.token_ids_many(smiles, n_jobs=n_jobs)
+        assert [g if isinstance(g, list) else (type(g), str(g)) for g in got] == serial
+    assert isinstance(serial[-3], tuple) and "C1CC" in serial[-4][1] and "[Xe]" in serial[-3][1]
+
+
+def _ids_or_error(model, smiles):
+    try:
+        return model.token_ids(smiles)
+    except MolvaeError as exc:
+        return (type(exc), str(exc))
+
+
 def test_save_load_round_trip(model, tmp_path) -> None:
     model.save(tmp_path / "m")
     loaded = MolVAE.load(tmp_path / "m", device="cpu")
