@@ -158,6 +158,7 @@ def test_encode_ids_matches_one_molecule_at_a_time(model, data) -> None:
         assert np.isnan(z[3]).all() and not np.isnan(np.delete(z, 3, axis=0)).any()
         assert np.allclose(z, one_by_one, atol=1e-5, equal_nan=True)
     assert model.encode_ids([]).shape == (0, SMALL["latent_dim"])
+    assert np.allclose(model.encode_ids([[], None])[0], one_by_one[7], atol=1e-5)  # no token at all in the batch
 
 
 def test_token_ids_many_in_workers_matches_one_at_a_time(model, data) -> None:
