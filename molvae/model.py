@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import logging
 import math
 from collections.abc import Iterator, Sequence
@@ -685,10 +686,10 @@ class MolVAE:
         good = good[np.argsort(n_tokens[good], kind="stable")]
         offsets = np.zeros(len(ids) + 1, dtype=np.int64)
         np.cumsum(np.maximum(n_tokens, 0), out=offsets[1:])
-        flat = np.fromiter((t for x in ids if x is not None for t in x), dtype=np.int32, count=int(offsets[-1]))
+        # A trailing PAD: indices clamped past the last molecule land on it, even when no molecule has a token.
+        tokens_then_pad = itertools.chain((t for x in ids if x is not None for t in x), (PAD_ID,))
+        flat_t = torch.from_numpy(np.fromiter(tokens_then_pad, dtype=np.int32, count=int(offsets[-1]) + 1))
         net = self._inference_net()
-
-        flat_t = torch.from_numpy(flat)
 
         def encode_batch(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
             chunk = good[start:stop]
@@ -696,9 +697,8 @@ class MolVAE:
             width = int(n.max()) + 1
             cols = torch.arange(width)
             # Gather a full rectangle (indices past a row's end clamped), then blank the padding.
-            index = (torch.from_numpy(offsets[chunk])[:, None] + cols).clamp_(max=max(0, len(flat_t) - 1))
-            gathered = flat_t[index] if len(flat_t) else torch.zeros(index.shape, dtype=flat_t.dtype)
-            tokens = torch.where(cols < n[:, None], gathered, PAD_ID).long()
+            index = (torch.from_numpy(offsets[chunk])[:, None] + cols).clamp_(max=len(flat_t) - 1)
+            tokens = torch.where(cols < n[:, None], flat_t[index], PAD_ID).long()
             tokens[torch.arange(len(chunk)), n] = EOS_ID
             mu, logvar = net.encode(tokens.to(self.device), n + 1)
             z = mu.float()
