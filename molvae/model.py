@@ -30,7 +30,7 @@ from molvae.batching import iter_batches
 from molvae.checkpoint import load_weights, read_json, save_weights, write_json
 from molvae.config import config_from_dict, rule, validate_config
 from molvae.errors import ConfigError, InvalidMoleculeError, ModelLoadError, MolvaeError, shorten
-from molvae.recurrent import run_bidirectional_gru, run_gru
+from molvae.recurrent import native_gru_layer, run_bidirectional_gru, run_gru
 from molvae.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocabulary, get_tokenizer
 
 log = logging.getLogger(__name__)
@@ -157,11 +157,18 @@ class SequenceVAE(nn.Module):
         """Run the GRUs through :mod:`molvae.recurrent`: CPU training only (GPUs keep cuDNN)."""
         return self.fused_cpu_gru and x.device.type == "cpu" and torch.is_grad_enabled()
 
-    def encode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """μ and log σ² of q(z|x) for padded ``tokens`` [B, L] with true ``lengths`` [B]."""
+    def encode(self, tokens: torch.Tensor, lengths: torch.Tensor, static_shapes: bool = False
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """μ and log σ² of q(z|x) for padded ``tokens`` [B, L] with true ``lengths`` [B].
+
+        ``static_shapes``: run the encoder over the whole padded width with torch's GRU kernel
+        instead of packing (same states; no shape depends on ``lengths``, as CUDA graphs need).
+        """
         emb = self.embedding(tokens)
         if self._use_recurrent(emb):
             h = run_bidirectional_gru(self.encoder, emb[:, : int(lengths.max())], lengths)
+        elif static_shapes:
+            h = run_bidirectional_gru(self.encoder, emb, lengths, layer=native_gru_layer)
         else:
             packed = pack_padded_sequence(emb, lengths.cpu(), batch_first=True, enforce_sorted=False)
             _, h = self.encoder(packed)
@@ -192,10 +199,11 @@ class SequenceVAE(nn.Module):
         return self.output(out[:, 0]), hidden
 
     def forward(
-        self, seq: torch.Tensor, lengths: torch.Tensor, word_dropout: float = 0.0, sample: bool = True
+        self, seq: torch.Tensor, lengths: torch.Tensor, word_dropout: float = 0.0, sample: bool = True,
+        static_shapes: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Logits, μ, log σ² for ``seq`` = ``BOS x.. EOS PAD..`` with lengths n+2."""
-        mu, logvar = self.encode(seq[:, 1:], lengths - 1)
+        """Logits, μ, log σ² for ``seq`` = ``BOS x.. EOS PAD..`` with lengths n+2 (see :meth:`encode`)."""
+        mu, logvar = self.encode(seq[:, 1:], lengths - 1, static_shapes)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
         inputs = seq[:, :-1]
         if word_dropout > 0 and self.training:

@@ -114,6 +114,17 @@ def gru_layer(x: torch.Tensor, h0: torch.Tensor, w_ih: torch.Tensor, w_hh: torch
     return _GRULayer.apply(x, h0, w_ih, w_hh, b_ih, b_hh)
 
 
+def native_gru_layer(x: torch.Tensor, h0: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor,
+                     b_hh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`gru_layer` through torch's own GRU kernel (cuDNN on a GPU): same arguments and results."""
+    # torch._VF.gru is the call nn.GRU.forward makes; going through it directly runs one
+    # direction of a bidirectional module's weights without building a second module.
+    # train=True whenever gradients flow: cuDNN keeps its backward workspace only in training mode.
+    out, last = torch._VF.gru(x, h0.unsqueeze(0), [w_ih, w_hh, b_ih, b_hh], True, 1, 0.0, torch.is_grad_enabled(),
+                              False, False)
+    return out, last[0]
+
+
 def _layer_weights(gru: nn.GRU, layer: int, suffix: str = "") -> list[torch.Tensor]:
     """``weight_ih, weight_hh, bias_ih, bias_hh`` of one layer (``suffix="_reverse"``: its reverse direction)."""
     return [getattr(gru, f"{name}_l{layer}{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
@@ -138,21 +149,26 @@ def run_gru(gru: nn.GRU, x: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tenso
     return out.transpose(0, 1), torch.stack(finals)
 
 
-def run_bidirectional_gru(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+def run_bidirectional_gru(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor, layer=gru_layer) -> torch.Tensor:
     """Final hidden states [2·layers, B, H] of a bidirectional, batch-first ``nn.GRU`` over padded ``x``.
 
     The same as packing ``x`` with ``lengths`` and calling ``gru``: each sequence's
     forward state is read at its last token, and the reverse direction runs over the
     sequence reversed within its own length, so padding never reaches a state that is
-    used. Starts from zero states, as ``nn.GRU`` does without ``h0``.
+    used. Starts from zero states, as ``nn.GRU`` does without ``h0``. Unlike packing,
+    every shape is fixed by ``x``, which a CUDA graph needs. ``layer`` runs one
+    direction of one layer (:func:`gru_layer` or :func:`native_gru_layer`).
+
+    ``lengths`` on the CPU are checked to lie in 1..T; on a GPU they are not, because
+    the check would be a host sync (forbidden inside a CUDA graph capture).
     """
     if not gru.bidirectional or not gru.batch_first or not gru.bias or gru.proj_size:
         raise ValueError("run_bidirectional_gru handles bidirectional, batch-first GRUs with biases and no projection")
     inp = x.transpose(0, 1)
     steps, batch = inp.shape[:2]
-    lengths = lengths.to(device=x.device, dtype=torch.long)
-    if steps == 0 or bool((lengths < 1).any()) or bool((lengths > steps).any()):
+    if lengths.device.type == "cpu" and (steps == 0 or bool((lengths < 1).any()) or bool((lengths > steps).any())):
         raise ValueError(f"lengths must lie in 1..{steps}")
+    lengths = lengths.to(device=x.device, dtype=torch.long)
     t = torch.arange(steps, device=x.device)[:, None]
     # Reversal within each sequence's length; an involution, so it also un-reverses.
     rev = torch.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
@@ -166,8 +182,8 @@ def run_bidirectional_gru(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -
     for k in range(gru.num_layers):
         if k > 0 and gru.dropout > 0 and gru.training:
             inp = F.dropout(inp, gru.dropout, training=True)
-        fwd, _ = gru_layer(inp, h0, *_layer_weights(gru, k))
-        bwd_rev, _ = gru_layer(along_time(inp, rev[..., None]), h0, *_layer_weights(gru, k, "_reverse"))
+        fwd, _ = layer(inp, h0, *_layer_weights(gru, k))
+        bwd_rev, _ = layer(along_time(inp, rev[..., None]), h0, *_layer_weights(gru, k, "_reverse"))
         finals += [along_time(fwd, last)[0], along_time(bwd_rev, last)[0]]
         if k + 1 < gru.num_layers:
             inp = torch.cat([fwd, along_time(bwd_rev, rev[..., None])], dim=2)

@@ -110,6 +110,11 @@ class TrainConfig:
     # stop after this many optimizer steps; the LR and KL schedules span them
     max_steps: int | None = field(default=None, metadata=rule(ge=1))
     checkpoint_minutes: float = field(default=10.0, metadata=rule(gt=0.0))
+    # Replay training steps from CUDA graphs (one per batch width) on a single GPU.
+    cuda_graphs: bool = True
+    # Fine-tuning: start from this model's weights, architecture and vocabulary (a bundled
+    # name such as "zinc-smiles" or a model directory) instead of a random initialization.
+    init_from: str | None = None
     progress: bool = True
 
     def validate(self) -> "TrainConfig":
@@ -206,6 +211,104 @@ def train_step(
         return None
     optimizer.step()
     return {"loss": loss, "recon": recon, "kl": kl}
+
+
+def parent_summary(parent: MolVAE, name: str) -> dict[str, Any]:
+    """What a fine-tuned run started from: name, folder, weights digest and the parent's training."""
+    import hashlib
+
+    weights = Path(parent.source or "") / "model.safetensors"
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None
+    card = parent.card or {}
+    lineage = {k: card.get(k) for k in ("epochs", "steps", "training_hours", "hardware") if k in card}
+    saved = read_json(Path(parent.source) / CONFIG_FILE, "model config") if parent.source else {}
+    # The parent's own recipe, so that scripts/train_pretrained.py can redo both stages.
+    if isinstance(saved, dict) and isinstance(saved.get("training"), dict):
+        lineage["training"] = saved["training"]
+    return {"model": name, "source": parent.source, "weights_sha256": digest, **lineage}
+
+
+StepFn = Callable[[torch.Tensor, torch.Tensor, float], "dict[str, float] | None"]
+
+
+class CudaGraphTrainStep:
+    """:func:`train_step` replayed from CUDA graphs: one graph per batch width, captured at first use.
+
+    A GPU step of this model is about a thousand small kernels (cuDNN runs the GRUs one
+    time step at a time); launched one by one from Python, they leave the GPU idle about
+    half of the step. A graph launches the recorded kernels in one call. Inside a graph
+    every shape is fixed, so the encoder runs unpacked (``static_shapes``: the same
+    states as packing) and β lives in a device tensor. The gradients are preallocated
+    and zeroed in place, so all graphs write the same tensors; the optimizer steps
+    outside the graphs, after the NaN/Inf check that is the step's one host sync, as
+    in :func:`train_step`. The first batch of each width runs eagerly, as the warm-up a
+    capture needs; batches of another size than ``batch_size`` (an epoch's last) run eagerly.
+    """
+
+    def __init__(self, net: SequenceVAE, optimizer: torch.optim.Optimizer, dtype: torch.dtype, cfg: TrainConfig):
+        self.net, self.optimizer, self.dtype, self.cfg = net, optimizer, dtype, cfg
+        self.device = next(net.parameters()).device
+        self.params = [p for p in net.parameters() if p.requires_grad]
+        for p in self.params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        self.grads = [p.grad for p in self.params]
+        self.beta = torch.zeros((), device=self.device)
+        self.graphs: dict[tuple[int, ...], tuple[Any, ...]] = {}
+        self.pool = torch.cuda.graph_pool_handle()
+        self.side = torch.cuda.Stream(self.device)
+        self.eager_steps = 0
+
+    def _body(self, seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        torch._foreach_zero_(self.grads)
+        logits, mu, logvar = run_in_precision(self.net, self.dtype, "forward", seq, lengths, self.cfg.word_dropout,
+                                              static_shapes=True)
+        losses = vae_loss(logits, seq[:, 1:], mu, logvar, self.beta, self.cfg.free_bits)
+        losses["loss"].backward()
+        norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
+        return torch.stack([losses["loss"], losses["recon"], losses["kl"], norm]).detach().float()
+
+    def __call__(self, seq: torch.Tensor, lengths: torch.Tensor, beta: float) -> dict[str, float] | None:
+        lengths = lengths.to(self.device, non_blocking=True)
+        self.beta.fill_(beta)
+        entry = self.graphs.get(tuple(seq.shape))
+        if entry is None:
+            self.eager_steps += 1
+            # Warm-up on a side stream, as capture requires; it is also this batch's real step.
+            self.side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(self.side):
+                out = self._body(seq, lengths)
+            torch.cuda.current_stream(self.device).wait_stream(self.side)
+            if seq.shape[0] == self.cfg.batch_size:
+                static_seq, static_lengths = seq.clone(), lengths.clone()
+                graph = torch.cuda.CUDAGraph()
+                # Recorded, not run: the warm-up's gradients stay for this step's optimizer update.
+                with torch.cuda.graph(graph, pool=self.pool):
+                    static_out = self._body(static_seq, static_lengths)
+                self.graphs[tuple(seq.shape)] = (graph, static_seq, static_lengths, static_out)
+        else:
+            graph, static_seq, static_lengths, out = entry
+            static_seq.copy_(seq, non_blocking=True)
+            static_lengths.copy_(lengths, non_blocking=True)
+            graph.replay()
+        loss, recon, kl, norm = out.tolist()
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            return None
+        self.optimizer.step()
+        return {"loss": loss, "recon": recon, "kl": kl}
+
+
+def make_train_step(net: SequenceVAE, optimizer: torch.optim.Optimizer, dtype: torch.dtype, cfg: TrainConfig,
+                    world_size: int = 1) -> StepFn:
+    """``step(seq, lengths, beta)`` for a training loop: CUDA graphs on one GPU (``cfg.cuda_graphs``), else :func:`train_step`."""
+    device = next(net.parameters()).device
+    if cfg.cuda_graphs and device.type == "cuda" and world_size == 1:
+        return CudaGraphTrainStep(net, optimizer, dtype, cfg)
+
+    def step(seq: torch.Tensor, lengths: torch.Tensor, beta: float) -> dict[str, float] | None:
+        return train_step(net, optimizer, seq, lengths, dtype, beta, cfg, world_size)
+
+    return step
 
 
 def make_optimizer(net: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -359,17 +462,42 @@ class Trainer:
         self.summary = summary
         return data
 
+    def _load_parent(self) -> MolVAE | None:
+        """The model named by ``init_from``, checked against this run's settings (None without one)."""
+        if self.cfg.init_from is None:
+            return None
+        parent = MolVAE.load(self.cfg.init_from, device="cpu")
+        where = f"--init-from {self.cfg.init_from}"
+        if parent.config.representation != self.cfg.representation:
+            raise ConfigError(f"{where} is a {parent.config.representation} model; this run is set to "
+                              f"{self.cfg.representation} (pass --representation {parent.config.representation})")
+        if not self.resume:
+            arch = parent.config.to_dict()
+            differ = sorted(k for k, v in self.model_overrides.items() if arch.get(k) != v)
+            if differ:
+                raise ConfigError(f"{where} fixes the architecture; drop the options that change it: "
+                                  + ", ".join(f"{k}={self.model_overrides[k]} (model: {arch.get(k)})" for k in differ))
+        return parent
+
     def _build(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
-        vocab = None
+        # A resumed run's weights are in resume.pt: the parent is only read to start from it.
+        starting = not (self.resume and (self.out / RESUME_FILE).is_file())
+        parent = self._load_parent() if starting else None
+        vocab = parent.vocab if parent is not None else None
         if self.resume:
             # Temp files of writes a kill interrupted; their targets are intact.
             for stale in self.out.glob(".*.tmp"):
                 stale.unlink(missing_ok=True)
             vocab = Vocabulary.from_dict(read_json(self.out / VOCAB_FILE, "vocabulary"))
+        # With a parent, molecules holding a token it never saw are dropped and counted.
         data = self._load_data(vocab)
         self.vocab = data.vocab
         model_dict = {**self.model_overrides, "vocab_size": len(self.vocab), "representation": self.cfg.representation}
+        if parent is not None:
+            model_dict = parent.config.to_dict()
+            # The GRUs have no length limit: only the decoding cap follows longer training data.
+            model_dict["max_length"] = max(parent.config.max_length, self.cfg.max_tokens)
         model_dict.setdefault("max_length", self.cfg.max_tokens)
         self.model_config = ModelConfig.from_dict(model_dict)
         train_idx, val_idx = train_val_split(len(data), self.cfg.val_fraction, self.cfg.seed)
@@ -377,7 +505,10 @@ class Trainer:
         self.val_data = data.subset(val_idx)
         self.all_smiles = set(data.smiles)
         torch.manual_seed(self.cfg.seed)
-        self.net = SequenceVAE(self.model_config).to(self.device)
+        self.net = SequenceVAE(self.model_config)
+        if parent is not None:
+            self.net.load_state_dict(parent.net.state_dict())
+        self.net = self.net.to(self.device)
         self.optimizer = make_optimizer(self.net, self.cfg)
         n_batches = len(length_bucketed_batches(self.train_data.lengths, self.cfg.batch_size, self.cfg.seed, 0))
         # Each rank takes every world_size-th batch of the same plan; a remainder is dropped.
@@ -393,7 +524,10 @@ class Trainer:
         if not self.resume:
             self._write_json(VOCAB_FILE, self.vocab.to_dict())
             self._write_json(CONFIG_FILE, {"model": self.model_config.to_dict(), "training": self.cfg.to_dict()})
-            self._write_json("run_info.json", {**environment_info(), "world_size": self.dist.world_size})
+            info = {**environment_info(), "world_size": self.dist.world_size}
+            if parent is not None:
+                info["init_from"] = parent_summary(parent, self.cfg.init_from)
+            self._write_json("run_info.json", info)
         elif (self.out / RESUME_FILE).is_file():
             self._restore(load_state(self.out / RESUME_FILE))
         else:
@@ -445,6 +579,7 @@ class Trainer:
         # Handlers first: a signal during data preparation must also end in a clean stop.
         with _SignalFlag() as flag:
             self._build()
+            self.step = make_train_step(self.net, self.optimizer, self.dtype, cfg, self.dist.world_size)
             while self.state["epoch"] < cfg.epochs and self.state["global_step"] < self.total_steps:
                 stopped = self._train_epoch(flag)
                 if stopped:
@@ -489,7 +624,7 @@ class Trainer:
             lr = learning_rate(st["global_step"], self.total_steps, cfg)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            losses = train_step(self.net, self.optimizer, seq, lengths, self.dtype, beta, cfg, self.dist.world_size)
+            losses = self.step(seq, lengths, beta)
             if losses is None:
                 st["skipped_steps"] += 1
                 bad_run += 1

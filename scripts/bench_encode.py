@@ -9,6 +9,7 @@ encoder alone on pre-tokenized ids. Last line: one JSON object.
 from __future__ import annotations
 
 import argparse
+import statistics
 
 import torch
 from benchlib import PRESETS, emit, moses_data, timed
@@ -24,7 +25,10 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
     p.add_argument("--device", default="auto")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs of each kind (the median is printed)")
     args = p.parse_args()
+    if args.repeats < 1:
+        p.error(f"--repeats must be >= 1, got {args.repeats}")
 
     device = resolve_device(args.device)
     data = moses_data(args.n)
@@ -35,14 +39,18 @@ def main() -> None:
         cfg = ModelConfig(vocab_size=len(data.vocab), **PRESETS[args.preset]["model"])
         model = MolVAE(SequenceVAE(cfg), data.vocab, device=device, precision=args.precision)
     ids = [data.ids[data.offsets[i] : data.offsets[i + 1]].tolist() for i in range(len(data))]
-    model.encode_ids(ids[:256])
-    encoder_s = timed(lambda: model.encode_ids(ids, batch_size=args.batch_size))
-    full_s = timed(lambda: model.encode(data.smiles, batch_size=args.batch_size))
+    # Warm up on every batch shape the timed runs will see (cuDNN sets up each one at its first call).
+    model.encode_ids(ids, batch_size=args.batch_size)
+    encoder_s = statistics.median(timed(lambda: model.encode_ids(ids, batch_size=args.batch_size))
+                                  for _ in range(args.repeats))
+    full_s = statistics.median(timed(lambda: model.encode(data.smiles, batch_size=args.batch_size))
+                               for _ in range(args.repeats))
     emit({
         "device": str(device),
         "threads": torch.get_num_threads(),
         "precision": str(model.dtype).replace("torch.", ""),
         "n": len(data),
+        "repeats": args.repeats,
         "encode_mol_per_s": len(data) / full_s,
         "encoder_only_mol_per_s": len(data) / encoder_s,
     })

@@ -19,7 +19,7 @@ from benchlib import ALLOCATOR_TUNED, PRESETS, MosesReferenceVAE, emit, moses_da
 from molvae.chemistry import canonicalize
 from molvae.data import collate, length_bucketed_batches
 from molvae.model import MolVAE, ModelConfig, SequenceVAE, resolve_device, resolve_dtype
-from molvae.training import TrainConfig, make_optimizer, train_step
+from molvae.training import TrainConfig, make_optimizer, make_train_step
 
 
 def main() -> None:
@@ -34,6 +34,8 @@ def main() -> None:
     p.add_argument("--sample-n", type=int, default=2000, help="prior samples for the decoding figure (0: skip)")
     p.add_argument("--reference", action="store_true", help="also time the MOSES reference VAE and print ratios")
     p.add_argument("--repeats", type=int, default=1, help="alternating molvae/reference timings (medians are printed)")
+    p.add_argument("--no-cuda-graphs", action="store_true",
+                   help="on a GPU, launch each step's kernels from Python instead of replaying CUDA graphs")
     p.add_argument("--compare-nn-gru", action="store_true",
                    help="also time molvae with torch's nn.GRU instead of molvae.recurrent (CPU), same batches")
     args = p.parse_args()
@@ -48,14 +50,15 @@ def main() -> None:
     torch.manual_seed(0)
     config = ModelConfig(vocab_size=len(data.vocab), **preset["model"])
     net = SequenceVAE(config).to(device).train()
-    cfg = TrainConfig(lr=1e-4)
+    cfg = TrainConfig(lr=1e-4, batch_size=batch_size, cuda_graphs=not args.no_cuda_graphs)
     opt = make_optimizer(net, cfg)
+    step = make_train_step(net, opt, dtype, cfg)
     batches = length_bucketed_batches(data.lengths, batch_size, seed=0, epoch=0)
     tensors = [collate(data, b) for b in batches[: args.warmup + args.steps]]
 
     def run(batch_list):
         for seq, lengths in batch_list:
-            train_step(net, opt, torch.from_numpy(seq).to(device), torch.from_numpy(lengths), dtype, 0.1, cfg)
+            step(torch.from_numpy(seq).to(device), torch.from_numpy(lengths), 0.1)
         if device.type == "cuda":
             torch.cuda.synchronize()
 
@@ -84,6 +87,7 @@ def main() -> None:
         "preset": args.preset,
         "precision": str(dtype).replace("torch.", ""),
         "batch_size": batch_size,
+        "cuda_graphs": device.type == "cuda" and not args.no_cuda_graphs,
         "parameters": sum(p.numel() for p in net.parameters()),
         "repeats": args.repeats,
         "train_mol_per_s": statistics.median(rates),

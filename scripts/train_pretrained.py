@@ -8,7 +8,10 @@ the configuration that produced the shipped weights::
     python scripts/train_pretrained.py zinc-smiles --out runs/zinc-smiles --resume   # after a kill
     python scripts/train_pretrained.py zinc-smiles --out runs/zinc-smiles --export-only --dest DIR
 
-``--epochs`` overrides the recipe's epoch count (e.g. a longer GPU run). After training,
+``--epochs`` overrides the recipe's epoch count (e.g. a longer GPU run). A bundled model
+that was fine-tuned from an earlier one (``init_from`` in its recipe) is rebuilt in two
+stages: the parent's from-scratch recipe, kept in the model card, into ``OUT/stage1``,
+then the fine-tuning run from it into ``OUT``; an interrupted stage resumes. After training,
 the model is exported (weights in float16, config with a ``card`` section: data, time,
 hardware) to ``--dest`` (default: a ``export/`` folder inside ``--out``; pass
 ``--dest molvae/resources/pretrained/<name>`` to replace the bundled model).
@@ -36,6 +39,19 @@ def recipe(name: str) -> tuple[dict, dict]:
     return raw["training"], arch
 
 
+def stages(name: str) -> list[dict]:
+    """Training configs to run in order: one, or two when the bundled model was fine-tuned from an earlier one."""
+    training, _ = recipe(name)
+    if not training.get("init_from"):
+        return [training]
+    card = read_json(pretrained_dir() / name / CONFIG_FILE, "pretrained config").get("card") or {}
+    parent = (card.get("initialized_from") or {}).get("training")
+    if not isinstance(parent, dict) or parent.get("init_from"):
+        raise SystemExit(f"{name} was fine-tuned from {training['init_from']}, but its card holds no "
+                         "from-scratch recipe for that parent")
+    return [parent, training]
+
+
 def export(run: Path, dest: Path, name: str) -> Path:
     """Write the run's model to ``dest`` in float16 with a model card section in config.json."""
     model = MolVAE.load(run)
@@ -57,6 +73,12 @@ def export(run: Path, dest: Path, name: str) -> Path:
         "trained_with": {k: info.get(k) for k in ("versions", "git_commit", "platform")},
         "weights_dtype": "float16",
     }
+    parent = info.get("init_from")
+    if parent:
+        # A fine-tuned run: its own epochs above, the parent's training and the totals here.
+        card["initialized_from"] = parent
+        card["total_epochs"] = card["epochs"] + int(parent.get("epochs") or 0)
+        card["total_training_hours"] = round(card["training_hours"] + float(parent.get("training_hours") or 0), 2)
     model.save(dest, {"training": raw.get("training"), "card": card}, weights_dtype=torch.float16)
     size = (dest / "model.safetensors").stat().st_size
     print(f"exported {run} -> {dest} ({size / 1e6:.1f} MB weights, float16)")
@@ -77,17 +99,24 @@ def main() -> None:
 
     out = Path(args.out)
     if not args.export_only:
-        training, arch = recipe(args.name)
-        if args.epochs is not None:
-            training["epochs"] = args.epochs
-        if args.max_steps is not None:
-            training["max_steps"] = args.max_steps or None
+        _, arch = recipe(args.name)
+        plan = stages(args.name)
         start = time.perf_counter()
-        if args.resume:
-            trainer = Trainer(out, resume=True, epochs_override=args.epochs, echo=print)
-        else:
-            trainer = Trainer(out, TrainConfig.from_dict(training), arch, echo=print)
-        trainer.fit()
+        for k, training in enumerate(plan):
+            last = k == len(plan) - 1
+            # A fine-tuned model: the parent is trained from scratch in OUT/stage1 first.
+            run = out if last else out / f"stage{k + 1}"
+            if k > 0:
+                training = {**training, "init_from": str(out / f"stage{k}")}
+            if last and args.epochs is not None:
+                training["epochs"] = args.epochs
+            if last and args.max_steps is not None:
+                training["max_steps"] = args.max_steps or None
+            if (run / CONFIG_FILE).exists() and (args.resume or not last):
+                Trainer(run, resume=True, epochs_override=args.epochs if last else None, echo=print).fit()
+            else:
+                Trainer(run, TrainConfig.from_dict(training), None if training.get("init_from") else arch,
+                        echo=print).fit()
         print(f"trained in {(time.perf_counter() - start) / 3600:.2f} h on {hardware_description()}")
     export(out, Path(args.dest) if args.dest else out / "export", args.name)
     os.sync()

@@ -41,6 +41,8 @@ _TRAIN_OPTIONS = [
     ("--early-stopping", "early_stopping_patience", int, "stop after N epochs without validation improvement"),
     ("--max-steps", "max_steps", int, "stop after N optimizer steps (the LR and KL schedules span them)"),
     ("--checkpoint-minutes", "checkpoint_minutes", float, "also checkpoint mid-epoch every N minutes"),
+    ("--init-from", "init_from", str, "fine-tune: start from this model's weights, architecture and vocabulary "
+                                      "(a bundled name such as zinc-smiles, or a model directory)"),
 ]
 _MODEL_OPTIONS = [
     ("--embedding-dim", "embedding_dim", int),
@@ -59,6 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="run directory (checkpoints, config, metrics)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false", default=None,
+                   help="launch each GPU training step's kernels one by one instead of replaying CUDA graphs")
     defaults = TrainConfig()
     for flag, field, typ, help_ in _TRAIN_OPTIONS:
         p.add_argument(flag, dest=field, type=typ, default=None, help=help_ if "default" in help_ else f"{help_} (default: {getattr(defaults, field)})")
@@ -74,14 +78,22 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_dir(args.out, create=False)
     given = {f: getattr(args, f) for _, f, *_ in _TRAIN_OPTIONS if getattr(args, f) is not None}
+    if args.cuda_graphs is not None:
+        given["cuda_graphs"] = args.cuda_graphs
     model = {f: getattr(args, f) for _, f, _ in _MODEL_OPTIONS if getattr(args, f) is not None}
     if args.resume:
-        ignored = sorted(set(given) - {"epochs"}) + sorted(model)
+        ignored = sorted(set(given) - {"epochs", "cuda_graphs"}) + sorted(model)
         if ignored:
             log.warning("--resume uses the run's saved configuration; ignoring %s", ", ".join(ignored))
         trainer = Trainer(args.out, resume=True, epochs_override=given.get("epochs"), echo=print)
         trainer.cfg.progress = not args.no_progress
+        if "cuda_graphs" in given:  # how steps are launched, not what they compute
+            trainer.cfg.cuda_graphs = given["cuda_graphs"]
     else:
+        if args.init_from is not None and args.representation is None:
+            from molvae.model import MolVAE
+
+            given["representation"] = MolVAE.load(args.init_from, device="cpu").config.representation
         cfg = dataclasses.replace(TrainConfig(), **given, progress=not args.no_progress)
         trainer = Trainer(args.out, cfg, model, echo=print)
     try:

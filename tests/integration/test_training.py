@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -180,3 +181,50 @@ def test_max_steps_stops_mid_epoch_and_schedules_span_it(resume_data, tmp_path) 
     assert history[0]["lr"] == pytest.approx(learning_rate(6, 7, cfg))
     assert history[0]["lr"] < 0.25 * cfg.lr
     assert MolVAE.load(out).config.latent_dim == 16
+
+
+# ---------------------------------------------------------------- fine-tuning
+def test_init_from_starts_at_the_parent_weights_and_keeps_its_vocabulary(reference_run, tmp_path) -> None:
+    # Selenium is not in MOSES, so the parent's vocabulary lacks it: those two are dropped, counted.
+    mols = moses_smiles(200, offset=5000) + ["C[Se]C", "c1cc[se]c1"]
+    data = tmp_path / "focus.smi"
+    data.write_text("\n".join(mols) + "\n")
+    source = tmp_path / "parent"
+    shutil.copytree(reference_run, source)
+    parent = MolVAE.load(source)
+    assert "[Se]" not in parent.vocab.tokens
+    # A learning rate of ~0 leaves the weights where they started: the parent's, not a random init.
+    cfg = TrainConfig(data=str(data), epochs=1, batch_size=32, lr=1e-12, warmup_steps=0,
+                      weight_decay=0.0, val_fraction=0.0, val_recon_n=0, val_sample_n=0, progress=False,
+                      init_from=str(source))
+    trainer = Trainer(tmp_path / "ft", cfg)
+    trainer.fit()
+    assert trainer.vocab.tokens == parent.vocab.tokens
+    assert trainer.summary.dropped["unknown_token"] == 2
+    child = load_weights(tmp_path / "ft" / "model.safetensors")
+    for key, value in parent.net.state_dict().items():
+        assert torch.allclose(child[key], value, atol=1e-6), key
+    info = (tmp_path / "ft" / "run_info.json").read_text()
+    assert str(source) in info and "weights_sha256" in info
+    # Resuming the fine-tuned run needs no parent any more: its weights are in resume.pt.
+    shutil.rmtree(source)
+    assert Trainer(tmp_path / "ft", resume=True, epochs_override=2).fit()[-1]["epoch"] == 2
+
+
+def test_init_from_really_trains(reference_run, resume_data, tmp_path) -> None:
+    cfg = TrainConfig(data=str(resume_data), epochs=1, batch_size=32, max_steps=5, lr=1e-3, warmup_steps=0,
+                      val_fraction=0.0, val_recon_n=0, val_sample_n=0, progress=False, init_from=str(reference_run))
+    Trainer(tmp_path / "ft", cfg).fit()
+    before, after = MolVAE.load(reference_run).net.state_dict(), load_weights(tmp_path / "ft" / "model.safetensors")
+    assert any(not torch.allclose(before[k], after[k]) for k in before)
+
+
+def test_init_from_refuses_a_different_architecture_or_representation(reference_run, resume_data, tmp_path) -> None:
+    cfg = TrainConfig(data=str(resume_data), epochs=1, progress=False, init_from=str(reference_run))
+    with pytest.raises(MolvaeError, match=r"fixes the architecture.*decoder_hidden=128 \(model: 64\)"):
+        Trainer(tmp_path / "a", cfg, {"decoder_hidden": 128}).fit()
+    with pytest.raises(MolvaeError, match="is a smiles model.*--representation smiles"):
+        Trainer(tmp_path / "b", TrainConfig(data=str(resume_data), epochs=1, progress=False,
+                                            representation="selfies", init_from=str(reference_run))).fit()
+    with pytest.raises(MolvaeError, match="model directory not found"):
+        Trainer(tmp_path / "c", TrainConfig(data=str(resume_data), init_from=str(tmp_path / "nowhere"))).fit()

@@ -9,7 +9,7 @@ from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from molvae.model import ModelConfig, SequenceVAE
-from molvae.recurrent import gru_layer, run_bidirectional_gru, run_gru
+from molvae.recurrent import gru_layer, native_gru_layer, run_bidirectional_gru, run_gru
 
 
 def _grads(loss: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -41,15 +41,16 @@ def test_run_gru_matches_nn_gru(layers: int) -> None:
         assert torch.allclose(a, b, atol=1e-11)
 
 
+@pytest.mark.parametrize("layer", [gru_layer, native_gru_layer], ids=["fused", "native"])
 @pytest.mark.parametrize("layers", [1, 2])
-def test_bidirectional_matches_packed_nn_gru(layers: int) -> None:
+def test_bidirectional_matches_packed_nn_gru(layers: int, layer) -> None:
     """Padding must not leak into either direction's final state, nor into the gradients."""
     torch.manual_seed(2)
     gru = nn.GRU(4, 3, num_layers=layers, batch_first=True, bidirectional=True).double()
     x = torch.randn(5, 6, 4, dtype=torch.float64, requires_grad=True)
     lengths = torch.tensor([6, 2, 4, 1, 5])
     _, ref = gru(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
-    got = run_bidirectional_gru(gru, x, lengths)
+    got = run_bidirectional_gru(gru, x, lengths, layer=layer)
     assert torch.allclose(got, ref, atol=1e-12)
     w = torch.randn_like(ref)
     tensors = [x, *gru.parameters()]
@@ -58,7 +59,7 @@ def test_bidirectional_matches_packed_nn_gru(layers: int) -> None:
     # Changing padding changes nothing.
     x2 = x.detach().clone()
     x2[1, 2:] = 99.0
-    assert torch.allclose(run_bidirectional_gru(gru, x2, lengths), got.detach(), atol=1e-12)
+    assert torch.allclose(run_bidirectional_gru(gru, x2, lengths, layer=layer), got.detach(), atol=1e-12)
 
 
 def test_bidirectional_rejects_bad_lengths() -> None:
@@ -116,3 +117,23 @@ def test_sequence_vae_training_step_is_unchanged_by_the_fused_path() -> None:
     assert torch.allclose(results[0][0], results[1][0], atol=1e-10)
     for a, b in zip(results[0][1], results[1][1]):
         assert torch.allclose(a, b, atol=1e-10)
+
+
+def test_static_shape_encoder_equals_packing() -> None:
+    """The CUDA-graph encoder path (whole padded width, torch's GRU kernel) gives the packed path's μ, log σ², gradients."""
+    torch.manual_seed(5)
+    net = SequenceVAE(ModelConfig(vocab_size=12, embedding_dim=8, encoder_hidden=6, latent_dim=4, decoder_hidden=7,
+                                  decoder_layers=2)).double().train()
+    net.fused_cpu_gru = False  # so both calls leave molvae.recurrent's CPU kernel aside
+    tokens = torch.tensor([[5, 6, 7, 2, 0, 0], [8, 9, 2, 0, 0, 0], [5, 5, 5, 5, 5, 2]])
+    lengths = torch.tensor([4, 3, 6])
+    params = [p for name, p in net.named_parameters() if name.split(".")[0] in ("embedding", "encoder", "to_mu", "to_logvar")]
+    results = []
+    for static in (False, True):
+        mu, logvar = net.encode(tokens, lengths, static_shapes=static)
+        loss = (mu * torch.arange(1.0, 5.0, dtype=torch.float64)).sum() + logvar.pow(2).sum()
+        results.append((mu.detach(), logvar.detach(), _grads(loss, params)))
+    (mu_a, lv_a, g_a), (mu_b, lv_b, g_b) = results
+    assert torch.allclose(mu_a, mu_b, atol=1e-12) and torch.allclose(lv_a, lv_b, atol=1e-12)
+    for a, b in zip(g_a, g_b):
+        assert torch.allclose(a, b, atol=1e-11)
