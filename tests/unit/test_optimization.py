@@ -89,6 +89,26 @@ def test_each_acquisition_proposes_near_the_optimum(acquisition) -> None:
     assert f(z).max() > f(X).median() + 0.1
 
 
+def test_similarity_constraint_keeps_proposals_in_the_feasible_region() -> None:
+    # The objective rises along x0 without end; the "similarity" falls along x0 and must stay
+    # >= 0.6, which holds for x0 <= 0.4. Without the constraint qLogEI goes to the far edge.
+    torch.manual_seed(1)
+    d, q = 3, 4
+    X = torch.rand(40, d, dtype=torch.float64)
+    score = X[:, :1] + 0.1 * X[:, 1:2]
+    sim = 1.0 - X[:, :1]
+    feasible = sim[:, 0] >= 0.6
+    Y = torch.where(feasible[:, None], score, score[feasible].min())  # what training_data gives the objective GP
+    bounds = torch.stack([torch.zeros(d), torch.ones(d)]).double()
+    config = OptimizeConfig(objectives=["qed"], num_restarts=4, raw_samples=64)
+    free = propose_latents(fit_gp(X, score, bounds), X, score, bounds, q, config)
+    constrained = propose_latents(fit_gp(X, Y, bounds), X, Y, bounds, q, config,
+                                  constraint=(fit_gp(X, sim, bounds), 0.6))
+    assert free[:, 0].max() > 0.9
+    assert constrained[:, 0].max() <= 0.45  # every candidate predicted feasible (the boundary is 0.4)
+    assert constrained[:, 0].max() > 0.25  # and it still pushes toward the better, feasible side
+
+
 @pytest.mark.slow
 def test_budget_accounting_with_repeats_and_invalid(small_model, tmp_path) -> None:
     seen: list[str] = []
