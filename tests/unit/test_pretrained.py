@@ -45,3 +45,28 @@ def test_bundled_smiles_model_reconstructs_moses_test_molecules() -> None:
     model = MolVAE.pretrained("zinc-smiles", device="cpu")
     # docs/MODEL_CARD.md reports the rate on 1,000 test molecules; 60 only catch broken weights
     assert reconstruction_rate(model, moses_smiles(60, "test")) >= 0.3
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_recipe_of_each_bundled_model_can_be_rerun(name) -> None:
+    """scripts/train_pretrained.py's stages: a fine-tuned model's card must hold its parent's from-scratch recipe."""
+    import importlib.util
+
+    from molvae.training import TrainConfig
+
+    from pathlib import Path
+
+    script_path = Path(__file__).resolve().parents[2] / "scripts" / "train_pretrained.py"
+    spec = importlib.util.spec_from_file_location("train_pretrained", script_path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    plan = script.stages(name)
+    configs = [TrainConfig.from_dict(stage) for stage in plan]  # every stage is a valid training config
+    assert configs[0].init_from is None  # the first stage starts from scratch
+    card = MolVAE.pretrained(name, device="cpu").card
+    if len(plan) == 2:
+        parent = card["initialized_from"]
+        assert len(parent["weights_sha256"]) == 64
+        assert card["total_epochs"] == card["epochs"] + parent["epochs"]
+    else:
+        assert "initialized_from" not in card
