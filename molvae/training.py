@@ -186,6 +186,14 @@ def _batch_tensors(data: TokenizedData, index: np.ndarray, device: torch.device)
     return torch.from_numpy(seq).to(device, non_blocking=True), torch.from_numpy(lengths)
 
 
+def _step_losses(net: SequenceVAE, dtype: torch.dtype, seq: torch.Tensor, lengths: torch.Tensor,
+                 beta: float | torch.Tensor, cfg: TrainConfig, static_shapes: bool = False) -> dict[str, torch.Tensor]:
+    """Forward pass in ``dtype`` and the VAE losses of one training batch (eager and CUDA-graph steps)."""
+    logits, mu, logvar = run_in_precision(net, dtype, "forward", seq, lengths, cfg.word_dropout,
+                                          static_shapes=static_shapes)
+    return vae_loss(logits, seq[:, 1:], mu, logvar, beta, cfg.free_bits)
+
+
 def train_step(
     net: SequenceVAE, optimizer: torch.optim.Optimizer, seq: torch.Tensor, lengths: torch.Tensor,
     dtype: torch.dtype, beta: float, cfg: TrainConfig, world_size: int = 1,
@@ -195,8 +203,7 @@ def train_step(
     With ``world_size > 1`` gradients are averaged over ranks first, so every rank
     sees the same gradients and takes (or skips) the same step.
     """
-    logits, mu, logvar = run_in_precision(net, dtype, "forward", seq, lengths, cfg.word_dropout)
-    losses = vae_loss(logits, seq[:, 1:], mu, logvar, beta, cfg.free_bits)
+    losses = _step_losses(net, dtype, seq, lengths, beta, cfg)
     optimizer.zero_grad(set_to_none=True)
     losses["loss"].backward()
     loss_check = losses["loss"]
@@ -261,9 +268,7 @@ class CudaGraphTrainStep:
 
     def _body(self, seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         torch._foreach_zero_(self.grads)
-        logits, mu, logvar = run_in_precision(self.net, self.dtype, "forward", seq, lengths, self.cfg.word_dropout,
-                                              static_shapes=True)
-        losses = vae_loss(logits, seq[:, 1:], mu, logvar, self.beta, self.cfg.free_bits)
+        losses = _step_losses(self.net, self.dtype, seq, lengths, self.beta, self.cfg, static_shapes=True)
         losses["loss"].backward()
         norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
         return torch.stack([losses["loss"], losses["recon"], losses["kl"], norm]).detach().float()

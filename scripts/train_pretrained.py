@@ -41,10 +41,11 @@ def recipe(name: str) -> tuple[dict, dict]:
 
 def stages(name: str) -> list[dict]:
     """Training configs to run in order: one, or two when the bundled model was fine-tuned from an earlier one."""
-    training, _ = recipe(name)
+    raw = read_json(pretrained_dir() / name / CONFIG_FILE, "pretrained config")
+    training = raw["training"]
     if not training.get("init_from"):
         return [training]
-    card = read_json(pretrained_dir() / name / CONFIG_FILE, "pretrained config").get("card") or {}
+    card = raw.get("card") or {}
     parent = (card.get("initialized_from") or {}).get("training")
     if not isinstance(parent, dict) or parent.get("init_from"):
         raise SystemExit(f"{name} was fine-tuned from {training['init_from']}, but its card holds no "
@@ -95,6 +96,8 @@ def main() -> None:
                         help="override the recipe's max_steps (0: no cap, train all --epochs)")
     parser.add_argument("--export-only", action="store_true", help="skip training; export the run in --out")
     parser.add_argument("--dest", default=None, help="export folder (default: OUT/export)")
+    parser.add_argument("--device", default="auto",
+                        help="where to train (auto, cpu, cuda): the recipe records where it ran, not where to rerun it")
     args = parser.parse_args()
 
     out = Path(args.out)
@@ -106,8 +109,9 @@ def main() -> None:
             last = k == len(plan) - 1
             # A fine-tuned model: the parent is trained from scratch in OUT/stage1 first.
             run = out if last else out / f"stage{k + 1}"
+            training = {**training, "device": args.device}
             if k > 0:
-                training = {**training, "init_from": str(out / f"stage{k}")}
+                training["init_from"] = str(out / f"stage{k}")
             if last and args.epochs is not None:
                 training["epochs"] = args.epochs
             if last and args.max_steps is not None:
