@@ -8,6 +8,11 @@ The last printed line is one JSON object with every figure.
 
     python scripts/bench_bo.py --model runs/x --budget 200 --seeds 0,1,2 --objectives qed,esol
     python scripts/bench_bo.py --budget 500 --seeds 0,1,2 --jobs 2   # cells in 2 worker processes
+    python scripts/bench_bo.py --objectives esol --range mw=200:450 --alerts   # drug-like solubility
+
+Unconstrained ESOL is exploitable (its linear model rewards long N/O chains without
+bound); ``--range`` and ``--alerts`` put every cell, baselines included, under the same
+feasibility rules, and best / top-10 count feasible molecules only.
 
 Each cell's rounds run on one torch thread (OptimizeConfig.threads), so ``--jobs``
 up to the number of cores runs cells side by side without oversubscription.
@@ -30,8 +35,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from molvae.checkpoint import read_json
 from molvae.model import MolVAE, SequenceVAE
-from molvae.optimization import OptimizeConfig, Optimizer, fit_gp, propose_latents
+from molvae.optimization import Constraints, ObjectiveError, OptimizeConfig, Optimizer, fit_gp, parse_range, propose_latents
 from molvae.optimization.bo import gp_window_index
 
 METHODS = ("bo", "turbo", "prior", "screen")
@@ -47,14 +53,35 @@ def _cell_in_worker(model_name: str, objective: str, method: str, seed: int, arg
     return run_cell(_MODELS[model_name], objective, method, seed, args)
 
 
+def cell_constraints(args) -> dict:
+    """The feasibility rules every cell runs under (``--range``, ``--alerts``), as OptimizeConfig.constraints."""
+    if not (args.ranges or args.alerts):
+        return {}
+    return Constraints(alerts=args.alerts.split(",") if args.alerts else None, ranges=dict(args.ranges)).to_dict()
+
+
+def check_reusable(out: Path, cfg: OptimizeConfig) -> None:
+    """A kept cell may be resumed only under the settings it was run with (the budget may grow)."""
+    saved = read_json(out / "config.json", "optimization config").get("optimize", {})
+    mine = dataclasses.asdict(cfg)
+    differ = sorted(k for k in mine if k != "budget" and saved.get(k) != json.loads(json.dumps(mine[k])))
+    if differ:
+        raise SystemExit(f"--reuse: {out} was run with other settings ({', '.join(differ)}: "
+                         f"{', '.join(f'{saved.get(k)!r} now {mine[k]!r}' for k in differ)}); "
+                         "use another --keep folder")
+
+
 def run_cell(model, objective: str, method: str, seed: int, args) -> dict:
     cfg = OptimizeConfig(objectives=[objective], budget=args.budget, batch=args.batch, method=method, seed=seed,
                          n_init=0 if method in ("prior", "screen") else args.n_init, decode_attempts=args.decode_attempts,
                          num_restarts=args.restarts, raw_samples=args.raw_samples, gp_window=args.gp_window,
-                         gp_maxiter=args.gp_maxiter, tr_failure_tolerance=args.tr_failure_tolerance)
+                         gp_maxiter=args.gp_maxiter, tr_failure_tolerance=args.tr_failure_tolerance,
+                         constraints=cell_constraints(args))
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.keep) / f"{objective}-{method}-{seed}" if args.keep else Path(tmp) / "run"
         reused = bool(args.keep and args.reuse and (out / "evaluations.csv").exists())
+        if reused:
+            check_reusable(out, cfg)
         t = time.perf_counter()
         # A reused cell resumes its kept run: a finished run scores nothing more, an unfinished one completes.
         opt = Optimizer(model, cfg, out, resume=reused, progress=False).run()
@@ -157,15 +184,25 @@ def main(argv=None) -> int:
     p.add_argument("--gp-maxiter", type=int, default=100, help="L-BFGS iterations per GP fit (OptimizeConfig.gp_maxiter)")
     p.add_argument("--tr-failure-tolerance", type=int, default=0,
                    help="turbo: failed rounds before the trust region halves (OptimizeConfig.tr_failure_tolerance)")
+    p.add_argument("--range", dest="ranges", action="append", default=[], metavar="PROP=LOW:HIGH",
+                   help="every cell: molecules outside this property range are infeasible (e.g. mw=200:450); repeatable")
+    p.add_argument("--alerts", nargs="?", const="PAINS,BRENK", default=None,
+                   help="every cell: molecules matching structural alerts are infeasible (catalogs, default PAINS,BRENK)")
     p.add_argument("--timing-dim", type=int, default=128)
     p.add_argument("--skip-timing", action="store_true")
     p.add_argument("--jobs", type=int, default=1, help="cells run in this many worker processes")
     p.add_argument("--keep", default=None, help="keep each cell's run directory (OBJECTIVE-METHOD-SEED) under this folder")
     p.add_argument("--reuse", action="store_true",
-                   help="with --keep: resume cells already in that folder instead of rerunning them (wall_s is then blank)")
+                   help="with --keep: resume cells already in that folder instead of rerunning them (wall_s is then blank); "
+                        "a cell run with other settings (the budget aside) is refused")
     args = p.parse_args(argv)
     if args.reuse and not args.keep:
         p.error("--reuse needs --keep")
+    try:
+        args.ranges = [parse_range(r) for r in args.ranges]
+        cell_constraints(args)  # a typo in a property or catalog stops here, not inside a worker
+    except ObjectiveError as exc:
+        p.error(str(exc))
     model = MolVAE.load(args.model, device="cpu")
     seeds = [int(s) for s in args.seeds.split(",")]
     cells = []
@@ -202,7 +239,7 @@ def main(argv=None) -> int:
             print(f"round timing ({args.timing_points} points, latent {args.timing_dim}, q={args.batch}, {k}): "
                   f"fit {v['fit_s']} s + acquisition {v['acquisition_s']} s + decode {v['decode_s']} s = {v['round_s']} s")
     summary = summarize(cells)
-    print(json.dumps({"budget": args.budget, "summary": summary, "latent_dim": model.config.latent_dim, "cells": cells,
+    print(json.dumps({"budget": args.budget, "constraints": cell_constraints(args), "summary": summary, "latent_dim": model.config.latent_dim, "cells": cells,
                       "timing": timing, "timing_points": args.timing_points, "timing_dim": args.timing_dim}))
     return 0
 

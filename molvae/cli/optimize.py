@@ -18,12 +18,12 @@ log = logging.getLogger(__name__)
 
 
 def _range(text: str) -> tuple[str, tuple[float, float]]:
+    from molvae.optimization.objectives import ObjectiveError, parse_range
+
     try:
-        prop, value = text.split("=", 1)
-        lo, hi = value.split(":", 1)
-        return prop.strip(), (float(lo), float(hi))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected PROPERTY=LOW:HIGH (e.g. mw=200:500), got {text!r}") from None
+        return parse_range(text)
+    except ObjectiveError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -25,12 +25,13 @@ from molvae.optimization.objectives import (
     Oracle,
     parse_objective,
     parse_objectives,
+    parse_range,
 )
 from molvae.optimization.report import best_table, pareto_mask, pareto_table, plot_progress, progress_curves
 
 __all__ = [
     "ACQUISITIONS", "BASELINES", "BUILTIN_OBJECTIVES", "METHODS", "Constraints", "Objective", "ObjectiveError",
     "OptimizeConfig", "Optimizer", "Oracle", "TrustRegion", "best_table", "fit_gp", "load_baseline_tables",
-    "optimize", "pareto_mask", "pareto_table", "parse_objective", "parse_objectives", "plot_progress",
+    "optimize", "pareto_mask", "pareto_table", "parse_objective", "parse_objectives", "parse_range", "plot_progress",
     "progress_curves", "propose_latents", "run_baseline", "run_baselines",
 ]

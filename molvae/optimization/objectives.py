@@ -46,6 +46,7 @@ __all__ = [
     "Oracle",
     "parse_objective",
     "parse_objectives",
+    "parse_range",
 ]
 
 
@@ -305,6 +306,16 @@ def parse_objectives(spec: str | Sequence[str]) -> list[Objective]:
 
 
 # --------------------------------------------------------------------------- constraints
+
+
+def parse_range(text: str) -> tuple[str, tuple[float, float]]:
+    """``"mw=200:450"`` -> ``("mw", (200.0, 450.0))``: one property range constraint."""
+    try:
+        prop, value = text.split("=", 1)
+        lo, hi = value.split(":", 1)
+        return prop.strip(), (float(lo), float(hi))
+    except ValueError:
+        raise ObjectiveError(f"expected PROPERTY=LOW:HIGH (e.g. mw=200:500), got {text!r}") from None
 
 
 @dataclass

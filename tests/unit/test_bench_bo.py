@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from molvae import chemistry
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,3 +39,30 @@ def test_verdict_compares_unrounded_means():
     rows = {r["method"]: r for r in bench.summarize(_cells("bo", [0.9484] * 2, [0.9430] * 2) + base)}
     assert rows["bo"]["beats_baselines"] is False
     assert "beats_baselines" not in rows["screen"]
+
+
+def _run(bench, capsys, *argv: str) -> dict:
+    assert bench.main(list(argv)) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_constraints_apply_to_every_cell_and_reuse_checks_the_settings(tmp_path, capsys):
+    bench = _bench_bo()
+    keep = tmp_path / "cells"
+    common = ["--budget", "12", "--objectives", "esol", "--methods", "screen", "--skip-timing", "--keep", str(keep)]
+    figures = _run(bench, capsys, *common, "--range", "mw=250:300")
+    assert figures["constraints"]["ranges"] == {"mw": [250.0, 300.0]}
+    evals = pd.read_csv(keep / "esol-screen-0" / "evaluations.csv")
+    feasible = evals[evals["feasible"].astype(bool)]
+    # MOSES spans 250-350 Da, so the range must have rejected some screened molecules
+    assert len(feasible) and (~evals["feasible"].astype(bool)).any()
+    assert chemistry.molecular_weight(feasible["smiles"].tolist()).min() >= 250
+    assert chemistry.molecular_weight(feasible["smiles"].tolist()).max() <= 300
+    cell = figures["cells"][0]
+    assert cell["best"] == pytest.approx(feasible["score"].max())
+    # Resuming the cell without the range would mix two experiments: refused, naming the setting.
+    with pytest.raises(SystemExit, match="constraints"):
+        bench.main(common + ["--reuse"])
+    # Under the same settings it resumes (and a larger budget is allowed).
+    again = _run(bench, capsys, *common[:1], "20", *common[2:], "--range", "mw=250:300", "--reuse")
+    assert again["cells"][0]["reused"] is True and again["cells"][0]["calls"] == 20
