@@ -19,7 +19,7 @@ import argparse
 import statistics
 
 import torch
-from benchlib import ALLOCATOR_TUNED, PRESETS, MosesReferenceVAE, emit, moses_data, timed
+from benchlib import at_least_one, ALLOCATOR_TUNED, PRESETS, MosesReferenceVAE, emit, moses_data, timed
 
 from molvae.chemistry import canonicalize, canonicalize_many
 from molvae.model import MolVAE, ModelConfig, SequenceVAE, resolve_device
@@ -36,11 +36,9 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--jobs", type=int, default=None, help="RDKit validation worker processes")
     p.add_argument("--reference", action="store_true")
-    p.add_argument("--repeats", type=int, default=3, help="alternating molvae/reference repeats (medians are printed)")
+    p.add_argument("--repeats", type=at_least_one, default=3, help="alternating molvae/reference repeats (medians are printed)")
     p.add_argument("--compile", action="store_true", help="torch.compile the decoding step (MolVAE.compile_decoder)")
     args = p.parse_args()
-    if args.repeats < 1:
-        p.error(f"--repeats must be >= 1, got {args.repeats}")
 
     device = resolve_device(args.device)
     data = moses_data(2000)

@@ -12,7 +12,7 @@ import argparse
 import statistics
 
 import torch
-from benchlib import PRESETS, emit, moses_data, timed
+from benchlib import at_least_one, PRESETS, emit, moses_data, timed
 
 from molvae.model import MolVAE, ModelConfig, SequenceVAE, resolve_device
 
@@ -25,10 +25,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
     p.add_argument("--device", default="auto")
-    p.add_argument("--repeats", type=int, default=3, help="timed runs of each kind (the median is printed)")
+    p.add_argument("--repeats", type=at_least_one, default=3, help="timed runs of each kind (the median is printed)")
     args = p.parse_args()
-    if args.repeats < 1:
-        p.error(f"--repeats must be >= 1, got {args.repeats}")
 
     device = resolve_device(args.device)
     data = moses_data(args.n)

@@ -14,7 +14,7 @@ import argparse
 import statistics
 
 import torch
-from benchlib import ALLOCATOR_TUNED, PRESETS, MosesReferenceVAE, emit, moses_data, reference_batches, timed
+from benchlib import at_least_one, ALLOCATOR_TUNED, PRESETS, MosesReferenceVAE, emit, moses_data, reference_batches, timed
 
 from molvae.chemistry import canonicalize
 from molvae.data import collate, length_bucketed_batches
@@ -33,14 +33,12 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--sample-n", type=int, default=2000, help="prior samples for the decoding figure (0: skip)")
     p.add_argument("--reference", action="store_true", help="also time the MOSES reference VAE and print ratios")
-    p.add_argument("--repeats", type=int, default=1, help="alternating molvae/reference timings (medians are printed)")
+    p.add_argument("--repeats", type=at_least_one, default=1, help="alternating molvae/reference timings (medians are printed)")
     p.add_argument("--no-cuda-graphs", action="store_true",
                    help="on a GPU, launch each step's kernels from Python instead of replaying CUDA graphs")
     p.add_argument("--compare-nn-gru", action="store_true",
                    help="also time molvae with torch's nn.GRU instead of molvae.recurrent (CPU), same batches")
     args = p.parse_args()
-    if args.repeats < 1:
-        p.error(f"--repeats must be >= 1, got {args.repeats}")
 
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.precision, device)

@@ -10,6 +10,7 @@ sampling that always runs max_len=100 steps for the whole batch.
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from collections.abc import Callable
@@ -40,6 +41,14 @@ def moses_data(n: int) -> TokenizedData:
     """A random n of MOSES train: the file's first lines are shorter-than-average similar molecules."""
     data, _ = load_dataset("moses", sample=n)
     return data
+
+
+def at_least_one(text: str) -> int:
+    """argparse ``type`` for counts such as ``--repeats``: an integer >= 1."""
+    value = int(text)  # a ValueError becomes argparse's own "invalid at_least_one value" message
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def timed(fn: Callable[[], object], repeat: int = 1) -> float:
