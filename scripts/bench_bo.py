@@ -239,8 +239,8 @@ def main(argv=None) -> int:
             print(f"round timing ({args.timing_points} points, latent {args.timing_dim}, q={args.batch}, {k}): "
                   f"fit {v['fit_s']} s + acquisition {v['acquisition_s']} s + decode {v['decode_s']} s = {v['round_s']} s")
     summary = summarize(cells)
-    print(json.dumps({"budget": args.budget, "constraints": cell_constraints(args), "summary": summary, "latent_dim": model.config.latent_dim, "cells": cells,
-                      "timing": timing, "timing_points": args.timing_points, "timing_dim": args.timing_dim}))
+    print(json.dumps({"budget": args.budget, "constraints": cell_constraints(args), "summary": summary,
+                      "latent_dim": model.config.latent_dim, "cells": cells, "timing": timing, "timing_points": args.timing_points, "timing_dim": args.timing_dim}))
     return 0
 
 

@@ -19,7 +19,7 @@ import argparse
 import statistics
 
 import torch
-from benchlib import at_least_one, ALLOCATOR_TUNED, PRESETS, MosesReferenceVAE, emit, moses_data, timed
+from benchlib import ALLOCATOR_TUNED, PRESETS, MosesReferenceVAE, at_least_one, emit, moses_data, timed
 
 from molvae.chemistry import canonicalize, canonicalize_many
 from molvae.model import MolVAE, ModelConfig, SequenceVAE, resolve_device

@@ -12,7 +12,7 @@ import argparse
 import statistics
 
 import torch
-from benchlib import at_least_one, PRESETS, emit, moses_data, timed
+from benchlib import PRESETS, at_least_one, emit, moses_data, timed
 
 from molvae.model import MolVAE, ModelConfig, SequenceVAE, resolve_device
 

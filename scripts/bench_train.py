@@ -14,7 +14,7 @@ import argparse
 import statistics
 
 import torch
-from benchlib import at_least_one, ALLOCATOR_TUNED, PRESETS, MosesReferenceVAE, emit, moses_data, reference_batches, timed
+from benchlib import ALLOCATOR_TUNED, PRESETS, MosesReferenceVAE, at_least_one, emit, moses_data, reference_batches, timed
 
 from molvae.chemistry import canonicalize
 from molvae.data import collate, length_bucketed_batches
