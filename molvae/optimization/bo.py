@@ -20,6 +20,13 @@ rows of a round the kill interrupted are dropped and the round is redone.
 Scores that round already paid for are read back from scores.jsonl, so the
 objective never sees a molecule twice. Rounds are seeded by (seed, round), so a
 resumed run continues exactly as the uninterrupted one would have.
+
+Lead optimization (a similarity constraint) starts from the lead and molecules decoded
+around its code. Each round then takes ``local_fraction`` of the batch (default half) as
+Gaussian steps of ``init_radius`` around the best feasible codes (``source`` "local" in
+evaluations.csv) and the rest from the acquisition. TuRBO's region is sized by the feasible
+codes' box rather than by all of them. With the bundled model, the BO proposals alone
+mostly fell below the similarity floor (docs/BO_BENCHMARK.md).
 """
 
 from __future__ import annotations
@@ -90,6 +97,10 @@ class OptimizeConfig:
     # with a similarity constraint and qLogEI: a second GP models the similarity and qLogEI takes
     # it as a constraint (candidates chosen one by one); about 10x slower acquisition
     similarity_gp: bool = False
+    # with a similarity constraint: this share of each batch are Gaussian steps of init_radius around
+    # the best feasible codes (source "local" in evaluations.csv), as the initial design takes around
+    # the lead; BO's own proposals mostly fall below the similarity floor. 0 turns it off.
+    local_fraction: float = field(default=0.5, metadata=rule(ge=0.0, le=1.0))
 
     def validate(self) -> "OptimizeConfig":
         """Check types and ranges (:func:`molvae.config.validate_config`); returns ``self``."""
@@ -294,6 +305,16 @@ def _moses_train_smiles() -> tuple[str, ...]:
     return tuple(read_smiles(moses_file("train"), column="SMILES"))
 
 
+def feasible_box(X: torch.Tensor, feasible: torch.Tensor, bounds: torch.Tensor, pad: float = 0.1) -> torch.Tensor:
+    """[2, D] box around the feasible rows of ``X`` (widened by ``pad`` of its width), inside ``bounds``;
+    ``bounds`` itself when fewer than two rows are feasible."""
+    if int(feasible.sum()) < 2:
+        return bounds
+    lo, hi = X[feasible].min(0).values, X[feasible].max(0).values
+    margin = pad * (hi - lo).clamp_min(1e-3)
+    return torch.stack([torch.maximum(lo - margin, bounds[0]), torch.minimum(hi + margin, bounds[1])])
+
+
 def _seed_for(seed: int, round: int) -> int:
     return (seed * 1_000_003 + round * 7919) % (2**31 - 1)
 
@@ -399,16 +420,18 @@ class Optimizer:
 
     def training_data(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(X, Y) in float64: the codes of scored molecules and their scores (infeasible ones at the worst value)."""
-        X, Y, _ = self._training_data()
+        X, Y, _, _ = self._training_data()
         return X, Y
 
-    def _training_data(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """:meth:`training_data` plus each row's Tanimoto similarity to the reference molecule (NaN without one)."""
+    def _training_data(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`training_data` plus each row's Tanimoto similarity to the reference molecule (NaN without
+        one) and whether it met the constraints."""
         recs = [r for r in self.oracle.scored_records() if np.all(np.isfinite(self.latents.get(r["smiles"], np.nan)))]
         cols = self.oracle.score_columns
         if not recs:
             empty = torch.empty(0, self.model.config.latent_dim, dtype=torch.float64)
-            return empty, torch.empty(0, len(cols), dtype=torch.float64), torch.empty(0, dtype=torch.float64)
+            return (empty, torch.empty(0, len(cols), dtype=torch.float64), torch.empty(0, dtype=torch.float64),
+                    torch.empty(0, dtype=torch.bool))
         X = np.stack([self.latents[r["smiles"]] for r in recs]).astype(np.float64)
         Y = np.array([[r[c] for c in cols] for r in recs], dtype=np.float64)
         feasible = np.array([bool(r["feasible"]) for r in recs])
@@ -419,7 +442,8 @@ class Optimizer:
             Y[~feasible | ~finite[:, j], j] = worst
         keep = gp_window_index(Y, self.config.gp_window)
         sim = np.array([r.get("similarity", np.nan) for r in recs], dtype=np.float64)
-        return torch.from_numpy(X[keep]), torch.from_numpy(Y[keep]), torch.from_numpy(sim[keep])
+        return (torch.from_numpy(X[keep]), torch.from_numpy(Y[keep]), torch.from_numpy(sim[keep]),
+                torch.from_numpy(feasible[keep]))
 
     def best_value(self) -> float | None:
         vals = [r[self.oracle.score_columns[0]] for r in self.oracle.scored_records() if r["feasible"]]
@@ -520,19 +544,25 @@ class Optimizer:
         t0 = time.perf_counter()
         timing = {"round": self.round, "fit": 0.0, "acquisition": 0.0, "decode": 0.0, "score": 0.0}
         before = self.best_value()
+        n_local = 0  # the last n_local latents of the batch are local steps (source "local")
         if self.method == "screen":
             smiles = self._screen_batch(q)
         else:
             if self.method == "prior":
                 z = torch.randn(q, self.model.config.latent_dim, generator=torch.Generator().manual_seed(seed))
             else:
-                z = self._propose(q, timing)
+                z, n_local = self._propose(q, timing, seed)
             t1 = time.perf_counter()
             smiles = self.model.decode_valid(z.float().numpy(), attempts=cfg.decode_attempts,
                                              temperature=cfg.decode_temperature, seed=seed)
             timing["decode"] = time.perf_counter() - t1
         t2 = time.perf_counter()
-        rows = self.oracle.evaluate(smiles, round=self.round, source=self.method)
+        if n_local:
+            cut = len(smiles) - n_local
+            rows = (self.oracle.evaluate(smiles[:cut], round=self.round, source=self.method)
+                    + self.oracle.evaluate(smiles[cut:], round=self.round, source="local"))
+        else:
+            rows = self.oracle.evaluate(smiles, round=self.round, source=self.method)
         timing["score"] = time.perf_counter() - t2
         scored = [r["smiles"] for r in rows if r["status"] == "scored"]
         self._encode_new(scored)
@@ -546,11 +576,12 @@ class Optimizer:
         self.save()
         return rows
 
-    def _propose(self, q: int, timing: dict[str, float]) -> torch.Tensor:
-        X, Y, S = self._training_data()
+    def _propose(self, q: int, timing: dict[str, float], seed: int) -> tuple[torch.Tensor, int]:
+        """``q`` latents for the next round, and how many of them (the last ones) are local steps."""
+        X, Y, S, F = self._training_data()
         d = self.model.config.latent_dim
         if len(X) < 2:  # nothing to model yet: draw from the prior
-            return torch.randn(q, d, dtype=torch.float64)
+            return torch.randn(q, d, dtype=torch.float64), 0
         lo, hi = X.min(0).values, X.max(0).values
         pad = 0.1 * (hi - lo).clamp_min(1e-3)
         bounds = torch.stack([lo - pad, hi + pad])
@@ -573,19 +604,35 @@ class Optimizer:
             box = bounds
         elif self.method == "turbo":
             center = X[Y[:, 0].argmax()]
-            box = self.tr.bounds(center, _lengthscale(gp), bounds[0], bounds[1])
+            # Under constraints the region is sized by where feasible molecules were found: infeasible
+            # ones (often far from a lead) would otherwise widen the box the region is a fraction of.
+            region = feasible_box(X, F, bounds) if self.constraints.active else bounds
+            box = self.tr.bounds(center, _lengthscale(gp), region[0], region[1])
         else:
             box = bounds
         # After rounds that brought nothing new (every decode a repeat or invalid), swap part of
         # the batch for uniform draws in the data box so the search does not sit on known molecules.
         n_explore = min(q, self.stalled * max(1, q // 2))
-        z = (propose_latents(gp, X, Y, box, q - n_explore, self.config, ref_point=ref, constraint=constraint)
-             if q > n_explore else X[:0])
+        n_local = 0
+        if floor is not None and Y.shape[-1] == 1 and bool(F.any()):
+            n_local = min(q - n_explore, math.floor(self.config.local_fraction * q + 0.5))  # half up: q=1 -> 1
+        n_bo = q - n_explore - n_local
+        z = propose_latents(gp, X, Y, box, n_bo, self.config, ref_point=ref, constraint=constraint) if n_bo else X[:0]
         if n_explore:
             u = torch.rand(n_explore, d, dtype=torch.float64)
             z = torch.cat([z, bounds[0] + (bounds[1] - bounds[0]) * u])
+        if n_local:
+            z = torch.cat([z, self._local_steps(X[F], Y[F, 0], n_local, seed)])
         timing["acquisition"] = time.perf_counter() - t
-        return z
+        return z, n_local
+
+    def _local_steps(self, X: torch.Tensor, y: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+        """``n`` Gaussian steps of ``init_radius`` (prior standard deviations) around the best of ``X`` by ``y``,
+        the best first, cycling when there are fewer than ``n`` codes."""
+        best = y.argsort(descending=True)[:n]
+        centres = X[best[torch.arange(n) % len(best)]]
+        noise = torch.randn(n, X.shape[-1], generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+        return centres + self.config.init_radius * noise
 
     def _screen_batch(self, q: int) -> list[str]:
         if not hasattr(self, "_screen_pool"):
