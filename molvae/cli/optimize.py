@@ -56,10 +56,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--similarity-gp", action="store_true",
                    help="with --min-similarity and qLogEI: model the similarity with a second GP and use it as "
                         "the acquisition's constraint (slower rounds; docs/BO_BENCHMARK.md)")
-    p.add_argument("--local-fraction", type=float, default=0.5,
-                   help="with --min-similarity: share of each batch drawn as Gaussian steps of 0.5 prior standard "
-                        "deviations around the best feasible molecules' codes instead of by BO "
-                        "(default 0.5; 0 turns it off)")
     p.add_argument("--alerts", nargs="?", const="PAINS,BRENK", default=None,
                    help="reject molecules matching structural alerts (catalogs, default PAINS,BRENK)")
     p.add_argument("--range", dest="ranges", action="append", type=_range, default=[], metavar="PROP=LOW:HIGH",
@@ -114,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             batch=args.batch, method=args.method, acquisition=args.acquisition, n_init=args.n_init,
             init_file=args.init_file, seed=args.seed, gp_window=args.gp_window,
             tr_failure_tolerance=args.tr_failure_tolerance, decode_attempts=args.decode_attempts,
-            similarity_gp=args.similarity_gp, local_fraction=args.local_fraction,
+            similarity_gp=args.similarity_gp,
             decode_temperature=args.decode_temperature, top_k=args.top_k, num_restarts=args.restarts,
             raw_samples=args.raw_samples, patience=args.patience, constraints=constraints,
         ).validate()

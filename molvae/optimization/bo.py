@@ -21,12 +21,8 @@ Scores that round already paid for are read back from scores.jsonl, so the
 objective never sees a molecule twice. Rounds are seeded by (seed, round), so a
 resumed run continues exactly as the uninterrupted one would have.
 
-Lead optimization (a similarity constraint) starts from the lead and molecules decoded
-around its code. Each round then takes ``local_fraction`` of the batch (default half) as
-Gaussian steps of ``init_radius`` around the best feasible codes (``source`` "local" in
-evaluations.csv) and the rest from the acquisition. TuRBO's region is sized by the feasible
-codes' box rather than by all of them. With the bundled model, the BO proposals alone
-mostly fell below the similarity floor (docs/BO_BENCHMARK.md).
+Under constraints (lead optimization), TuRBO's region is sized by the box of the feasible
+codes rather than of all of them (:func:`feasible_box`).
 """
 
 from __future__ import annotations
@@ -97,10 +93,6 @@ class OptimizeConfig:
     # with a similarity constraint and qLogEI: a second GP models the similarity and qLogEI takes
     # it as a constraint (candidates chosen one by one); about 10x slower acquisition
     similarity_gp: bool = False
-    # with a similarity constraint: this share of each batch are Gaussian steps of init_radius around
-    # the best feasible codes (source "local" in evaluations.csv), as the initial design takes around
-    # the lead; BO's own proposals mostly fall below the similarity floor. 0 turns it off.
-    local_fraction: float = field(default=0.5, metadata=rule(ge=0.0, le=1.0))
 
     def validate(self) -> "OptimizeConfig":
         """Check types and ranges (:func:`molvae.config.validate_config`); returns ``self``."""
@@ -544,25 +536,19 @@ class Optimizer:
         t0 = time.perf_counter()
         timing = {"round": self.round, "fit": 0.0, "acquisition": 0.0, "decode": 0.0, "score": 0.0}
         before = self.best_value()
-        n_local = 0  # the last n_local latents of the batch are local steps (source "local")
         if self.method == "screen":
             smiles = self._screen_batch(q)
         else:
             if self.method == "prior":
                 z = torch.randn(q, self.model.config.latent_dim, generator=torch.Generator().manual_seed(seed))
             else:
-                z, n_local = self._propose(q, timing, seed)
+                z = self._propose(q, timing)
             t1 = time.perf_counter()
             smiles = self.model.decode_valid(z.float().numpy(), attempts=cfg.decode_attempts,
                                              temperature=cfg.decode_temperature, seed=seed)
             timing["decode"] = time.perf_counter() - t1
         t2 = time.perf_counter()
-        if n_local:
-            cut = len(smiles) - n_local
-            rows = (self.oracle.evaluate(smiles[:cut], round=self.round, source=self.method)
-                    + self.oracle.evaluate(smiles[cut:], round=self.round, source="local"))
-        else:
-            rows = self.oracle.evaluate(smiles, round=self.round, source=self.method)
+        rows = self.oracle.evaluate(smiles, round=self.round, source=self.method)
         timing["score"] = time.perf_counter() - t2
         scored = [r["smiles"] for r in rows if r["status"] == "scored"]
         self._encode_new(scored)
@@ -576,12 +562,11 @@ class Optimizer:
         self.save()
         return rows
 
-    def _propose(self, q: int, timing: dict[str, float], seed: int) -> tuple[torch.Tensor, int]:
-        """``q`` latents for the next round, and how many of them (the last ones) are local steps."""
+    def _propose(self, q: int, timing: dict[str, float]) -> torch.Tensor:
         X, Y, S, F = self._training_data()
         d = self.model.config.latent_dim
         if len(X) < 2:  # nothing to model yet: draw from the prior
-            return torch.randn(q, d, dtype=torch.float64), 0
+            return torch.randn(q, d, dtype=torch.float64)
         lo, hi = X.min(0).values, X.max(0).values
         pad = 0.1 * (hi - lo).clamp_min(1e-3)
         bounds = torch.stack([lo - pad, hi + pad])
@@ -613,26 +598,13 @@ class Optimizer:
         # After rounds that brought nothing new (every decode a repeat or invalid), swap part of
         # the batch for uniform draws in the data box so the search does not sit on known molecules.
         n_explore = min(q, self.stalled * max(1, q // 2))
-        n_local = 0
-        if floor is not None and Y.shape[-1] == 1 and bool(F.any()):
-            n_local = min(q - n_explore, math.floor(self.config.local_fraction * q + 0.5))  # half up: q=1 -> 1
-        n_bo = q - n_explore - n_local
-        z = propose_latents(gp, X, Y, box, n_bo, self.config, ref_point=ref, constraint=constraint) if n_bo else X[:0]
+        z = (propose_latents(gp, X, Y, box, q - n_explore, self.config, ref_point=ref, constraint=constraint)
+             if q > n_explore else X[:0])
         if n_explore:
             u = torch.rand(n_explore, d, dtype=torch.float64)
             z = torch.cat([z, bounds[0] + (bounds[1] - bounds[0]) * u])
-        if n_local:
-            z = torch.cat([z, self._local_steps(X[F], Y[F, 0], n_local, seed)])
         timing["acquisition"] = time.perf_counter() - t
-        return z, n_local
-
-    def _local_steps(self, X: torch.Tensor, y: torch.Tensor, n: int, seed: int) -> torch.Tensor:
-        """``n`` Gaussian steps of ``init_radius`` (prior standard deviations) around the best of ``X`` by ``y``,
-        the best first, cycling when there are fewer than ``n`` codes."""
-        best = y.argsort(descending=True)[:n]
-        centres = X[best[torch.arange(n) % len(best)]]
-        noise = torch.randn(n, X.shape[-1], generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
-        return centres + self.config.init_radius * noise
+        return z
 
     def _screen_batch(self, q: int) -> list[str]:
         if not hasattr(self, "_screen_pool"):

@@ -69,23 +69,6 @@ def test_feasible_box_spans_the_feasible_codes_only() -> None:
     assert feasible_box(X, torch.tensor([False, True, False, False]), bounds) is bounds  # one point: no box
 
 
-def test_local_steps_circle_the_best_feasible_codes(small_model, tmp_path) -> None:
-    cfg = OptimizeConfig(objectives=["esol"], init_radius=0.5, **FAST)
-    opt = Optimizer(small_model, cfg, tmp_path / "run", progress=False)
-    d = small_model.config.latent_dim
-    X = torch.arange(3 * d, dtype=torch.float64).reshape(3, d)  # three codes far apart
-    y = torch.tensor([0.1, 0.9, 0.5], dtype=torch.float64)
-    steps = opt._local_steps(X, y, 3000, seed=7)
-    assert steps.shape == (3000, d) and steps.dtype == torch.float64
-    # best first, then cycling through the codes by falling score: rows 0, 3, 6, ... circle code 1
-    for row, code in ((0, 1), (1, 2), (2, 0), (3, 1)):
-        assert torch.linalg.norm(steps[row] - X[code]) < torch.linalg.norm(steps[row] - X[(code + 1) % 3])
-    around_best = steps[0::3] - X[1]
-    assert around_best.mean().abs() < 0.02 and around_best.std().item() == pytest.approx(0.5, rel=0.03)
-    torch.testing.assert_close(opt._local_steps(X, y, 5, seed=7), steps[:5])  # seeded
-    assert not torch.equal(opt._local_steps(X, y, 5, seed=8), steps[:5])
-
-
 def test_gp_is_float64_and_fits_a_trend() -> None:
     torch.manual_seed(0)
     X = torch.rand(40, 4, dtype=torch.float64)
