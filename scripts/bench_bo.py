@@ -76,7 +76,7 @@ def run_cell(model, objective: str, method: str, seed: int, args) -> dict:
                          n_init=0 if method in ("prior", "screen") else args.n_init, decode_attempts=args.decode_attempts,
                          num_restarts=args.restarts, raw_samples=args.raw_samples, gp_window=args.gp_window,
                          gp_maxiter=args.gp_maxiter, tr_failure_tolerance=args.tr_failure_tolerance,
-                         constraints=cell_constraints(args))
+                         constraints=args.constraints)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.keep) / f"{objective}-{method}-{seed}" if args.keep else Path(tmp) / "run"
         reused = bool(args.keep and args.reuse and (out / "evaluations.csv").exists())
@@ -200,7 +200,7 @@ def main(argv=None) -> int:
         p.error("--reuse needs --keep")
     try:
         args.ranges = [parse_range(r) for r in args.ranges]
-        cell_constraints(args)  # a typo in a property or catalog stops here, not inside a worker
+        args.constraints = cell_constraints(args)  # once: a typo stops here, not inside a worker
     except ObjectiveError as exc:
         p.error(str(exc))
     model = MolVAE.load(args.model, device="cpu")
@@ -239,8 +239,9 @@ def main(argv=None) -> int:
             print(f"round timing ({args.timing_points} points, latent {args.timing_dim}, q={args.batch}, {k}): "
                   f"fit {v['fit_s']} s + acquisition {v['acquisition_s']} s + decode {v['decode_s']} s = {v['round_s']} s")
     summary = summarize(cells)
-    print(json.dumps({"budget": args.budget, "constraints": cell_constraints(args), "summary": summary,
-                      "latent_dim": model.config.latent_dim, "cells": cells, "timing": timing, "timing_points": args.timing_points, "timing_dim": args.timing_dim}))
+    print(json.dumps({"budget": args.budget, "constraints": args.constraints, "summary": summary,
+                      "latent_dim": model.config.latent_dim, "cells": cells, "timing": timing,
+                      "timing_points": args.timing_points, "timing_dim": args.timing_dim}))
     return 0
 
 

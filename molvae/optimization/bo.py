@@ -297,14 +297,20 @@ def _moses_train_smiles() -> tuple[str, ...]:
     return tuple(read_smiles(moses_file("train"), column="SMILES"))
 
 
+def data_box(X: torch.Tensor, pad: float = 0.1) -> torch.Tensor:
+    """[2, D] box spanned by the rows of ``X``, widened on each side by ``pad`` of its width."""
+    lo, hi = X.min(0).values, X.max(0).values
+    margin = pad * (hi - lo).clamp_min(1e-3)
+    return torch.stack([lo - margin, hi + margin])
+
+
 def feasible_box(X: torch.Tensor, feasible: torch.Tensor, bounds: torch.Tensor, pad: float = 0.1) -> torch.Tensor:
-    """[2, D] box around the feasible rows of ``X`` (widened by ``pad`` of its width), inside ``bounds``;
-    ``bounds`` itself when fewer than two rows are feasible."""
+    """:func:`data_box` of the feasible rows of ``X``, inside ``bounds``; ``bounds`` itself when fewer than
+    two rows are feasible."""
     if int(feasible.sum()) < 2:
         return bounds
-    lo, hi = X[feasible].min(0).values, X[feasible].max(0).values
-    margin = pad * (hi - lo).clamp_min(1e-3)
-    return torch.stack([torch.maximum(lo - margin, bounds[0]), torch.minimum(hi + margin, bounds[1])])
+    box = data_box(X[feasible], pad)
+    return torch.stack([torch.maximum(box[0], bounds[0]), torch.minimum(box[1], bounds[1])])
 
 
 def _seed_for(seed: int, round: int) -> int:
@@ -567,9 +573,7 @@ class Optimizer:
         d = self.model.config.latent_dim
         if len(X) < 2:  # nothing to model yet: draw from the prior
             return torch.randn(q, d, dtype=torch.float64)
-        lo, hi = X.min(0).values, X.max(0).values
-        pad = 0.1 * (hi - lo).clamp_min(1e-3)
-        bounds = torch.stack([lo - pad, hi + pad])
+        bounds = data_box(X)
         t = time.perf_counter()
         gp = fit_gp(X, Y, bounds, maxiter=self.config.gp_maxiter)
         constraint = None
