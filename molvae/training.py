@@ -351,6 +351,12 @@ def init_distributed(device_name: str) -> DistributedContext:
 
     ctx = DistributedContext(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), world)
     if not dist.is_initialized():
+        # The optimizer's first step imports torch._dynamo; imported after the group exists, it
+        # keeps a reference that destroy_process_group cannot drop (torch 2.13), so the gloo
+        # threads outlive it and the group is torn down during interpreter exit, where it can
+        # abort the process ("terminate called without an active exception") after a finished run.
+        import torch._dynamo  # noqa: F401
+
         use_cuda = torch.cuda.is_available() and device_name in ("auto", "cuda")
         if use_cuda:
             torch.cuda.set_device(ctx.local_rank)

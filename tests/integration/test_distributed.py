@@ -19,10 +19,30 @@ TINY = ["--embedding-dim", "16", "--encoder-hidden", "32", "--latent-dim", "16",
         "--decoder-layers", "2"]
 
 
-def _torchrun(*args: str) -> subprocess.CompletedProcess:
+# Runs the CLI, then fails if gloo's threads survived destroy_process_group: a group left to
+# interpreter exit can abort a finished run (SIGABRT) at random.
+CHECK_THREADS = """
+import os, sys
+from molvae.cli.main import main
+code = main(sys.argv[1:])
+names = []
+for tid in os.listdir("/proc/self/task"):
+    try:
+        names.append(open(f"/proc/self/task/{tid}/comm").read().strip())
+    except OSError:
+        pass
+left = sorted(n for n in names if "gloo" in n)
+if left:
+    print(f"rank {os.environ['RANK']}: gloo threads still running after the run: {left}", file=sys.stderr)
+    sys.exit(3)
+sys.exit(code)
+"""
+
+
+def _torchrun(*args: str, script: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "molvae.cli.main", *args]
+    target = [script] if script is not None else ["-m", "molvae.cli.main"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *target, *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
 
 
@@ -32,7 +52,11 @@ def test_two_process_training_and_resume(tmp_path) -> None:
     out = tmp_path / "run"
     args = ["train", "--data", str(data), "--out", str(out), "--batch-size", "32", "--seed", "3", "--no-progress",
             "--val-recon-n", "10", "--val-sample-n", "10", *TINY]
-    first = _torchrun(*args, "--epochs", "1")
+    check = None
+    if os.path.isdir("/proc/self/task"):  # Linux: thread names are readable
+        check = tmp_path / "check_threads.py"
+        check.write_text(CHECK_THREADS)
+    first = _torchrun(*args, "--epochs", "1", script=None if check is None else str(check))
     assert first.returncode == 0, first.stdout + first.stderr
     # Logs come from rank 0 only.
     assert first.stdout.count("read 800 records") == 1
