@@ -26,16 +26,19 @@ import argparse
 import dataclasses
 import json
 import multiprocessing
+import os
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
 import tempfile
+import threading
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from molvae.checkpoint import read_json
+from molvae.errors import MolvaeError
 from molvae.model import MolVAE, SequenceVAE
 from molvae.optimization import Constraints, ObjectiveError, OptimizeConfig, Optimizer, fit_gp, parse_range, propose_latents
 from molvae.optimization.bo import gp_window_index
@@ -43,6 +46,20 @@ from molvae.optimization.bo import gp_window_index
 METHODS = ("bo", "turbo", "prior", "screen")
 BASELINES = ("prior", "screen")
 _MODELS: dict[str, MolVAE] = {}
+
+
+def exit_with_parent(parent_pid: int, interval: float = 0.5) -> None:
+    """Worker-process initializer: end the worker once the benchmark process is gone.
+
+    A benchmark killed mid-run would otherwise leave its workers running their cells
+    for minutes, still writing into ``--keep`` (where a rerun then finds them).
+    """
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _cell_in_worker(model_name: str, objective: str, method: str, seed: int, args) -> dict:
@@ -219,16 +236,38 @@ def main(argv=None) -> int:
     # Longest cells first (BO methods, penalized logP slowest), so worker processes finish together.
     cost = lambda j: (j[1] in BASELINES, j[0] != "penalized_logp")  # noqa: E731
     submit = sorted(jobs, key=cost)
+    failure = None
     if args.jobs <= 1:
         for o, m, s in submit:
-            cells.append(run_cell(model, o, m, s, args))
+            try:
+                cells.append(run_cell(model, o, m, s, args))
+            except MolvaeError as exc:
+                failure = ((o, m, s), exc, len(submit) - len(cells) - 1)
+                break
             show(cells[-1])
     else:
-        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(_cell_in_worker, args.model, o, m, s, args) for o, m, s in submit]
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
+            futures = {pool.submit(_cell_in_worker, args.model, o, m, s, args): (o, m, s) for o, m, s in submit}
             for f in as_completed(futures):
-                cells.append(f.result())
+                if f.cancelled():
+                    continue
+                try:
+                    cells.append(f.result())
+                except BaseException as exc:  # SystemExit too (check_reusable): queued cells must not start
+                    # Stop starting cells; the ones running finish and are shown (and kept).
+                    cancelled = sum(g.cancel() for g in futures)
+                    if not isinstance(exc, MolvaeError):
+                        raise
+                    failure = failure or (futures[f], exc, cancelled)
+                    continue
                 show(cells[-1])
+    if failure is not None:
+        (o, m, s), exc, cancelled = failure
+        kept = f"; finished cells are kept in {args.keep} (rerun with --reuse)" if args.keep else ""
+        print(f"bench_bo: cell {o}/{m}/seed {s} failed: {exc}. {cancelled} cell(s) not started{kept}",
+              file=sys.stderr)
+        return 1
     order = {j: i for i, j in enumerate(jobs)}
     cells.sort(key=lambda c: order[(c["objective"], c["method"], c["seed"])])
     print_summary(summarize(cells))

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -66,3 +72,62 @@ def test_constraints_apply_to_every_cell_and_reuse_checks_the_settings(tmp_path,
     # Under the same settings it resumes (and a larger budget is allowed).
     again = _run(bench, capsys, *common[:1], "20", *common[2:], "--range", "mw=250:300", "--reuse")
     assert again["cells"][0]["reused"] is True and again["cells"][0]["calls"] == 20
+
+
+def test_a_failing_cell_is_named_and_stops_the_benchmark(tmp_path, capsys):
+    bench = _bench_bo()
+    keep = tmp_path / "cells"
+    common = ["--budget", "12", "--objectives", "esol", "--methods", "screen", "--skip-timing", "--keep", str(keep)]
+    _run(bench, capsys, *common, "--seeds", "1")
+    # Seed 1's folder already holds a run and --reuse is not given: that cell must fail, in this
+    # process and in a worker process, with a message that names it, and no summary.
+    keep2 = tmp_path / "cells2"
+    shutil.copytree(keep, keep2)  # the first run below leaves seed 0 finished in its folder
+    assert bench.main(common + ["--seeds", "0,1,2"]) == 1
+    out, err = capsys.readouterr()
+    # worker processes need the script run as a script (spawn re-imports it)
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_bo.py"), *common[:-1], str(keep2),
+                           "--seeds", "0,1,2", "--jobs", "2"], capture_output=True, text=True, timeout=600)
+    for code, out, err in ((1, out, err), (proc.returncode, proc.stdout, proc.stderr)):
+        assert code == 1
+        assert "cell esol/screen/seed 1 failed" in err and "already holds an optimization run" in err
+        assert "--reuse" in err and "Traceback" not in err
+        assert not any(line.startswith("{") for line in out.splitlines())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc (Linux)")
+def test_workers_stop_when_the_benchmark_is_killed(tmp_path):
+    # Cells far longer than the test: only the parent's death can end these workers.
+    cmd = [sys.executable, str(REPO / "scripts" / "bench_bo.py"), "--budget", "100000", "--objectives", "qed",
+           "--methods", "prior", "--seeds", "0,1", "--jobs", "2", "--skip-timing", "--keep", str(tmp_path / "cells")]
+    parent = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def children() -> list[int]:
+        path = Path(f"/proc/{parent.pid}/task/{parent.pid}/children")
+        return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+    def running(pid: int) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+        return state != "Z"
+
+    try:
+        deadline = time.monotonic() + 120
+        # the two cell workers (spawn also starts a resource tracker) and their first scored molecules
+        while not list((tmp_path / "cells").glob("*/evaluations.csv")) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        workers = children()
+        assert len(workers) >= 2, "the benchmark never started its workers"
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 30
+    while any(running(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [w for w in workers if running(w)]
+    for w in left:
+        os.kill(w, signal.SIGKILL)
+    assert not left, f"workers {left} kept running after the benchmark was killed"
