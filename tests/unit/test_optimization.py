@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from molvae.optimization import (
+    Constraints,
     ObjectiveError,
     Optimizer,
     OptimizeConfig,
@@ -18,7 +19,7 @@ from molvae.optimization import (
     parse_objective,
     propose_latents,
 )
-from molvae.optimization.bo import feasible_box
+from molvae.optimization.bo import feasible_box, trust_region_box
 
 FAST = dict(batch=4, n_init=4, decode_attempts=2, num_restarts=2, raw_samples=32, acq_maxiter=30, patience=15)
 
@@ -67,6 +68,17 @@ def test_feasible_box_spans_the_feasible_codes_only() -> None:
     torch.testing.assert_close(feasible_box(X, feasible, torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=torch.float64)),
                                torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=torch.float64))  # clipped to the bounds
     assert feasible_box(X, torch.tensor([False, True, False, False]), bounds) is bounds  # one point: no box
+
+
+def test_only_a_similarity_constraint_sizes_the_trust_region_by_the_feasible_codes() -> None:
+    X = torch.tensor([[0.0, 0.0], [1.0, 2.0], [9.0, -9.0], [0.5, 1.0]], dtype=torch.float64)
+    bounds = torch.tensor([[-10.0, -10.0], [10.0, 10.0]], dtype=torch.float64)
+    feasible = torch.tensor([True, True, False, True])
+    lead = Constraints(reference="Cc1ccc(-c2cc(C(F)(F)F)nn2-c2ccc(S(N)(=O)=O)cc2)cc1", min_similarity=0.4,
+                       ranges={"mw": (200.0, 450.0)})
+    torch.testing.assert_close(trust_region_box(X, feasible, bounds, lead), feasible_box(X, feasible, bounds))
+    for rules in (Constraints(alerts=["PAINS"]), Constraints(ranges={"mw": (200.0, 450.0)}), Constraints()):
+        assert trust_region_box(X, feasible, bounds, rules) is bounds
 
 
 def test_gp_is_float64_and_fits_a_trend() -> None:
