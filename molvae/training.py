@@ -351,10 +351,10 @@ def init_distributed(device_name: str) -> DistributedContext:
 
     ctx = DistributedContext(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), world)
     if not dist.is_initialized():
-        # The optimizer's first step imports torch._dynamo; imported after the group exists, it
-        # keeps a reference that destroy_process_group cannot drop (torch 2.13), so the gloo
-        # threads outlive it and the group is torn down during interpreter exit, where it can
-        # abort the process ("terminate called without an active exception") after a finished run.
+        # The optimizer's first step imports torch._dynamo. Imported after the group exists, it
+        # keeps the group alive past destroy_process_group (torch 2.13: the gloo threads stay),
+        # and the group is then torn down during interpreter exit, where it can abort a finished
+        # run ("terminate called without an active exception"). Imported first, it does not.
         import torch._dynamo  # noqa: F401
 
         use_cuda = torch.cuda.is_available() and device_name in ("auto", "cuda")
