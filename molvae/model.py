@@ -30,7 +30,7 @@ from molvae.batching import iter_batches
 from molvae.checkpoint import load_weights, read_json, save_weights, write_json
 from molvae.config import config_from_dict, rule, validate_config
 from molvae.errors import ConfigError, InvalidMoleculeError, ModelLoadError, MolvaeError, shorten
-from molvae.recurrent import native_gru_layer, run_bidirectional_gru, run_gru
+from molvae.recurrent import gru_layer, native_gru_layer, run_bidirectional_gru, run_gru
 from molvae.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocabulary, get_tokenizer
 
 log = logging.getLogger(__name__)
@@ -134,6 +134,9 @@ class SequenceVAE(nn.Module):
     #: Train on CPU through :mod:`molvae.recurrent` (same weights and equations as
     #: ``nn.GRU``, one weight-gradient matmul per layer instead of one per time step).
     fused_cpu_gru: bool = True
+    #: ... with their time loops in the compiled kernel (:func:`molvae.recurrent.cpu_kernel`)
+    #: where it builds; False keeps them in torch ops (for comparisons).
+    cpu_gru_kernel: bool = True
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -157,6 +160,9 @@ class SequenceVAE(nn.Module):
         """Run the GRUs through :mod:`molvae.recurrent`: CPU training only (GPUs keep cuDNN)."""
         return self.fused_cpu_gru and x.device.type == "cpu" and torch.is_grad_enabled()
 
+    def _cpu_layer(self, *args: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return gru_layer(*args, use_kernel=self.cpu_gru_kernel)
+
     def encode(self, tokens: torch.Tensor, lengths: torch.Tensor, static_shapes: bool = False
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """μ and log σ² of q(z|x) for padded ``tokens`` [B, L] with true ``lengths`` [B].
@@ -166,7 +172,7 @@ class SequenceVAE(nn.Module):
         """
         emb = self.embedding(tokens)
         if self._use_recurrent(emb):
-            h = run_bidirectional_gru(self.encoder, emb[:, : int(lengths.max())], lengths)
+            h = run_bidirectional_gru(self.encoder, emb[:, : int(lengths.max())], lengths, layer=self._cpu_layer)
         elif static_shapes:
             h = run_bidirectional_gru(self.encoder, emb, lengths, layer=native_gru_layer)
         else:
@@ -186,7 +192,7 @@ class SequenceVAE(nn.Module):
         zs = z.to(emb.dtype).unsqueeze(1).expand(-1, inputs.shape[1], -1)
         x, h0 = torch.cat([emb, zs], dim=-1), self.initial_hidden(z)
         if self._use_recurrent(x):
-            out, _ = run_gru(self.decoder, x, h0)
+            out, _ = run_gru(self.decoder, x, h0, layer=self._cpu_layer)
         else:
             out, _ = self.decoder(x, h0)
         return self.output(out)

@@ -11,6 +11,8 @@ since this machine's speed drifts within minutes. Last line: one JSON object.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
 import statistics
 
 import torch
@@ -19,6 +21,8 @@ from benchlib import ALLOCATOR_TUNED, PRESETS, MosesReferenceVAE, at_least_one, 
 from molvae.chemistry import canonicalize
 from molvae.data import collate, length_bucketed_batches
 from molvae.model import MolVAE, ModelConfig, SequenceVAE, resolve_device, resolve_dtype
+from molvae.recurrent import cpu_kernel
+from molvae.runtime import ENV_SWITCH
 from molvae.training import TrainConfig, make_optimizer, make_train_step
 
 
@@ -33,11 +37,18 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--sample-n", type=int, default=2000, help="prior samples for the decoding figure (0: skip)")
     p.add_argument("--reference", action="store_true", help="also time the MOSES reference VAE and print ratios")
+    p.add_argument("--untuned-reference", action="store_true",
+                   help="with --reference: also time the reference in a second process with glibc's default "
+                        "allocator, as MOSES runs (this process tunes it for molvae, which speeds up the "
+                        "reference too); its turns alternate with the others")
     p.add_argument("--repeats", type=at_least_one, default=1, help="alternating molvae/reference timings (medians are printed)")
     p.add_argument("--no-cuda-graphs", action="store_true",
                    help="on a GPU, launch each step's kernels from Python instead of replaying CUDA graphs")
     p.add_argument("--compare-nn-gru", action="store_true",
                    help="also time molvae with torch's nn.GRU instead of molvae.recurrent (CPU), same batches")
+    p.add_argument("--compare-torch-loops", action="store_true",
+                   help="CPU: also time molvae.recurrent with its time loops in torch ops instead of the compiled "
+                        "kernel, alternating with the kernel's timings (same batches, same process)")
     args = p.parse_args()
 
     device = resolve_device(args.device)
@@ -67,12 +78,26 @@ def main() -> None:
     run(timed_batches)
     n_mol = sum(len(lengths) for _, lengths in timed_batches)
     ref_timer = ReferenceTimer(args, data, device) if args.reference else None
+    untuned_timer = UntunedReference(args, device) if args.reference and args.untuned_reference else None
+    compare_loops = args.compare_torch_loops and device.type == "cpu"
+    if compare_loops:
+        net.cpu_gru_kernel = False
+        run(timed_batches)
+        net.cpu_gru_kernel = True
     rates: list[float] = []
     ref_rates: list[float] = []
+    loop_rates: list[float] = []
+    untuned_rates: list[float] = []
     for _ in range(args.repeats):
         rates.append(n_mol / timed(lambda: run(timed_batches)))
         if ref_timer is not None:
             ref_rates.append(ref_timer())
+        if untuned_timer is not None:
+            untuned_rates.append(untuned_timer())
+        if compare_loops:
+            net.cpu_gru_kernel = False
+            loop_rates.append(n_mol / timed(lambda: run(timed_batches)))
+            net.cpu_gru_kernel = True
     nn_gru_seconds = None
     if args.compare_nn_gru:
         net.fused_cpu_gru = False
@@ -92,6 +117,12 @@ def main() -> None:
         "train_mol_per_s_each": [round(r, 1) for r in rates],
         "allocator_tuned": ALLOCATOR_TUNED,
     }
+    if device.type == "cpu":
+        figures["cpu_gru_kernel"] = cpu_kernel() is not None
+    if loop_rates:
+        figures["torch_loops_train_mol_per_s"] = statistics.median(loop_rates)
+        figures["kernel_speedup"] = statistics.median([r / q for r, q in zip(rates, loop_rates)])
+        figures["kernel_speedup_each"] = [round(r / q, 2) for r, q in zip(rates, loop_rates)]
     if nn_gru_seconds is not None:
         figures["nn_gru_train_mol_per_s"] = n_mol / nn_gru_seconds
         figures["fused_gru_speedup"] = figures["train_mol_per_s"] / figures["nn_gru_train_mol_per_s"]
@@ -108,6 +139,11 @@ def main() -> None:
         figures["reference_train_mol_per_s"] = statistics.median(ref_rates)
         figures["train_speedup"] = statistics.median([r / q for r, q in zip(rates, ref_rates)])
         figures["train_speedup_each"] = [round(r / q, 2) for r, q in zip(rates, ref_rates)]
+    if untuned_timer is not None:
+        untuned_timer.close()
+        figures["untuned_reference_train_mol_per_s"] = statistics.median(untuned_rates)
+        figures["train_speedup_vs_untuned"] = statistics.median([r / q for r, q in zip(rates, untuned_rates)])
+        figures["train_speedup_vs_untuned_each"] = [round(r / q, 2) for r, q in zip(rates, untuned_rates)]
     emit(figures)
 
 
@@ -136,6 +172,48 @@ class ReferenceTimer:
 
     def __call__(self) -> float:
         return 512 * len(self.timed_batches) / timed(lambda: self.run(self.timed_batches))
+
+
+def _untuned_reference_worker(conn, args: argparse.Namespace, device: str) -> None:
+    import benchlib  # imported here, so that MOLVAE_TUNE_MALLOC=0 from the parent applies to it
+
+    if benchlib.ALLOCATOR_TUNED:
+        raise RuntimeError("the untuned reference process has a tuned allocator")
+    timer = ReferenceTimer(args, moses_data(args.molecules), torch.device(device))
+    conn.send(timer.parameters)
+    while conn.recv():
+        conn.send(timer())
+
+
+class UntunedReference:
+    """:class:`ReferenceTimer` in a child process that leaves glibc's allocator alone.
+
+    Each call asks the child for one timing and waits for it, so the two processes never
+    run at the same time and the turns alternate as in-process timings do.
+    """
+
+    def __init__(self, args: argparse.Namespace, device: torch.device):
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        previous = os.environ.get(ENV_SWITCH)
+        os.environ[ENV_SWITCH] = "0"  # the child inherits this environment at start
+        try:
+            self.process = ctx.Process(target=_untuned_reference_worker, args=(child, args, str(device)), daemon=True)
+            self.process.start()
+        finally:
+            if previous is None:
+                os.environ.pop(ENV_SWITCH)
+            else:
+                os.environ[ENV_SWITCH] = previous
+        self.parameters = self.conn.recv()
+
+    def __call__(self) -> float:
+        self.conn.send(True)
+        return self.conn.recv()
+
+    def close(self) -> None:
+        self.conn.send(False)
+        self.process.join(timeout=60)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -9,7 +14,7 @@ from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from molvae.model import ModelConfig, SequenceVAE
-from molvae.recurrent import gru_layer, native_gru_layer, run_bidirectional_gru, run_gru
+from molvae.recurrent import cpu_kernel, gru_layer, native_gru_layer, run_bidirectional_gru, run_gru
 
 
 def _grads(loss: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -137,3 +142,105 @@ def test_static_shape_encoder_equals_packing() -> None:
     assert torch.allclose(mu_a, mu_b, atol=1e-12) and torch.allclose(lv_a, lv_b, atol=1e-12)
     for a, b in zip(g_a, g_b):
         assert torch.allclose(a, b, atol=1e-11)
+
+
+# ------------------------------------------------------------------ compiled CPU kernel
+needs_kernel = pytest.mark.skipif(
+    shutil.which(os.environ.get("CXX", "c++")) is None, reason="no C++ compiler to build the kernel with")
+
+
+@needs_kernel
+def test_cpu_kernel_builds_where_a_compiler_exists() -> None:
+    assert cpu_kernel() is not None
+
+
+def _layer_args(dtype: torch.dtype, steps: int = 7, batch: int = 5, inp: int = 11, hidden: int = 37, seed: int = 6):
+    # Odd sizes, so that the vectorized gate loops run their remainder iterations too.
+    g = torch.Generator().manual_seed(seed)
+    tensors = [torch.randn(steps, batch, inp, generator=g), 0.5 * torch.randn(batch, hidden, generator=g),
+               0.3 * torch.randn(3 * hidden, inp, generator=g), 0.3 * torch.randn(3 * hidden, hidden, generator=g),
+               0.2 * torch.randn(3 * hidden, generator=g), 0.2 * torch.randn(3 * hidden, generator=g)]
+    w_out = torch.randn(steps, batch, hidden, generator=g)
+    w_last = torch.randn(batch, hidden, generator=g)
+    return tensors, w_out, w_last
+
+
+def _layer_run(tensors, w_out, w_last, dtype: torch.dtype, use_kernel: bool):
+    """Outputs, last state and every input's gradient (fp64), with x and the weights in ``dtype``."""
+    leaves = [t.to(dtype if i != 1 else torch.float32 if dtype == torch.bfloat16 else dtype).requires_grad_()
+              for i, t in enumerate(tensors)]
+    out, last = gru_layer(*leaves, use_kernel=use_kernel)
+    loss = (out.double() * w_out.double()).sum() + (last.double() * w_last.double()).sum()
+    return [out.detach().double(), last.detach().double()] + [g.double() for g in _grads(loss, leaves)]
+
+
+@needs_kernel
+def test_kernel_gives_the_torch_op_loops_results_in_fp32() -> None:
+    args = _layer_args(torch.float32)
+    for a, b in zip(_layer_run(*args, torch.float32, True), _layer_run(*args, torch.float32, False)):
+        assert (a - b).norm() <= 1e-5 * b.norm(), ((a - b).norm() / b.norm()).item()
+
+
+@needs_kernel
+def test_kernel_in_bf16_is_as_accurate_as_the_torch_op_loops() -> None:
+    """Both against fp64: the kernel's exp and its bf16 rounding must not add error."""
+    args = _layer_args(torch.bfloat16, steps=12, batch=9, inp=40, hidden=67)
+    exact = _layer_run(*args, torch.float64, False)
+    kernel, loops = _layer_run(*args, torch.bfloat16, True), _layer_run(*args, torch.bfloat16, False)
+    for ours, theirs, ref in zip(kernel, loops, exact):
+        err_ours, err_loops = ((ours - ref).norm() / ref.norm()).item(), ((theirs - ref).norm() / ref.norm()).item()
+        assert err_ours < 0.03 and err_ours <= 1.2 * err_loops + 1e-4, (err_ours, err_loops)
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_kernel_passes_a_nan_on(dtype: torch.dtype) -> None:
+    """A NaN input must reach the outputs and gradients, so that training sees a bad step and skips it."""
+    tensors, w_out, w_last = _layer_args(dtype)
+    tensors[0][2, 1, 0] = float("nan")
+    out, last, dx, dh0, *dweights = _layer_run(tensors, w_out, w_last, dtype, True)
+    assert not out[:2].isnan().any() and out[2:, 1].isnan().all() and last[1].isnan().all()
+    assert not out[:, [0, 2, 3, 4]].isnan().any()
+    assert dh0[1].isnan().all() and all(g.isnan().any() for g in dweights)
+
+
+@needs_kernel
+def test_training_step_with_the_kernel_matches_the_torch_op_loops() -> None:
+    """The whole model in fp32: loss and every parameter gradient, kernel against torch ops."""
+    torch.manual_seed(3)
+    net = SequenceVAE(ModelConfig(vocab_size=12, embedding_dim=8, encoder_hidden=6, latent_dim=4, decoder_hidden=19,
+                                  decoder_layers=2)).train()
+    seq = torch.tensor([[1, 5, 6, 7, 2, 0], [1, 8, 9, 2, 0, 0], [1, 5, 5, 5, 5, 2]])
+    lengths = torch.tensor([5, 4, 6])
+    results = []
+    for kernel in (False, True):
+        net.cpu_gru_kernel = kernel
+        torch.manual_seed(4)
+        logits, mu, logvar = net(seq, lengths)
+        loss = logits.logsumexp(-1).sum() + mu.sum() + logvar.sum()
+        results.append((loss.detach(), _grads(loss, list(net.parameters()))))
+    assert torch.allclose(results[0][0], results[1][0], rtol=1e-5)
+    for a, b in zip(results[0][1], results[1][1]):
+        assert (a - b).norm() <= 1e-4 * b.norm() + 1e-7
+
+
+FALLBACK = """
+import logging, torch
+from molvae.recurrent import cpu_kernel, gru_layer
+args = [torch.randn(4, 3, 5), torch.randn(3, 6), torch.randn(18, 5), torch.randn(18, 6), torch.randn(18), torch.randn(18)]
+out, last = gru_layer(*args)
+ref, ref_last = gru_layer(*args, use_kernel=False)
+print(cpu_kernel() is None, torch.equal(out, ref) and torch.equal(last, ref_last))
+"""
+
+
+@pytest.mark.parametrize("env", [{"CXX": "/nonexistent/c++"}, {"MOLVAE_GRU_KERNEL": "0"}], ids=["no-compiler", "switched-off"])
+def test_without_the_kernel_training_falls_back_to_torch_ops(tmp_path, env: dict) -> None:
+    """No compiler: one warning that names the failure, and the same results as the torch-op loops."""
+    full = {**os.environ, "TORCH_EXTENSIONS_DIR": str(tmp_path), **env}
+    full.pop("MOLVAE_GRU_KERNEL", None) if "MOLVAE_GRU_KERNEL" not in env else None
+    done = subprocess.run([sys.executable, "-c", FALLBACK], capture_output=True, text=True, env=full, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True"]
+    warned = "could not build molvae's CPU GRU kernel" in done.stderr
+    assert warned == ("CXX" in env), done.stderr
