@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -116,7 +117,10 @@ def test_sigkill_after_epoch_checkpoint_resumes_to_identical_weights(resume_data
     out = tmp_path / "run"
     proc = _molvae(*_train_args(resume_data, out, "--checkpoint-minutes", "1000"))
     _wait_for(lambda: (s := _resume_state(out)) is not None and s["epoch"] >= 1, proc)
-    time.sleep(random.uniform(0.0, 1.0))  # land somewhere inside epoch 2
+    # Land somewhere inside epoch 2, which trains as long as epoch 1 did and then validates.
+    # (A fixed 0-1 s stopped being inside it once CPU training got faster.)
+    epoch_1 = pd.read_csv(out / "metrics.csv")["elapsed_s"].iloc[0]
+    time.sleep(random.uniform(0.0, 0.8 * epoch_1))
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert _resume_state(out)["epoch"] == 1
