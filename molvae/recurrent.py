@@ -33,7 +33,7 @@ import os
 import platform
 from pathlib import Path
 from textwrap import shorten
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -106,39 +106,15 @@ class _GRULayer(torch.autograd.Function):
         steps, batch, _ = x.shape
         hidden = w_hh.shape[1]
         cd, sd = w_hh.dtype, _state_dtype(w_hh.dtype)
-        dev = x.device
         # Input projections of all steps in one matmul; the r and z halves of b_hh go in here too.
         bias = b_ih.to(sd).clone()
         bias[: 2 * hidden] += b_hh[: 2 * hidden].to(sd)
         xp = x.reshape(steps * batch, -1).to(cd) @ w_ih.t()
-        kernel = cpu_kernel() if use_kernel and dev.type == "cpu" and sd == torch.float32 else None
-        ctx.kernel = kernel
-        if kernel is not None:
-            hs, hs_cd, rz_all, n_all, hn_all = kernel.gru_forward(
-                xp.view(steps, batch, 3 * hidden), bias, h0.to(sd), w_hh.contiguous(),
-                b_hh[2 * hidden :].to(sd).contiguous())
-            ctx.save_for_backward(x, w_ih, w_hh, hs, hs_cd, rz_all, n_all, hn_all)
-            return hs[1:].to(x.dtype), hs[steps].to(h0.dtype)
-        xg = (xp.to(sd) + bias).view(steps, batch, 3 * hidden)
-        w_hh_t = w_hh.t()
-        b_hn = b_hh[2 * hidden :].to(sd)
-        hs = torch.empty(steps + 1, batch, hidden, dtype=sd, device=dev)
-        hs_cd = hs if cd == sd else torch.empty(steps + 1, batch, hidden, dtype=cd, device=dev)
-        # Saved for the backward pass; each step's slice is contiguous.
-        rz_all = torch.empty(steps, batch, 2 * hidden, dtype=sd, device=dev)  # σ of the r and z gates
-        n_all = torch.empty(steps, batch, hidden, dtype=sd, device=dev)
-        hn_all = torch.empty(steps, batch, hidden, dtype=sd, device=dev)  # W_hn h + b_hn
-        hs[0] = h0
-        hs_cd[0] = hs[0]
-        for t in range(steps):
-            hg = hs_cd[t] @ w_hh_t  # compute dtype; mixed-dtype adds below promote to the state dtype
-            rz = torch.sigmoid(torch.add(xg[t, :, : 2 * hidden], hg[:, : 2 * hidden]), out=rz_all[t])
-            hn = torch.add(hg[:, 2 * hidden :], b_hn, out=hn_all[t])
-            n = torch.tanh(torch.addcmul(xg[t, :, 2 * hidden :], rz[:, :hidden], hn), out=n_all[t])
-            # h' = n + z ⊙ (h − n)
-            torch.addcmul(n, rz[:, hidden:], hs[t] - n, out=hs[t + 1])
-            if hs_cd is not hs:
-                hs_cd[t + 1].copy_(hs[t + 1])
+        kernel = cpu_kernel() if use_kernel and x.device.type == "cpu" and sd == torch.float32 else None
+        ctx.loops = kernel if kernel is not None else _TORCH_LOOPS
+        hs, hs_cd, rz_all, n_all, hn_all = ctx.loops.gru_forward(
+            xp.view(steps, batch, 3 * hidden), bias, h0.to(sd), w_hh.contiguous(),
+            b_hh[2 * hidden :].to(sd).contiguous())
         ctx.save_for_backward(x, w_ih, w_hh, hs, hs_cd, rz_all, n_all, hn_all)
         return hs[1:].to(x.dtype), hs[steps].to(h0.dtype)
 
@@ -148,10 +124,7 @@ class _GRULayer(torch.autograd.Function):
         steps, batch, _ = x.shape
         H = w_hh.shape[1]
         cd, sd = w_hh.dtype, _state_dtype(w_hh.dtype)
-        if ctx.kernel is not None:
-            grads, dh = ctx.kernel.gru_backward(d_out, d_last, w_hh, hs, rz_all, n_all, hn_all)
-        else:
-            grads, dh = _backward_loop(d_out, d_last, w_hh, hs, hs_cd, rz_all, n_all, hn_all)
+        grads, dh = ctx.loops.gru_backward(d_out, d_last, w_hh, hs, rz_all, n_all, hn_all)
         flat = grads.view(steps * batch, 4 * H)
         d_rz, d_nx, d_hg = flat[:, H : 3 * H], flat[:, :H], flat[:, H:]
         x2 = x.reshape(steps * batch, -1).to(cd)
@@ -170,10 +143,39 @@ class _GRULayer(torch.autograd.Function):
         return d_x, dh, d_w_ih, d_w_hh, d_b_ih, d_b_hh, None
 
 
+def _forward_loop(xp: torch.Tensor, bias: torch.Tensor, h0: torch.Tensor, w_hh: torch.Tensor, b_hn: torch.Tensor
+                  ) -> tuple[torch.Tensor, ...]:
+    """The forward time loop in torch ops; arguments and results as the kernel's ``gru_forward``."""
+    steps, batch, _ = xp.shape
+    hidden = w_hh.shape[1]
+    cd, sd = w_hh.dtype, _state_dtype(w_hh.dtype)
+    dev = xp.device
+    xg = xp.to(sd) + bias
+    w_hh_t = w_hh.t()
+    hs = torch.empty(steps + 1, batch, hidden, dtype=sd, device=dev)
+    hs_cd = hs if cd == sd else torch.empty(steps + 1, batch, hidden, dtype=cd, device=dev)
+    # Saved for the backward pass; each step's slice is contiguous.
+    rz_all = torch.empty(steps, batch, 2 * hidden, dtype=sd, device=dev)  # σ of the r and z gates
+    n_all = torch.empty(steps, batch, hidden, dtype=sd, device=dev)
+    hn_all = torch.empty(steps, batch, hidden, dtype=sd, device=dev)  # W_hn h + b_hn
+    hs[0] = h0
+    hs_cd[0] = hs[0]
+    for t in range(steps):
+        hg = hs_cd[t] @ w_hh_t  # compute dtype; mixed-dtype adds below promote to the state dtype
+        rz = torch.sigmoid(torch.add(xg[t, :, : 2 * hidden], hg[:, : 2 * hidden]), out=rz_all[t])
+        hn = torch.add(hg[:, 2 * hidden :], b_hn, out=hn_all[t])
+        n = torch.tanh(torch.addcmul(xg[t, :, 2 * hidden :], rz[:, :hidden], hn), out=n_all[t])
+        # h' = n + z ⊙ (h − n)
+        torch.addcmul(n, rz[:, hidden:], hs[t] - n, out=hs[t + 1])
+        if hs_cd is not hs:
+            hs_cd[t + 1].copy_(hs[t + 1])
+    return hs, hs_cd, rz_all, n_all, hn_all
+
+
 def _backward_loop(d_out: torch.Tensor | None, d_last: torch.Tensor | None, w_hh: torch.Tensor, hs: torch.Tensor,
-                   hs_cd: torch.Tensor, rz_all: torch.Tensor, n_all: torch.Tensor, hn_all: torch.Tensor
+                   rz_all: torch.Tensor, n_all: torch.Tensor, hn_all: torch.Tensor
                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The backward time loop in torch ops: gate gradients [T, B, 4H] and the gradient of h0."""
+    """The backward time loop in torch ops; arguments and results as the kernel's ``gru_backward``."""
     steps, batch, H = n_all.shape
     cd, sd = w_hh.dtype, _state_dtype(w_hh.dtype)
     grads = torch.empty(steps, batch, 4 * H, dtype=cd, device=hs.device)  # [n_x | r | z | n_h]
@@ -195,6 +197,10 @@ def _backward_loop(d_out: torch.Tensor | None, d_last: torch.Tensor | None, w_hh
         dh = dh * z
         dh += g[:, H:] @ w_hh
     return grads, dh
+
+
+# The torch-op loops behind the same two calls as the compiled kernel.
+_TORCH_LOOPS = SimpleNamespace(gru_forward=_forward_loop, gru_backward=_backward_loop)
 
 
 def gru_layer(x: torch.Tensor, h0: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor,

@@ -270,14 +270,14 @@ def main(argv=None) -> int:
         return 1
     order = {j: i for i, j in enumerate(jobs)}
     cells.sort(key=lambda c: order[(c["objective"], c["method"], c["seed"])])
-    print_summary(summarize(cells))
+    summary = summarize(cells)
+    print_summary(summary)
     timing = None
     if not args.skip_timing:
         timing = round_timing(model, args.timing_points, args.timing_dim, args.batch, args)
         for k, v in timing.items():
             print(f"round timing ({args.timing_points} points, latent {args.timing_dim}, q={args.batch}, {k}): "
                   f"fit {v['fit_s']} s + acquisition {v['acquisition_s']} s + decode {v['decode_s']} s = {v['round_s']} s")
-    summary = summarize(cells)
     print(json.dumps({"budget": args.budget, "constraints": args.constraints, "summary": summary,
                       "latent_dim": model.config.latent_dim, "cells": cells, "timing": timing,
                       "timing_points": args.timing_points, "timing_dim": args.timing_dim}))

@@ -121,8 +121,7 @@ def main() -> None:
         figures["cpu_gru_kernel"] = cpu_kernel() is not None
     if loop_rates:
         figures["torch_loops_train_mol_per_s"] = statistics.median(loop_rates)
-        figures["kernel_speedup"] = statistics.median([r / q for r, q in zip(rates, loop_rates)])
-        figures["kernel_speedup_each"] = [round(r / q, 2) for r, q in zip(rates, loop_rates)]
+        add_ratios(figures, "kernel_speedup", rates, loop_rates)
     if nn_gru_seconds is not None:
         figures["nn_gru_train_mol_per_s"] = n_mol / nn_gru_seconds
         figures["fused_gru_speedup"] = figures["train_mol_per_s"] / figures["nn_gru_train_mol_per_s"]
@@ -137,14 +136,19 @@ def main() -> None:
     if ref_timer is not None:
         figures["reference_parameters"] = ref_timer.parameters
         figures["reference_train_mol_per_s"] = statistics.median(ref_rates)
-        figures["train_speedup"] = statistics.median([r / q for r, q in zip(rates, ref_rates)])
-        figures["train_speedup_each"] = [round(r / q, 2) for r, q in zip(rates, ref_rates)]
+        add_ratios(figures, "train_speedup", rates, ref_rates)
     if untuned_timer is not None:
         untuned_timer.close()
         figures["untuned_reference_train_mol_per_s"] = statistics.median(untuned_rates)
-        figures["train_speedup_vs_untuned"] = statistics.median([r / q for r, q in zip(rates, untuned_rates)])
-        figures["train_speedup_vs_untuned_each"] = [round(r / q, 2) for r, q in zip(rates, untuned_rates)]
+        add_ratios(figures, "train_speedup_vs_untuned", rates, untuned_rates)
     emit(figures)
+
+
+def add_ratios(figures: dict, name: str, rates: list[float], others: list[float]) -> None:
+    """``figures[name]``: the median of the repeats' pairwise ratios; ``figures[name + "_each"]``: each one."""
+    ratios = [r / q for r, q in zip(rates, others)]
+    figures[name] = statistics.median(ratios)
+    figures[f"{name}_each"] = [round(r, 2) for r in ratios]
 
 
 class ReferenceTimer:
@@ -175,9 +179,8 @@ class ReferenceTimer:
 
 
 def _untuned_reference_worker(conn, args: argparse.Namespace, device: str) -> None:
-    import benchlib  # imported here, so that MOLVAE_TUNE_MALLOC=0 from the parent applies to it
-
-    if benchlib.ALLOCATOR_TUNED:
+    # This process started with MOLVAE_TUNE_MALLOC=0, so importing benchlib left glibc alone.
+    if ALLOCATOR_TUNED:
         raise RuntimeError("the untuned reference process has a tuned allocator")
     timer = ReferenceTimer(args, moses_data(args.molecules), torch.device(device))
     conn.send(timer.parameters)

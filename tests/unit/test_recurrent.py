@@ -167,8 +167,8 @@ def _layer_args(dtype: torch.dtype, steps: int = 7, batch: int = 5, inp: int = 1
 
 def _layer_run(tensors, w_out, w_last, dtype: torch.dtype, use_kernel: bool):
     """Outputs, last state and every input's gradient (fp64), with x and the weights in ``dtype``."""
-    leaves = [t.to(dtype if i != 1 else torch.float32 if dtype == torch.bfloat16 else dtype).requires_grad_()
-              for i, t in enumerate(tensors)]
+    state_dtype = torch.float32 if dtype == torch.bfloat16 else dtype  # h0, as the model passes it
+    leaves = [t.to(state_dtype if i == 1 else dtype).requires_grad_() for i, t in enumerate(tensors)]
     out, last = gru_layer(*leaves, use_kernel=use_kernel)
     loss = (out.double() * w_out.double()).sum() + (last.double() * w_last.double()).sum()
     return [out.detach().double(), last.detach().double()] + [g.double() for g in _grads(loss, leaves)]
