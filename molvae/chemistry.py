@@ -59,6 +59,7 @@ __all__ = [
     "tanimoto_matrix",
     "tanimoto_one_to_many",
     "tanimoto_similarity",
+    "diverse_subset",
     "to_mol",
     "tpsa",
     "validity_mask",
@@ -531,6 +532,30 @@ def tanimoto_similarity(smiles_a: str, smiles_list: Sequence[str]) -> np.ndarray
     """Tanimoto similarity (Morgan r=2, 2048 bits) of ``smiles_a`` to each of ``smiles_list``."""
     (query,) = morgan_fingerprints([smiles_a])
     return tanimoto_one_to_many(query, morgan_fingerprints(smiles_list))
+
+
+def diverse_subset(smiles_list: Sequence[str], k: int, start: str | None = None, seed: int = 0) -> list[int]:
+    """Indices of ``k`` mutually dissimilar molecules of ``smiles_list`` (RDKit's MaxMin picker on
+    Morgan fingerprints, Tanimoto distance), in pick order.
+
+    With ``start``, the picks also keep away from that molecule (e.g. a lead whose
+    near-copies should not fill the subset); it is not among the returned indices.
+    All molecules must be valid; ``k`` larger than the list returns every index.
+    """
+    from rdkit.SimDivFilters.rdSimDivPickers import MaxMinPicker
+
+    smiles_list = list(smiles_list)
+    fps = morgan_fingerprints(([start] if start is not None else []) + smiles_list)
+    if any(fp is None for fp in fps):
+        bad = next(s for s, fp in zip(([start] if start is not None else []) + smiles_list, fps) if fp is None)
+        raise ValueError(f"diverse_subset: invalid SMILES {bad!r}")
+    offset = 1 if start is not None else 0
+    k = min(int(k), len(smiles_list))
+    if k <= 0:
+        return []
+    picks = MaxMinPicker().LazyBitVectorPick(fps, len(fps), k + offset, firstPicks=[0] if offset else [],
+                                             seed=int(seed))
+    return [i - offset for i in picks if i >= offset][:k]
 
 
 # --------------------------------------------------------------------------- scaffolds and fragments

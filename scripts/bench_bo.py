@@ -12,7 +12,8 @@ The last printed line is one JSON object with every figure.
 
 Unconstrained ESOL is exploitable (its linear model rewards long N/O chains without
 bound); ``--range`` and ``--alerts`` put every cell, baselines included, under the same
-feasibility rules, and best / top-10 count feasible molecules only.
+feasibility rules, and best / top-10 count feasible molecules only. A molecule that fails
+them costs no oracle call (it is recorded, not scored) unless ``--score-infeasible``.
 
 Each cell's rounds run on one torch thread (OptimizeConfig.threads), so ``--jobs``
 up to the number of cores runs cells side by side without oversubscription.
@@ -93,7 +94,7 @@ def run_cell(model, objective: str, method: str, seed: int, args) -> dict:
                          n_init=0 if method in ("prior", "screen") else args.n_init, decode_attempts=args.decode_attempts,
                          num_restarts=args.restarts, raw_samples=args.raw_samples, gp_window=args.gp_window,
                          gp_maxiter=args.gp_maxiter, tr_failure_tolerance=args.tr_failure_tolerance,
-                         constraints=args.constraints)
+                         constraints=args.constraints, score_infeasible=args.score_infeasible)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.keep) / f"{objective}-{method}-{seed}" if args.keep else Path(tmp) / "run"
         reused = bool(args.keep and args.reuse and (out / "evaluations.csv").exists())
@@ -108,6 +109,7 @@ def run_cell(model, objective: str, method: str, seed: int, args) -> dict:
     bo_rounds = [t for t in opt.timings if t.get("fit", 0.0) > 0]
     return {"objective": objective, "method": method, "seed": seed, "calls": opt.oracle.calls,
             "rounds": opt.round, "invalid": opt.oracle.n_invalid, "repeats": opt.oracle.n_repeat,
+            "unscored_infeasible": opt.oracle.n_unscored,
             "best": float(scores[0]) if len(scores) else None,
             "top10_mean": float(scores[:10].mean()) if len(scores) else None,
             "wall_s": None if reused else round(wall, 2), "reused": reused,
@@ -205,6 +207,9 @@ def main(argv=None) -> int:
                    help="every cell: molecules outside this property range are infeasible (e.g. mw=200:450); repeatable")
     p.add_argument("--alerts", nargs="?", const="PAINS,BRENK", default=None,
                    help="every cell: molecules matching structural alerts are infeasible (catalogs, default PAINS,BRENK)")
+    p.add_argument("--score-infeasible", action="store_true",
+                   help="spend oracle calls on molecules that fail --range/--alerts (OptimizeConfig.score_infeasible; "
+                        "by default they are recorded without a call)")
     p.add_argument("--timing-dim", type=int, default=128)
     p.add_argument("--skip-timing", action="store_true")
     p.add_argument("--jobs", type=int, default=1, help="cells run in this many worker processes")

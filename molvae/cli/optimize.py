@@ -56,13 +56,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--similarity-gp", action="store_true",
                    help="with --min-similarity and qLogEI: model the similarity with a second GP and use it as "
                         "the acquisition's constraint (slower rounds; docs/BO_BENCHMARK.md)")
+    p.add_argument("--score-infeasible", action="store_true",
+                   help="spend oracle calls on molecules that fail a constraint (by default they are "
+                        "recorded as infeasible without being scored and cost nothing)")
     p.add_argument("--alerts", nargs="?", const="PAINS,BRENK", default=None,
                    help="reject molecules matching structural alerts (catalogs, default PAINS,BRENK)")
     p.add_argument("--range", dest="ranges", action="append", type=_range, default=[], metavar="PROP=LOW:HIGH",
                    help="feasible property range, repeatable (e.g. --range mw=200:500)")
     p.add_argument("--restarts", type=int, default=4, help="acquisition optimizer restarts")
     p.add_argument("--raw-samples", type=int, default=128, help="random points the restarts are picked from")
-    p.add_argument("--patience", type=int, default=20, help="stop after this many rounds without a new molecule")
+    p.add_argument("--patience", type=int, default=20, help="stop after this many rounds without a new molecule to score")
     p.add_argument("--top-k", type=int, default=20)
     p.add_argument("--baselines", action="store_true", help="also run prior sampling and training-set screening")
     p.add_argument("--resume", action="store_true", help="continue a run in --out (nothing is scored twice)")
@@ -71,13 +74,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from molvae.checkpoint import read_json
     from molvae.errors import ConfigError, MolvaeError
     from molvae.optimization import OptimizeConfig, Optimizer, load_baseline_tables, parse_objectives, run_baselines
+    from molvae.optimization.bo import saved_settings
 
     out = Path(args.out)
     if args.resume and (out / "config.json").exists():
-        saved = read_json(out / "config.json", "optimization config").get("optimize", {})
+        saved = saved_settings(out)
         if args.budget is not None:
             saved["budget"] = args.budget
         try:
@@ -110,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             batch=args.batch, method=args.method, acquisition=args.acquisition, n_init=args.n_init,
             init_file=args.init_file, seed=args.seed, gp_window=args.gp_window,
             tr_failure_tolerance=args.tr_failure_tolerance, decode_attempts=args.decode_attempts,
-            similarity_gp=args.similarity_gp,
+            similarity_gp=args.similarity_gp, score_infeasible=args.score_infeasible,
             decode_temperature=args.decode_temperature, top_k=args.top_k, num_restarts=args.restarts,
             raw_samples=args.raw_samples, patience=args.patience, constraints=constraints,
         ).validate()

@@ -23,6 +23,9 @@ resumed run continues exactly as the uninterrupted one would have.
 
 Under a similarity constraint (lead optimization), TuRBO's region is sized by the box of
 the feasible codes rather than of all of them (:func:`trust_region_box`).
+
+Molecules that fail a constraint are not scored (see :class:`Oracle`), but their codes
+join the GP's data at the worst score, so the search learns where the constraint bites.
 """
 
 from __future__ import annotations
@@ -93,6 +96,9 @@ class OptimizeConfig:
     # with a similarity constraint and qLogEI: a second GP models the similarity and qLogEI takes
     # it as a constraint (candidates chosen one by one); about 10x slower acquisition
     similarity_gp: bool = False
+    # spend oracle calls on molecules that fail a constraint (runs before this option did; their
+    # scores then appear in evaluations.csv); by default they are recorded, not scored, and cost nothing
+    score_infeasible: bool = False
 
     def validate(self) -> "OptimizeConfig":
         """Check types and ranges (:func:`molvae.config.validate_config`); returns ``self``."""
@@ -343,7 +349,8 @@ class Optimizer:
         self.config = config.validate()
         self.objectives = objectives if objectives is not None else parse_objectives(config.objectives)
         self.constraints = Constraints.from_dict(config.constraints) if config.constraints else Constraints()
-        self.oracle = Oracle(self.objectives, config.budget, self.constraints, journal=self.out / JOURNAL_FILE)
+        self.oracle = Oracle(self.objectives, config.budget, self.constraints, journal=self.out / JOURNAL_FILE,
+                             score_infeasible=config.score_infeasible)
         self.method = config.method
         if self.method == "auto":
             self.method = "turbo" if model.config.latent_dim >= 64 else "bo"
@@ -351,7 +358,8 @@ class Optimizer:
             self.method = "bo"  # the trust region follows one incumbent; several objectives use the global box
         self.progress = progress
         self.round = 0
-        self.stalled = 0
+        self.stalled = 0  # rounds in a row that scored nothing (the patience count)
+        self.idle = 0  # rounds in a row that found no new molecule at all, feasible or not
         self.screen_pos = 0
         self.timings: list[dict[str, float]] = []
         self.tr = TrustRegion(dim=model.config.latent_dim, batch=config.batch,
@@ -396,11 +404,12 @@ class Optimizer:
         else:
             self.round = int(state.get("round", 0))
         self.stalled = int(state.get("stalled", 0)) if state.get("round") == self.round else 0
+        self.idle = int(state.get("idle", self.stalled)) if state.get("round") == self.round else 0
         self.screen_pos = int(state.get("screen_pos", 0))
         if state.get("trust_region"):
             self.tr = TrustRegion(**state["trust_region"])
         self.timings = list(state.get("timings", []))
-        self._encode_new([r["smiles"] for r in self.oracle.scored_records()])
+        self._encode_new([r["smiles"] for r in self.oracle.known_records()])
         log.info("resuming %s at round %d: %d oracle calls used of %d", self.out, self.round, self.oracle.calls,
                  self.oracle.budget)
 
@@ -415,8 +424,8 @@ class Optimizer:
         best = self.best_value()
         return {"version": STATE_VERSION, "round": self.round, "method": self.method, "calls": self.oracle.calls,
                 "budget": self.oracle.budget, "n_invalid": self.oracle.n_invalid, "n_repeat": self.oracle.n_repeat,
-                "n_infeasible": sum(1 for r in self.oracle.scored_records() if not r["feasible"]),
-                "best": best, "stalled": self.stalled, "screen_pos": self.screen_pos,
+                "n_infeasible": sum(1 for r in self.oracle.known_records() if not r["feasible"]),
+                "n_unscored": self.oracle.n_unscored, "best": best, "stalled": self.stalled, "idle": self.idle, "screen_pos": self.screen_pos,
                 "trust_region": self.tr.to_dict(), "finished": self.finished, "timings": self.timings[-50:]}
 
     @property
@@ -433,14 +442,14 @@ class Optimizer:
             self.latents[s] = self.model.encode([s], errors="nan")[0]
 
     def training_data(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(X, Y) in float64: the codes of scored molecules and their scores (infeasible ones at the worst value)."""
+        """(X, Y) in float64: the codes of known molecules and their scores (infeasible ones at the worst value)."""
         X, Y, _, _ = self._training_data()
         return X, Y
 
     def _training_data(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """:meth:`training_data` plus each row's Tanimoto similarity to the reference molecule (NaN without
         one) and whether it met the constraints."""
-        recs = [r for r in self.oracle.scored_records() if np.all(np.isfinite(self.latents.get(r["smiles"], np.nan)))]
+        recs = [r for r in self.oracle.known_records() if np.all(np.isfinite(self.latents.get(r["smiles"], np.nan)))]
         cols = self.oracle.score_columns
         if not recs:
             empty = torch.empty(0, self.model.config.latent_dim, dtype=torch.float64)
@@ -486,18 +495,23 @@ class Optimizer:
                 if len(chosen) >= n:
                     break
             rows = self.oracle.evaluate(chosen[:n], round=0, source="init")
-            self._encode_new([r["smiles"] for r in rows if r["status"] == "scored"])
+            self._encode_new([r["smiles"] for r in rows if r["status"] in ("scored", "infeasible")])
         self.save()
 
     def _init_around_lead(self, lead: str, n: int) -> None:
         """Lead optimization starts from the lead: random MOSES molecules would almost all fail
         the similarity constraint, leaving the GP a flat landscape to learn from.
 
-        The lead is scored first, then distinct molecules decoded around its code: feasible
-        ones (similar enough) first, most similar first. While fewer than ``n`` are feasible
-        the radius halves (how far a latent step moves the decoded molecule depends on the
-        model); if that still leaves fewer than ``n`` distinct molecules, it widens.
+        The lead is scored first, then ``n - 1`` distinct molecules decoded around its code.
+        Decoding is cheap next to the oracle, so many codes are drawn (``32 n`` per radius) and
+        the design is a diverse subset (MaxMin, away from the lead) of the feasible ones: the
+        most similar ones would be near-copies of the lead that teach the GP little. While
+        fewer than ``n - 1`` are feasible the radius halves (how far a latent step moves the
+        decoded molecule depends on the model); if that still leaves fewer than ``n - 1``
+        distinct molecules, it widens. Short of feasible ones, the most similar others fill
+        the design (without ``score_infeasible`` they cost no call).
         """
+        from molvae.chemistry import diverse_subset
         from molvae.latent import neighbourhood
 
         floor = self.constraints.min_similarity or 0.0
@@ -506,15 +520,17 @@ class Optimizer:
         for attempt, radius in enumerate((r, r / 2, r / 4, r / 8, 2 * r, 4 * r)):
             if attempt >= 4 and len(found) >= n - 1:
                 break  # wider draws only when the narrow ones gave too few distinct molecules
-            table = neighbourhood(self.model, lead, n=8 * n, radius=radius, seed=self.config.seed + attempt,
+            table = neighbourhood(self.model, lead, n=32 * n, radius=radius, seed=self.config.seed + attempt,
                                   properties=())
             found.update(zip(table["smiles"], table["tanimoto"]))
             found.pop(lead, None)
             if sum(v >= floor for v in found.values()) >= n - 1:
                 break
-        ranked = sorted(found, key=lambda smi: (-(found[smi] >= floor), -found[smi], smi))
-        rows = self.oracle.evaluate([lead, *ranked][:n], round=0, source="init")
-        self._encode_new([r["smiles"] for r in rows if r["status"] == "scored"])
+        feasible = sorted(smi for smi, v in found.items() if v >= floor)
+        picked = [feasible[i] for i in diverse_subset(feasible, n - 1, start=lead, seed=self.config.seed)]
+        others = sorted((smi for smi in found if found[smi] < floor), key=lambda smi: (-found[smi], smi))
+        rows = self.oracle.evaluate([lead, *picked, *others][:n], round=0, source="init")
+        self._encode_new([r["smiles"] for r in rows if r["status"] in ("scored", "infeasible")])
 
     def _init_from_file(self, path: str, rng: np.random.Generator) -> None:
         from molvae.data import _base_suffix, read_smiles
@@ -573,12 +589,13 @@ class Optimizer:
         rows = self.oracle.evaluate(smiles, round=self.round, source=self.method)
         timing["score"] = time.perf_counter() - t2
         scored = [r["smiles"] for r in rows if r["status"] == "scored"]
-        self._encode_new(scored)
+        self._encode_new([r["smiles"] for r in rows if r["status"] in ("scored", "infeasible")])
         after = self.best_value()
         improved = after is not None and (before is None or after > before + 1e-3 * abs(before))
         if self.method == "turbo":
             self.tr.update(improved)
         self.stalled = 0 if scored else self.stalled + 1
+        self.idle = 0 if any(r["status"] in ("scored", "infeasible") for r in rows) else self.idle + 1
         timing["total"] = time.perf_counter() - t0
         self.timings.append(timing)
         self.save()
@@ -615,7 +632,8 @@ class Optimizer:
             box = bounds
         # After rounds that brought nothing new (every decode a repeat or invalid), swap part of
         # the batch for uniform draws in the data box so the search does not sit on known molecules.
-        n_explore = min(q, self.stalled * max(1, q // 2))
+        # A round of new infeasible molecules is not idle: the GP learned where the constraint bites.
+        n_explore = min(q, self.idle * max(1, q // 2))
         z = (propose_latents(gp, X, Y, box, q - n_explore, self.config, ref_point=ref, constraint=constraint)
              if q > n_explore else X[:0])
         if n_explore:
@@ -656,7 +674,7 @@ class Optimizer:
         if self.oracle.scored_records():
             self.write_reports()
         if self.stalled >= self.config.patience and self.oracle.remaining > 0:
-            log.warning("stopped after %d rounds without a new molecule (%d of %d oracle calls used)",
+            log.warning("stopped after %d rounds without a new molecule to score (%d of %d oracle calls used)",
                         self.stalled, self.oracle.calls, self.oracle.budget)
         return self
 
@@ -685,6 +703,17 @@ class Optimizer:
                 log.warning("could not draw best.png: %s", exc)
 
 
+def saved_settings(out: str | Path) -> dict[str, Any]:
+    """The ``OptimizeConfig`` fields a run in ``out`` was started with (its config.json), for resuming it.
+
+    Runs saved before ``score_infeasible`` existed charged an oracle call for every infeasible
+    molecule; they resume with that accounting.
+    """
+    saved = dict(read_json(Path(out) / "config.json", "optimization config").get("optimize", {}))
+    saved.setdefault("score_infeasible", True)
+    return saved
+
+
 def optimize(model, objectives: str | list[str], out: str | Path, resume: bool = False, progress: bool | None = False,
              **options: Any) -> Optimizer:
     """Run (or resume) an optimization; returns the finished :class:`Optimizer`.
@@ -699,7 +728,7 @@ def optimize(model, objectives: str | list[str], out: str | Path, resume: bool =
         specs = _split_top_level(specs, ",")
     config = OptimizeConfig.from_dict({"objectives": list(specs), **options})
     if resume and (Path(out) / "config.json").exists():
-        saved = read_json(Path(out) / "config.json", "optimization config").get("optimize", {})
+        saved = saved_settings(out)
         if "budget" in options:  # the one setting a resume may change: extend (or cut) the budget
             saved["budget"] = int(options["budget"])
         config = OptimizeConfig.from_dict(saved)

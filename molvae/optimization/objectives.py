@@ -15,7 +15,10 @@ molecule is invalid. Specifications a user can write::
 :class:`Oracle` wraps the objectives with the run's accounting: scores are
 cached by canonical SMILES, every new valid molecule scored costs one oracle
 call out of the budget, and invalid decodes and repeats cost nothing but are
-counted.
+counted. The constraints (similarity, alerts, property ranges) are RDKit
+computations, cheap next to an oracle worth budgeting: a molecule that fails
+one is recorded as infeasible, with the reason, before the oracle sees it, and
+costs no call (``score_infeasible=True`` scores and charges it as well).
 """
 
 from __future__ import annotations
@@ -408,10 +411,10 @@ class Oracle:
     (:meth:`load_journal`) instead of calling the objective again.
     """
 
-    STATUSES = ("scored", "supplied", "repeat", "invalid")
+    STATUSES = ("scored", "supplied", "repeat", "invalid", "infeasible")
 
     def __init__(self, objectives: Sequence[Objective], budget: int, constraints: Constraints | None = None,
-                 journal: str | Path | None = None):
+                 journal: str | Path | None = None, score_infeasible: bool = False):
         if budget < 0:
             raise ObjectiveError(f"budget must be >= 0, got {budget}")
         self.objectives = list(objectives)
@@ -424,6 +427,8 @@ class Oracle:
         self.calls = 0
         self.n_invalid = 0
         self.n_repeat = 0
+        self.n_unscored = 0  # infeasible molecules recorded without an oracle call
+        self.score_infeasible = bool(score_infeasible)
         self.journal = Path(journal) if journal is not None else None
         self.score_cache: dict[str, np.ndarray] = {}  # canonical SMILES -> scores already paid for (this process or the journal)
 
@@ -445,20 +450,34 @@ class Oracle:
 
     # ---- scoring
     def evaluate(self, smiles: Sequence[str | None], round: int, source: str) -> list[dict[str, Any]]:
-        """Score the new valid molecules among ``smiles`` (within the budget); return the new records."""
-        rows: list[dict[str, Any] | None] = []
-        new: list[str] = []
+        """Score the new valid feasible molecules among ``smiles`` (within the budget); return the new records."""
+        rows: list[dict[str, Any] | str] = []
         seen_now: set[str] = set()
         for s in smiles:
             canonical = self._classify(s, round, source, seen_now, rows)
-            if canonical is not None and len(new) < self.remaining:
+            if canonical is not None:
                 seen_now.add(canonical)
-                new.append(canonical)
-                rows.append(None)  # placeholder, filled below in order
+                rows.append(canonical)  # placeholder, resolved below in order
+        candidates = [r for r in rows if isinstance(r, str)]
+        checks = dict(zip(candidates, zip(*self._assess(candidates)))) if candidates else {}
+        kept: list[dict[str, Any] | None] = []
+        new: list[str] = []
+        for row in rows:
+            if isinstance(row, str):
+                feasible, reason, similarity, props = checks[row]
+                if not feasible and not self.score_infeasible and self.constraints.active:
+                    self.n_unscored += 1
+                    self.known[row] = len(self.records) + len(kept)
+                    row = self._row(None, round, source, "infeasible", smiles=row, reason=reason,
+                                    similarity=similarity, props=props)
+                elif len(new) < self.remaining:
+                    new.append(row)
+                    row = None  # filled with its score below
+                else:
+                    continue  # beyond the budget: no record, so a resume with a larger budget can score it
+            kept.append(row)
         scores = self._score(new)
-        rows = self._fill(rows, new, scores, round, source, "scored")
-        return rows
-
+        return self._fill(kept, new, scores, round, source, "scored", checks)
     def add_supplied(self, smiles: Sequence[str], scores: np.ndarray, round: int = 0, source: str = "init-file"
                      ) -> list[dict[str, Any]]:
         """Record molecules whose scores are given (no oracle call); invalid and repeated ones are counted."""
@@ -535,12 +554,18 @@ class Oracle:
             self.score_cache[smiles] = scores
         return len(self.score_cache)
 
-    def _fill(self, rows: list, new: list[str], scores: np.ndarray, round: int, source: str, status: str
-              ) -> list[dict[str, Any]]:
-        if new:
-            table = chemistry.property_table(new, list(PROPERTY_COLUMNS), n_jobs=1)
-            props = {p: table[p].to_numpy() for p in PROPERTY_COLUMNS}
-            feasible, reasons, similarity = self.constraints.check(new, props)
+    def _assess(self, smiles: list[str]) -> tuple[list[bool], list[str], list[float], list[dict[str, float]]]:
+        """Per molecule: feasible, reason, similarity to the reference, and the report's properties."""
+        table = chemistry.property_table(smiles, list(PROPERTY_COLUMNS), n_jobs=1)
+        props = {p: table[p].to_numpy() for p in PROPERTY_COLUMNS}
+        feasible, reasons, similarity = self.constraints.check(smiles, props)
+        per_row = [{p: props[p][i] for p in props} for i in range(len(smiles))]
+        return [bool(f) for f in feasible], list(reasons), [float(v) for v in similarity], per_row
+
+    def _fill(self, rows: list, new: list[str], scores: np.ndarray, round: int, source: str, status: str,
+              checks: dict[str, tuple] | None = None) -> list[dict[str, Any]]:
+        if new and checks is None:
+            checks = dict(zip(new, zip(*self._assess(new))))
         it = iter(range(len(new)))
         out = []
         for row in rows:
@@ -550,13 +575,12 @@ class Oracle:
                 if status == "scored":
                     self.calls += 1
                     call = self.calls
-                reason = reasons[i]
-                ok = bool(feasible[i])
+                ok, reason, similarity, props = checks[new[i]]
                 if not np.all(np.isfinite(scores[i])):
                     ok = False
                     reason = "; ".join(r for r in (reason, "objective returned NaN") if r)
                 row = self._row(call, round, source, status, smiles=new[i], scores=scores[i], feasible=ok,
-                                reason=reason, similarity=similarity[i], props={p: props[p][i] for p in props})
+                                reason=reason, similarity=similarity, props=props)
                 self.known[new[i]] = len(self.records)
             self.records.append(row)
             out.append(row)
@@ -573,7 +597,7 @@ class Oracle:
             for col in self.score_columns:
                 row[col] = known[col]
         row.update({"valid": status != "invalid", "feasible": bool(feasible) if status in ("scored", "supplied") else False,
-                    "reason": reason if status in ("scored", "supplied") else status,
+                    "reason": reason if status in ("scored", "supplied", "infeasible") else status,
                     "similarity": float(similarity)})
         for p in PROPERTY_COLUMNS:
             row[p] = float((props or {}).get(p, np.nan))
@@ -593,7 +617,7 @@ class Oracle:
         if missing:
             raise ObjectiveError(f"evaluations table lacks columns {missing} (objectives changed since the run began?)")
         self.records, self.known = [], {}
-        self.calls = self.n_invalid = self.n_repeat = 0
+        self.calls = self.n_invalid = self.n_repeat = self.n_unscored = 0
         for rec in df[self.columns].to_dict("records"):
             rec = {k: (None if k == "call" and (v is None or (isinstance(v, float) and math.isnan(v))) else v)
                    for k, v in rec.items()}
@@ -609,7 +633,14 @@ class Oracle:
                 self.n_invalid += 1
             elif status == "repeat":
                 self.n_repeat += 1
+            elif status == "infeasible":
+                self.known[rec["smiles"]] = len(self.records)
+                self.n_unscored += 1
             self.records.append(rec)
 
     def scored_records(self) -> list[dict[str, Any]]:
         return [r for r in self.records if r["status"] in ("scored", "supplied")]
+
+    def known_records(self) -> list[dict[str, Any]]:
+        """Every distinct valid molecule of the run: scored, supplied, and infeasible ones not scored."""
+        return [r for r in self.records if r["status"] in ("scored", "supplied", "infeasible")]

@@ -16,6 +16,8 @@ import pytest
 
 from molvae.chemistry import canonicalize, tanimoto_similarity
 from molvae.cli.main import main
+from molvae.model import MolVAE
+from molvae.optimization import OptimizeConfig, Optimizer
 
 pytestmark = pytest.mark.slow
 
@@ -114,8 +116,38 @@ def test_similarity_constraint_holds_in_best(small_model_dir, tmp_path, extra) -
     assert np.all(sims >= 0.4)
     np.testing.assert_allclose(best["similarity"], sims)
     evals = _read(out / "evaluations.csv")
-    infeasible = evals[(evals["status"] == "scored") & ~evals["feasible"]]
+    # molecules below the similarity floor are recorded with the reason, and not scored: no call, no score
+    infeasible = evals[evals["status"] == "infeasible"]
     assert len(infeasible) >= 3 and infeasible["reason"].str.contains("similarity").all()
+    assert infeasible["call"].isna().all() and infeasible["score"].isna().all()
+    scored = evals[evals["status"] == "scored"]
+    assert scored["feasible"].all() and scored["call"].tolist() == list(range(1, len(scored) + 1))
+    state = json.loads((out / "state.json").read_text())
+    assert state["n_unscored"] == len(infeasible) and state["n_infeasible"] == len(infeasible)
+    # the GP still learns where the constraint bites: the infeasible codes are in its data, at the worst score
+    opt = Optimizer(MolVAE.load(small_model_dir), OptimizeConfig.from_dict(
+        json.loads((out / "config.json").read_text())["optimize"]), out, resume=True)
+    X, Y = opt.training_data()
+    known = evals[evals["status"].isin(["scored", "supplied", "infeasible"])]
+    assert len(X) == len(known) == len(Y)
+    feasible_scores = known.loc[known["feasible"], "score"]
+    assert (Y[:, 0] == feasible_scores.min()).sum() >= len(infeasible)
+
+
+def test_score_infeasible_spends_calls_on_infeasible_molecules(small_model_dir, tmp_path) -> None:
+    init = tmp_path / "init.csv"
+    pd.DataFrame({"smiles": ["Cc1ccc(-c2cc(C(F)(F)F)nn2-c2ccc(S(N)(=O)=O)cc2)cc1", "CCO", "c1ccccc1O",
+                             "CC(=O)Nc1ccc(O)cc1"]}).to_csv(init, index=False)
+    out = tmp_path / "lead"
+    assert main(["optimize", "--model", str(small_model_dir), "--objective", "esol", "--similar-to", "celecoxib",
+                 "--min-similarity", "0.4", "--init", str(init), "--budget", "6", "--out", str(out),
+                 "--score-infeasible", *FAST]) == 0
+    evals = _read(out / "evaluations.csv")
+    assert "infeasible" not in set(evals["status"])
+    init_rows = evals[evals["source"] == "init-file"]
+    # the three dissimilar molecules were scored and charged, and are still marked infeasible
+    assert init_rows["call"].tolist() == [1, 2, 3, 4] and init_rows["score"].notna().all()
+    assert init_rows["feasible"].tolist() == [True, False, False, False]
 
 
 def test_lead_optimization_starts_from_the_lead(small_model_dir, tmp_path) -> None:
@@ -129,13 +161,16 @@ def test_lead_optimization_starts_from_the_lead(small_model_dir, tmp_path) -> No
     assert main(["optimize", "--model", str(small_model_dir), "--objective", "esol", "--similar-to", lead,
                  "--min-similarity", "0.4", "--n-init", "8", "--budget", "12", "--out", str(out), *fast]) == 0
     evals = _read(out / "evaluations.csv")
-    init = evals[(evals["round"] == 0) & (evals["status"] == "scored")]
+    init = evals[(evals["round"] == 0) & evals["status"].isin(["scored", "infeasible"])]
     assert init["smiles"].iloc[0] == lead and init["similarity"].iloc[0] == pytest.approx(1.0)
     assert len(init) == 8
-    # then molecules decoded around the lead's code: feasible ones first, each group by falling similarity
+    # then molecules decoded around the lead's code: feasible ones first (a diverse subset), then the
+    # most similar infeasible ones
     rest = init.iloc[1:]
-    key = list(zip(~rest["feasible"].astype(bool), -rest["similarity"]))
-    assert key == sorted(key)
+    feasible = rest["feasible"].astype(bool).tolist()
+    assert feasible == sorted(feasible, reverse=True)
+    others = rest[~rest["feasible"].astype(bool)]
+    assert others["similarity"].tolist() == sorted(others["similarity"], reverse=True)
     assert (init["source"] == "init").all()
 
 

@@ -307,6 +307,24 @@ def test_tanimoto_none_query():
     assert np.isnan(chem.tanimoto_one_to_many(None, fps)).all()
 
 
+def test_diverse_subset_takes_one_of_each_family_and_keeps_away_from_start():
+    # three families of near-copies; a diverse subset of three takes one molecule of each
+    families = [["c1ccccc1O", "Cc1ccccc1O", "CCc1ccccc1O"], ["CCCCCCCCO", "CCCCCCCCCO", "CCCCCCCCCCO"],
+                ["O=C(O)C1CCNCC1", "O=C(O)C1CCNCC1C", "CC1CC(C(=O)O)CCN1"]]
+    pool = [smi for family in families for smi in family]
+    family_of = {smi: i for i, family in enumerate(families) for smi in family}
+    for seed in range(3):
+        picks = chem.diverse_subset(pool, 3, seed=seed)
+        assert sorted(family_of[pool[i]] for i in picks) == [0, 1, 2]
+    # away from a start molecule of the first family, two picks come from the other two
+    picks = chem.diverse_subset(pool, 2, start="Cc1ccccc1O")
+    assert sorted(family_of[pool[i]] for i in picks) == [1, 2]
+    assert sorted(chem.diverse_subset(pool, 20)) == list(range(len(pool)))
+    assert chem.diverse_subset(pool, 0) == []
+    with pytest.raises(ValueError, match="xyz"):
+        chem.diverse_subset(["CCO", "xyz"], 1)
+
+
 # --------------------------------------------------------------------------- scaffolds, fragments, alerts
 
 

@@ -123,10 +123,41 @@ def test_oracle_counts_repeats_and_invalid_and_stops_at_budget() -> None:
 
 def test_constraints_mark_infeasible_with_reason() -> None:
     ref = chemistry.canonicalize("CC(=O)Nc1ccc(O)cc1")
-    oracle = Oracle([parse_objective("qed")], budget=10,
+    oracle = Oracle([parse_objective("qed")], budget=10, score_infeasible=True,
                     constraints=Constraints(reference=ref, min_similarity=0.4, ranges={"mw": (100.0, 200.0)}))
     rows = oracle.evaluate(["CC(=O)Nc1ccc(O)cc1", "CCO", "CC(=O)Nc1ccc(OCCCCCCCCCC)cc1"], round=0, source="t")
+    assert [r["status"] for r in rows] == ["scored"] * 3 and oracle.calls == 3
     assert [r["feasible"] for r in rows] == [True, False, False]
     assert rows[0]["similarity"] == pytest.approx(1.0)
     assert "similarity" in rows[1]["reason"] and "mw" in rows[1]["reason"]
     assert "mw" in rows[2]["reason"]
+
+
+def test_infeasible_molecules_are_recorded_without_an_oracle_call() -> None:
+    seen: list[str] = []
+
+    def score(smiles):
+        seen.extend(smiles)
+        return [float(len(s)) for s in smiles]
+
+    ref = chemistry.canonicalize("CC(=O)Nc1ccc(O)cc1")
+    rules = Constraints(reference=ref, min_similarity=0.4, ranges={"mw": (100.0, 200.0)})
+    oracle = Oracle([parse_objective(score, name="length")], budget=2, constraints=rules)
+    batch = ["CCO", "CC(=O)Nc1ccc(O)cc1", "CC(=O)Nc1ccc(OCCCCCCCCCC)cc1", "CC(=O)Nc1ccc(OC)cc1", "CC(=O)Nc1ccc(OCC)cc1"]
+    rows = oracle.evaluate(batch, round=1, source="t")
+    # the objective never sees a molecule that fails a constraint, and those cost no call
+    assert [r["status"] for r in rows] == ["infeasible", "scored", "infeasible", "scored"]
+    assert seen == ["CC(=O)Nc1ccc(O)cc1", "COc1ccc(NC(C)=O)cc1"]
+    assert (oracle.calls, oracle.n_unscored, oracle.remaining) == (2, 2, 0)  # the ethyl ether: beyond the budget
+    infeasible = [r for r in rows if r["status"] == "infeasible"]
+    assert all(r["call"] is None and np.isnan(r["score"]) and not r["feasible"] for r in infeasible)
+    assert "similarity" in infeasible[0]["reason"] and "mw" in infeasible[1]["reason"]
+    assert infeasible[1]["mw"] > 200 and infeasible[0]["similarity"] < 0.4  # properties and similarity kept
+    # known from now on: a second proposal of an infeasible molecule is a repeat, not another check
+    assert [r["status"] for r in oracle.evaluate(["OCC"], round=2, source="t")] == ["repeat"]
+    assert {r["smiles"] for r in oracle.known_records()} == {"CCO", ref, "COc1ccc(NC(C)=O)cc1",
+                                                              "CCCCCCCCCCOc1ccc(NC(C)=O)cc1"}
+    again = Oracle([parse_objective(score, name="length")], budget=2, constraints=rules)
+    again.load_records(oracle.dataframe())
+    assert (again.calls, again.n_unscored, again.n_repeat) == (2, 2, 1)
+    assert set(again.known) == set(oracle.known)

@@ -189,3 +189,15 @@ def test_baselines_share_the_budget_accounting(small_model, tmp_path, method) ->
     assert (df["status"] == "scored").sum() == 6 or opt.stalled >= cfg.patience
     assert df.loc[df["status"] == "scored", "smiles"].is_unique
     assert set(df["source"]) == {method}
+
+
+def test_runs_saved_before_score_infeasible_resume_with_the_old_accounting(tmp_path) -> None:
+    from molvae.checkpoint import write_json
+    from molvae.optimization.bo import saved_settings
+
+    old = {"objectives": ["esol"], "budget": 50, "constraints": {"reference": "CCO", "min_similarity": 0.4}}
+    write_json(tmp_path / "config.json", {"optimize": old, "method": "turbo", "latent_dim": 8})
+    assert OptimizeConfig.from_dict(saved_settings(tmp_path)).score_infeasible is True  # infeasible ones were charged
+    write_json(tmp_path / "config.json", {"optimize": {**old, "score_infeasible": False}})
+    assert OptimizeConfig.from_dict(saved_settings(tmp_path)).score_infeasible is False
+    assert OptimizeConfig(objectives=["esol"]).score_infeasible is False  # new runs: infeasible molecules cost nothing
