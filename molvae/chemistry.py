@@ -544,13 +544,13 @@ def diverse_subset(smiles_list: Sequence[str], k: int, start: str | None = None,
     """
     from rdkit.SimDivFilters.rdSimDivPickers import MaxMinPicker
 
-    smiles_list = list(smiles_list)
-    fps = morgan_fingerprints(([start] if start is not None else []) + smiles_list)
-    if any(fp is None for fp in fps):
-        bad = next(s for s, fp in zip(([start] if start is not None else []) + smiles_list, fps) if fp is None)
-        raise ValueError(f"diverse_subset: invalid SMILES {bad!r}")
+    pool = ([start] if start is not None else []) + list(smiles_list)
+    fps = morgan_fingerprints(pool)
+    bad = [s for s, fp in zip(pool, fps) if fp is None]
+    if bad:
+        raise ValueError(f"diverse_subset: invalid SMILES {bad[0]!r}")
     offset = 1 if start is not None else 0
-    k = min(int(k), len(smiles_list))
+    k = min(int(k), len(pool) - offset)
     if k <= 0:
         return []
     picks = MaxMinPicker().LazyBitVectorPick(fps, len(fps), k + offset, firstPicks=[0] if offset else [],

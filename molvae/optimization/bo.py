@@ -409,7 +409,7 @@ class Optimizer:
         if state.get("trust_region"):
             self.tr = TrustRegion(**state["trust_region"])
         self.timings = list(state.get("timings", []))
-        self._encode_new([r["smiles"] for r in self.oracle.known_records()])
+        self._encode_new(self.oracle.known_records())
         log.info("resuming %s at round %d: %d oracle calls used of %d", self.out, self.round, self.oracle.calls,
                  self.oracle.budget)
 
@@ -425,7 +425,8 @@ class Optimizer:
         return {"version": STATE_VERSION, "round": self.round, "method": self.method, "calls": self.oracle.calls,
                 "budget": self.oracle.budget, "n_invalid": self.oracle.n_invalid, "n_repeat": self.oracle.n_repeat,
                 "n_infeasible": sum(1 for r in self.oracle.known_records() if not r["feasible"]),
-                "n_unscored": self.oracle.n_unscored, "best": best, "stalled": self.stalled, "idle": self.idle, "screen_pos": self.screen_pos,
+                "n_unscored": self.oracle.n_unscored, "best": best, "stalled": self.stalled, "idle": self.idle,
+                "screen_pos": self.screen_pos,
                 "trust_region": self.tr.to_dict(), "finished": self.finished, "timings": self.timings[-50:]}
 
     @property
@@ -433,8 +434,9 @@ class Optimizer:
         return self.oracle.remaining <= 0 or self.stalled >= self.config.patience
 
     # ---- data for the GP
-    def _encode_new(self, smiles: list[str]) -> None:
-        todo = [s for s in smiles if s not in self.latents]
+    def _encode_new(self, records: list[dict[str, Any]]) -> None:
+        """Encode the distinct valid molecules among oracle records (scored, supplied or infeasible)."""
+        todo = [r["smiles"] for r in records if r["status"] in Oracle.KNOWN and r["smiles"] not in self.latents]
         # One molecule at a time: a batched GRU's output for a row shifts in the last bits with
         # the batch it sits in, and a resumed run re-encodes everything in different batches.
         # Alone, each code is bit-identical in every process, so the GP (and the run) is too.
@@ -494,8 +496,7 @@ class Optimizer:
                 chosen += [s for s, row in zip(cand, z) if np.all(np.isfinite(row))]
                 if len(chosen) >= n:
                     break
-            rows = self.oracle.evaluate(chosen[:n], round=0, source="init")
-            self._encode_new([r["smiles"] for r in rows if r["status"] in ("scored", "infeasible")])
+            self._encode_new(self.oracle.evaluate(chosen[:n], round=0, source="init"))
         self.save()
 
     def _init_around_lead(self, lead: str, n: int) -> None:
@@ -529,8 +530,7 @@ class Optimizer:
         feasible = sorted(smi for smi, v in found.items() if v >= floor)
         picked = [feasible[i] for i in diverse_subset(feasible, n - 1, start=lead, seed=self.config.seed)]
         others = sorted((smi for smi in found if found[smi] < floor), key=lambda smi: (-found[smi], smi))
-        rows = self.oracle.evaluate([lead, *picked, *others][:n], round=0, source="init")
-        self._encode_new([r["smiles"] for r in rows if r["status"] in ("scored", "infeasible")])
+        self._encode_new(self.oracle.evaluate([lead, *picked, *others][:n], round=0, source="init"))
 
     def _init_from_file(self, path: str, rng: np.random.Generator) -> None:
         from molvae.data import _base_suffix, read_smiles
@@ -558,7 +558,7 @@ class Optimizer:
             rows = self.oracle.add_supplied(smiles, scores, round=0, source="init-file")
         else:
             rows = self.oracle.evaluate(smiles, round=0, source="init-file")
-        self._encode_new([r["smiles"] for r in rows if r["status"] in ("scored", "supplied")])
+        self._encode_new(rows)
 
     # ---- one round
     def step(self) -> list[dict[str, Any]]:
@@ -588,14 +588,13 @@ class Optimizer:
         t2 = time.perf_counter()
         rows = self.oracle.evaluate(smiles, round=self.round, source=self.method)
         timing["score"] = time.perf_counter() - t2
-        scored = [r["smiles"] for r in rows if r["status"] == "scored"]
-        self._encode_new([r["smiles"] for r in rows if r["status"] in ("scored", "infeasible")])
+        self._encode_new(rows)
         after = self.best_value()
         improved = after is not None and (before is None or after > before + 1e-3 * abs(before))
         if self.method == "turbo":
             self.tr.update(improved)
-        self.stalled = 0 if scored else self.stalled + 1
-        self.idle = 0 if any(r["status"] in ("scored", "infeasible") for r in rows) else self.idle + 1
+        self.stalled = 0 if any(r["status"] == "scored" for r in rows) else self.stalled + 1
+        self.idle = 0 if any(r["status"] in Oracle.KNOWN for r in rows) else self.idle + 1
         timing["total"] = time.perf_counter() - t0
         self.timings.append(timing)
         self.save()

@@ -412,6 +412,7 @@ class Oracle:
     """
 
     STATUSES = ("scored", "supplied", "repeat", "invalid", "infeasible")
+    KNOWN = ("scored", "supplied", "infeasible")  # a distinct valid molecule the run has seen
 
     def __init__(self, objectives: Sequence[Objective], budget: int, constraints: Constraints | None = None,
                  journal: str | Path | None = None, score_infeasible: bool = False):
@@ -465,9 +466,8 @@ class Oracle:
         for row in rows:
             if isinstance(row, str):
                 feasible, reason, similarity, props = checks[row]
-                if not feasible and not self.score_infeasible and self.constraints.active:
+                if not feasible and not self.score_infeasible:
                     self.n_unscored += 1
-                    self.known[row] = len(self.records) + len(kept)
                     row = self._row(None, round, source, "infeasible", smiles=row, reason=reason,
                                     similarity=similarity, props=props)
                 elif len(new) < self.remaining:
@@ -478,6 +478,7 @@ class Oracle:
             kept.append(row)
         scores = self._score(new)
         return self._fill(kept, new, scores, round, source, "scored", checks)
+
     def add_supplied(self, smiles: Sequence[str], scores: np.ndarray, round: int = 0, source: str = "init-file"
                      ) -> list[dict[str, Any]]:
         """Record molecules whose scores are given (no oracle call); invalid and repeated ones are counted."""
@@ -581,7 +582,8 @@ class Oracle:
                     reason = "; ".join(r for r in (reason, "objective returned NaN") if r)
                 row = self._row(call, round, source, status, smiles=new[i], scores=scores[i], feasible=ok,
                                 reason=reason, similarity=similarity, props=props)
-                self.known[new[i]] = len(self.records)
+            if row["status"] in self.KNOWN:
+                self.known[row["smiles"]] = len(self.records)
             self.records.append(row)
             out.append(row)
         return out
@@ -625,16 +627,15 @@ class Oracle:
                 rec["call"] = int(rec["call"])
             rec["reason"] = "" if not isinstance(rec["reason"], str) else rec["reason"]
             status = rec["status"]
-            if status in ("scored", "supplied"):
+            if status in self.KNOWN:
                 self.known[rec["smiles"]] = len(self.records)
-                if status == "scored":
-                    self.calls += 1
+            if status == "scored":
+                self.calls += 1
             elif status == "invalid":
                 self.n_invalid += 1
             elif status == "repeat":
                 self.n_repeat += 1
             elif status == "infeasible":
-                self.known[rec["smiles"]] = len(self.records)
                 self.n_unscored += 1
             self.records.append(rec)
 
@@ -643,4 +644,4 @@ class Oracle:
 
     def known_records(self) -> list[dict[str, Any]]:
         """Every distinct valid molecule of the run: scored, supplied, and infeasible ones not scored."""
-        return [r for r in self.records if r["status"] in ("scored", "supplied", "infeasible")]
+        return [r for r in self.records if r["status"] in self.KNOWN]
