@@ -679,8 +679,9 @@ class Optimizer:
 
     # ---- reports
     def feasible_table(self) -> pd.DataFrame:
-        df = self.oracle.dataframe()
-        return df[df["status"].isin(["scored", "supplied"]) & df["feasible"].astype(bool)]
+        from molvae.optimization.report import feasible_rows
+
+        return feasible_rows(self.oracle.dataframe())
 
     def write_reports(self, baselines: dict[str, Path] | None = None) -> None:
         from molvae.optimization.report import best_table, pareto_table, plot_progress

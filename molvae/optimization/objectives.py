@@ -413,6 +413,7 @@ class Oracle:
 
     STATUSES = ("scored", "supplied", "repeat", "invalid", "infeasible")
     KNOWN = ("scored", "supplied", "infeasible")  # a distinct valid molecule the run has seen
+    SCORED = ("scored", "supplied")  # a molecule with scores (paid for, or from an --init file)
 
     def __init__(self, objectives: Sequence[Objective], budget: int, constraints: Constraints | None = None,
                  journal: str | Path | None = None, score_infeasible: bool = False):
@@ -598,8 +599,8 @@ class Oracle:
             known = self.records[self.known[smiles]]
             for col in self.score_columns:
                 row[col] = known[col]
-        row.update({"valid": status != "invalid", "feasible": bool(feasible) if status in ("scored", "supplied") else False,
-                    "reason": reason if status in ("scored", "supplied", "infeasible") else status,
+        row.update({"valid": status != "invalid", "feasible": bool(feasible) if status in self.SCORED else False,
+                    "reason": reason if status in self.KNOWN else status,
                     "similarity": float(similarity)})
         for p in PROPERTY_COLUMNS:
             row[p] = float((props or {}).get(p, np.nan))
@@ -640,7 +641,7 @@ class Oracle:
             self.records.append(rec)
 
     def scored_records(self) -> list[dict[str, Any]]:
-        return [r for r in self.records if r["status"] in ("scored", "supplied")]
+        return [r for r in self.records if r["status"] in self.SCORED]
 
     def known_records(self) -> list[dict[str, Any]]:
         """Every distinct valid molecule of the run: scored, supplied, and infeasible ones not scored."""

@@ -9,18 +9,20 @@ import numpy as np
 import pandas as pd
 
 from molvae.checkpoint import atomic_write
+from molvae.optimization.objectives import Oracle
 
-__all__ = ["best_table", "pareto_mask", "pareto_table", "progress_curves", "plot_progress"]
+__all__ = ["best_table", "feasible_rows", "pareto_mask", "pareto_table", "progress_curves", "plot_progress"]
 
 
-def _feasible(df: pd.DataFrame) -> pd.DataFrame:
-    keep = df["status"].isin(["scored", "supplied"]) & df["feasible"].astype(bool)
+def feasible_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of an evaluations table that have scores and meet the constraints."""
+    keep = df["status"].isin(Oracle.SCORED) & df["feasible"].astype(bool)
     return df[keep]
 
 
 def best_table(df: pd.DataFrame, score_columns: Sequence[str], k: int = 20) -> pd.DataFrame:
     """Top-k unique feasible molecules (by the first score, or the Pareto front first with several)."""
-    feas = _feasible(df).drop_duplicates("smiles")
+    feas = feasible_rows(df).drop_duplicates("smiles")
     if len(score_columns) > 1:
         front = pareto_mask(feas[list(score_columns)].to_numpy())
         feas = feas.assign(pareto=front).sort_values(["pareto", *score_columns], ascending=False, kind="stable")
@@ -40,7 +42,7 @@ def pareto_mask(Y: np.ndarray) -> np.ndarray:
 
 
 def pareto_table(df: pd.DataFrame, score_columns: Sequence[str]) -> pd.DataFrame:
-    feas = _feasible(df).drop_duplicates("smiles")
+    feas = feasible_rows(df).drop_duplicates("smiles")
     front = feas[pareto_mask(feas[list(score_columns)].to_numpy())]
     return front.sort_values(score_columns[0], ascending=False, kind="stable").reset_index(drop=True)
 
