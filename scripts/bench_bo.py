@@ -78,11 +78,15 @@ def cell_constraints(args) -> dict:
     return Constraints(alerts=args.alerts.split(",") if args.alerts else None, ranges=dict(args.ranges)).to_dict()
 
 
+STOPPING = ("budget", "max_rounds")
+
+
 def check_reusable(out: Path, cfg: OptimizeConfig) -> None:
-    """A kept cell may be resumed only under the settings it was run with (the budget may grow)."""
+    """A kept cell may be resumed only under the settings it was run with (the stopping rules,
+    budget and round limit, may change)."""
     saved = read_json(out / "config.json", "optimization config").get("optimize", {})
     mine = dataclasses.asdict(cfg)
-    differ = sorted(k for k in mine if k != "budget" and saved.get(k) != json.loads(json.dumps(mine[k])))
+    differ = sorted(k for k in mine if k not in STOPPING and saved.get(k) != json.loads(json.dumps(mine[k])))
     if differ:
         raise SystemExit(f"--reuse: {out} was run with other settings ({', '.join(differ)}: "
                          f"{', '.join(f'{saved.get(k)!r} now {mine[k]!r}' for k in differ)}); "
@@ -94,7 +98,8 @@ def run_cell(model, objective: str, method: str, seed: int, args) -> dict:
                          n_init=0 if method in ("prior", "screen") else args.n_init, decode_attempts=args.decode_attempts,
                          num_restarts=args.restarts, raw_samples=args.raw_samples, gp_window=args.gp_window,
                          gp_maxiter=args.gp_maxiter, tr_failure_tolerance=args.tr_failure_tolerance,
-                         constraints=args.constraints, score_infeasible=args.score_infeasible)
+                         constraints=args.constraints, score_infeasible=args.score_infeasible,
+                         max_rounds=args.max_rounds)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.keep) / f"{objective}-{method}-{seed}" if args.keep else Path(tmp) / "run"
         reused = bool(args.keep and args.reuse and (out / "evaluations.csv").exists())
@@ -108,7 +113,7 @@ def run_cell(model, objective: str, method: str, seed: int, args) -> dict:
     scores = np.sort(feas["score"].to_numpy())[::-1]
     bo_rounds = [t for t in opt.timings if t.get("fit", 0.0) > 0]
     return {"objective": objective, "method": method, "seed": seed, "calls": opt.oracle.calls,
-            "rounds": opt.round, "invalid": opt.oracle.n_invalid, "repeats": opt.oracle.n_repeat,
+            "rounds": opt.round, "stop_reason": opt.stop_reason, "invalid": opt.oracle.n_invalid, "repeats": opt.oracle.n_repeat,
             "unscored_infeasible": opt.oracle.n_unscored,
             "best": float(scores[0]) if len(scores) else None,
             "top10_mean": float(scores[:10].mean()) if len(scores) else None,
@@ -210,13 +215,16 @@ def main(argv=None) -> int:
     p.add_argument("--score-infeasible", action="store_true",
                    help="spend oracle calls on molecules that fail --range/--alerts (OptimizeConfig.score_infeasible; "
                         "by default they are recorded without a call)")
+    p.add_argument("--max-rounds", type=int, default=None,
+                   help="every cell stops after this many rounds, budget left or not (OptimizeConfig.max_rounds); "
+                        "bounds the wall time of cells whose proposals mostly fail --range/--alerts")
     p.add_argument("--timing-dim", type=int, default=128)
     p.add_argument("--skip-timing", action="store_true")
     p.add_argument("--jobs", type=int, default=1, help="cells run in this many worker processes")
     p.add_argument("--keep", default=None, help="keep each cell's run directory (OBJECTIVE-METHOD-SEED) under this folder")
     p.add_argument("--reuse", action="store_true",
                    help="with --keep: resume cells already in that folder instead of rerunning them (wall_s is then blank); "
-                        "a cell run with other settings (the budget aside) is refused")
+                        "a cell run with other settings (budget and round limit aside) is refused")
     args = p.parse_args(argv)
     if args.reuse and not args.keep:
         p.error("--reuse needs --keep")

@@ -66,6 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--restarts", type=int, default=4, help="acquisition optimizer restarts")
     p.add_argument("--raw-samples", type=int, default=128, help="random points the restarts are picked from")
     p.add_argument("--patience", type=int, default=20, help="stop after this many rounds without a new molecule to score")
+    p.add_argument("--max-rounds", type=int, default=None,
+                   help="stop after this many rounds even with budget left (with constraints, most proposals "
+                        "may cost no oracle call, so the budget alone does not bound the run's time)")
     p.add_argument("--top-k", type=int, default=20)
     p.add_argument("--baselines", action="store_true", help="also run prior sampling and training-set screening")
     p.add_argument("--resume", action="store_true", help="continue a run in --out (nothing is scored twice)")
@@ -83,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         saved = saved_settings(out)
         if args.budget is not None:
             saved["budget"] = args.budget
+        if args.max_rounds is not None:  # a stopping rule, like the budget: a resumed run may go further
+            saved["max_rounds"] = args.max_rounds
         try:
             config = OptimizeConfig.from_dict(saved)
         except ConfigError as exc:  # name the file: the user has to edit it (or start over)
@@ -115,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
             tr_failure_tolerance=args.tr_failure_tolerance, decode_attempts=args.decode_attempts,
             similarity_gp=args.similarity_gp, score_infeasible=args.score_infeasible,
             decode_temperature=args.decode_temperature, top_k=args.top_k, num_restarts=args.restarts,
-            raw_samples=args.raw_samples, patience=args.patience, constraints=constraints,
+            raw_samples=args.raw_samples, patience=args.patience, max_rounds=args.max_rounds,
+            constraints=constraints,
         ).validate()
     from molvae.tables import check_output_dir
 
@@ -130,5 +136,7 @@ def run(args: argparse.Namespace) -> int:
     state = opt.state()
     best = state["best"]
     print(f"{out}: {state['calls']} oracle calls in {state['round']} rounds ({state['n_invalid']} invalid decodes, "
-          f"{state['n_repeat']} repeats not scored)" + (f"; best {best:.4g}" if best is not None else ""))
+          f"{state['n_repeat']} repeats not scored)" + (f"; best {best:.4g}" if best is not None else "")
+          + (f"; stopped at the round limit with {config.budget - state['calls']} calls left"
+             if state["stop_reason"] == "max_rounds" else ""))
     return 0

@@ -92,6 +92,9 @@ class OptimizeConfig:
     threads: int | None = field(default=1, metadata=rule(ge=1))
     top_k: int = field(default=20, metadata=rule(ge=1))
     patience: int = field(default=20, metadata=rule(ge=1))  # rounds in a row with nothing new scored before giving up
+    # rounds after the initial design before stopping, budget left or not (None: no cap). With
+    # constraints most proposals may cost no call, so the budget alone does not bound wall time.
+    max_rounds: int | None = field(default=None, metadata=rule(ge=1))
     constraints: dict[str, Any] = field(default_factory=dict)
     # with a similarity constraint and qLogEI: a second GP models the similarity and qLogEI takes
     # it as a constraint (candidates chosen one by one); about 10x slower acquisition
@@ -427,11 +430,23 @@ class Optimizer:
                 "n_infeasible": sum(1 for r in self.oracle.known_records() if not r["feasible"]),
                 "n_unscored": self.oracle.n_unscored, "best": best, "stalled": self.stalled, "idle": self.idle,
                 "screen_pos": self.screen_pos,
-                "trust_region": self.tr.to_dict(), "finished": self.finished, "timings": self.timings[-50:]}
+                "trust_region": self.tr.to_dict(), "finished": self.finished, "stop_reason": self.stop_reason,
+                "timings": self.timings[-50:]}
 
     @property
     def finished(self) -> bool:
-        return self.oracle.remaining <= 0 or self.stalled >= self.config.patience
+        return self.stop_reason is not None
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why the run stops (``"budget"``, ``"patience"`` or ``"max_rounds"``), or None while it goes on."""
+        if self.oracle.remaining <= 0:
+            return "budget"
+        if self.stalled >= self.config.patience:
+            return "patience"
+        if self.config.max_rounds is not None and self.round >= self.config.max_rounds:
+            return "max_rounds"
+        return None
 
     # ---- data for the GP
     def _encode_new(self, records: list[dict[str, Any]]) -> None:
@@ -672,9 +687,12 @@ class Optimizer:
         self.save()
         if self.oracle.scored_records():
             self.write_reports()
-        if self.stalled >= self.config.patience and self.oracle.remaining > 0:
+        if self.stop_reason == "patience":
             log.warning("stopped after %d rounds without a new molecule to score (%d of %d oracle calls used)",
                         self.stalled, self.oracle.calls, self.oracle.budget)
+        elif self.stop_reason == "max_rounds":
+            log.warning("stopped at the round limit (%d rounds) with %d of %d oracle calls used",
+                        self.round, self.oracle.calls, self.oracle.budget)
         return self
 
     # ---- reports

@@ -196,3 +196,22 @@ def test_bad_objective_is_one_line_error(tmp_path, capsys) -> None:
     assert main(["optimize", "--model", str(tmp_path), "--objective", "solubility", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "unknown objective 'solubility'" in err and "esol" in err
+
+
+def test_round_limit_stops_the_run_and_a_resume_can_raise_it(small_model_dir, tmp_path, capsys) -> None:
+    out = tmp_path / "capped"
+    args = ["optimize", "--model", str(small_model_dir), "--out", str(out), *FAST]
+    assert main([*args, "--objective", "qed", "--budget", "100", "--max-rounds", "2"]) == 0
+    assert "stopped at the round limit" in capsys.readouterr().out
+    state = json.loads((out / "state.json").read_text())
+    assert state["round"] == 2 and state["stop_reason"] == "max_rounds" and state["calls"] < 100
+    first = _read(out / "evaluations.csv")
+    assert first["round"].max() == 2
+
+    assert main([*args, "--resume", "--max-rounds", "3"]) == 0
+    state = json.loads((out / "state.json").read_text())
+    assert state["round"] == 3 and json.loads((out / "config.json").read_text())["optimize"]["max_rounds"] == 3
+    again = _read(out / "evaluations.csv")
+    pd.testing.assert_frame_equal(again.iloc[: len(first)], first)  # the first two rounds are kept as they were
+    scored = again.loc[again["status"] == "scored", "smiles"]
+    assert scored.is_unique and len(again) > len(first)

@@ -201,3 +201,12 @@ def test_runs_saved_before_score_infeasible_resume_with_the_old_accounting(tmp_p
     write_json(tmp_path / "config.json", {"optimize": {**old, "score_infeasible": False}})
     assert OptimizeConfig.from_dict(saved_settings(tmp_path)).score_infeasible is False
     assert OptimizeConfig(objectives=["esol"]).score_infeasible is False  # new runs: infeasible molecules cost nothing
+
+
+def test_round_limit_is_validated_and_optional() -> None:
+    from molvae.errors import ConfigError
+
+    assert OptimizeConfig(objectives=["qed"]).max_rounds is None  # no cap unless asked
+    assert OptimizeConfig.from_dict({"objectives": ["qed"], "max_rounds": 5}).max_rounds == 5
+    with pytest.raises(ConfigError, match="max_rounds"):
+        OptimizeConfig(objectives=["qed"], max_rounds=0).validate()
