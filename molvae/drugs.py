@@ -32,17 +32,22 @@ _COLUMNS = ["name", "synonyms", "formula", "smiles"]
 # Text made only of these characters reads as an attempted drug name, so a miss is
 # answered with name suggestions rather than a SMILES parse error.
 _NAME_LIKE = re.compile(r"[A-Za-z0-9 \-]+")
+# Name-like text made only of organic-subset atoms and ring digits ("C1CC") was meant as a SMILES.
+_SMILES_LIKE = re.compile(r"(?:Cl|Br|[BCNOPSFIbcnops0-9])+")
 
 
 class UnknownDrugError(MolvaeError):
     """A drug name (or synonym) is not in the bundled drug table."""
 
-    def __init__(self, name: str, suggestions: list[str] | None = None):
+    def __init__(self, name: str, suggestions: list[str] | None = None, smiles_like: bool = False):
         self.name = name
         self.suggestions = list(suggestions or [])
         # repr escapes newlines/control characters and shorten cuts it, keeping the CLI's error to one line.
         if self.suggestions:
             message = f"unknown drug name {shorten(name)}; did you mean: {', '.join(self.suggestions)}?"
+        elif smiles_like:
+            # "C1CC" was meant as a SMILES: "pass a SMILES string instead" would mislead.
+            message = f"{shorten(name)} is neither a known drug name (no similar name either) nor a valid SMILES"
         else:
             message = f"unknown drug name {shorten(name)} and no similar known name; pass a SMILES string instead"
         super().__init__(message)
@@ -146,5 +151,5 @@ def resolve_molecule(text: str) -> tuple[str, str]:
     if mol is not None:
         return stripped, Chem.MolToSmiles(mol)
     if _NAME_LIKE.fullmatch(stripped):
-        raise UnknownDrugError(stripped, _suggest(stripped))
+        raise UnknownDrugError(stripped, _suggest(stripped), smiles_like=bool(_SMILES_LIKE.fullmatch(stripped)))
     raise InvalidMoleculeError(f"{shorten(stripped)} is neither a known drug name nor a valid SMILES")

@@ -41,3 +41,12 @@ def write_table(df: pd.DataFrame, path: str | Path) -> None:
         atomic_write(path, buf.getvalue())
     else:
         atomic_write_text(path, df.to_csv(index=False))
+
+
+def print_table(df: pd.DataFrame, columns: list[str], digits: int = 3) -> None:
+    """Print ``columns`` of ``df`` as an aligned plain-text table (floats rounded, NaN as '-')."""
+    view = df[columns].copy()
+    for name in columns:
+        if pd.api.types.is_float_dtype(view[name]):
+            view[name] = view[name].map(lambda x: "-" if pd.isna(x) else f"{x:.{digits}f}")
+    print(view.to_string(index=False))

@@ -11,6 +11,7 @@ many draws gave each.
 FILE does the same against any SMILES file (its molecules are canonicalized first).
 
 Writes to --out (a directory): neighbours.csv, neighbours.png and neighbours.svg
+(without --out the --top nearest neighbours are printed and nothing is written)
 (the query and its --top most similar neighbours).
 """
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 
-from molvae.cli.common import add_model_arguments, load_model, write_table
+from molvae.cli.common import add_model_arguments, load_model, print_table, write_table
 from molvae.errors import MolvaeError
 from molvae.tables import check_output_dir
 
@@ -30,7 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("molecule", help="drug name (e.g. celecoxib) or SMILES")
     add_model_arguments(p)
-    p.add_argument("--out", required=True, help="output directory (neighbours.csv, neighbours.png, neighbours.svg)")
+    p.add_argument("--out", default=None,
+                   help="output directory (neighbours.csv, neighbours.png, neighbours.svg); without it the "
+                        "--top neighbours are printed and nothing is written")
     p.add_argument("--n", type=int, default=200, help="latent draws (default 200)")
     p.add_argument("--radius", type=float, default=0.5, help="spread of the draws in prior standard deviations")
     p.add_argument("--attempts", type=int, default=1, help="decodes per draw (1 = greedy only, default)")
@@ -69,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise MolvaeError(f"--top must be >= 1, got {args.top}")
     name, query = resolve_input(args.molecule)
-    check_output_dir(args.out, create=False)  # before the model load and the decoding
+    if args.out is not None:
+        check_output_dir(args.out, create=False)  # before the model load and the decoding
     model = load_model(args)
     train = _training_set(args.train) if args.train else None
     properties = list(DEFAULT_PROPERTIES)
@@ -77,11 +81,21 @@ def run(args: argparse.Namespace) -> int:
         properties.append(args.property)
     df = neighbourhood(model, args.molecule, n=args.n, radius=args.radius, train=train, seed=args.seed,
                        attempts=args.attempts, temperature=args.temperature, properties=properties)
+    a = df.attrs
+    summary = (f"{name}: {a['n_draws']} draws at radius {a['radius']:g}, {a['n_valid_draws']} valid "
+               f"({a['validity']:.0%}), {len(df)} distinct molecules")
+    if args.out is None:
+        if len(df):
+            print_table(df.head(args.top), ["smiles", "tanimoto", "count", *(["novel"] if train is not None else []),
+                                            args.property])
+        print(summary)
+        if train is not None:
+            print(f"novel (not in the training set): {int(df['novel'].sum())} of {len(df)}")
+        print("nothing written; pass --out DIR for neighbours.csv and the pictures")
+        return 0
     out = check_output_dir(args.out)
     write_table(df, out / "neighbours.csv")
-    a = df.attrs
-    print(f"{name}: {a['n_draws']} draws at radius {a['radius']:g}, {a['n_valid_draws']} valid "
-          f"({a['validity']:.0%}), {len(df)} distinct molecules")
+    print(summary)
     if len(df):
         for suffix in (".png", ".svg"):
             draw_neighbour_grid(df, query, out / f"neighbours{suffix}", property=args.property, top=args.top,

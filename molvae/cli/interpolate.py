@@ -8,13 +8,14 @@ valid came out are kept and reported as invalid.
 
 Writes to --out (a directory): path.csv (one row per step), path.png and path.svg
 (grid of the path) and profile.png (similarity to start/end and --property along the path).
+Without --out the path is printed as a table and nothing is written.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from molvae.cli.common import add_model_arguments, load_model, write_table
+from molvae.cli.common import add_model_arguments, load_model, print_table, write_table
 from molvae.errors import MolvaeError
 from molvae.tables import check_output_dir
 
@@ -27,7 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("start", help="first molecule: drug name (e.g. aspirin) or SMILES")
     p.add_argument("end", help="second molecule: drug name or SMILES")
     add_model_arguments(p)
-    p.add_argument("--out", required=True, help="output directory (path.csv, path.png, path.svg, profile.png)")
+    p.add_argument("--out", default=None,
+                   help="output directory (path.csv, path.png, path.svg, profile.png); without it the path "
+                        "is printed and nothing is written")
     p.add_argument("--steps", type=int, default=12, help="points on the path, endpoints included (default 12)")
     p.add_argument("--method", default="linear", choices=["linear", "slerp"], help="interpolation (default linear)")
     p.add_argument("--unique", type=int, default=None, metavar="N",
@@ -59,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     # Check both inputs and --out before the (slower) model load so typos fail fast.
     resolve_input(args.start)
     resolve_input(args.end)
-    check_output_dir(args.out, create=False)
+    if args.out is not None:
+        check_output_dir(args.out, create=False)
     model = load_model(args)
     properties = list(DEFAULT_PROPERTIES)
     if args.property not in properties:
@@ -67,6 +71,12 @@ def run(args: argparse.Namespace) -> int:
     df = interpolate(model, args.start, args.end, steps=args.steps, method=args.method, attempts=args.attempts,
                      temperature=args.temperature, seed=args.seed, unique=args.unique, max_points=args.max_points,
                      properties=properties, endpoints=args.endpoints, fit_steps=args.fit_steps)
+    if args.out is None:
+        shown = df.assign(smiles=df["smiles"].where(df["valid"], "(invalid)"))
+        print_table(shown, ["step", "t", "smiles", "tanimoto_start", "tanimoto_end", args.property])
+        _summary(df, args)
+        print("nothing written; pass --out DIR for path.csv and the pictures")
+        return 0
     out = check_output_dir(args.out)
     write_table(df, out / "path.csv")
 
@@ -80,7 +90,13 @@ def run(args: argparse.Namespace) -> int:
     for suffix in (".png", ".svg"):
         draw_path_grid(df, out / f"path{suffix}", property=args.property, rows=rows)
     plot_path_profile(df, out / "profile.png", property=args.property)
+    _summary(df, args)
+    print(f"wrote {out / 'path.csv'}, {out / 'path.png'}, {out / 'path.svg'}, {out / 'profile.png'}")
+    return 0
 
+
+def _summary(df, args: argparse.Namespace) -> None:
+    """What the path holds: valid and distinct molecules, endpoints not fitted, invalid steps."""
     a = df.attrs
     print(f"{a['start_name']} -> {a['end_name']}: {a['method']} path of {a['points']} points, "
           f"{a['n_valid']} valid, {a['unique_found']} distinct molecules")
@@ -95,5 +111,3 @@ def run(args: argparse.Namespace) -> int:
     if args.unique is not None and not a["unique_reached"]:
         print(f"only {a['unique_found']} distinct valid molecules found (asked for {args.unique}) "
               f"with {a['points']} points; raise --max-points to look harder")
-    print(f"wrote {out / 'path.csv'}, {out / 'path.png'}, {out / 'path.svg'}, {out / 'profile.png'}")
-    return 0

@@ -77,6 +77,41 @@ def test_interpolate_two_smiles(small_model_dir, tmp_path, capsys) -> None:
 
 
 @pytest.mark.slow
+def test_interpolate_without_out_prints_the_path_and_writes_nothing(small_model_dir, tmp_path, capsys,
+                                                                     monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the issue's own example has no --out: it must run and leave no files
+    args = ["interpolate", START, END, "--model", str(small_model_dir), "--steps", "5", "--attempts", "2",
+            "--property", "tpsa", "--device", "cpu"]
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["step", "t", "smiles", "tanimoto_start", "tanimoto_end", "tpsa"]
+    rows = [line.split() for line in lines[1:6]]
+    assert [r[0] for r in rows] == ["0", "1", "2", "3", "4"]
+    assert [r[1] for r in rows] == ["0.000", "0.250", "0.500", "0.750", "1.000"]
+    assert all(r[2] == "(invalid)" or canonicalize(r[2]) == r[2] for r in rows)
+    assert "linear path of 5 points" in lines[6]
+    assert lines[-1].startswith("nothing written")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_explore_without_out_prints_the_top_neighbours(small_model_dir, tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = ["explore", START, "--model", str(small_model_dir), "--n", "40", "--top", "3", "--device", "cpu"]
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["smiles", "tanimoto", "count", "qed"]
+    summary = next(i for i, line in enumerate(lines) if "40 draws at radius 0.5" in line)
+    table = [line.split() for line in lines[1:summary]]
+    assert 1 <= len(table) <= 3
+    assert all(canonicalize(r[0]) == r[0] for r in table)
+    sims = [float(r[1]) for r in table]
+    assert sims == sorted(sims, reverse=True)
+    assert lines[-1].startswith("nothing written")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
 def test_interpolate_unique_says_when_short(small_model_dir, tmp_path, capsys) -> None:
     out = tmp_path / "u"
     args = ["interpolate", START, END, "--model", str(small_model_dir), "--steps", "3", "--unique", "500",

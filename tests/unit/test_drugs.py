@@ -154,6 +154,17 @@ def test_unknown_name_without_suggestion_points_to_smiles():
     assert info.value.suggestions == []
 
 
+def test_name_like_input_that_is_no_smiles_either_says_both():
+    # "C1CC" (an unclosed ring) is made of name characters; telling the user to pass a SMILES would mislead.
+    with pytest.raises(UnknownDrugError) as info:
+        resolve_molecule("C1CC")
+    message = str(info.value)
+    assert message == "'C1CC' is neither a known drug name (no similar name either) nor a valid SMILES"
+    assert resolve_molecule("C1CC1")[1] == "C1CC1"
+    with pytest.raises(UnknownDrugError, match="pass a SMILES"):
+        resolve_molecule("notadrug")  # a word, not a SMILES attempt
+
+
 def test_unknown_drug_error_is_a_molvae_error():
     assert issubclass(UnknownDrugError, MolvaeError)
 
