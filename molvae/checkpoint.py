@@ -8,7 +8,9 @@ safetensors, configs JSON, and resume state is read with ``weights_only=True``.
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -22,7 +24,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from molvae.errors import ModelLoadError
+from molvae.errors import ModelLoadError, RunInUseError
+
+log = logging.getLogger(__name__)
+
+LOCK_FILE = ".molvae.lock"
 
 
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
@@ -143,3 +149,62 @@ def environment_info() -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):
         info["git_commit"] = None
     return info
+
+
+# realpath of a locked directory -> [fd, holders]: one lock per directory and process (see lock_run_dir).
+_HELD: dict[str, list[int]] = {}
+
+
+class RunLock:
+    """This process's hold on a run directory; released by :meth:`release`, garbage collection or exit."""
+
+    def __init__(self, key: str | None):
+        self._key = key
+
+    def release(self) -> None:
+        key, self._key = self._key, None
+        if key is None or key not in _HELD:
+            return
+        _HELD[key][1] -= 1
+        if _HELD[key][1] == 0:
+            os.close(_HELD.pop(key)[0])  # closing the descriptor drops the lock
+
+    def __del__(self) -> None:
+        self.release()
+
+
+def lock_run_dir(directory: str | os.PathLike) -> RunLock:
+    """Lock ``directory`` (which must exist) against other processes; raise :class:`RunInUseError` if one holds it.
+
+    Two processes resuming one optimization run, or checkpointing one training run, would
+    interleave their writes and lose work. The lock is a POSIX record lock on
+    ``directory/.molvae.lock``, so the OS drops it when the process dies: a killed run
+    leaves no stale lock. Within one process the lock is shared (a notebook may resume a run
+    it started), and is released when its last holder is. Where the file system or the
+    platform has no locks (Windows, some network mounts) it warns or does nothing, and the run goes on.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        return RunLock(None)
+    path = Path(directory) / LOCK_FILE
+    key = os.path.realpath(directory)
+    if key in _HELD:
+        _HELD[key][1] += 1
+        return RunLock(key)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        if exc.errno in (errno.EACCES, errno.EAGAIN):
+            raise RunInUseError(
+                f"{directory} is in use by another molvae process (pid {holder}); two processes writing one run "
+                "would corrupt it: wait for that one to finish, or choose another --out") from None
+        log.warning("cannot lock %s (%s); nothing stops a second process from writing it", directory, exc.strerror)
+        return RunLock(None)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+    _HELD[key] = [fd, 1]
+    return RunLock(key)

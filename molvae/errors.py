@@ -52,3 +52,7 @@ class DataError(MolvaeError):
 
 class ResourceLimitError(MolvaeError):
     """Work does not fit the available memory even at the smallest batch size."""
+
+
+class RunInUseError(MolvaeError):
+    """Another process is writing the same run directory."""

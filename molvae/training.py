@@ -32,6 +32,7 @@ from molvae.checkpoint import (
     atomic_write_text,
     environment_info,
     load_state,
+    lock_run_dir,
     read_json,
     save_state,
     write_json,
@@ -492,6 +493,8 @@ class Trainer:
 
     def _build(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
+        # Only rank 0 writes the run; two processes checkpointing one run would lose work.
+        self._lock = lock_run_dir(self.out) if self.dist.is_main else None
         # A resumed run's weights are in resume.pt: the parent is only read to start from it.
         starting = not (self.resume and (self.out / RESUME_FILE).is_file())
         parent = self._load_parent() if starting else None

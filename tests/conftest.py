@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,3 +63,30 @@ def small_model(small_model_dir):
     from molvae.model import MolVAE
 
     return MolVAE.load(small_model_dir, device="cpu")
+
+
+_HOLD_LOCK = """
+import sys, time
+from molvae.checkpoint import lock_run_dir
+lock = lock_run_dir(sys.argv[1])
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.fixture
+def lock_holder():
+    """Start a real second process that locks a run directory and keeps it (killed at teardown)."""
+    procs: list[subprocess.Popen] = []
+
+    def hold(directory) -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(directory)], stdout=subprocess.PIPE, text=True)
+        procs.append(proc)
+        assert proc.stdout.readline().strip() == "locked"
+        return proc
+
+    yield hold
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()

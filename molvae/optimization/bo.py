@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from molvae.checkpoint import atomic_write_text, read_json, write_json
+from molvae.checkpoint import atomic_write_text, lock_run_dir, read_json, write_json
 from molvae.config import config_from_dict, rule, validate_config
 from molvae.errors import ConfigError, MolvaeError
 from molvae.optimization.objectives import Constraints, Objective, Oracle, parse_objectives
@@ -354,6 +354,9 @@ class Optimizer:
         self.constraints = Constraints.from_dict(config.constraints) if config.constraints else Constraints()
         self.oracle = Oracle(self.objectives, config.budget, self.constraints, journal=self.out / JOURNAL_FILE,
                              score_infeasible=config.score_infeasible)
+        self.out.mkdir(parents=True, exist_ok=True)
+        # Held for this object's life: a second process resuming the same run would interleave its rows.
+        self._lock = lock_run_dir(self.out)
         self.method = config.method
         if self.method == "auto":
             self.method = "turbo" if model.config.latent_dim >= 64 else "bo"
@@ -369,7 +372,6 @@ class Optimizer:
                               failure_tolerance=config.tr_failure_tolerance)
         self.latents: dict[str, np.ndarray] = {}  # canonical SMILES -> code of the molecule actually scored
         self.initialized = False  # True once the initial design is committed (state.json written)
-        self.out.mkdir(parents=True, exist_ok=True)
         if resume:
             self.oracle.load_journal()
             if (self.out / "evaluations.csv").exists():
