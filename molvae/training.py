@@ -32,6 +32,7 @@ from molvae.checkpoint import (
     atomic_write_text,
     environment_info,
     load_state,
+    RunLock,
     lock_run_dir,
     read_json,
     save_state,
@@ -447,6 +448,7 @@ class Trainer:
         else:
             self.device = resolve_device(self.cfg.device)
         self.dtype = resolve_dtype(self.cfg.precision, self.device)
+        self._lock: RunLock | None = None  # taken in _build (rank 0)
         if not self.dist.is_main:
             self.echo = lambda message: None
 
@@ -591,24 +593,29 @@ class Trainer:
         """Train to the configured number of epochs (or early stop); returns the metrics history."""
         cfg = self.cfg
         # Handlers first: a signal during data preparation must also end in a clean stop.
-        with _SignalFlag() as flag:
-            self._build()
-            self.step = make_train_step(self.net, self.optimizer, self.dtype, cfg, self.dist.world_size)
-            while self.state["epoch"] < cfg.epochs and self.state["global_step"] < self.total_steps:
-                stopped = self._train_epoch(flag)
-                if stopped:
-                    self._checkpoint()
-                    raise TrainingInterrupted(
-                        f"interrupted by signal {flag.received}; checkpoint saved in {self.out} at epoch "
-                        f"{self.state['epoch'] + 1} step {self.state['step_in_epoch']}; continue with --resume"
-                    )
-                row = self._end_epoch()
-                if self.on_epoch_end is not None:
-                    self.on_epoch_end(row)
-                if cfg.early_stopping_patience and self.state["bad_epochs"] >= cfg.early_stopping_patience:
-                    self.echo(f"early stopping: validation loss did not improve for {self.state['bad_epochs']} epochs")
-                    break
-        _barrier(self.dist)
+        try:
+            with _SignalFlag() as flag:
+                self._build()
+                self.step = make_train_step(self.net, self.optimizer, self.dtype, cfg, self.dist.world_size)
+                while self.state["epoch"] < cfg.epochs and self.state["global_step"] < self.total_steps:
+                    stopped = self._train_epoch(flag)
+                    if stopped:
+                        self._checkpoint()
+                        raise TrainingInterrupted(
+                            f"interrupted by signal {flag.received}; checkpoint saved in {self.out} at epoch "
+                            f"{self.state['epoch'] + 1} step {self.state['step_in_epoch']}; continue with --resume"
+                        )
+                    row = self._end_epoch()
+                    if self.on_epoch_end is not None:
+                        self.on_epoch_end(row)
+                    if cfg.early_stopping_patience and self.state["bad_epochs"] >= cfg.early_stopping_patience:
+                        self.echo(f"early stopping: validation loss did not improve for {self.state['bad_epochs']} epochs")
+                        break
+            _barrier(self.dist)
+        finally:
+            # Not left to garbage collection: another process may resume this run as soon as fit returns.
+            if self._lock is not None:
+                self._lock.release()
         return self.state["history"]
 
     def _train_epoch(self, flag: _SignalFlag) -> bool:

@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from molvae.checkpoint import atomic_write_text, lock_run_dir, read_json, write_json
+from molvae.checkpoint import RunLock, atomic_write_text, lock_run_dir, read_json, write_json
 from molvae.config import config_from_dict, rule, validate_config
 from molvae.errors import ConfigError, MolvaeError
 from molvae.optimization.objectives import Constraints, Objective, Oracle, parse_objectives
@@ -356,7 +356,7 @@ class Optimizer:
                              score_infeasible=config.score_infeasible)
         self.out.mkdir(parents=True, exist_ok=True)
         # Held for this object's life: a second process resuming the same run would interleave its rows.
-        self._lock = lock_run_dir(self.out)
+        self._lock: RunLock | None = lock_run_dir(self.out)
         self.method = config.method
         if self.method == "auto":
             self.method = "turbo" if model.config.latent_dim >= 64 else "bo"
@@ -670,6 +670,16 @@ class Optimizer:
 
     # ---- driving the run
     def run(self) -> "Optimizer":
+        if self._lock is None:  # run() again after an earlier run() released it
+            self._lock = lock_run_dir(self.out)
+        try:
+            return self._run()
+        finally:
+            # Not left to garbage collection: another process may resume this run as soon as run returns.
+            self._lock.release()
+            self._lock = None
+
+    def _run(self) -> "Optimizer":
         from tqdm import tqdm
 
         if not self.initialized:

@@ -47,6 +47,7 @@ def test_optimize_resume_while_the_run_is_in_use(small_model_dir, tmp_path, caps
 
 @pytest.mark.slow
 def test_train_resume_while_the_run_is_in_use(small_model_dir, tmp_path, capsys, lock_holder) -> None:
+    lock_holder(small_model_dir)  # the fixture's finished Trainer.fit left its directory free
     run = tmp_path / "run"
     shutil.copytree(small_model_dir, run)
     before = _snapshot(run)
