@@ -69,6 +69,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-rounds", type=int, default=None,
                    help="stop after this many rounds even with budget left (with constraints, most proposals "
                         "may cost no oracle call, so the budget alone does not bound the run's time)")
+    p.add_argument("--local-after", type=int, default=5, metavar="N",
+                   help="with --min-similarity: every N rounds in a row that scored nothing, one round decodes "
+                        "around the best feasible molecules instead of asking the GP (default 5)")
+    p.add_argument("--no-local", dest="local_after", action="store_const", const=None,
+                   help="never: the GP proposes every round")
     p.add_argument("--top-k", type=int, default=20)
     p.add_argument("--baselines", action="store_true", help="also run prior sampling and training-set screening")
     p.add_argument("--resume", action="store_true", help="continue a run in --out (nothing is scored twice)")
@@ -121,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
             similarity_gp=args.similarity_gp, score_infeasible=args.score_infeasible,
             decode_temperature=args.decode_temperature, top_k=args.top_k, num_restarts=args.restarts,
             raw_samples=args.raw_samples, patience=args.patience, max_rounds=args.max_rounds,
-            constraints=constraints,
+            local_after=args.local_after, constraints=constraints,
         ).validate()
     from molvae.tables import check_output_dir
 

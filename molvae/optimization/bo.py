@@ -26,6 +26,9 @@ the feasible codes rather than of all of them (:func:`trust_region_box`).
 
 Molecules that fail a constraint are not scored (see :class:`Oracle`), but their codes
 join the GP's data at the worst score, so the search learns where the constraint bites.
+When the GP's proposals under a similarity constraint keep decoding to nothing new and
+feasible, every ``local_after``-th such round decodes around the best feasible codes
+instead (source ``local`` in evaluations.csv; :meth:`Optimizer._local_batch`).
 """
 
 from __future__ import annotations
@@ -95,6 +98,9 @@ class OptimizeConfig:
     # rounds after the initial design before stopping, budget left or not (None: no cap). With
     # constraints most proposals may cost no call, so the budget alone does not bound wall time.
     max_rounds: int | None = field(default=None, metadata=rule(ge=1))
+    # with a similarity constraint: every time this many rounds in a row have scored nothing, one
+    # round decodes around the best feasible molecules instead of asking the GP (None: never)
+    local_after: int | None = field(default=5, metadata=rule(ge=1))
     constraints: dict[str, Any] = field(default_factory=dict)
     # with a similarity constraint and qLogEI: a second GP models the similarity and qLogEI takes
     # it as a constraint (candidates chosen one by one); about 10x slower acquisition
@@ -591,8 +597,14 @@ class Optimizer:
         t0 = time.perf_counter()
         timing = {"round": self.round, "fit": 0.0, "acquisition": 0.0, "decode": 0.0, "score": 0.0}
         before = self.best_value()
+        source = self.method
         if self.method == "screen":
             smiles = self._screen_batch(q)
+        elif self._local_round():
+            source = "local"
+            t1 = time.perf_counter()
+            smiles = self._local_batch(q, seed)
+            timing["decode"] = time.perf_counter() - t1
         else:
             if self.method == "prior":
                 z = torch.randn(q, self.model.config.latent_dim, generator=torch.Generator().manual_seed(seed))
@@ -603,7 +615,7 @@ class Optimizer:
                                              temperature=cfg.decode_temperature, seed=seed)
             timing["decode"] = time.perf_counter() - t1
         t2 = time.perf_counter()
-        rows = self.oracle.evaluate(smiles, round=self.round, source=self.method)
+        rows = self.oracle.evaluate(smiles, round=self.round, source=source)
         timing["score"] = time.perf_counter() - t2
         self._encode_new(rows)
         after = self.best_value()
@@ -657,6 +669,48 @@ class Optimizer:
             z = torch.cat([z, bounds[0] + (bounds[1] - bounds[0]) * u])
         timing["acquisition"] = time.perf_counter() - t
         return z
+
+    def _local_round(self) -> bool:
+        cfg = self.config
+        # every local_after-th stalled round, so the GP keeps its turns if the neighbourhood runs dry
+        return (cfg.local_after is not None and self.stalled > 0 and self.stalled % cfg.local_after == 0
+                and self.method in ("turbo", "bo") and self.constraints.min_similarity is not None
+                and len(self.objectives) == 1)
+
+    def _local_batch(self, q: int, seed: int) -> list[str]:
+        """New feasible molecules decoded around the best feasible ones, for a run whose GP rounds stall.
+
+        Under a similarity constraint the GP's proposals mostly decode outside the feasible
+        region, while the lead's decoded neighbourhood (the initial design) holds the run's
+        best molecules. The constraints cost no oracle call to check, so ``32 q`` codes are
+        drawn around the three best feasible molecules and a diverse subset (away from the
+        incumbent) of the unseen feasible decodes is scored. As in the initial design, the
+        radius halves while that finds fewer than ``q``.
+        """
+        from molvae.chemistry import diverse_subset
+
+        col = self.oracle.score_columns[0]
+        top = sorted((r for r in self.oracle.scored_records() if r["feasible"]),
+                     key=lambda r: (-r[col], r["smiles"]))[:3]
+        if not top:
+            return []
+        known = {r["smiles"] for r in self.oracle.records}
+        rng = np.random.default_rng(seed)
+        centres = np.stack([self.latents[r["smiles"]] for r in top])
+        feasible: set[str] = set()
+        r = self.config.init_radius
+        for radius in (r, r / 2, r / 4):
+            pick = rng.integers(len(centres), size=32 * q)
+            z = centres[pick] + radius * rng.standard_normal((32 * q, centres.shape[1]))
+            decoded = self.model.decode_valid(z.astype(np.float32), attempts=1, seed=seed)
+            new = sorted({s for s in decoded if s and s not in known and s not in feasible})
+            if new:
+                ok, _, _ = self.constraints.check(new)
+                feasible.update(s for s, good in zip(new, ok) if good)
+            if len(feasible) >= q:
+                break
+        pool = sorted(feasible)
+        return [pool[i] for i in diverse_subset(pool, q, start=top[0]["smiles"], seed=seed)]
 
     def _screen_batch(self, q: int) -> list[str]:
         if not hasattr(self, "_screen_pool"):
@@ -737,10 +791,12 @@ def saved_settings(out: str | Path) -> dict[str, Any]:
     """The ``OptimizeConfig`` fields a run in ``out`` was started with (its config.json), for resuming it.
 
     Runs saved before ``score_infeasible`` existed charged an oracle call for every infeasible
-    molecule; they resume with that accounting.
+    molecule; they resume with that accounting. Runs saved before ``local_after`` existed
+    resume without local rounds.
     """
     saved = dict(read_json(Path(out) / "config.json", "optimization config").get("optimize", {}))
     saved.setdefault("score_infeasible", True)
+    saved.setdefault("local_after", None)
     return saved
 
 

@@ -99,7 +99,7 @@ def test_trust_region_options_reach_the_saved_state(small_model_dir, tmp_path) -
     assert state["trust_region"]["failure_tolerance"] == 3
 
 
-@pytest.mark.parametrize("extra", [[], ["--similarity-gp"]], ids=["plain", "similarity-gp"])
+@pytest.mark.parametrize("extra", [[], ["--similarity-gp", "--no-local"]], ids=["plain", "similarity-gp"])
 def test_similarity_constraint_holds_in_best(small_model_dir, tmp_path, extra) -> None:
     celecoxib = "Cc1ccc(-c2cc(C(F)(F)F)nn2-c2ccc(S(N)(=O)=O)cc2)cc1"
     init = tmp_path / "init.csv"
@@ -109,7 +109,9 @@ def test_similarity_constraint_holds_in_best(small_model_dir, tmp_path, extra) -
     assert main(["optimize", "--model", str(small_model_dir), "--objective", "esol", "--similar-to", "celecoxib",
                  "--min-similarity", "0.4", "--init", str(init), "--budget", "12", "--out", str(out), *FAST,
                  *extra]) == 0
-    assert json.loads((out / "config.json").read_text())["optimize"]["similarity_gp"] is bool(extra)
+    saved = json.loads((out / "config.json").read_text())["optimize"]
+    assert saved["similarity_gp"] is bool(extra)
+    assert saved["local_after"] == (None if extra else 5)
     best = _read(out / "best.csv")
     assert len(best) >= 1
     sims = tanimoto_similarity(canonicalize(celecoxib), best["smiles"].tolist())

@@ -197,9 +197,13 @@ def test_runs_saved_before_score_infeasible_resume_with_the_old_accounting(tmp_p
 
     old = {"objectives": ["esol"], "budget": 50, "constraints": {"reference": "CCO", "min_similarity": 0.4}}
     write_json(tmp_path / "config.json", {"optimize": old, "method": "turbo", "latent_dim": 8})
-    assert OptimizeConfig.from_dict(saved_settings(tmp_path)).score_infeasible is True  # infeasible ones were charged
-    write_json(tmp_path / "config.json", {"optimize": {**old, "score_infeasible": False}})
-    assert OptimizeConfig.from_dict(saved_settings(tmp_path)).score_infeasible is False
+    resumed = OptimizeConfig.from_dict(saved_settings(tmp_path))
+    assert resumed.score_infeasible is True  # infeasible ones were charged
+    assert resumed.local_after is None  # and a stalled round always asked the GP
+    write_json(tmp_path / "config.json", {"optimize": {**old, "score_infeasible": False, "local_after": 3}})
+    resumed = OptimizeConfig.from_dict(saved_settings(tmp_path))
+    assert resumed.score_infeasible is False and resumed.local_after == 3
+    assert OptimizeConfig(objectives=["esol"]).local_after == 5
     assert OptimizeConfig(objectives=["esol"]).score_infeasible is False  # new runs: infeasible molecules cost nothing
 
 
@@ -210,3 +214,37 @@ def test_round_limit_is_validated_and_optional() -> None:
     assert OptimizeConfig.from_dict({"objectives": ["qed"], "max_rounds": 5}).max_rounds == 5
     with pytest.raises(ConfigError, match="max_rounds"):
         OptimizeConfig(objectives=["qed"], max_rounds=0).validate()
+
+
+@pytest.mark.slow
+def test_stalled_lead_runs_decode_around_the_best_feasible_molecules(small_model, tmp_path) -> None:
+    from molvae.chemistry import canonicalize, tanimoto_similarity
+    from molvae.data import moses_file, read_smiles
+
+    # a molecule the small model was trained on, so its neighbourhood decodes to relatives
+    lead = canonicalize(read_smiles(moses_file("train"), column="SMILES", limit=20)[7])
+    rules = Constraints(reference=lead, min_similarity=0.2).to_dict()
+    cfg = OptimizeConfig(objectives=["esol"], budget=60, method="bo", seed=0, constraints=rules, local_after=2,
+                         **{**FAST, "n_init": 6})
+    opt = Optimizer(small_model, cfg, tmp_path / "run", progress=False)
+    opt.initial_design()
+    local_scored = 0
+    for _ in range(12):
+        stalled, known = opt.stalled, {r["smiles"] for r in opt.oracle.records}
+        rows = opt.step()
+        local = stalled in (2, 4, 6, 8, 10, 12, 14)
+        assert {r["source"] for r in rows} <= ({"local"} if local else {"bo"})
+        if local:
+            # only new molecules that meet the constraint reach the oracle, so each one is scored
+            assert all(r["status"] == "scored" and r["smiles"] not in known for r in rows)
+            assert np.all(tanimoto_similarity(lead, [r["smiles"] for r in rows]) >= 0.2)
+            local_scored += len(rows)
+        if local_scored and not local:
+            break
+    assert local_scored > 0
+    # without the option a stalled run keeps asking the GP
+    plain = Optimizer(small_model, OptimizeConfig(**{**cfg.__dict__, "local_after": None}), tmp_path / "plain",
+                      progress=False)
+    plain.initial_design()
+    plain.stalled = 4
+    assert {r["source"] for r in plain.step()} <= {"bo"}
