@@ -76,7 +76,11 @@ class SelfiesTokenizer:
         try:
             tokens = list(sf.split_selfies(text))
         except ValueError as exc:  # split_selfies raises on a hanging '['
-            raise TokenizationError(f"cannot tokenize {shorten(text)}: {exc}") from None
+            problem = str(exc)
+        else:
+            problem = None
+        if problem is not None:  # raised outside the except block: see Vocabulary.encode
+            raise TokenizationError(f"cannot tokenize {shorten(text)}: {problem}")
         if "".join(tokens) != text:
             raise TokenizationError(f"cannot tokenize {shorten(text)}: not a sequence of SELFIES symbols")
         return tokens
@@ -88,7 +92,8 @@ class SelfiesTokenizer:
         try:
             return sf.encoder(smiles, strict=True)
         except sf.EncoderError as exc:
-            raise TokenizationError(f"SELFIES cannot encode {shorten(smiles)}: {exc}") from None
+            problem = str(exc)
+        raise TokenizationError(f"SELFIES cannot encode {shorten(smiles)}: {problem}")  # see Vocabulary.encode
 
     def to_smiles(self, text: str) -> str:
         try:
@@ -150,7 +155,11 @@ class Vocabulary:
         try:
             return [index[t] for t in tokens]
         except KeyError as exc:
-            raise UnknownTokenError(exc.args[0], molecule if molecule is not None else "".join(tokens)) from None
+            unknown = exc.args[0]
+        # Raised outside the except block, so the error carries no KeyError context: that one's
+        # traceback would hold this frame in a reference cycle, and bulk encoding of a library
+        # with many unknown tokens would pile up garbage until the cyclic collector runs.
+        raise UnknownTokenError(unknown, molecule if molecule is not None else "".join(tokens))
 
     def decode(self, ids: Iterable[int]) -> list[str]:
         """Tokens up to (not including) the first EOS; PAD/BOS are dropped."""

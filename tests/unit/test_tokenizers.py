@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from rdkit import Chem
 
-from molvae.errors import ConfigError, UnknownTokenError
+from molvae.errors import ConfigError, MolvaeError, UnknownTokenError
 from molvae.tokenizers import (
     SPECIAL_TOKENS,
     SelfiesTokenizer,
@@ -99,3 +99,26 @@ def test_vocabulary_validation() -> None:
         Vocabulary([*SPECIAL_TOKENS, "C", "C"])
     with pytest.raises(ConfigError):
         Vocabulary.from_dict({"tokens": [1, 2]})
+
+
+def test_token_errors_leave_no_reference_cycles() -> None:
+    """Bulk encoding turns errors into values; each must be freed at once, not by the cyclic collector."""
+    import gc
+    import weakref
+
+    vocab = Vocabulary([*SPECIAL_TOKENS, "C", "O"])
+    selfies = SelfiesTokenizer()
+    gc.collect()
+    gc.disable()
+    try:
+        for raise_it in (lambda: vocab.encode(["C", "N"]), lambda: selfies.tokenize("[C][O"),
+                         lambda: selfies.from_smiles("C[N+](C)(C)(C)(C)C")):
+            err = None
+            try:
+                raise_it()
+            except MolvaeError as exc:
+                err = weakref.ref(exc)
+                assert exc.__context__ is None
+            assert err is not None and err() is None  # freed when the last reference went, with cyclic GC off
+    finally:
+        gc.enable()
