@@ -690,7 +690,9 @@ class Optimizer:
         from molvae.chemistry import diverse_subset
 
         col = self.oracle.score_columns[0]
-        top = sorted((r for r in self.oracle.scored_records() if r["feasible"]),
+        # a molecule the model cannot encode (NaN code) has no neighbourhood to draw from
+        top = sorted((r for r in self.oracle.scored_records()
+                      if r["feasible"] and np.all(np.isfinite(self.latents.get(r["smiles"], np.nan)))),
                      key=lambda r: (-r[col], r["smiles"]))[:3]
         if not top:
             return []
