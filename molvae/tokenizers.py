@@ -78,12 +78,11 @@ class SelfiesTokenizer:
         except ValueError as exc:  # split_selfies raises on a hanging '['
             problem = str(exc)
         else:
-            problem = None
-        if problem is not None:  # raised outside the except block: see Vocabulary.encode
-            raise TokenizationError(f"cannot tokenize {shorten(text)}: {problem}")
-        if "".join(tokens) != text:
-            raise TokenizationError(f"cannot tokenize {shorten(text)}: not a sequence of SELFIES symbols")
-        return tokens
+            if "".join(tokens) == text:
+                return tokens
+            problem = "not a sequence of SELFIES symbols"
+        # raised outside the except block: see Vocabulary.encode
+        raise TokenizationError(f"cannot tokenize {shorten(text)}: {problem}")
 
     def detokenize(self, tokens: Iterable[str]) -> str:
         return "".join(tokens)
