@@ -41,7 +41,7 @@ from molvae.chemistry import esol_logs, molecular_weight
 from molvae.drugs import load_drug_table, resolve_molecule
 from molvae.errors import MolvaeError
 from molvae.model import MolVAE
-from molvae.optimization import Constraints, OptimizeConfig, Optimizer, parse_objective
+from molvae.optimization import Constraints, OptimizeConfig, Optimizer, best_table, parse_objective
 
 _MODELS: dict[str, MolVAE] = {}
 
@@ -75,9 +75,7 @@ def run_cell(model: MolVAE, lead: str, seed: int, args) -> dict:
         t = time.perf_counter()
         opt = Optimizer(model, cfg, out, progress=False).run()
         wall = time.perf_counter() - t
-        # The molecules the run reports: best.csv holds the top_k feasible ones.
-        from molvae.optimization.report import best_table
-
+        # the molecules the run reports: its best.csv
         best = best_table(opt.oracle.dataframe(), opt.oracle.score_columns, cfg.top_k)
     col = opt.oracle.score_columns[0]
     top = best.iloc[0] if len(best) else None
@@ -136,11 +134,14 @@ def main(argv=None) -> int:
         parse_objective(args.objective)
     except MolvaeError as exc:
         p.error(str(exc))
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        p.error(f"--seeds takes comma-separated integers, got {args.seeds!r}")
     if args.keep:
-        taken = [f"{n}-{s}" for n in names for s in args.seeds.split(",") if (Path(args.keep) / f"{n}-{s}").exists()]
+        taken = [f"{n}-{s}" for n in names for s in seeds if (Path(args.keep) / f"{n}-{s}").exists()]
         if taken:  # a kept run is not resumed: its settings may differ
             p.error(f"--keep {args.keep} already holds {', '.join(taken)}; use another folder")
-    seeds = [int(s) for s in args.seeds.split(",")]
     jobs = [(n, s) for n in names for s in seeds]
     print(f"leads: {', '.join(names)}; {args.objective} >= lead + {args.bar:g} at similarity >= {args.min_similarity:g}, "
           f"{args.budget} calls, {args.max_rounds} rounds, local rounds "

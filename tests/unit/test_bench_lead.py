@@ -75,7 +75,8 @@ def test_one_lead_cell_end_to_end(tmp_path):
     assert figures["summary"]["met"] == int(cell["gain"] >= 1.0)
     # A kept folder is not resumed under possibly other settings, and a bad lead stops before any cell.
     for argv, message in ((cmd, "already holds celecoxib-0"),
-                          (cmd[:3] + ["celecoxib,not-a-drug"] + cmd[4:-1] + [str(tmp_path / "new")], "not-a-drug")):
+                          (cmd[:3] + ["celecoxib,not-a-drug"] + cmd[4:-1] + [str(tmp_path / "new")], "not-a-drug"),
+                          (cmd[:-1] + [str(tmp_path / "new"), "--seeds", "0,one"], "'0,one'")):
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, cwd=tmp_path)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "new").exists()
