@@ -27,6 +27,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import re
 import sys
 import tempfile
 import time
@@ -66,12 +67,17 @@ def lead_config(lead: str, seed: int, args) -> OptimizeConfig:
                           constraints=constraints).validate()
 
 
+def cell_name(lead: str, seed: int) -> str:
+    """The cell's folder under --keep: the lead as given (a SMILES may hold / and brackets) made path-safe."""
+    return f"{re.sub(r'[^A-Za-z0-9_.-]', '_', lead)}-{seed}"
+
+
 def run_cell(model: MolVAE, lead: str, seed: int, args) -> dict:
     cfg = lead_config(lead, seed, args)
     ref = cfg.constraints["reference"]
     lead_score = float(parse_objective(args.objective)([ref])[0])
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(args.keep) / f"{lead}-{seed}" if args.keep else Path(tmp) / "run"
+        out = Path(args.keep) / cell_name(lead, seed) if args.keep else Path(tmp) / "run"
         t = time.perf_counter()
         opt = Optimizer(model, cfg, out, progress=False).run()
         wall = time.perf_counter() - t
@@ -125,7 +131,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-local", dest="local_after", action="store_const", const=None, help="no local rounds")
     p.add_argument("--bar", type=float, default=1.0, help="gain over the lead a cell must reach")
     p.add_argument("--jobs", type=int, default=1, help="cells run in this many worker processes")
-    p.add_argument("--keep", default=None, help="keep each cell's run directory (LEAD-SEED) under this folder")
+    p.add_argument("--keep", default=None, help="keep each cell's run directory (LEAD-SEED, the lead made path-safe) "
+                                                "under this folder")
     args = p.parse_args(argv)
     names = rule_leads(args.rule) if args.rule else (args.leads or "celecoxib").split(",")
     try:
@@ -138,8 +145,11 @@ def main(argv=None) -> int:
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         p.error(f"--seeds takes comma-separated integers, got {args.seeds!r}")
+    if len({cell_name(n, s) for n in names for s in seeds}) < len(names) * len(seeds):
+        p.error("two cells would share a --keep folder name (a lead or seed given twice, or SMILES "
+                "that differ only in characters a folder name cannot hold)")
     if args.keep:
-        taken = [f"{n}-{s}" for n in names for s in seeds if (Path(args.keep) / f"{n}-{s}").exists()]
+        taken = [cell_name(n, s) for n in names for s in seeds if (Path(args.keep) / cell_name(n, s)).exists()]
         if taken:  # a kept run is not resumed: its settings may differ
             p.error(f"--keep {args.keep} already holds {', '.join(taken)}; use another folder")
     jobs = [(n, s) for n in names for s in seeds]

@@ -53,6 +53,16 @@ def test_a_cell_meets_the_bar_only_with_enough_gain_and_every_reported_molecule_
     assert summary["min_gain"] == pytest.approx(0.99)
 
 
+def test_cell_folders_are_one_path_component_and_distinct(bench, capsys):
+    assert bench.cell_name("celecoxib", 3) == "celecoxib-3"
+    name = bench.cell_name("C/C=C/c1ccc(O)cc1", 0)  # a SMILES lead: stereo bonds hold a slash
+    assert "/" not in name and "\\" not in name and name.endswith("-0")
+    # two leads that would share a folder stop the benchmark before any cell runs
+    with pytest.raises(SystemExit):
+        bench.main(["--leads", "C/C=C/C,C\\C=C\\C", "--budget", "1"])
+    assert "share a --keep folder" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_one_lead_cell_end_to_end(tmp_path):
     keep = tmp_path / "cells"
