@@ -134,7 +134,9 @@ def main(argv=None) -> int:
     p.add_argument("--keep", default=None, help="keep each cell's run directory (LEAD-SEED, the lead made path-safe) "
                                                 "under this folder")
     args = p.parse_args(argv)
-    names = rule_leads(args.rule) if args.rule else (args.leads or "celecoxib").split(",")
+    if args.rule is not None and args.rule < 1:
+        p.error(f"--rule takes a number of leads >= 1, got {args.rule}")
+    names = rule_leads(args.rule) if args.rule is not None else (args.leads or "celecoxib").split(",")
     try:
         for name in names:  # a typo stops here, not inside a worker
             lead_config(name, 0, args)

@@ -39,6 +39,8 @@ def test_rule_takes_the_first_poorly_soluble_drug_sized_drugs_by_name(bench):
     assert sorted(n for n in table["name"][meets] if n <= names[-1]) == names
     with pytest.raises(SystemExit, match="only"):
         bench.rule_leads(10_000)
+    with pytest.raises(SystemExit):  # not a silent fall-back to the default lead
+        bench.main(["--rule", "0"])
 
 
 def test_a_cell_meets_the_bar_only_with_enough_gain_and_every_reported_molecule_similar(bench):
