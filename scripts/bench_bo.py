@@ -63,12 +63,17 @@ def exit_with_parent(parent_pid: int, interval: float = 0.5) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def _cell_in_worker(model_name: str, objective: str, method: str, seed: int, args) -> dict:
-    """Worker-process entry: load the model once per process, run one cell."""
+def worker_model(model_name: str) -> MolVAE:
+    """The model in a cell worker process: loaded once per process, which runs on one torch thread."""
     if model_name not in _MODELS:
         torch.set_num_threads(1)
         _MODELS[model_name] = MolVAE.load(model_name, device="cpu")
-    return run_cell(_MODELS[model_name], objective, method, seed, args)
+    return _MODELS[model_name]
+
+
+def _cell_in_worker(model_name: str, objective: str, method: str, seed: int, args) -> dict:
+    """Worker-process entry: run one cell."""
+    return run_cell(worker_model(model_name), objective, method, seed, args)
 
 
 def cell_constraints(args) -> dict:

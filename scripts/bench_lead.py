@@ -35,8 +35,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import torch
-from bench_bo import exit_with_parent
+from bench_bo import exit_with_parent, worker_model
 
 from molvae.chemistry import esol_logs, molecular_weight
 from molvae.drugs import load_drug_table, resolve_molecule
@@ -44,14 +43,13 @@ from molvae.errors import MolvaeError
 from molvae.model import MolVAE
 from molvae.optimization import Constraints, OptimizeConfig, Optimizer, best_table, parse_objective
 
-_MODELS: dict[str, MolVAE] = {}
-
 
 def rule_leads(n: int, max_logs: float = -4.0, mw: tuple[float, float] = (250.0, 450.0)) -> list[str]:
     """The first ``n`` drugs (by name) of the bundled table with ESOL logS < ``max_logs`` and MW within ``mw``."""
     table = load_drug_table().sort_values("name", kind="stable")
     smiles = table["smiles"].tolist()
-    keep = (esol_logs(smiles) < max_logs) & (molecular_weight(smiles) >= mw[0]) & (molecular_weight(smiles) <= mw[1])
+    weight = molecular_weight(smiles)
+    keep = (esol_logs(smiles) < max_logs) & (weight >= mw[0]) & (weight <= mw[1])
     names = table["name"][keep].tolist()
     if len(names) < n:
         raise SystemExit(f"--rule {n}: only {len(names)} drugs in the table meet the rule")
@@ -96,11 +94,8 @@ def run_cell(model: MolVAE, lead: str, seed: int, args) -> dict:
 
 
 def _cell_in_worker(model_name: str, lead: str, seed: int, args) -> dict:
-    """Worker-process entry: load the model once per process, run one cell."""
-    if model_name not in _MODELS:
-        torch.set_num_threads(1)
-        _MODELS[model_name] = MolVAE.load(model_name, device="cpu")
-    return run_cell(_MODELS[model_name], lead, seed, args)
+    """Worker-process entry: run one cell."""
+    return run_cell(worker_model(model_name), lead, seed, args)
 
 
 def summarize(cells: list[dict], bar: float, floor: float) -> dict:
@@ -147,14 +142,14 @@ def main(argv=None) -> int:
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         p.error(f"--seeds takes comma-separated integers, got {args.seeds!r}")
-    if len({cell_name(n, s) for n in names for s in seeds}) < len(names) * len(seeds):
+    jobs = [(n, s) for n in names for s in seeds]
+    if len({cell_name(n, s) for n, s in jobs}) < len(jobs):
         p.error("two cells would share a --keep folder name (a lead or seed given twice, or SMILES "
                 "that differ only in characters a folder name cannot hold)")
     if args.keep:
-        taken = [cell_name(n, s) for n in names for s in seeds if (Path(args.keep) / cell_name(n, s)).exists()]
+        taken = [cell_name(n, s) for n, s in jobs if (Path(args.keep) / cell_name(n, s)).exists()]
         if taken:  # a kept run is not resumed: its settings may differ
             p.error(f"--keep {args.keep} already holds {', '.join(taken)}; use another folder")
-    jobs = [(n, s) for n in names for s in seeds]
     print(f"leads: {', '.join(names)}; {args.objective} >= lead + {args.bar:g} at similarity >= {args.min_similarity:g}, "
           f"{args.budget} calls, {args.max_rounds} rounds, local rounds "
           f"{'every ' + str(args.local_after) + ' stalled rounds' if args.local_after else 'off'}", flush=True)
