@@ -501,17 +501,17 @@ class Optimizer:
     def initial_design(self) -> None:
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
+        n = min(cfg.n_init, self.oracle.remaining)  # 0 with --budget 0: nothing to draw
         if cfg.init_file:
             self._init_from_file(cfg.init_file, rng)
-        elif cfg.n_init > 0 and self.method not in ("screen", "prior") and self.constraints.min_similarity:
-            self._init_around_lead(self.constraints.reference, min(cfg.n_init, self.oracle.remaining))
-        elif cfg.n_init > 0 and self.method != "screen":
+        elif n > 0 and self.method not in ("screen", "prior") and self.constraints.min_similarity:
+            self._init_around_lead(self.constraints.reference, n)
+        elif n > 0 and self.method != "screen":
             from molvae.data import moses_file, sample_smiles
 
             # a random sample, not the first lines: MOSES is ordered (see sample_smiles)
             pool = sample_smiles(moses_file("train"), cfg.init_pool, seed=cfg.seed, column="SMILES")
             order = rng.permutation(len(pool))
-            n = min(cfg.n_init, self.oracle.remaining)
             chosen: list[str] = []
             for start in range(0, len(order), 4 * n):  # skip molecules the model cannot encode
                 cand = [pool[i] for i in order[start : start + 4 * n]]

@@ -191,6 +191,25 @@ def test_baselines_share_the_budget_accounting(small_model, tmp_path, method) ->
     assert set(df["source"]) == {method}
 
 
+@pytest.mark.parametrize("method,lead", [("turbo", None), ("turbo", "c1ccccc1CCO"), ("prior", None),
+                                         ("screen", None)])
+def test_zero_budget_scores_nothing_and_finishes(small_model, tmp_path, method, lead) -> None:
+    # --budget 0 crashed in the initial design (a range() step of 0) before any output was written
+    seen: list[str] = []
+
+    def count(smiles):
+        seen.extend(smiles)
+        return [s.count("C") for s in smiles]
+
+    cons = {"reference": lead, "min_similarity": 0.4} if lead else {}
+    cfg = OptimizeConfig(objectives=["count"], budget=0, method=method, seed=0, constraints=cons, **FAST)
+    opt = Optimizer(small_model, cfg, tmp_path / "run", objectives=[parse_objective(count, name="count")],
+                    progress=False).run()
+    assert seen == [] and opt.oracle.calls == 0
+    state = opt.state()
+    assert state["finished"] and state["stop_reason"] == "budget" and state["round"] == 0
+
+
 def test_runs_saved_before_score_infeasible_resume_with_the_old_accounting(tmp_path) -> None:
     from molvae.checkpoint import write_json
     from molvae.optimization.bo import saved_settings
