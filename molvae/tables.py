@@ -3,9 +3,11 @@
 :class:`TableWriter` appends one DataFrame at a time to a temporary file beside
 the target and renames it over the target only when every chunk is written, so
 bulk commands hold one chunk of molecules in memory, and a killed or failed
-command leaves either the old file or none, never a partial one. CSV output
-(``.csv``, ``.csv.gz``) is byte-for-byte the same whatever the chunk size;
-``.parquet`` output holds the same table (one row group per chunk).
+command leaves either the old file or none, never a partial one. CSV and TSV output
+(``.csv``, ``.tsv``, either with ``.gz``) is byte-for-byte the same whatever the chunk
+size; ``.parquet`` output holds the same table (one row group per chunk). Any other
+suffix is refused before work starts, rather than written as CSV under a name that
+promises something else (a ``.smi`` reader would take the header for a molecule).
 """
 
 from __future__ import annotations
@@ -41,6 +43,31 @@ def check_output_file(path: str | os.PathLike) -> Path:
     return path
 
 
+TABLE_FORMATS = ".csv, .tsv (optionally .gz) or .parquet"
+
+
+def table_format(path: str | os.PathLike) -> str:
+    """``"csv"``, ``"tsv"`` or ``"parquet"`` from the name of an output table; a one-line error for any other."""
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    gz = suffixes[-1:] == [".gz"]
+    base = (suffixes[:-1] if gz else suffixes)[-1:]
+    if base in ([".csv"], [".tsv"]):
+        return base[0][1:]
+    if base == [".parquet"] and not gz:
+        return "parquet"
+    shown = "".join(base + [".gz"] * gz)
+    what = f"as {shown}" if shown else "without a suffix"
+    hint = " (a table with several columns, not a SMILES list)" if base in ([".smi"], [".txt"]) else ""
+    raise MolvaeError(f"{path}: cannot write an output table {what}{hint}; name it {TABLE_FORMATS}")
+
+
+def check_table_file(path: str | os.PathLike) -> Path:
+    """:func:`check_output_file` for an output table, whose name must also give a format :func:`table_format` knows."""
+    path = check_output_file(path)
+    table_format(path)
+    return path
+
+
 def check_output_dir(path: str | os.PathLike, create: bool = True) -> Path:
     """``path`` as a Path (created if missing, with ``create``); a one-line error if it or a parent is a file."""
     path = Path(path)
@@ -53,7 +80,7 @@ def check_output_dir(path: str | os.PathLike, create: bool = True) -> Path:
 
 
 class TableWriter:
-    """Append DataFrames to ``path`` (.csv, .csv.gz or .parquet) through a temporary file.
+    """Append DataFrames to ``path`` (.csv, .tsv, either with .gz, or .parquet) through a temporary file.
 
     >>> with TableWriter("props.csv") as out:
     ...     for chunk in chunks:
@@ -61,7 +88,8 @@ class TableWriter:
     """
 
     def __init__(self, path: str | os.PathLike):
-        self.path = check_output_file(path)
+        self.path = check_table_file(path)
+        self.format = table_format(self.path)
         self.rows = 0
         self._header_written = False
         self._tmp: Path | None = None
@@ -76,17 +104,17 @@ class TableWriter:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600; give what a plain open() would
         self._tmp = Path(tmp)
         self._raw = os.fdopen(fd, "wb")
-        if self.path.suffix == ".gz":
+        if self.path.suffix.lower() == ".gz":
             # mtime=0: the same table gives the same bytes on every run.
             self._gz = gzip.GzipFile(fileobj=self._raw, mode="wb", mtime=0, filename="")
         return self
 
     def write(self, df: pd.DataFrame) -> None:
         """Append the rows of ``df`` (the first call writes the header; later ones must have the same columns)."""
-        if self.path.suffix == ".parquet":
+        if self.format == "parquet":
             self._write_parquet(df)
         else:
-            text = df.to_csv(index=False, header=not self._header_written)
+            text = df.to_csv(index=False, header=not self._header_written, sep="\t" if self.format == "tsv" else ",")
             (self._gz or self._raw).write(text.encode("utf-8"))  # type: ignore[union-attr]
         self._header_written = True
         self.rows += len(df)
@@ -107,7 +135,7 @@ class TableWriter:
         assert self._raw is not None and self._tmp is not None
         try:
             if exc_type is None:
-                if self.path.suffix == ".parquet" and self._parquet is None:
+                if self.format == "parquet" and self._parquet is None:
                     self._write_parquet(pd.DataFrame())
                 if self._parquet is not None:
                     self._parquet.close()

@@ -47,11 +47,11 @@ def run(args: argparse.Namespace) -> int:
     from molvae import chemistry
     from molvae.cli.options import positive_int
     from molvae.data import count_records, iter_smiles_chunks
-    from molvae.tables import TableWriter, check_output_file
+    from molvae.tables import TableWriter, check_table_file
 
     names = _parse_properties(args.properties)
     positive_int(args.chunk_size, "--chunk-size")
-    out = check_output_file(args.out)
+    out = check_table_file(args.out)
     n = count_records(args.input, args.smiles_column)
     n_invalid = 0
     # One chunk of molecules in memory at a time, appended to a temporary file renamed at the end.
@@ -75,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--input", "-i", required=True, help=".smi/.txt/.csv/.tsv (optionally .gz) or .parquet")
-    parser.add_argument("--out", "-o", required=True, help="output CSV path (.csv or .csv.gz)")
+    parser.add_argument("--out", "-o", required=True, help="output table (.csv, .tsv, either with .gz, or .parquet)")
     parser.add_argument(
         "--properties",
         default=None,

@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_arguments(p)
     p.add_argument("--input", required=True, help="molecule file")
     p.add_argument("--smiles-column", default=None)
-    p.add_argument("--out", required=True, help="output CSV: smiles, reconstruction, exact")
+    p.add_argument("--out", required=True, help="output table (.csv, .tsv, either with .gz, or .parquet): smiles, reconstruction, exact")
     p.add_argument("--strategy", default="greedy", choices=["greedy", "beam", "sample"])
     add_limit_arguments(p, chunk_size=20_000)
     p.set_defaults(func=run)
@@ -41,10 +41,10 @@ def _rows(inputs: list[str], decoded: list[str | None]) -> pd.DataFrame:
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from molvae.tables import TableWriter, check_output_file
+    from molvae.tables import TableWriter, check_table_file
 
     positive_int(args.chunk_size, "--chunk-size")
-    out = check_output_file(args.out)
+    out = check_table_file(args.out)
     n = count_records(args.input, args.smiles_column)
     model = load_model(args)
     n_enc = n_exact = 0

@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sample", help="sample molecules from the prior", description=__doc__)
     add_model_arguments(p)
     p.add_argument("--n", type=int, default=1000, help="number of draws")
-    p.add_argument("--out", required=True, help="output CSV: one row per draw (smiles, valid, generated)")
+    p.add_argument("--out", required=True, help="output table (.csv, .tsv, either with .gz, or .parquet): one row per draw (smiles, valid, generated)")
     p.add_argument("--strategy", default="sample", choices=["sample", "greedy", "beam"])
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=None)
@@ -48,13 +48,13 @@ def _digests(smiles: pd.Series) -> np.ndarray:
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from molvae.tables import TableWriter, check_output_file
+    from molvae.tables import TableWriter, check_table_file
 
     if args.n < 1:
         raise ConfigError(f"--n must be >= 1, got {args.n}")
     positive_int(args.chunk_size, "--chunk-size")
     positive_int(args.batch_size, "--batch-size")
-    out = check_output_file(args.out)
+    out = check_table_file(args.out)
     model = load_model(args)
     model.compile_decoder = args.compile
     n_valid = 0

@@ -302,16 +302,24 @@ def test_optimize_init_file_with_a_non_numeric_score(tmp_path, capsys, model_dir
         ("reconstruct --model {model} --input {ok} --out {dir}", ["is a directory"]),
         ("sample --model {model} --n 2 --out {dir}", ["is a directory"]),
         ("sample --model {model} --n 2 --out {file}/s.csv", ["is a file"]),
+        # a name that promises another format: refused, not written as CSV under it
+        ("sample --model {model} --n 2 --out {tmp}/s.smi", ["s.smi: cannot write an output table as .smi",
+                                                            "not a SMILES list", ".csv, .tsv (optionally .gz)"]),
+        ("properties --input {ok} --out {tmp}/p.txt.gz", ["as .txt.gz"]),
+        ("reconstruct --model {model} --input {ok} --out {tmp}/r.json", ["as .json", "or .parquet"]),
+        ("properties --input {ok} --out {tmp}/props", ["props: cannot write an output table without a suffix"]),
     ],
 )
 def test_outputs_of_the_wrong_kind(tmp_path, capsys, model_dir, line, needles) -> None:
     ok = tmp_path / "ok.smi"
     ok.write_text("CCO\nCCN\n")
     (tmp_path / "adir").mkdir()
+    before = sorted(tmp_path.rglob("*"))
     code, err = _run(capsys, line, ok=ok, model=model_dir, file=ok, dir=tmp_path / "adir", tmp=tmp_path)
     assert code == 2, err
     for needle in needles:
         assert needle in err, (needle, err)
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written
 
 
 @pytest.mark.parametrize(

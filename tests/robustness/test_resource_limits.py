@@ -44,7 +44,7 @@ def molecules(tmp_path_factory):
 
 
 # --------------------------------------------------------------------------- chunked = unchunked
-@pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".parquet"])
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".tsv", ".tsv.GZ", ".parquet"])
 def test_properties_chunked_output_equals_one_chunk(tmp_path, molecules, suffix) -> None:
     whole, chunked = tmp_path / f"whole{suffix}", tmp_path / f"chunked{suffix}"
     props = ["--properties", "mw,logp,qed", "--jobs", "1"]
@@ -56,8 +56,10 @@ def test_properties_chunked_output_equals_one_chunk(tmp_path, molecules, suffix)
         assert len(a) == 53 and a["valid"].sum() == 51
     else:
         assert chunked.read_bytes() == whole.read_bytes()
-        text = gzip.decompress(whole.read_bytes()) if suffix.endswith(".gz") else whole.read_bytes()
+        text = gzip.decompress(whole.read_bytes()) if suffix.lower().endswith(".gz") else whole.read_bytes()
         assert text.decode().count("\n") == 54  # header + one row per record, blank and invalid ones included
+        sep = "\t" if suffix.startswith(".tsv") else ","
+        assert text.decode().splitlines()[0].split(sep)[:3] == ["smiles", "canonical_smiles", "valid"]
     assert not list(tmp_path.glob(".*.tmp"))
 
 
