@@ -493,6 +493,9 @@ def reference_stats(smiles: Sequence[str], n_jobs: int | None = None, device: st
             return _load_reference(file)
         except (OSError, ValueError, KeyError) as exc:
             log.warning("ignoring unreadable reference cache %s (%s)", file, exc)
+    # minutes for the 176k MOSES test molecules on a small CPU: say so rather than sit silent
+    log.info("computing the reference set's statistics for the metrics (%s molecules); done once, then read "
+             "from %s", f"{len(smiles):,}", file)
     stats = _compute_reference(smiles, n_jobs, device)
     try:
         _save_reference(file, stats)
@@ -513,6 +516,8 @@ def train_set(smiles: Sequence[str], n_jobs: int | None = None, cache_dir: Path 
         except (OSError, EOFError, UnicodeDecodeError) as exc:
             log.warning("ignoring unreadable training-set cache %s (%s)", file, exc)
     COMPUTE_CALLS["train"] += 1
+    log.info("canonicalizing the training set for novelty (%s molecules); done once, then read from %s",
+             f"{len(smiles):,}", file)
     canonical = {c for c in chemistry.canonicalize_many(smiles, n_jobs=n_jobs) if c is not None}
     try:
         atomic_write(file, gzip.compress("\n".join(sorted(canonical)).encode("utf-8"), compresslevel=3))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import numpy as np
@@ -157,6 +158,21 @@ def test_reference_stats_are_cached(ref300, identical_results):
     other = ref300[:150]
     metrics.reference_stats(other, n_jobs=1)
     assert metrics.COMPUTE_CALLS["reference"] == before + 1  # a different list is a new key
+
+
+def test_slow_first_computations_are_announced_and_cached_reads_are_quiet(tmp_path, caplog):
+    mols = moses_smiles(40, "test", offset=3000)
+    with caplog.at_level(logging.INFO, logger="molvae.metrics"):
+        metrics.reference_stats(mols, n_jobs=1, cache_dir=tmp_path)
+        metrics.train_set(mols, n_jobs=1, cache_dir=tmp_path)
+    said = [r.getMessage() for r in caplog.records]
+    assert any("reference set's statistics for the metrics (40 molecules" in m and str(tmp_path) in m for m in said), said
+    assert any("training set for novelty (40 molecules" in m for m in said), said
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="molvae.metrics"):
+        metrics.reference_stats(mols, n_jobs=1, cache_dir=tmp_path)
+        metrics.train_set(mols, n_jobs=1, cache_dir=tmp_path)
+    assert not caplog.records
 
 
 def test_train_set_is_cached():
