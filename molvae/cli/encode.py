@@ -33,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
     positive_int(args.chunk_size, "--chunk-size")
     positive_int(args.batch_size, "--batch-size")
     out = check_output_file(args.out)
+    if out.suffix.lower() != ".npy":  # the bytes are a NumPy array whatever the name; a .csv name would mislead
+        raise MolvaeError(f"{out}: encode writes a NumPy array (np.load reads it); name the output .npy")
     n = count_records(args.input, args.smiles_column)
     model = load_model(args)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -91,7 +91,8 @@ def test_encode_on_error_raise_names_record(smiles_run, tmp_path, capsys) -> Non
 
 @pytest.mark.parametrize("command", ["sample", "encode", "reconstruct"])
 def test_missing_model_is_one_line_error(command, tmp_path, capsys) -> None:
-    args = [command, "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]
+    out = tmp_path / ("o.npy" if command == "encode" else "o.csv")
+    args = [command, "--model", str(tmp_path / "nope"), "--out", str(out)]
     if command != "sample":
         (tmp_path / "in.smi").write_text("CCO\n")
         args += ["--input", str(tmp_path / "in.smi")]

@@ -79,12 +79,13 @@ def test_train_bad_data_files(tmp_path, capsys, name, needles) -> None:
 @pytest.mark.parametrize("name", ["nocol.csv", "latin1.smi", "fake.csv.gz", "directory", "missing.smi"])
 def test_file_commands_bad_inputs(tmp_path, capsys, model_dir, command, name) -> None:
     path = _files(tmp_path)[name]
-    args = [command, "--input", str(path), "--out", str(tmp_path / "out.csv")]
+    out = tmp_path / ("out.npy" if command == "encode" else "out.csv")
+    args = [command, "--input", str(path), "--out", str(out)]
     if command != "properties":
         args += ["--model", str(model_dir)]
     assert main(args) == 2
     _one_line_error(capsys, path.name)
-    assert not (tmp_path / "out.csv").exists()
+    assert not out.exists()
 
 
 def test_resume_without_a_run(tmp_path, capsys) -> None:
@@ -308,6 +309,8 @@ def test_optimize_init_file_with_a_non_numeric_score(tmp_path, capsys, model_dir
         ("properties --input {ok} --out {tmp}/p.txt.gz", ["as .txt.gz"]),
         ("reconstruct --model {model} --input {ok} --out {tmp}/r.json", ["as .json", "or .parquet"]),
         ("properties --input {ok} --out {tmp}/props", ["props: cannot write an output table without a suffix"]),
+        ("encode --model {model} --input {ok} --out {tmp}/latents.csv", ["latents.csv: encode writes a NumPy array",
+                                                                          "name the output .npy"]),
     ],
 )
 def test_outputs_of_the_wrong_kind(tmp_path, capsys, model_dir, line, needles) -> None:
