@@ -109,7 +109,10 @@ def run(args: argparse.Namespace) -> int:
     if not trainer.dist.is_main:
         return 0
     last = history[-1] if history else {}
-    print(f"trained {trainer.model_config.to_dict()} -> {args.out}")
+    mc = trainer.model_config
+    n_params = sum(p.numel() for p in trainer.net.parameters())
+    print(f"trained a {mc.representation.upper()} VAE ({mc.vocab_size} tokens, latent {mc.latent_dim}, "
+          f"{n_params / 1e6:.2f}M parameters) -> {args.out}")
     if last:
         keys = ("epoch", "train_loss", "val_loss", "val_token_acc", "val_exact_recon", "prior_validity", "train_mol_per_s")
         print("final: " + ", ".join(f"{k}={last[k]:.4g}" if isinstance(last.get(k), float) else f"{k}={last.get(k)}"

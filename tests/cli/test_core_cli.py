@@ -31,11 +31,17 @@ def test_train_moses_then_sample(smiles_run, tmp_path, capsys) -> None:
     assert "validity" in capsys.readouterr().out
 
 
-def test_selfies_samples_always_parse(tmp_path) -> None:
+def test_selfies_samples_always_parse(tmp_path, capsys) -> None:
     run = tmp_path / "zinc-selfies"
     args = ["train", "--data", "moses", "--limit", "2000", "--epochs", "1", "--representation", "selfies",
             "--out", str(run), "--no-progress"]
     assert main(args) == 0
+    from molvae.model import MolVAE
+
+    model = MolVAE.load(run)
+    summary = (f"trained a SELFIES VAE ({len(model.vocab)} tokens, latent {model.config.latent_dim}, "
+               f"{model.n_parameters / 1e6:.2f}M parameters) -> {run}")
+    assert summary in capsys.readouterr().out.splitlines()
     out = tmp_path / "samples.csv"
     assert main(["sample", "--model", str(run), "--n", "100", "--out", str(out), "--seed", "1"]) == 0
     df = pd.read_csv(out, keep_default_na=False)
