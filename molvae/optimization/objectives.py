@@ -325,13 +325,21 @@ def parse_range(text: str) -> tuple[str, tuple[float, float]]:
 class Constraints:
     """Feasibility rules: similarity to a reference molecule, structural alerts, property ranges."""
 
-    reference: str | None = None  # canonical SMILES
+    reference: str | None = None  # a drug name or SMILES; stored as canonical SMILES
     reference_name: str | None = None
     min_similarity: float | None = None
     alerts: Sequence[str] | None = None  # RDKit catalogs, e.g. ("PAINS", "BRENK"); None = no filter
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.reference is not None:
+            from molvae.drugs import resolve_molecule
+
+            # Python callers pass "celecoxib" as the CLI's --similar-to does; the search compares
+            # canonical SMILES, so a name left as it was failed deep in the initial design.
+            name, self.reference = resolve_molecule(self.reference)
+            if self.reference_name is None:
+                self.reference_name = name
         if self.min_similarity is not None:
             if self.reference is None:
                 raise ObjectiveError("a minimum similarity needs a reference molecule (--similar-to)")

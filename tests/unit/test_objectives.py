@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from molvae import chemistry
+from molvae.errors import MolvaeError
 from molvae.optimization import Constraints, ObjectiveError, Oracle, parse_objective, parse_objectives
 
 MOLS = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "not a smiles", "CN1C=NC2=C1C(=O)N(C(=O)N2C)C"]
@@ -131,6 +132,18 @@ def test_constraints_mark_infeasible_with_reason() -> None:
     assert rows[0]["similarity"] == pytest.approx(1.0)
     assert "similarity" in rows[1]["reason"] and "mw" in rows[1]["reason"]
     assert "mw" in rows[2]["reason"]
+
+
+def test_constraint_reference_takes_a_drug_name_or_any_smiles() -> None:
+    by_name = Constraints(reference="Paracetamol", min_similarity=0.4)
+    assert by_name.reference == chemistry.canonicalize("CC(=O)Nc1ccc(O)cc1") and by_name.reference_name == "paracetamol"
+    by_smiles = Constraints(reference="OC1=CC=C(NC(C)=O)C=C1", min_similarity=0.4)  # Kekulé form
+    assert by_smiles.reference == by_name.reference
+    assert Constraints.from_dict(by_name.to_dict()) == by_name  # a saved run resumes with the same rules
+    with pytest.raises(MolvaeError, match="unknown drug name 'celecoxb'.*celecoxib"):
+        Constraints(reference="celecoxb", min_similarity=0.4)
+    with pytest.raises(MolvaeError, match="neither a known drug name nor a valid SMILES"):
+        Constraints(reference="C1CC(", min_similarity=0.4)
 
 
 def test_infeasible_molecules_are_recorded_without_an_oracle_call() -> None:
