@@ -140,8 +140,36 @@ def run(args: argparse.Namespace) -> int:
         opt.write_reports(baselines=load_baseline_tables(out))
     state = opt.state()
     best = state["best"]
-    print(f"{out}: {state['calls']} oracle calls in {state['round']} rounds ({state['n_invalid']} invalid decodes, "
-          f"{state['n_repeat']} repeats not scored)" + (f"; best {best:.4g}" if best is not None else "")
+    infeasible = f", {state['n_infeasible']} infeasible" if opt.constraints.active else ""
+    print(f"{out}: {_count(state['calls'], 'oracle call')} in {_count(state['round'], 'round')} "
+          f"({_count(state['n_invalid'], 'invalid decode')}, {_count(state['n_repeat'], 'repeat')} not scored{infeasible})" + (f"; best {best:.4g}" if best is not None else "")
           + (f"; stopped at the round limit with {config.budget - state['calls']} calls left"
-             if state["stop_reason"] == "max_rounds" else ""))
+             if state["stop_reason"] == "max_rounds" else "")
+          + (f"; stopped after {config.patience} rounds in a row that scored nothing, with "
+             f"{config.budget - state['calls']} calls left" if state["stop_reason"] == "patience" else ""))
+    _print_top(out, opt)
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def _print_top(out, opt, n: int = 5) -> None:
+    """The first rows of best.csv (or pareto.csv with several objectives), so a run can be judged without opening files."""
+    import pandas as pd
+
+    multi = len(opt.oracle.score_columns) > 1
+    name = "pareto.csv" if multi else "best.csv"
+    path = out / name
+    if not path.is_file():
+        return
+    table = pd.read_csv(path)
+    if table.empty:
+        print(f"no feasible molecule was scored; {out / 'evaluations.csv'} lists every decode with its status")
+        return
+    cols = ["smiles", *opt.oracle.score_columns] + (["similarity"] if opt.constraints.reference else [])
+    shown = table[cols].head(n)
+    print(f"{'Pareto front' if multi else 'best molecules'} ({len(table)} in {name}"
+          + (f", first {n} shown" if len(table) > n else "") + "):")
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}", max_colwidth=70))

@@ -100,7 +100,7 @@ def test_trust_region_options_reach_the_saved_state(small_model_dir, tmp_path) -
 
 
 @pytest.mark.parametrize("extra", [[], ["--similarity-gp", "--no-local"]], ids=["plain", "similarity-gp"])
-def test_similarity_constraint_holds_in_best(small_model_dir, tmp_path, extra) -> None:
+def test_similarity_constraint_holds_in_best(small_model_dir, tmp_path, extra, capsys) -> None:
     celecoxib = "Cc1ccc(-c2cc(C(F)(F)F)nn2-c2ccc(S(N)(=O)=O)cc2)cc1"
     init = tmp_path / "init.csv"
     pd.DataFrame({"smiles": [celecoxib, "Cc1ccc(-c2cc(C(F)(F)F)nn2-c2ccc(S(C)(=O)=O)cc2)cc1", "CCO", "c1ccccc1O",
@@ -134,6 +134,13 @@ def test_similarity_constraint_holds_in_best(small_model_dir, tmp_path, extra) -
     assert len(X) == len(known) == len(Y)
     feasible_scores = known.loc[known["feasible"], "score"]
     assert (Y[:, 0] == feasible_scores.min()).sum() >= len(infeasible)
+    # the terminal summary counts the infeasible decodes and shows the best molecules with their similarity
+    printed = capsys.readouterr().out.splitlines()
+    assert f"{len(infeasible)} infeasible)" in printed[0]
+    head = next(i for i, line in enumerate(printed) if line.startswith("best molecules ("))
+    assert printed[head + 1].split() == ["smiles", "score", "similarity"]
+    first = printed[head + 2].split()
+    assert first[0] == best["smiles"].iloc[0] and float(first[2]) == pytest.approx(best["similarity"].iloc[0], abs=1e-3)
 
 
 def test_score_infeasible_spends_calls_on_infeasible_molecules(small_model_dir, tmp_path) -> None:
@@ -191,7 +198,14 @@ def test_pareto_front_is_non_dominated(small_model_dir, tmp_path, capsys) -> Non
     rest = evals[(evals["status"] == "scored") & evals["feasible"] & ~evals["smiles"].isin(front["smiles"])]
     for y in rest[["score_esol", "score_qed"]].to_numpy():
         assert np.any(np.all(Y >= y, axis=1))
-    assert "oracle calls" in capsys.readouterr().out
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith(f"{out}: 12 oracle calls in ")
+    head = next(i for i, line in enumerate(printed) if line.startswith("Pareto front ("))
+    assert f"({len(front)} in pareto.csv" in printed[head]
+    assert printed[head + 1].split() == ["smiles", "score_esol", "score_qed"]
+    shown = printed[head + 2:]
+    assert len(shown) == min(5, len(front))
+    assert [line.split()[0] for line in shown] == front["smiles"].head(5).tolist()
 
 
 def test_bad_objective_is_one_line_error(tmp_path, capsys) -> None:
