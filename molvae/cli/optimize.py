@@ -78,13 +78,51 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baselines", action="store_true", help="also run prior sampling and training-set screening")
     p.add_argument("--resume", action="store_true", help="continue a run in --out (nothing is scored twice)")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, option_defaults={dest: p.get_default(dest) for dest in _RUN_SETTINGS})
+
+
+# Options that set a run's OptimizeConfig field (dest -> field): a resume refuses a value that differs
+# from the saved one. An option left at its default counts as not given (argparse cannot tell).
+_RUN_SETTINGS = {
+    "batch": "batch", "seed": "seed", "method": "method", "acquisition": "acquisition", "init_file": "init_file",
+    "n_init": "n_init", "gp_window": "gp_window", "tr_failure_tolerance": "tr_failure_tolerance",
+    "decode_attempts": "decode_attempts", "decode_temperature": "decode_temperature",
+    "similarity_gp": "similarity_gp", "score_infeasible": "score_infeasible", "restarts": "num_restarts",
+    "raw_samples": "raw_samples", "patience": "patience", "local_after": "local_after", "top_k": "top_k",
+}
+
+
+def _given_on_resume(args: argparse.Namespace, saved: dict) -> tuple[dict, dict, dict]:
+    """(saved view, given, option names) of the run settings passed with --resume, for check_resume_settings."""
+    from molvae.optimization import Constraints
+
+    view, given = dict(saved), {}
+    names = {"budget": "--budget", "max_rounds": "--max-rounds"}
+    for dest, field in _RUN_SETTINGS.items():
+        value = getattr(args, dest)
+        if value != args.option_defaults[dest]:
+            given[field] = value
+            names[field] = ("--no-local" if value is None else "--local-after") if dest == "local_after" else \
+                "--init" if dest == "init_file" else "--" + dest.replace("_", "-")
+    # the constraints piece by piece, resolved as a new run would resolve them
+    rules = Constraints.from_dict(saved.get("constraints") or {})
+    pieces = {
+        "--similar-to": (args.similar_to, lambda v: Constraints(reference=v).reference, rules.reference),
+        "--min-similarity": (args.min_similarity, float, rules.min_similarity),
+        "--alerts": (args.alerts, lambda v: v.split(","), list(rules.alerts) if rules.alerts else None),
+        "--range": (args.ranges or None, lambda v: {k: list(r) for k, r in v},
+                    {k: list(r) for k, r in rules.ranges.items()} or None),
+    }
+    for option, (value, normalize, before) in pieces.items():
+        if value is not None:
+            given[option], view[option], names[option] = normalize(value), before, option
+    return view, given, names
 
 
 def run(args: argparse.Namespace) -> int:
     from molvae.errors import ConfigError, MolvaeError
     from molvae.optimization import OptimizeConfig, Optimizer, load_baseline_tables, parse_objectives, run_baselines
-    from molvae.optimization.bo import saved_settings
+    from molvae.optimization.bo import check_resume_settings, saved_settings
 
     out = Path(args.out)
     if args.resume and (out / "config.json").exists():
@@ -100,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         spec = args.objectives or args.objective
         if spec and parse_objectives(spec)[0].name != parse_objectives(config.objectives)[0].name:
             raise MolvaeError(f"{out} optimizes {', '.join(config.objectives)}, not {spec}; drop --objective to resume")
+        check_resume_settings(out, *_given_on_resume(args, saved))
     else:
         if args.resume:
             raise MolvaeError(f"nothing to resume in {out}: no config.json")

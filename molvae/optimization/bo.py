@@ -802,6 +802,32 @@ def saved_settings(out: str | Path) -> dict[str, Any]:
     return saved
 
 
+# The stopping rules a resume may change; every other setting belongs to the run.
+RESUME_MAY_CHANGE = ("budget", "max_rounds")
+
+
+def check_resume_settings(out: str | Path, saved: dict[str, Any], given: dict[str, Any],
+                          names: dict[str, str] | None = None) -> None:
+    """A one-line :class:`ConfigError` when ``given`` settings differ from those the run in ``out`` was saved with.
+
+    A resume continues the saved run exactly (same batch, seed, method, constraints...), so a
+    different value passed with it would be ignored; saying so beats a silent surprise.
+    ``names`` shows a setting under another name (the CLI's option) in the message.
+    """
+    names = names or {}
+    changed = [names.get(k, k) + ("" if v is None or v is True else f" {v!r}") + f" (the run has {saved.get(k)!r})"
+               for k, v in given.items() if k not in RESUME_MAY_CHANGE and saved.get(k) != v]
+    if changed:
+        raise ConfigError(f"{out}: a resumed run keeps the settings it was started with (only "
+                          f"{' and '.join(names.get(k, k) for k in RESUME_MAY_CHANGE)} may change); got "
+                          + "; ".join(changed))
+
+
+def _rules(constraints: dict[str, Any] | None) -> dict[str, Any]:
+    """Constraints as resolved (canonical reference SMILES), without the display name: for comparing two runs."""
+    return {k: v for k, v in Constraints.from_dict(constraints or {}).to_dict().items() if k != "reference_name"}
+
+
 def optimize(model, objectives: str | list[str], out: str | Path, resume: bool = False, progress: bool | None = False,
              **options: Any) -> Optimizer:
     """Run (or resume) an optimization; returns the finished :class:`Optimizer`.
@@ -817,7 +843,15 @@ def optimize(model, objectives: str | list[str], out: str | Path, resume: bool =
     config = OptimizeConfig.from_dict({"objectives": list(specs), **options})
     if resume and (Path(out) / "config.json").exists():
         saved = saved_settings(out)
-        if "budget" in options:  # the one setting a resume may change: extend (or cut) the budget
-            saved["budget"] = int(options["budget"])
+        given, before = dict(options), dict(saved)
+        given["objectives"] = [o.name for o in parse_objectives(config.objectives)]
+        before["objectives"] = [o.name for o in parse_objectives(saved.get("objectives", []))]
+        if "constraints" in options:  # compare resolved rules, not spellings ("celecoxib" or its SMILES)
+            given["constraints"] = _rules(options["constraints"])
+            before["constraints"] = _rules(saved.get("constraints"))
+        check_resume_settings(out, before, given)
+        for key in RESUME_MAY_CHANGE:  # the stopping rules: extend (or cut) the run
+            if key in options:
+                saved[key] = options[key]
         config = OptimizeConfig.from_dict(saved)
     return Optimizer(model, config, out, resume=resume, progress=progress).run()

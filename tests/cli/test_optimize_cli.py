@@ -231,3 +231,30 @@ def test_round_limit_stops_the_run_and_a_resume_can_raise_it(small_model_dir, tm
     pd.testing.assert_frame_equal(again.iloc[: len(first)], first)  # the first two rounds are kept as they were
     scored = again.loc[again["status"] == "scored", "smiles"]
     assert scored.is_unique and len(again) > len(first)
+
+
+def test_resume_refuses_settings_that_differ_from_the_run(small_model_dir, tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    start = ["optimize", "--model", str(small_model_dir), "--out", str(out), "--objective", "esol", "--budget", "0",
+             "--similar-to", "celecoxib", "--min-similarity", "0.4", "--batch", "4", "--seed", "3"]
+    assert main(start) == 0
+    config = (out / "config.json").read_bytes()
+    resume = ["optimize", "--model", str(small_model_dir), "--out", str(out), "--resume", "--no-progress"]
+    for extra, needles in [
+        (["--batch", "6"], ["--batch 6 (the run has 4)"]),
+        (["--seed", "4", "--method", "prior"], ["--seed 4 (the run has 3)", "--method 'prior' (the run has 'auto')"]),
+        (["--similar-to", "aspirin"], ["--similar-to 'CC(=O)Oc1ccccc1C(=O)O'"]),
+        (["--min-similarity", "0.5"], ["--min-similarity 0.5 (the run has 0.4)"]),
+        (["--no-local", "--score-infeasible"], ["--no-local (the run has 5)", "--score-infeasible (the run has False)"]),
+        (["--range", "mw=200:400"], ["--range {'mw': [200.0, 400.0]} (the run has None)"]),
+    ]:
+        assert main([*resume, *extra]) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "only --budget and --max-rounds may change" in err, err
+        for needle in needles:
+            assert needle in err, (needle, err)
+    assert (out / "config.json").read_bytes() == config  # nothing about the run changed
+    # the same settings, spelled another way (the lead as SMILES), and the stopping rules are accepted
+    same = ["--batch", "4", "--seed", "3", "--similar-to", "Cc1ccc(-c2cc(C(F)(F)F)nn2-c2ccc(S(N)(=O)=O)cc2)cc1",
+            "--min-similarity", "0.4", "--budget", "0", "--max-rounds", "1"]
+    assert main([*resume, *same]) == 0

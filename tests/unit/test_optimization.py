@@ -267,3 +267,23 @@ def test_stalled_lead_runs_decode_around_the_best_feasible_molecules(small_model
     plain.initial_design()
     plain.stalled = 4
     assert {r["source"] for r in plain.step()} <= {"bo"}
+
+
+def test_python_resume_refuses_settings_that_differ_from_the_run(small_model, tmp_path) -> None:
+    from molvae.errors import ConfigError
+    from molvae.optimization import optimize
+
+    lead = {"reference": "celecoxib", "min_similarity": 0.4}
+    optimize(small_model, "esol", tmp_path / "run", budget=0, batch=4, constraints=lead)
+    with pytest.raises(ConfigError, match=r"batch 6 \(the run has 4\)"):
+        optimize(small_model, "esol", tmp_path / "run", resume=True, batch=6)
+    with pytest.raises(ConfigError, match=r"objectives \['qed'\] \(the run has \['esol'\]\)"):
+        optimize(small_model, "qed", tmp_path / "run", resume=True)
+    with pytest.raises(ConfigError, match="constraints"):
+        optimize(small_model, "esol", tmp_path / "run", resume=True, constraints={"reference": "aspirin",
+                                                                                   "min_similarity": 0.4})
+    # the lead by SMILES is the same rule; the budget and round limit may change
+    same = {"reference": "Cc1ccc(-c2cc(C(F)(F)F)nn2-c2ccc(S(N)(=O)=O)cc2)cc1", "min_similarity": 0.4}
+    opt = optimize(small_model, "esol", tmp_path / "run", resume=True, constraints=same, batch=4, budget=0,
+                   max_rounds=1)
+    assert opt.config.max_rounds == 1 and opt.config.batch == 4
