@@ -76,7 +76,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="never: the GP proposes every round")
     p.add_argument("--top-k", type=int, default=20)
     p.add_argument("--baselines", action="store_true", help="also run prior sampling and training-set screening")
-    p.add_argument("--resume", action="store_true", help="continue a run in --out (nothing is scored twice)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out with its saved settings (only --budget and --max-rounds may "
+                        "change; nothing is scored twice)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run, option_defaults={dest: p.get_default(dest) for dest in _RUN_SETTINGS})
 
