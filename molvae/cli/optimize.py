@@ -2,7 +2,7 @@
 
 Objectives (higher is better): esol, qed, logp, penalized_logp, sa (negated), tpsa, mw, ...;
 target(logp=2.5,tpsa=70); range(mw=250:450); weighted sums such as 0.7*qed+0.3*esol;
-or any importable callable module:function taking a list of SMILES.
+or any callable taking a list of SMILES: module:function (importable) or path/to/file.py:function.
 """
 
 from __future__ import annotations

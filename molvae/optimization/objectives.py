@@ -11,6 +11,7 @@ molecule is invalid. Specifications a user can write::
     range(mw=250:450)          0 inside the range, minus the scaled distance outside
     0.7*qed+0.3*esol           weighted sum of any of the above
     mypkg.scoring:score        any importable callable list[str] -> sequence of floats
+    path/to/scoring.py:score   the same from a Python file (no install, nothing added to sys.path)
 
 :class:`Oracle` wraps the objectives with the run's accounting: scores are
 cached by canonical SMILES, every new valid molecule scored costs one oracle
@@ -85,6 +86,7 @@ TARGET_SCALES: dict[str, float] = {
 PROPERTY_COLUMNS: tuple[str, ...] = ("mw", "logp", "tpsa", "qed", "sa", "esol")
 
 _CALLABLE_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_FILE_CALLABLE_RE = re.compile(r"^(.+\.py):([A-Za-z_][\w.]*)$", re.S)
 _FUNC_RE = re.compile(r"^(target|range)\((.*)\)$", re.S)
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _WEIGHT_RE = re.compile(rf"^({_NUMBER})\s*\*\s*(.+)$", re.S)
@@ -233,9 +235,42 @@ def _import_callable(spec: str) -> Objective:
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ObjectiveError(f"objective {spec!r}: cannot import module {module_name!r} ({exc})") from None
+        # `molvae` is an installed script: the working directory is not on its import path
+        here = Path(*module_name.split(".")).with_suffix(".py")
+        hint = (f"; {here} is in this directory: pass it as a file, --objective {here}:{attr}" if here.is_file()
+                else "; install it, add its folder to PYTHONPATH, or pass a file: path/to/file.py:function")
+        raise ObjectiveError(f"objective {spec!r}: cannot import module {module_name!r} ({exc}){hint}") from None
     except Exception as exc:
         raise ObjectiveError(f"objective {spec!r}: importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
+    return _attribute_objective(spec, obj, module_name, attr)
+
+
+def _file_callable(path_text: str, attr: str) -> Objective:
+    """``path/to/file.py:function``: the module is loaded from the file under a private name.
+
+    The objective is named by the file's absolute path, so a resumed run finds it from any
+    working directory.
+    """
+    import hashlib
+    import importlib.util
+
+    path = Path(path_text).expanduser().resolve()
+    spec = f"{path}:{attr}"
+    if not path.is_file():
+        raise ObjectiveError(f"objective {path_text}:{attr}: no such file {path}")
+    name = f"molvae_objective_{hashlib.sha1(str(path).encode()).hexdigest()[:12]}"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise ObjectiveError(f"objective {spec!r}: cannot load {path} as a Python module")
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:
+        raise ObjectiveError(f"objective {spec!r}: loading {path} failed: {type(exc).__name__}: {exc}") from None
+    return _attribute_objective(spec, module, str(path), attr)
+
+
+def _attribute_objective(spec: str, obj: Any, module_name: str, attr: str) -> Objective:
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise ObjectiveError(f"objective {spec!r}: module {module_name!r} has no attribute {attr!r}")
@@ -256,6 +291,9 @@ def _single(spec: str) -> Objective:
         return _target(m.group(2), spec) if m.group(1) == "target" else _range(m.group(2), spec)
     if re.match(r"^(target|range)\b", spec):
         raise ObjectiveError(f"malformed objective {spec!r}: expected e.g. target(logp=2.5,tpsa=70) or range(mw=250:450)")
+    m = _FILE_CALLABLE_RE.match(spec)  # before module:function, which "scoring.py:score" also matches
+    if m:
+        return _file_callable(m.group(1), m.group(2))
     if _CALLABLE_RE.match(spec):
         return _import_callable(spec)
     raise _unknown(spec)

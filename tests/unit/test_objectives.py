@@ -81,6 +81,30 @@ def test_missing_callable(tmp_path, monkeypatch) -> None:
     assert list(parse_objective("myscore_a:score")(["CCO", "CC"])) == [1.0, 1.0]
 
 
+def test_callable_from_a_python_file(tmp_path, monkeypatch) -> None:
+    pkg = tmp_path / "mypkg"
+    pkg.mkdir()
+    (pkg / "scoring.py").write_text('def score(smiles):\n    """Heavy atoms / 10."""\n'
+                                    "    return [len(s) / 10 for s in smiles]\n")
+    monkeypatch.chdir(tmp_path)  # the working directory is not on the import path of the `molvae` script
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(tmp_path))])
+    with pytest.raises(ObjectiveError, match=r"mypkg/scoring\.py is in this directory: pass it as a file, "
+                                             r"--objective mypkg/scoring\.py:score"):
+        parse_objective("mypkg.scoring:score")
+    obj = parse_objective("mypkg/scoring.py:score")
+    assert obj.name == f"{pkg / 'scoring.py'}:score"  # absolute: a resumed run finds it from anywhere
+    assert obj.description == "Heavy atoms / 10." and list(obj(["CCO", "CCCC"])) == [0.3, 0.4]
+    assert "mypkg" not in sys.modules  # loaded under a private name, sys.path untouched
+    assert parse_objective(obj.name).name == obj.name
+    with pytest.raises(ObjectiveError, match=r"no such file .*nothere\.py"):
+        parse_objective("nothere.py:score")
+    with pytest.raises(ObjectiveError, match="has no attribute 'nope'"):
+        parse_objective("mypkg/scoring.py:nope")
+    (tmp_path / "broken.py").write_text("import no_such_module_xyz\n")
+    with pytest.raises(ObjectiveError, match=r"loading .*broken\.py failed: ModuleNotFoundError"):
+        parse_objective("broken.py:score")
+
+
 def test_callable_errors_name_the_objective(tmp_path, monkeypatch) -> None:
     (tmp_path / "myscore_b.py").write_text(
         "def boom(smiles):\n    raise RuntimeError('docking server down')\n"
