@@ -13,6 +13,7 @@ import logging
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 from molvae.errors import MolvaeError
 from molvae.runtime import tune_allocator
@@ -60,7 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"molvae {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"molvae {args.command}: interrupted", file=sys.stderr)
+        # a run interrupted after its folder was set up continues where it stopped
+        out = getattr(args, "out", None) if args.command in ("train", "optimize") else None
+        hint = f"; the run so far is in {out}: add --resume to continue it" if out and Path(out, "config.json").is_file() else ""
+        print(f"molvae {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
     except (OSError, ValueError) as exc:
         # Unanticipated but user-facing (disk full, permission denied, bad value):

@@ -258,3 +258,32 @@ def test_resume_refuses_settings_that_differ_from_the_run(small_model_dir, tmp_p
     same = ["--batch", "4", "--seed", "3", "--similar-to", "Cc1ccc(-c2cc(C(F)(F)F)nn2-c2ccc(S(N)(=O)=O)cc2)cc1",
             "--min-similarity", "0.4", "--budget", "0", "--max-rounds", "1"]
     assert main([*resume, *same]) == 0
+
+
+def test_ctrl_c_says_how_to_continue_and_resume_finishes(small_model_dir, tmp_path, capsys) -> None:
+    # Ctrl-C during the second scoring call (the first round, after the initial design)
+    done = tmp_path / "interrupted-once"
+    (tmp_path / "impatient.py").write_text(
+        "import pathlib\n"
+        "calls = []\n"
+        "def score(smiles):\n"
+        "    calls.append(len(smiles))\n"
+        f"    if len(calls) == 2 and not pathlib.Path({str(done)!r}).exists():\n"
+        f"        pathlib.Path({str(done)!r}).touch()\n"
+        "        raise KeyboardInterrupt\n"
+        "    return [len(s) / 10.0 for s in smiles]\n"
+    )
+    out = tmp_path / "run"
+    args = ["optimize", "--model", str(small_model_dir), "--objective", f"{tmp_path / 'impatient.py'}:score",
+            "--budget", "8", "--out", str(out), *FAST]
+    assert main(args) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == f"molvae optimize: interrupted; the run so far is in {out}: add --resume to continue it"
+    assert main([*args, "--resume"]) == 0
+    scored = _read(out / "evaluations.csv").query("status == 'scored'")
+    assert len(scored) == 8 and scored["smiles"].is_unique
+    # interrupted before the run folder exists: no resume hint
+    (tmp_path / "early.py").write_text("raise KeyboardInterrupt\n")
+    assert main(["optimize", "--model", str(small_model_dir), "--objective", f"{tmp_path / 'early.py'}:score",
+                 "--out", str(tmp_path / "early"), *FAST]) == 130
+    assert capsys.readouterr().err.strip() == "molvae optimize: interrupted"
