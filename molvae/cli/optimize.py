@@ -35,55 +35,56 @@ def register(sub: argparse._SubParsersAction) -> None:
     obj.add_argument("--objectives", help="two or three comma-separated objectives: Pareto optimization (qLogNEHVI)")
     p.add_argument("--out", required=True, help="run directory (evaluations.csv, best.csv, progress.png, state.json)")
     p.add_argument("--budget", type=int, default=None, help="oracle calls: new valid molecules scored (default 500)")
-    p.add_argument("--batch", type=int, default=10, help="molecules proposed per round")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--method", default="auto", choices=["auto", "bo", "turbo", "prior", "screen"],
+    p.add_argument("--batch", type=int, default=None, help="molecules proposed per round (default 10)")
+    p.add_argument("--seed", type=int, default=None, help="default 0")
+    p.add_argument("--method", default=None, choices=["auto", "bo", "turbo", "prior", "screen"],
                    help="bo: GP + acquisition in the data box; turbo: trust region (auto picks it for latents >= 64); "
-                        "prior / screen: baselines")
-    p.add_argument("--acquisition", default="logei", choices=["logei", "ucb", "ts"],
-                   help="qLogExpectedImprovement, qUpperConfidenceBound or Thompson sampling (one objective)")
+                        "prior / screen: baselines (default auto)")
+    p.add_argument("--acquisition", default=None, choices=["logei", "ucb", "ts"],
+                   help="qLogExpectedImprovement (default), qUpperConfidenceBound or Thompson sampling (one objective)")
     p.add_argument("--init", dest="init_file", default=None,
                    help="CSV of initial molecules; with a score column (or score_<objective>) they cost no budget")
-    p.add_argument("--n-init", type=int, default=100, help="random MOSES training molecules scored first")
-    p.add_argument("--gp-window", type=int, default=512, help="points the GP is fit on (half best, half latest)")
-    p.add_argument("--tr-failure-tolerance", type=int, default=0,
-                   help="turbo: failed rounds before the trust region halves (0: TuRBO's ceil(latent/batch); "
+    p.add_argument("--n-init", type=int, default=None, help="random MOSES training molecules scored first (default 100)")
+    p.add_argument("--gp-window", type=int, default=None,
+                   help="points the GP is fit on, half best, half latest (default 512)")
+    p.add_argument("--tr-failure-tolerance", type=int, default=None,
+                   help="turbo: failed rounds before the trust region halves (0, the default: TuRBO's ceil(latent/batch); "
                         "4 gave a better QED top-10 at 500 calls, see docs/BO_BENCHMARK.md)")
-    p.add_argument("--decode-attempts", type=int, default=5)
-    p.add_argument("--decode-temperature", type=float, default=0.5)
+    p.add_argument("--decode-attempts", type=int, default=None, help="default 5")
+    p.add_argument("--decode-temperature", type=float, default=None, help="default 0.5")
     p.add_argument("--similar-to", default=None, help="drug name or SMILES the molecules must stay similar to")
     p.add_argument("--min-similarity", type=float, default=None, help="minimum Tanimoto similarity (Morgan r=2)")
-    p.add_argument("--similarity-gp", action="store_true",
+    p.add_argument("--similarity-gp", action="store_true", default=None,
                    help="with --min-similarity and qLogEI: model the similarity with a second GP and use it as "
                         "the acquisition's constraint (slower rounds; docs/BO_BENCHMARK.md)")
-    p.add_argument("--score-infeasible", action="store_true",
+    p.add_argument("--score-infeasible", action="store_true", default=None,
                    help="spend oracle calls on molecules that fail a constraint (by default they are "
                         "recorded as infeasible without being scored and cost nothing)")
     p.add_argument("--alerts", nargs="?", const="PAINS,BRENK", default=None,
                    help="reject molecules matching structural alerts (catalogs, default PAINS,BRENK)")
     p.add_argument("--range", dest="ranges", action="append", type=_range, default=[], metavar="PROP=LOW:HIGH",
                    help="feasible property range, repeatable (e.g. --range mw=200:500)")
-    p.add_argument("--restarts", type=int, default=4, help="acquisition optimizer restarts")
-    p.add_argument("--raw-samples", type=int, default=128, help="random points the restarts are picked from")
-    p.add_argument("--patience", type=int, default=20, help="stop after this many rounds without a new molecule to score")
+    p.add_argument("--restarts", type=int, default=None, help="acquisition optimizer restarts (default 4)")
+    p.add_argument("--raw-samples", type=int, default=None, help="random points the restarts are picked from (default 128)")
+    p.add_argument("--patience", type=int, default=None,
+                   help="stop after this many rounds without a new molecule to score (default 20)")
     p.add_argument("--max-rounds", type=int, default=None,
                    help="stop after this many rounds even with budget left (with constraints, most proposals "
                         "may cost no oracle call, so the budget alone does not bound the run's time)")
-    p.add_argument("--local-after", type=int, default=5, metavar="N",
+    p.add_argument("--local-after", type=int, default=None, metavar="N",
                    help="with --min-similarity: every N rounds in a row that scored nothing, one round decodes "
                         "around the best feasible molecules instead of asking the GP (default 5)")
-    p.add_argument("--no-local", dest="local_after", action="store_const", const=None,
-                   help="never: the GP proposes every round")
-    p.add_argument("--top-k", type=int, default=20)
+    p.add_argument("--no-local", action="store_true", help="never: the GP proposes every round")
+    p.add_argument("--top-k", type=int, default=None, help="molecules in best.csv (default 20)")
     p.add_argument("--baselines", action="store_true", help="also run prior sampling and training-set screening")
     p.add_argument("--resume", action="store_true", help="continue the run in --out with its saved settings (only --budget and --max-rounds may "
                         "change; nothing is scored twice)")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=run, option_defaults={dest: p.get_default(dest) for dest in _RUN_SETTINGS})
+    p.set_defaults(func=run)
 
 
-# Options that set a run's OptimizeConfig field (dest -> field): a resume refuses a value that differs
-# from the saved one. An option left at its default counts as not given (argparse cannot tell).
+# Options that set a run's OptimizeConfig field (dest -> field). They default to None, so that a
+# new run takes OptimizeConfig's defaults and a resume knows exactly which ones were given.
 _RUN_SETTINGS = {
     "batch": "batch", "seed": "seed", "method": "method", "acquisition": "acquisition", "init_file": "init_file",
     "n_init": "n_init", "gp_window": "gp_window", "tr_failure_tolerance": "tr_failure_tolerance",
@@ -93,18 +94,29 @@ _RUN_SETTINGS = {
 }
 
 
+def _run_settings(args: argparse.Namespace) -> dict:
+    """The OptimizeConfig fields given on the command line (field -> value)."""
+    from molvae.errors import ConfigError
+
+    given = {field: getattr(args, dest) for dest, field in _RUN_SETTINGS.items() if getattr(args, dest) is not None}
+    if args.no_local:
+        if "local_after" in given:
+            raise ConfigError("give --local-after N or --no-local, not both")
+        given["local_after"] = None
+    return given
+
+
 def _given_on_resume(args: argparse.Namespace, saved: dict) -> tuple[dict, dict, dict]:
     """(saved view, given, option names) of the run settings passed with --resume, for check_resume_settings."""
     from molvae.optimization import Constraints
 
     view, given = dict(saved), {}
     names = {"budget": "--budget", "max_rounds": "--max-rounds"}
-    for dest, field in _RUN_SETTINGS.items():
-        value = getattr(args, dest)
-        if value != args.option_defaults[dest]:
-            given[field] = value
-            names[field] = ("--no-local" if value is None else "--local-after") if dest == "local_after" else \
-                "--init" if dest == "init_file" else "--" + dest.replace("_", "-")
+    for field, value in _run_settings(args).items():
+        given[field] = value
+        dest = next(d for d, f in _RUN_SETTINGS.items() if f == field)
+        names[field] = ("--no-local" if value is None else "--local-after") if dest == "local_after" else \
+            "--init" if dest == "init_file" else "--" + dest.replace("_", "-")
     # the constraints piece by piece, resolved as a new run would resolve them
     rules = Constraints.from_dict(saved.get("constraints") or {})
     pieces = {
@@ -160,13 +172,7 @@ def run(args: argparse.Namespace) -> int:
                                       ranges=dict(args.ranges)).to_dict()
         config = OptimizeConfig(
             objectives=[o.name for o in objectives], budget=500 if args.budget is None else args.budget,
-            batch=args.batch, method=args.method, acquisition=args.acquisition, n_init=args.n_init,
-            init_file=args.init_file, seed=args.seed, gp_window=args.gp_window,
-            tr_failure_tolerance=args.tr_failure_tolerance, decode_attempts=args.decode_attempts,
-            similarity_gp=args.similarity_gp, score_infeasible=args.score_infeasible,
-            decode_temperature=args.decode_temperature, top_k=args.top_k, num_restarts=args.restarts,
-            raw_samples=args.raw_samples, patience=args.patience, max_rounds=args.max_rounds,
-            local_after=args.local_after, constraints=constraints,
+            max_rounds=args.max_rounds, constraints=constraints, **_run_settings(args),
         ).validate()
     from molvae.tables import check_output_dir
 

@@ -242,6 +242,7 @@ def test_resume_refuses_settings_that_differ_from_the_run(small_model_dir, tmp_p
     resume = ["optimize", "--model", str(small_model_dir), "--out", str(out), "--resume", "--no-progress"]
     for extra, needles in [
         (["--batch", "6"], ["--batch 6 (the run has 4)"]),
+        (["--batch", "10"], ["--batch 10 (the run has 4)"]),  # a new run's default is no exception
         (["--seed", "4", "--method", "prior"], ["--seed 4 (the run has 3)", "--method 'prior' (the run has 'auto')"]),
         (["--similar-to", "aspirin"], ["--similar-to 'CC(=O)Oc1ccccc1C(=O)O'"]),
         (["--min-similarity", "0.5"], ["--min-similarity 0.5 (the run has 0.4)"]),

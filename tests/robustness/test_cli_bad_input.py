@@ -273,6 +273,8 @@ def test_molecule_arguments_name_the_offending_molecule_or_token(tmp_path, capsy
         (["--alerts", "NOPE"], ["--alerts", "unknown alert catalog 'NOPE'"]),
         (["--range", "bogus=1:2"], ["unknown property 'bogus'"]),
         (["--budget", "-1"], ["budget must be a non-negative integer"]),
+        (["--local-after", "3", "--no-local"], ["--local-after N or --no-local, not both"]),
+        (["--batch", "0"], ["batch must be a positive integer, got 0"]),
     ],
 )
 def test_optimize_bad_options(tmp_path, capsys, model_dir, extra, needles) -> None:
