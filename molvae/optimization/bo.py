@@ -6,6 +6,7 @@ One run lives in an output directory::
     evaluations.csv  every proposal in order (scored rows carry the oracle call index),
                      rewritten atomically after every round
     state.json       round, counters, trust region: what --resume needs besides the table
+    run_info.json    package versions, platform and git commit of the start and of each resume
     best.csv         top-k unique feasible molecules
     pareto.csv       the feasible Pareto front (several objectives)
     progress.png     best-so-far and top-10 mean vs oracle calls
@@ -47,7 +48,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from molvae.checkpoint import RunLock, atomic_write_text, lock_run_dir, read_json, write_json
+from molvae.checkpoint import RunLock, atomic_write_text, environment_info, lock_run_dir, read_json, write_json
 from molvae.config import config_from_dict, rule, validate_config
 from molvae.errors import ConfigError, MolvaeError
 from molvae.optimization.objectives import Constraints, Objective, Oracle, parse_objectives
@@ -389,6 +390,29 @@ class Optimizer:
             (self.out / JOURNAL_FILE).unlink(missing_ok=True)
         write_json(self.out / "config.json", {"optimize": asdict(self.config), "method": self.method,
                                                   "latent_dim": model.config.latent_dim})
+        self._record_environment(resume)
+
+    def _record_environment(self, resume: bool) -> None:
+        """run_info.json: the environment of the start, plus one entry per resume.
+
+        A run is reproducible on CPU for fixed package versions; BoTorch, gpytorch or torch of
+        another version can propose other points from the same data, so a resume under other
+        versions is said out loud rather than discovered as a mysterious divergence.
+        """
+        file = self.out / "run_info.json"
+        here = environment_info()
+        if not resume or not file.is_file():
+            write_json(file, {**here, "resumes": []})
+            return
+        info = read_json(file, "run info")
+        changed = {k: (v, here["versions"].get(k)) for k, v in (info.get("versions") or {}).items()
+                   if here["versions"].get(k) != v}
+        if changed:
+            log.warning("%s was started with other package versions (%s): rounds from here on may differ from "
+                        "an uninterrupted run", self.out,
+                        ", ".join(f"{k} {a} -> {b}" for k, (a, b) in sorted(changed.items())))
+        info.setdefault("resumes", []).append({"round": self.round, **here})
+        write_json(file, info)
 
     # ---- persistence
     def _load(self) -> None:

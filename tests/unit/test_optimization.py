@@ -287,3 +287,31 @@ def test_python_resume_refuses_settings_that_differ_from_the_run(small_model, tm
     opt = optimize(small_model, "esol", tmp_path / "run", resume=True, constraints=same, batch=4, budget=0,
                    max_rounds=1)
     assert opt.config.max_rounds == 1 and opt.config.batch == 4
+
+
+def test_run_info_records_the_environment_and_warns_on_a_resume_under_other_versions(small_model, tmp_path,
+                                                                                      caplog) -> None:
+    import json
+    import logging
+
+    import botorch
+
+    cfg = OptimizeConfig(objectives=["qed"], budget=0, seed=0, **FAST)
+    Optimizer(small_model, cfg, tmp_path / "run", progress=False).run()
+    file = tmp_path / "run" / "run_info.json"
+    info = json.loads(file.read_text())
+    assert info["versions"]["botorch"] == botorch.__version__ and info["versions"]["torch"] == torch.__version__
+    assert info["resumes"] == []
+    with caplog.at_level(logging.WARNING, logger="molvae.optimization.bo"):
+        Optimizer(small_model, cfg, tmp_path / "run", resume=True, progress=False).run()
+    assert not caplog.records  # same environment: nothing to say
+    info = json.loads(file.read_text())
+    info["versions"]["botorch"] = "0.0.1"  # as if started under another BoTorch
+    file.write_text(json.dumps(info))
+    with caplog.at_level(logging.WARNING, logger="molvae.optimization.bo"):
+        Optimizer(small_model, cfg, tmp_path / "run", resume=True, progress=False).run()
+    assert f"botorch 0.0.1 -> {botorch.__version__}" in caplog.text and "may differ" in caplog.text
+    again = json.loads(file.read_text())
+    assert again["versions"]["botorch"] == "0.0.1"  # the start's record is kept
+    assert [r["versions"]["botorch"] for r in again["resumes"]] == [botorch.__version__] * 2
+    assert [r["round"] for r in again["resumes"]] == [0, 0]
