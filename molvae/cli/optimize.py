@@ -77,7 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-local", action="store_true", help="never: the GP proposes every round")
     p.add_argument("--top-k", type=int, default=None, help="molecules in best.csv (default 20)")
     p.add_argument("--baselines", action="store_true", help="also run prior sampling and training-set screening")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out with its saved settings (only --budget and --max-rounds may "
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out with its saved settings (only --budget and --max-rounds may "
                         "change; nothing is scored twice)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -112,11 +113,11 @@ def _given_on_resume(args: argparse.Namespace, saved: dict) -> tuple[dict, dict,
 
     view, given = dict(saved), {}
     names = {"budget": "--budget", "max_rounds": "--max-rounds"}
-    for field, value in _run_settings(args).items():
-        given[field] = value
-        dest = next(d for d, f in _RUN_SETTINGS.items() if f == field)
-        names[field] = ("--no-local" if value is None else "--local-after") if dest == "local_after" else \
-            "--init" if dest == "init_file" else "--" + dest.replace("_", "-")
+    names.update({field: "--init" if dest == "init_file" else "--" + dest.replace("_", "-")
+                  for dest, field in _RUN_SETTINGS.items()})
+    given.update(_run_settings(args))
+    if "local_after" in given and given["local_after"] is None:
+        names["local_after"] = "--no-local"
     # the constraints piece by piece, resolved as a new run would resolve them
     rules = Constraints.from_dict(saved.get("constraints") or {})
     pieces = {
