@@ -36,7 +36,7 @@ def gloo_threads():
     return sorted(n for n in names if "gloo" in n)
 
 # gloo's loop thread can take a moment to exit after destroy_process_group on a loaded
-# machine (seen once under two benchmark processes); a group never destroyed keeps it for good
+# machine (seen once with a benchmark running beside the suite); a group never destroyed keeps it for good
 deadline = time.monotonic() + 5.0
 left = gloo_threads()
 while left and time.monotonic() < deadline:
