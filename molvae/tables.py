@@ -48,16 +48,17 @@ TABLE_FORMATS = ".csv, .tsv (optionally .gz) or .parquet"
 
 def table_format(path: str | os.PathLike) -> str:
     """``"csv"``, ``"tsv"`` or ``"parquet"`` from the name of an output table; a one-line error for any other."""
-    suffixes = [s.lower() for s in Path(path).suffixes]
-    gz = suffixes[-1:] == [".gz"]
-    base = (suffixes[:-1] if gz else suffixes)[-1:]
-    if base in ([".csv"], [".tsv"]):
-        return base[0][1:]
-    if base == [".parquet"] and not gz:
+    from molvae.data import _base_suffix
+
+    base = _base_suffix(Path(path))  # the reader's rule: lower case, a final .gz set aside
+    gz = Path(path).suffix.lower() == ".gz"
+    if base in (".csv", ".tsv"):
+        return base[1:]
+    if base == ".parquet" and not gz:
         return "parquet"
-    shown = "".join(base + [".gz"] * gz)
+    shown = base + ".gz" * gz
     what = f"as {shown}" if shown else "without a suffix"
-    hint = " (a table with several columns, not a SMILES list)" if base in ([".smi"], [".txt"]) else ""
+    hint = " (a table with several columns, not a SMILES list)" if base in (".smi", ".txt") else ""
     raise MolvaeError(f"{path}: cannot write an output table {what}{hint}; name it {TABLE_FORMATS}")
 
 
@@ -88,7 +89,7 @@ class TableWriter:
     """
 
     def __init__(self, path: str | os.PathLike):
-        self.path = check_table_file(path)
+        self.path = check_output_file(path)
         self.format = table_format(self.path)
         self.rows = 0
         self._header_written = False
