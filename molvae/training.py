@@ -135,6 +135,32 @@ class TrainConfig:
         return config_from_dict(cls, data, "training config")
 
 
+# Settings a resumed run may change: stopping rules and where/how steps run, not what they
+# compute. Everything else (data, split, architecture, optimizer, schedules) stays as saved.
+RESUME_MAY_CHANGE = ("epochs", "max_steps", "early_stopping_patience", "checkpoint_minutes",
+                     "device", "precision", "cuda_graphs", "progress")
+
+
+def check_resume_config(out: str | Path, saved: dict[str, Any], training: dict[str, Any],
+                        model: dict[str, Any] | None = None, names: dict[str, str] | None = None) -> None:
+    """A one-line :class:`ConfigError` when settings given for a resume differ from the run's saved ones.
+
+    ``saved`` is the run's ``config.json`` (``{"model": ..., "training": ...}``); ``training`` and
+    ``model`` are the settings given with the resume. Values equal to the saved ones pass, so
+    the original command with ``--resume`` added works; fields in :data:`RESUME_MAY_CHANGE`
+    may differ. ``names`` shows a field under another name (the CLI's option) in the message.
+    """
+    names = names or {}
+    changed = [f"{names.get(k, k)} {v!r} (the run has {saved['training'].get(k)!r})"
+               for k, v in training.items() if k not in RESUME_MAY_CHANGE and saved["training"].get(k) != v]
+    changed += [f"{names.get(k, k)} {v!r} (the run has {saved['model'].get(k)!r})"
+                for k, v in (model or {}).items() if saved["model"].get(k) != v]
+    if changed:
+        may = ", ".join(names.get(k, k) for k in RESUME_MAY_CHANGE if k != "progress")
+        raise ConfigError(f"{out}: a resumed run keeps the settings it was started with (only {may} may change); "
+                          f"got " + "; ".join(changed))
+
+
 # ---------------------------------------------------------------------- schedules
 def kl_beta(step: int, steps_per_epoch: int, total_steps: int, cfg: TrainConfig) -> float:
     """β at a global step: linear warm-up, cyclical (ramp over the first half of each cycle) or constant."""
@@ -404,7 +430,13 @@ def _barrier(ctx: DistributedContext) -> None:
 
 
 class Trainer:
-    """Trains a :class:`SequenceVAE` into a run directory; ``resume=True`` continues one."""
+    """Trains a :class:`SequenceVAE` into a run directory; ``resume=True`` continues one.
+
+    On resume the run's ``config.json`` rules. A ``train_config``, ``model_config`` or
+    ``overrides`` (training fields) given with it must match the saved settings, except the
+    fields in :data:`RESUME_MAY_CHANGE` (more epochs, another device...), which are applied
+    and written back to ``config.json``.
+    """
 
     def __init__(
         self,
@@ -413,6 +445,7 @@ class Trainer:
         model_config: dict[str, Any] | None = None,
         resume: bool = False,
         epochs_override: int | None = None,
+        overrides: dict[str, Any] | None = None,
         on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
         echo: Callable[[str], None] | None = None,
     ):
@@ -432,9 +465,18 @@ class Trainer:
             except ConfigError as exc:  # name the file: the user has to edit it (or start over)
                 raise ConfigError(f"{self.out / CONFIG_FILE}: {exc}") from None
             self.model_overrides = saved["model"]
+            given = {k: v for k, v in (train_config.to_dict() if train_config else {}).items() if k != "progress"}
+            given.update(overrides or {})
             if epochs_override is not None:
-                self.cfg.epochs = epochs_override
-                self.cfg.validate()
+                given["epochs"] = epochs_override
+            # Against the parsed config: a field missing from an older config.json has its default.
+            check_resume_config(self.out, {"training": self.cfg.to_dict(), "model": saved["model"]}, given, model_config)
+            for k in RESUME_MAY_CHANGE:
+                if k in given:
+                    setattr(self.cfg, k, given[k])
+            if train_config is not None:
+                self.cfg.progress = train_config.progress
+            self.cfg.validate()
         else:
             if (self.out / RESUME_FILE).exists() or (self.out / CONFIG_FILE).exists():
                 raise MolvaeError(
@@ -548,8 +590,13 @@ class Trainer:
             self._restore(load_state(self.out / RESUME_FILE))
         else:
             self.echo(f"{self.out}: no {RESUME_FILE} yet; starting this run from the beginning")
-        if self.resume and self.cfg.epochs != read_json(self.out / CONFIG_FILE)["training"]["epochs"]:
+        if self.resume and self._changed_on_resume():
             self._write_json(CONFIG_FILE, {"model": self.model_config.to_dict(), "training": self.cfg.to_dict()})
+
+    def _changed_on_resume(self) -> bool:
+        """Whether this resume changed a saved setting (more epochs, another device...)."""
+        before = TrainConfig.from_dict(read_json(self.out / CONFIG_FILE)["training"])
+        return any(getattr(before, k) != getattr(self.cfg, k) for k in RESUME_MAY_CHANGE if k != "progress")
 
     def _restore(self, saved: dict[str, Any]) -> None:
         self._check_resume_state(saved)
@@ -809,6 +856,9 @@ class Trainer:
 def train(out: str | Path, train_config: TrainConfig | None = None, model_config: dict[str, Any] | None = None,
           resume: bool = False, epochs_override: int | None = None) -> MolVAE:
     """Train (or resume) a run and return the trained model.
+
+    On resume, a ``train_config`` or ``model_config`` given must match the saved run, except
+    the fields in :data:`RESUME_MAY_CHANGE` (see :class:`Trainer`).
 
     Tunes the process's memory allocator first (:func:`molvae.runtime.tune_allocator`).
     """

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import sys
+from pathlib import Path
 
 from molvae.model import ModelConfig
 from molvae.training import TrainConfig, Trainer, TrainingInterrupted
-
-log = logging.getLogger(__name__)
 
 # (flag, TrainConfig field, type, help); defaults come from TrainConfig so they live in one place.
 _TRAIN_OPTIONS = [
@@ -59,7 +57,9 @@ _MODEL_OPTIONS = [
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a VAE (or resume one)", description=__doc__)
     p.add_argument("--out", required=True, help="run directory (checkpoints, config, metrics)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint with its saved "
+                   "settings; options may be repeated, and only --epochs, --max-steps, --early-stopping, "
+                   "--checkpoint-minutes, --device, --precision and --no-cuda-graphs may change")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false", default=None,
                    help="launch each GPU training step's kernels one by one instead of replaying CUDA graphs")
@@ -73,6 +73,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _check_resume(out: str, given: dict, model: dict) -> None:
+    """The Trainer's resume check, with the CLI's option names in the message."""
+    from molvae.checkpoint import read_json
+    from molvae.model import CONFIG_FILE
+    from molvae.training import check_resume_config
+
+    path = Path(out, CONFIG_FILE)
+    if not path.is_file():
+        return  # the Trainer says there is nothing to resume
+    saved = read_json(path, "run config")
+    if not (isinstance(saved, dict) and isinstance(saved.get("model"), dict) and "training" in saved):
+        return  # the Trainer names the broken file
+    names = {field: flag for flag, field, *_ in _TRAIN_OPTIONS + _MODEL_OPTIONS}
+    names["cuda_graphs"] = "--no-cuda-graphs"
+    training = {**dataclasses.asdict(TrainConfig()), **saved["training"]}
+    check_resume_config(out, {"training": training, "model": saved["model"]}, given, model, names)
+
+
 def run(args: argparse.Namespace) -> int:
     from molvae.tables import check_output_dir
 
@@ -82,13 +100,8 @@ def run(args: argparse.Namespace) -> int:
         given["cuda_graphs"] = args.cuda_graphs
     model = {f: getattr(args, f) for _, f, _ in _MODEL_OPTIONS if getattr(args, f) is not None}
     if args.resume:
-        ignored = sorted(set(given) - {"epochs", "cuda_graphs"}) + sorted(model)
-        if ignored:
-            log.warning("--resume uses the run's saved configuration; ignoring %s", ", ".join(ignored))
-        trainer = Trainer(args.out, resume=True, epochs_override=given.get("epochs"), echo=print)
-        trainer.cfg.progress = not args.no_progress
-        if "cuda_graphs" in given:  # how steps are launched, not what they compute
-            trainer.cfg.cuda_graphs = given["cuda_graphs"]
+        _check_resume(args.out, given, model)
+        trainer = Trainer(args.out, resume=True, overrides={**given, "progress": not args.no_progress}, echo=print)
     else:
         if args.init_from is not None and args.representation is None:
             from molvae.model import MolVAE

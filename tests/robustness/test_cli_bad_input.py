@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -397,6 +398,79 @@ def test_training_resume_with_a_vocabulary_that_does_not_match_the_checkpoint(tm
     (out / "vocab.json").write_text(json.dumps(vocab))
     assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-progress"]) == 2
     _one_line_error(capsys, "resume.pt", "embedding.weight", "vocabulary mismatch")
+
+
+_TINY_TRAIN = ["--epochs", "1", "--batch-size", "32", "--embedding-dim", "8", "--encoder-hidden", "8",
+               "--latent-dim", "4", "--decoder-hidden", "8", "--decoder-layers", "1", "--val-fraction", "0",
+               "--val-recon-n", "0", "--val-sample-n", "0", "--no-progress"]
+
+
+@pytest.fixture
+def tiny_run(tmp_path, capsys) -> tuple[list[str], Path]:
+    """A finished one-epoch run and the command that trained it."""
+    from tests.conftest import moses_smiles
+
+    data = tmp_path / "mols.smi"
+    data.write_text("\n".join(moses_smiles(64)) + "\n")
+    out = tmp_path / "run"
+    command = ["train", "--data", str(data), "--out", str(out), *_TINY_TRAIN]
+    assert main(command) == 0
+    capsys.readouterr()
+    return command, out
+
+
+@pytest.mark.parametrize(
+    "change, needles",
+    [
+        (["--batch-size", "64"], ["--batch-size 64 (the run has 32)"]),
+        (["--lr", "0.01", "--seed", "3"], ["--lr 0.01 (the run has 0.001)", "--seed 3 (the run has 0)"]),
+        (["--latent-dim", "16"], ["--latent-dim 16 (the run has 4)"]),
+        (["--data", "other.smi"], ["--data 'other.smi' (the run has '"]),
+    ],
+)
+def test_training_resume_refuses_changed_settings(tiny_run, capsys, change, needles) -> None:
+    command, out = tiny_run
+    before = {f: (out / f).read_bytes() for f in ("config.json", "resume.pt")}
+    assert main(["train", "--out", str(out), "--resume", *change, "--epochs", "2", "--no-progress"]) == 2
+    line = _one_line_error(capsys, "a resumed run keeps the settings it was started with", "--epochs", *needles)
+    assert "--batch-size" not in line.split("may change")[0]  # the allowed list names only what may change
+    assert {f: (out / f).read_bytes() for f in before} == before  # refused before any work
+
+
+def test_training_resume_with_the_original_command_extends_the_run(tiny_run, capsys) -> None:
+    command, out = tiny_run
+    # The first command again, with --resume and two settings a resume may change.
+    assert main([*command, "--resume", "--epochs", "2", "--checkpoint-minutes", "60"]) == 0
+    assert "resumed from" in capsys.readouterr().out
+    saved = json.loads((out / "config.json").read_text())["training"]
+    assert (saved["epochs"], saved["checkpoint_minutes"], saved["batch_size"]) == (2, 60.0, 32)
+    assert [row["epoch"] for row in _history(out)] == [1, 2]
+
+
+def _history(out) -> list[dict]:
+    import csv
+
+    with open(out / "metrics.csv", newline="") as fh:
+        return [{"epoch": int(row["epoch"])} for row in csv.DictReader(fh)]
+
+
+def test_training_resume_check_in_the_python_api(tiny_run) -> None:
+    import dataclasses
+
+    from molvae.errors import ConfigError
+    from molvae.training import TrainConfig, Trainer
+
+    _, out = tiny_run
+    with pytest.raises(ConfigError, match=r"lr 0.5 \(the run has 0.001\)"):
+        Trainer(out, resume=True, overrides={"lr": 0.5})
+    with pytest.raises(ConfigError, match=r"decoder_layers 2 \(the run has 1\)"):
+        Trainer(out, model_config={"decoder_layers": 2}, resume=True)
+    # The saved config with a larger budget passes, and the new epoch count is applied.
+    saved = TrainConfig.from_dict(json.loads((out / "config.json").read_text())["training"])
+    trainer = Trainer(out, dataclasses.replace(saved, epochs=3, progress=False), resume=True)
+    assert (trainer.cfg.epochs, trainer.cfg.progress) == (3, False)
+    with pytest.raises(ConfigError, match="kl_weight"):
+        Trainer(out, dataclasses.replace(saved, kl_weight=0.1), resume=True)
 
 
 def test_training_resume_with_a_corrupted_checkpoint(tmp_path, capsys) -> None:
