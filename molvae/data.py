@@ -25,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -143,7 +144,33 @@ def iter_smiles(path: str | os.PathLike, column: str | None = None, limit: int |
     :class:`~molvae.errors.InputFileError` naming the file (and the line where
     there is one). With ``allow_empty=False`` a file without records is an error.
     """
-    path = Path(path)
+    yield from _records(Path(path), column, (), limit, allow_empty)
+
+
+def iter_records(path: str | os.PathLike, column: str | None = None, keep: Sequence[str] = (),
+                 limit: int | None = None, allow_empty: bool = True) -> Iterator[tuple[str, tuple]]:
+    """Like :func:`iter_smiles`, with the values of the ``keep`` columns of each record: ``(smiles, values)``.
+
+    ``keep`` names columns of a .csv/.tsv/.parquet file (an ID, a measured activity...), so
+    outputs can carry them. A .smi/.txt file has one column to keep, ``name``: the text after
+    the SMILES on each line (the title field of the SMILES file format), ``""`` where absent.
+    A column that is not in the file is an error that lists the columns there are.
+    """
+    keep = tuple(keep)
+    if keep:
+        yield from _records(Path(path), column, keep, limit, allow_empty)
+    else:
+        for smiles in _records(Path(path), column, (), limit, allow_empty):
+            yield smiles, ()
+
+
+def _records(path: Path, column: str | None, keep: tuple[str, ...], limit: int | None,
+             allow_empty: bool) -> Iterator[Any]:
+    """The records of a molecule file with every check: SMILES strings, or (SMILES, values) when ``keep`` is given.
+
+    Two shapes so that the common case, SMILES alone, builds no tuple per record
+    (reading MOSES's 1.58M lines took 2.6 s with one against 1.8 s, in one measurement).
+    """
     if not path.exists():
         raise InputFileError(f"{path}: no such file")
     if path.is_dir():
@@ -152,9 +179,13 @@ def iter_smiles(path: str | os.PathLike, column: str | None = None, limit: int |
     if kind not in (".parquet", *TEXT_KINDS, *TABLE_KINDS):
         raise InputFileError(
             f"{path}: unsupported file type {kind!r}; use .smi, .txt, .csv, .tsv (optionally .gz) or .parquet")
+    if kind in TEXT_KINDS and any(k != "name" for k in keep):
+        raise InputFileError(f"{path}: a {kind or 'plain text'} file has no columns; the one field that can be kept "
+                             f"is 'name' (the text after the SMILES), not {', '.join(repr(k) for k in keep if k != 'name')}")
     n = 0
     try:
-        for record in _parquet_records(path, column) if kind == ".parquet" else _text_records(path, kind, column):
+        records = _parquet_records(path, column, keep) if kind == ".parquet" else _text_records(path, kind, column, keep)
+        for record in records:
             if limit is not None and n >= limit:
                 break
             n += 1
@@ -220,60 +251,79 @@ def sample_smiles(path: str | os.PathLike, n: int, seed: int = 0, column: str | 
 def iter_smiles_chunks(path: str | os.PathLike, chunk_size: int, column: str | None = None,
                        allow_empty: bool = False) -> Iterator[list[str]]:
     """The records of a molecule file in lists of at most ``chunk_size`` (for bounded-memory commands)."""
+    for smiles, _ in iter_record_chunks(path, chunk_size, column, allow_empty=allow_empty):
+        yield smiles
+
+
+def iter_record_chunks(path: str | os.PathLike, chunk_size: int, column: str | None = None, keep: Sequence[str] = (),
+                       allow_empty: bool = False) -> Iterator[tuple[list[str], dict[str, list]]]:
+    """:func:`iter_records` in chunks of at most ``chunk_size``: (SMILES, {kept column: values})."""
     if not (isinstance(chunk_size, int) and chunk_size >= 1):
         raise ConfigError(f"chunk size must be a positive integer, got {chunk_size!r}")
-    chunk: list[str] = []
-    for record in iter_smiles(path, column, allow_empty=allow_empty):
-        chunk.append(record)
-        if len(chunk) >= chunk_size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+    records = iter_records(path, column, keep, allow_empty=allow_empty)
+    while chunk := list(itertools.islice(records, chunk_size)):
+        values = list(zip(*(v for _, v in chunk))) if keep else []
+        yield [smiles for smiles, _ in chunk], {k: list(v) for k, v in zip(keep, values)}
 
 
-def count_records(path: str | os.PathLike, column: str | None = None) -> int:
+def count_records(path: str | os.PathLike, column: str | None = None, keep: Sequence[str] = ()) -> int:
     """Number of records in a molecule file (at least one, else an error), read once without keeping them.
 
     Bulk commands call it before any work: it sizes their output and progress bar, and
-    a bad line anywhere in the file fails the command before hours of work, not after.
+    a bad line anywhere in the file (or a ``keep`` column it lacks) fails the command
+    before hours of work, not after.
     """
-    return sum(1 for _ in iter_smiles(path, column, allow_empty=False))
+    return sum(1 for _ in _records(Path(path), column, tuple(keep), None, False))
 
 
-def _parquet_records(path: Path, column: str | None) -> Iterator[str]:
+def _missing_columns(keep: Sequence[str], columns: Sequence[str], path: Path) -> None:
+    missing = [k for k in keep if k not in columns]
+    if missing:
+        raise InputFileError(f"{path}: no column {', '.join(repr(k) for k in missing)} to keep; "
+                             f"columns found: {', '.join(map(str, columns))}")
+
+
+def _parquet_records(path: Path, column: str | None, keep: tuple[str, ...]) -> Iterator[Any]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(path)
     schema = pf.schema_arrow
     col = _pick_column(schema.names, column, path)
+    _missing_columns(keep, schema.names, path)
     col_type = schema.field(col).type
     if not (pa.types.is_string(col_type) or pa.types.is_large_string(col_type)):
         raise InputFileError(f"{path}: column {col!r} holds {col_type}, not SMILES strings")
-    for batch in pf.iter_batches(batch_size=65_536, columns=[col]):
-        for v in batch.column(0).to_pylist():
-            yield "" if v is None else str(v).strip()
+    names = list(dict.fromkeys([col, *keep]))  # a column is read once, even if kept as well
+    for batch in pf.iter_batches(batch_size=65_536, columns=names):
+        columns = {name: batch.column(i).to_pylist() for i, name in enumerate(names)}
+        smiles = ["" if v is None else str(v).strip() for v in columns[col]]
+        if keep:
+            yield from zip(smiles, zip(*(columns[k] for k in keep)))
+        else:
+            yield from smiles
 
 
-def _text_records(path: Path, kind: str, column: str | None) -> Iterator[str]:
+def _text_records(path: Path, kind: str, column: str | None, keep: tuple[str, ...]) -> Iterator[Any]:
     with _open_text(path) as fh:
         lines = _checked_lines(fh, path)
         if kind in TABLE_KINDS:
-            yield from _delimited_records(lines, "\t" if kind == ".tsv" else ",", column, path)
+            yield from _delimited_records(lines, "\t" if kind == ".tsv" else ",", column, keep, path)
         else:
-            yield from _line_records(lines)
+            yield from _line_records(lines, bool(keep))
 
 
-def _line_records(lines: Iterator[str]) -> Iterator[str]:
+def _line_records(lines: Iterator[str], name: bool) -> Iterator[Any]:
     for i, line in enumerate(lines):
-        fields = line.split()
+        fields = line.split(maxsplit=1)
         if i == 0 and fields and fields[0].lower() == "smiles":
             continue
-        yield fields[0] if fields else ""
+        smiles = fields[0] if fields else ""
+        yield (smiles, (fields[1].strip() if len(fields) > 1 else "",)) if name else smiles
 
 
-def _delimited_records(lines: Iterator[str], sep: str, column: str | None, path: Path) -> Iterator[str]:
+def _delimited_records(lines: Iterator[str], sep: str, column: str | None, keep: tuple[str, ...],
+                       path: Path) -> Iterator[Any]:
     csv.field_size_limit(CSV_FIELD_LIMIT)
     reader = csv.reader(lines, delimiter=sep)
     try:
@@ -281,8 +331,11 @@ def _delimited_records(lines: Iterator[str], sep: str, column: str | None, path:
         if header is None:
             raise InputFileError(f"{path}: file is empty")
         idx = header.index(_pick_column(header, column, path))
+        _missing_columns(keep, header, path)
+        kept = [header.index(k) for k in keep]
         for row in reader:
-            yield row[idx].strip() if idx < len(row) else ""
+            smiles = row[idx].strip() if idx < len(row) else ""
+            yield (smiles, tuple(row[j] if j < len(row) else "" for j in kept)) if keep else smiles
     except csv.Error as exc:  # e.g. a field longer than CSV_FIELD_LIMIT, a NUL byte
         raise InputFileError(f"{path}, line {reader.line_num}: cannot parse ({exc})") from None
 

@@ -22,3 +22,27 @@ def positive_int(value: object, flag: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{flag} must be a positive integer, got {value!r}")
     return value
+
+
+def add_keep_columns_argument(parser: argparse.ArgumentParser) -> None:
+    """``--keep-columns``: input columns copied into the output table, so rows keep their IDs."""
+    parser.add_argument("--keep-columns", default=None, metavar="COLS",
+                        help="comma-separated input columns to copy into the output, first (an ID, an assay "
+                             "value...); for .smi/.txt input, 'name' is the text after the SMILES")
+
+
+def keep_columns(text: str | None, output_columns: list[str]) -> list[str]:
+    """The ``--keep-columns`` list; a repeated name or one the output already has is a :class:`ConfigError`."""
+    if text is None:
+        return []
+    names = [n.strip() for n in text.split(",")]
+    if not all(names):
+        raise ConfigError(f"--keep-columns: empty column name in {text!r}")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"--keep-columns: {', '.join(map(repr, repeated))} given twice")
+    taken = [n for n in names if n in output_columns]
+    if taken:
+        raise ConfigError(f"--keep-columns: the output already has a column {', '.join(map(repr, taken))} "
+                          f"(output columns: {', '.join(output_columns)}); rename it in the input")
+    return names

@@ -45,19 +45,22 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from molvae import chemistry
-    from molvae.cli.options import positive_int
-    from molvae.data import count_records, iter_smiles_chunks
+    from molvae.cli.options import keep_columns, positive_int
+    from molvae.data import count_records, iter_record_chunks
     from molvae.tables import TableWriter, check_table_file
 
     names = _parse_properties(args.properties)
+    keep = keep_columns(args.keep_columns, ["smiles", "canonical_smiles", "valid", *names])
     positive_int(args.chunk_size, "--chunk-size")
     out = check_table_file(args.out)
-    n = count_records(args.input, args.smiles_column)
+    n = count_records(args.input, args.smiles_column, keep)
     n_invalid = 0
     # One chunk of molecules in memory at a time, appended to a temporary file renamed at the end.
     with TableWriter(out) as table_out, tqdm(total=n, unit="mol", desc="properties", disable=None) as bar:
-        for chunk in iter_smiles_chunks(args.input, args.chunk_size, args.smiles_column):
+        for chunk, kept in iter_record_chunks(args.input, args.chunk_size, args.smiles_column, keep):
             table = chemistry.property_table(chunk, properties=names, n_jobs=args.jobs)
+            for i, (name, values) in enumerate(kept.items()):
+                table.insert(i, name, values)
             table_out.write(table)
             n_invalid += int((~table["valid"]).sum())
             bar.update(len(chunk))
@@ -84,8 +87,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--smiles-column", default=None, help="column holding SMILES in CSV/TSV/parquet (default: 'smiles', any case)"
     )
-    from molvae.cli.options import add_limit_arguments
+    from molvae.cli.options import add_keep_columns_argument, add_limit_arguments
 
+    add_keep_columns_argument(parser)
     add_limit_arguments(parser, chunk_size=100_000)
     parser.add_argument(
         "--jobs",

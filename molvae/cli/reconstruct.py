@@ -7,8 +7,10 @@ import argparse
 import pandas as pd
 
 from molvae.cli.common import add_model_arguments, load_model
-from molvae.cli.options import add_limit_arguments, positive_int
-from molvae.data import count_records, iter_smiles_chunks
+from molvae.cli.options import add_keep_columns_argument, add_limit_arguments, keep_columns, positive_int
+from molvae.data import count_records, iter_record_chunks
+
+COLUMNS = ["smiles", "reconstruction", "exact", "encoded"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--smiles-column", default=None)
     p.add_argument("--out", required=True, help="output table (.csv, .tsv, either with .gz, or .parquet): smiles, reconstruction, exact")
     p.add_argument("--strategy", default="greedy", choices=["greedy", "beam", "sample"])
+    add_keep_columns_argument(p)
     add_limit_arguments(p, chunk_size=20_000)
     p.set_defaults(func=run)
 
@@ -35,7 +38,7 @@ def _rows(inputs: list[str], decoded: list[str | None]) -> pd.DataFrame:
             "exact": canon is not None and rec == canon,
             "encoded": dec is not None,
         })
-    return pd.DataFrame(rows, columns=["smiles", "reconstruction", "exact", "encoded"])
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,14 +46,17 @@ def run(args: argparse.Namespace) -> int:
 
     from molvae.tables import TableWriter, check_table_file
 
+    keep = keep_columns(args.keep_columns, COLUMNS)
     positive_int(args.chunk_size, "--chunk-size")
     out = check_table_file(args.out)
-    n = count_records(args.input, args.smiles_column)
+    n = count_records(args.input, args.smiles_column, keep)
     model = load_model(args)
     n_enc = n_exact = 0
     with TableWriter(out) as table_out, tqdm(total=n, unit="mol", desc="reconstruct", disable=None) as bar:
-        for chunk in iter_smiles_chunks(args.input, args.chunk_size, args.smiles_column):
+        for chunk, kept in iter_record_chunks(args.input, args.chunk_size, args.smiles_column, keep):
             df = _rows(chunk, model.reconstruct(chunk, strategy=args.strategy, errors="nan"))
+            for i, (name, values) in enumerate(kept.items()):
+                df.insert(i, name, values)
             table_out.write(df)
             n_enc += int(df["encoded"].sum())
             n_exact += int((df["encoded"] & df["exact"]).sum())

@@ -84,6 +84,21 @@ def test_encode_and_reconstruct(smiles_run, tmp_path, capsys) -> None:
         assert e == (s == r)
 
 
+def test_reconstruct_keeps_id_columns(small_model_dir, tmp_path) -> None:
+    mols = moses_smiles(5, split="test")
+    library = tmp_path / "library.tsv"
+    library.write_text("id\tsmiles\tseries\n" + "".join(f"M{i}\t{m}\tS{i % 2}\n" for i, m in enumerate(mols))
+                       + "M5\tCC[Xe]\tS1\n")
+    recon = tmp_path / "recon.csv"
+    assert main(["reconstruct", "--model", str(small_model_dir), "--input", str(library), "--out", str(recon),
+                 "--keep-columns", "id,series", "--chunk-size", "4"]) == 0
+    df = pd.read_csv(recon, keep_default_na=False)
+    assert list(df.columns) == ["id", "series", "smiles", "reconstruction", "exact", "encoded"]
+    assert df["id"].tolist() == [f"M{i}" for i in range(6)]
+    assert df["series"].tolist() == ["S0", "S1", "S0", "S1", "S0", "S1"]
+    assert df["encoded"].tolist() == [True] * 5 + [False]
+
+
 def test_encode_on_error_raise_names_record(smiles_run, tmp_path, capsys) -> None:
     library = tmp_path / "library.smi"
     library.write_text("CCO\nC1CC\n")

@@ -149,3 +149,51 @@ def test_output_replaced_atomically(tmp_path):
 
 def test_help_property_list_matches_registry():
     assert properties_cli.PROPERTY_NAMES.split(",") == list(chemistry.PROPERTIES)
+
+
+def test_keep_columns_carries_ids_through_chunks(tmp_path, capsys):
+    src = tmp_path / "assay.csv"
+    src.write_text("compound_id,SMILES,pIC50\nA-1,CCO,5.2\nA-2,not_a_molecule,6.0\nA-3,c1ccccc1\n")
+    out = tmp_path / "props.tsv"
+    # --chunk-size 2: the kept values must stay with their rows across chunk boundaries.
+    assert main(["properties", "--input", str(src), "--out", str(out), "--properties", "mw",
+                 "--keep-columns", "compound_id,pIC50", "--chunk-size", "2"]) == 0
+    table = pd.read_csv(out, sep="\t", keep_default_na=False)
+    assert list(table.columns) == ["compound_id", "pIC50", "smiles", "canonical_smiles", "valid", "mw"]
+    assert table["compound_id"].tolist() == ["A-1", "A-2", "A-3"]
+    assert table["pIC50"].astype(str).tolist() == ["5.2", "6.0", ""]
+    assert table["valid"].tolist() == [True, False, True]
+
+
+def test_keep_name_of_smi_lines(tmp_path):
+    src = tmp_path / "mols.smi"
+    src.write_text("\n".join(SMI_LINES) + "\n")
+    out = tmp_path / "props.parquet"
+    assert main(["properties", "--input", str(src), "--out", str(out), "--properties", "qed",
+                 "--keep-columns", "name"]) == 0
+    table = pd.read_parquet(out)
+    assert table["name"].tolist() == ["ethanol", "", "", "", ""]
+    assert table["smiles"].tolist() == ["CCO", "not_a_molecule", "", "c1ccccc1", "C1CC"]
+
+
+@pytest.mark.parametrize(
+    "source, keep, needles",
+    [
+        ("assay.csv", "ID", ["assay.csv: no column 'ID' to keep; columns found: compound_id, SMILES"]),
+        ("mols.smi", "compound_id", ["a .smi file has no columns", "'name'", "not 'compound_id'"]),
+        ("assay.csv", "mw", ["--keep-columns: the output already has a column 'mw'"]),
+        ("assay.csv", "compound_id,compound_id", ["--keep-columns: 'compound_id' given twice"]),
+        ("assay.csv", "compound_id,", ["--keep-columns: empty column name"]),
+    ],
+)
+def test_keep_columns_bad_input(tmp_path, capsys, source, keep, needles):
+    (tmp_path / "assay.csv").write_text("compound_id,SMILES\nA-1,CCO\n")
+    (tmp_path / "mols.smi").write_text("CCO ethanol\n")
+    out = tmp_path / "props.csv"
+    assert main(["properties", "--input", str(tmp_path / source), "--out", str(out), "--properties", "mw",
+                 "--keep-columns", keep]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    for needle in needles:
+        assert needle in err, (needle, err)
+    assert not out.exists()

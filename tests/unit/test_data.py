@@ -233,3 +233,35 @@ def test_moses_is_ordered_so_samples_must_be_random() -> None:
     head = read_smiles(path, column="SMILES", limit=2000)
     rand = sample_smiles(path, 2000, seed=0, column="SMILES")
     assert len(set(murcko_scaffolds(rand))) > len(set(murcko_scaffolds(head)))
+
+
+def test_iter_records_keeps_columns_of_every_format(tmp_path) -> None:
+    from molvae.data import count_records, iter_record_chunks, iter_records
+
+    rows = [("CCO", "A1", "1.5"), ("", "A2", "2.0"), ("c1ccccc1", "A3", "")]
+    (tmp_path / "m.csv").write_text("id,smiles,act\n" + "".join(f"{i},{s},{a}\n" for s, i, a in rows))
+    with gzip.open(tmp_path / "m.tsv.gz", "wt") as fh:
+        fh.write("smiles\tid\tact\n" + "".join(f"{s}\t{i}\t{a}\n" for s, i, a in rows))
+    pd.DataFrame({"smiles": [r[0] for r in rows], "id": [1, 2, 3], "act": [1.5, 2.0, None]}).to_parquet(tmp_path / "m.parquet")
+    for name in ("m.csv", "m.tsv.gz"):
+        assert list(iter_records(tmp_path / name, keep=["act", "id"])) == [(s, (a, i)) for s, i, a in rows]
+    assert list(iter_records(tmp_path / "m.parquet", keep=["id", "act"])) == [
+        ("CCO", (1, 1.5)), ("", (2, 2.0)), ("c1ccccc1", (3, None))]
+    # The SMILES column can be kept as well (the raw text, before any canonicalization).
+    assert [v for _, v in iter_records(tmp_path / "m.parquet", keep=["smiles"])] == [("CCO",), ("",), ("c1ccccc1",)]
+    chunks = list(iter_record_chunks(tmp_path / "m.csv", 2, keep=["id"]))
+    assert chunks == [(["CCO", ""], {"id": ["A1", "A2"]}), (["c1ccccc1"], {"id": ["A3"]})]
+    assert count_records(tmp_path / "m.csv", keep=["id"]) == 3
+    with pytest.raises(InputFileError, match=r"no column 'ID', 'x' to keep; columns found: smiles, id, act"):
+        count_records(tmp_path / "m.parquet", keep=["ID", "x"])
+
+
+def test_smi_name_field(tmp_path) -> None:
+    from molvae.data import iter_records
+
+    (tmp_path / "m.smi").write_text("SMILES Name\nCCO ethanol\n\nCCN  ethyl amine \nC\n")
+    assert list(iter_records(tmp_path / "m.smi", keep=["name"])) == [
+        ("CCO", ("ethanol",)), ("", ("",)), ("CCN", ("ethyl amine",)), ("C", ("",))]
+    assert list(iter_records(tmp_path / "m.smi")) == [("CCO", ()), ("", ()), ("CCN", ()), ("C", ())]
+    with pytest.raises(InputFileError, match="has no columns; the one field that can be kept is 'name'"):
+        list(iter_records(tmp_path / "m.smi", keep=["id"]))
