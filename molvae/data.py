@@ -134,6 +134,8 @@ def _pick_column(columns: Sequence[str], wanted: str | None, path: Path) -> str:
 
 TEXT_KINDS = (".smi", ".smiles", ".txt", "")
 TABLE_KINDS = (".csv", ".tsv")
+SD_KINDS = (".sdf", ".sd")
+FORMATS = ".smi, .txt, .csv, .tsv, .sdf (optionally .gz) or .parquet"
 
 
 def iter_smiles(path: str | os.PathLike, column: str | None = None, limit: int | None = None,
@@ -154,7 +156,9 @@ def iter_records(path: str | os.PathLike, column: str | None = None, keep: Seque
     ``keep`` names columns of a .csv/.tsv/.parquet file (an ID, a measured activity...), so
     outputs can carry them. A .smi/.txt file has one column to keep, ``name``: the text after
     the SMILES on each line (the title field of the SMILES file format), ``""`` where absent.
-    A column that is not in the file is an error that lists the columns there are.
+    In an SD file, ``name`` is each record's title line and any other name a data field
+    (``> <pIC50>``), ``""`` in records without it. A column that is not in the file is an
+    error that lists the columns there are.
     """
     keep = tuple(keep)
     if keep:
@@ -176,15 +180,21 @@ def _records(path: Path, column: str | None, keep: tuple[str, ...], limit: int |
     if path.is_dir():
         raise InputFileError(f"{path}: is a directory, expected a molecule file")
     kind = _base_suffix(path)
-    if kind not in (".parquet", *TEXT_KINDS, *TABLE_KINDS):
-        raise InputFileError(
-            f"{path}: unsupported file type {kind!r}; use .smi, .txt, .csv, .tsv (optionally .gz) or .parquet")
+    if kind not in (".parquet", *TEXT_KINDS, *TABLE_KINDS, *SD_KINDS):
+        raise InputFileError(f"{path}: unsupported file type {kind!r}; use {FORMATS}")
+    if kind in SD_KINDS and column is not None:
+        raise InputFileError(f"{path}: an SD file holds molecules, not a SMILES column; drop the column option")
     if kind in TEXT_KINDS and any(k != "name" for k in keep):
         raise InputFileError(f"{path}: a {kind or 'plain text'} file has no columns; the one field that can be kept "
                              f"is 'name' (the text after the SMILES), not {', '.join(repr(k) for k in keep if k != 'name')}")
     n = 0
     try:
-        records = _parquet_records(path, column, keep) if kind == ".parquet" else _text_records(path, kind, column, keep)
+        if kind == ".parquet":
+            records = _parquet_records(path, column, keep)
+        elif kind in SD_KINDS:
+            records = _sd_records(path, keep)
+        else:
+            records = _text_records(path, kind, column, keep)
         for record in records:
             if limit is not None and n >= limit:
                 break
@@ -203,7 +213,7 @@ def _records(path: Path, column: str | None, keep: tuple[str, ...], limit: int |
 
 def read_smiles(path: str | os.PathLike, column: str | None = None, limit: int | None = None,
                 allow_empty: bool = True) -> list[str]:
-    """Read one SMILES per record from .smi/.txt/.csv/.tsv (optionally .gz) or .parquet.
+    """Read one SMILES per record from .smi/.txt/.csv/.tsv/.sdf (optionally .gz) or .parquet.
 
     Blank records are kept as ``""`` so they are counted, not silently dropped.
     For .smi/.txt the first whitespace-separated field of each line is the SMILES;
@@ -302,6 +312,59 @@ def _parquet_records(path: Path, column: str | None, keep: tuple[str, ...]) -> I
             yield from zip(smiles, zip(*(columns[k] for k in keep)))
         else:
             yield from smiles
+
+
+def _unwrapped_read_errors(supplier: Any) -> Iterator[Any]:
+    """Items of an RDKit supplier reading a Python file, with the file's own errors re-raised.
+
+    Boost.Python wraps an exception from the file object (a bad or truncated .gz) in a
+    SystemError; the reader's handlers expect the original one.
+    """
+    try:
+        yield from supplier
+    except SystemError as exc:
+        if isinstance(exc.__context__, (EOFError, OSError)):
+            raise exc.__context__ from None
+        raise
+
+
+def _sd_records(path: Path, keep: tuple[str, ...]) -> Iterator[Any]:
+    """SD file records as SMILES (RDKit's isomeric SMILES of each molecule), read one at a time.
+
+    A record RDKit cannot read (a broken mol block, a molecule that fails sanitization)
+    becomes the text ``<SD record N: not read>``: never valid SMILES, so it is counted and
+    reported as invalid like a bad line of a SMILES file, and its row says which record it was.
+    """
+    from rdkit import Chem
+
+    import molvae.chemistry  # noqa: F401  (silences RDKit's per-record error log)
+
+    tags = [k for k in keep if k != "name"]
+    seen: set[str] = set()
+    n = n_read = 0
+    with gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb") as fh:
+        has_text = bool(fh.peek(4096).strip())
+        for n, mol in enumerate(_unwrapped_read_errors(Chem.ForwardSDMolSupplier(fh)), start=1):
+            if mol is None:
+                smiles = f"<SD record {n}: not read>"
+                values = ("",) * len(keep)
+            else:
+                n_read += 1
+                smiles = Chem.MolToSmiles(mol)
+                if tags:
+                    seen.update(mol.GetPropNames())
+                values = tuple((mol.GetProp("_Name") if k == "name" else mol.GetProp(k) if mol.HasProp(k) else "")
+                               for k in keep)
+            yield (smiles, values) if keep else smiles
+    if n and not n_read:
+        raise InputFileError(f"{path}: none of its {n:,} records could be read as a molecule; is it an SD file?")
+    if not n and has_text:
+        raise InputFileError(f"{path}: no SD record found (records end with a '$$$$' line); is it an SD file?")
+    missing = [t for t in tags if t not in seen]
+    if missing and n_read:
+        found = ", ".join(sorted(seen)[:20]) or "none"
+        raise InputFileError(f"{path}: no record has the data field {', '.join(repr(t) for t in missing)} to keep; "
+                             f"data fields found: {found} (and 'name', the title line)")
 
 
 def _text_records(path: Path, kind: str, column: str | None, keep: tuple[str, ...]) -> Iterator[Any]:

@@ -19,7 +19,7 @@ from molvae.tables import check_output_file
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("encode", help="encode molecules to latent vectors (.npy)", description=__doc__)
     add_model_arguments(p)
-    p.add_argument("--input", required=True, help="molecule file (.smi/.csv/.tsv/.txt(.gz)/.parquet)")
+    p.add_argument("--input", required=True, help="molecule file (.smi/.txt/.csv/.tsv/.sdf, optionally .gz, or .parquet)")
     p.add_argument("--smiles-column", default=None)
     p.add_argument("--out", required=True, help="output .npy of shape [N, latent_dim]; NaN rows for skipped molecules")
     p.add_argument("--sample", action="store_true", help="sample z ~ q(z|x) instead of the mean")

@@ -77,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "whether it is valid, and the requested properties (empty where invalid)."
         ),
     )
-    parser.add_argument("--input", "-i", required=True, help=".smi/.txt/.csv/.tsv (optionally .gz) or .parquet")
+    parser.add_argument("--input", "-i", required=True, help=".smi/.txt/.csv/.tsv/.sdf (optionally .gz) or .parquet")
     parser.add_argument("--out", "-o", required=True, help="output table (.csv, .tsv, either with .gz, or .parquet)")
     parser.add_argument(
         "--properties",

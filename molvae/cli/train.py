@@ -12,7 +12,7 @@ from molvae.training import TrainConfig, Trainer, TrainingInterrupted
 
 # (flag, TrainConfig field, type, help); defaults come from TrainConfig so they live in one place.
 _TRAIN_OPTIONS = [
-    ("--data", "data", str, "'moses' (ZINC subset from the molsets wheel) or a .smi/.csv/.tsv/.txt(.gz)/.parquet file"),
+    ("--data", "data", str, "'moses' (ZINC subset from the molsets wheel) or a .smi/.txt/.csv/.tsv/.sdf (optionally .gz) or .parquet file"),
     ("--smiles-column", "smiles_column", str, "column holding SMILES in .csv/.tsv/.parquet (default: a column named smiles)"),
     ("--representation", "representation", str, "smiles or selfies"),
     ("--limit", "limit", int, "use only the first N records (MOSES is ordered: for a subset use --sample)"),

@@ -197,3 +197,22 @@ def test_keep_columns_bad_input(tmp_path, capsys, source, keep, needles):
     for needle in needles:
         assert needle in err, (needle, err)
     assert not out.exists()
+
+
+def test_sd_file_input_with_title_and_data_fields(tmp_path, capsys):
+    from rdkit import Chem
+
+    src = tmp_path / "hits.sdf"
+    with Chem.SDWriter(str(src)) as writer:
+        for i, smi in enumerate(["CC(=O)Oc1ccccc1C(=O)O", "CN1C=NC2=C1C(=O)N(C(=O)N2C)C"]):
+            mol = Chem.MolFromSmiles(smi)
+            mol.SetProp("_Name", ["aspirin", "caffeine"][i])
+            mol.SetProp("vendor_id", f"V{i}")
+            writer.write(mol)
+    out = tmp_path / "props.csv"
+    assert main(["properties", "--input", str(src), "--out", str(out), "--properties", "mw",
+                 "--keep-columns", "name,vendor_id"]) == 0
+    table = _read_out(out)
+    assert table[["name", "vendor_id"]].values.tolist() == [["aspirin", "V0"], ["caffeine", "V1"]]
+    assert table["mw"].round(1).tolist() == [180.2, 194.2]
+    assert "wrote 2 rows (0 invalid)" in capsys.readouterr().out

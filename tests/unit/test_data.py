@@ -68,7 +68,9 @@ def test_missing_column_names_columns_found(tmp_path) -> None:
         ("bad.csv.gz", b"SMILES\nCCO\n", "not gzip"),
         ("latin.smi", b"CCO\n\xff\xfeC\n", "not UTF-8"),
         ("empty.csv", b"", "empty"),
-        ("mol.sdf", b"x", "unsupported file type"),
+        ("mol.mol2", b"x", "unsupported file type"),
+        ("mol.sdf", b"x", "no SD record found"),
+        ("mol.sdf.gz", b"x", "not gzip"),
     ],
 )
 def test_bad_files_give_clear_errors(tmp_path, name, content, message) -> None:
@@ -265,3 +267,61 @@ def test_smi_name_field(tmp_path) -> None:
     assert list(iter_records(tmp_path / "m.smi")) == [("CCO", ()), ("", ()), ("CCN", ()), ("C", ())]
     with pytest.raises(InputFileError, match="has no columns; the one field that can be kept is 'name'"):
         list(iter_records(tmp_path / "m.smi", keep=["id"]))
+
+
+def _write_sd(path, smiles: list[str], fields: dict[int, dict[str, str]] | None = None) -> None:
+    from rdkit import Chem
+
+    opener = gzip.open(path, "wt") if str(path).endswith(".gz") else open(path, "w")
+    with opener as fh:
+        writer = Chem.SDWriter(fh)
+        for i, smi in enumerate(smiles):
+            mol = Chem.MolFromSmiles(smi)
+            mol.SetProp("_Name", f"mol-{i}")
+            for key, value in (fields or {}).get(i, {}).items():
+                mol.SetProp(key, value)
+            writer.write(mol)
+        writer.close()
+
+
+@pytest.mark.parametrize("name", ["lib.sdf", "lib.sdf.gz"])
+def test_sd_file_records_are_its_molecules(tmp_path, name) -> None:
+    from molvae.chemistry import canonicalize
+    from molvae.data import iter_records
+    from tests.conftest import moses_smiles
+
+    mols = moses_smiles(50, split="test") + ["C[C@H](N)C(=O)O", "F/C=C/F"]  # stereo must survive the mol block
+    _write_sd(tmp_path / name, mols, {0: {"pIC50": "6.10"}, 3: {"pIC50": "7"}})
+    assert [canonicalize(s) for s in read_smiles(tmp_path / name)] == [canonicalize(s) for s in mols]
+    records = list(iter_records(tmp_path / name, keep=["name", "pIC50"]))
+    assert [v for _, v in records[:4]] == [("mol-0", "6.10"), ("mol-1", ""), ("mol-2", ""), ("mol-3", "7")]
+
+
+def test_sd_file_problems(tmp_path) -> None:
+    from molvae.data import count_records, iter_records
+
+    path = tmp_path / "lib.sdf"
+    _write_sd(path, ["CCO", "c1ccccc1O", "CCN"])
+    blocks = path.read_text().split("$$$$\n")
+    blocks[1] = blocks[1].replace("  7  7  0", "  9  7  0", 1)  # atom count beyond the atom block
+    (tmp_path / "bad.sdf").write_text("$$$$\n".join(blocks))
+    # The unreadable record stays in place, as a string no SMILES parser accepts.
+    assert read_smiles(tmp_path / "bad.sdf") == ["CCO", "<SD record 2: not read>", "CCN"]
+    assert count_records(tmp_path / "bad.sdf") == 3
+    (tmp_path / "not.sdf").write_text("CCO\nCCN\n")
+    with pytest.raises(InputFileError, match="none of its 1 records could be read as a molecule; is it an SD file"):
+        read_smiles(tmp_path / "not.sdf")
+    with pytest.raises(InputFileError, match=r"no record has the data field 'ID' to keep; data fields found: none"):
+        list(iter_records(path, keep=["name", "ID"]))
+    with pytest.raises(InputFileError, match="an SD file holds molecules, not a SMILES column"):
+        read_smiles(path, column="smiles")
+    (tmp_path / "fake.sdf.gz").write_text("not gzip")
+    with pytest.raises(InputFileError, match="not gzip-compressed"):
+        read_smiles(tmp_path / "fake.sdf.gz")
+    packed = gzip.compress(path.read_bytes() * 50)
+    (tmp_path / "cut.sdf.gz").write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(InputFileError, match=r"cut.sdf.gz: cannot read \(EOFError"):
+        read_smiles(tmp_path / "cut.sdf.gz")
+    # Training data: the unreadable record is one more invalid molecule, counted with the others.
+    _, summary = load_dataset(str(tmp_path / "bad.sdf"))
+    assert (summary.n_read, summary.n_kept, summary.dropped.get("invalid")) == (3, 2, 1)
