@@ -24,6 +24,7 @@ SUBCOMMANDS: list[str] = [
     "molvae.cli.train",
     "molvae.cli.sample",
     "molvae.cli.encode",
+    "molvae.cli.decode",
     "molvae.cli.reconstruct",
     "molvae.cli.properties",
     "molvae.cli.demo",

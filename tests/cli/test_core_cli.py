@@ -110,11 +110,14 @@ def test_encode_on_error_raise_names_record(smiles_run, tmp_path, capsys) -> Non
     assert not (tmp_path / "z.npy").exists()
 
 
-@pytest.mark.parametrize("command", ["sample", "encode", "reconstruct"])
+@pytest.mark.parametrize("command", ["sample", "encode", "reconstruct", "decode"])
 def test_missing_model_is_one_line_error(command, tmp_path, capsys) -> None:
     out = tmp_path / ("o.npy" if command == "encode" else "o.csv")
     args = [command, "--model", str(tmp_path / "nope"), "--out", str(out)]
-    if command != "sample":
+    if command == "decode":
+        np.save(tmp_path / "in.npy", np.zeros((2, 128), np.float32))
+        args += ["--input", str(tmp_path / "in.npy")]
+    elif command != "sample":
         (tmp_path / "in.smi").write_text("CCO\n")
         args += ["--input", str(tmp_path / "in.smi")]
     assert main(args) == 2

@@ -1,0 +1,121 @@
+"""``molvae decode``: molecules from latent vectors (a .npy array, e.g. from ``molvae encode``), streamed in chunks.
+
+One output row per latent row, in order. Rows with NaN or infinite values (``encode``
+writes NaN for molecules it skipped) are not decoded: they come out empty, flagged
+``decoded=False``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from molvae.cli.common import add_model_arguments, load_model
+from molvae.cli.options import add_limit_arguments, positive_int
+from molvae.errors import ConfigError, InputFileError
+
+COLUMNS = ["smiles", "valid", "decoded", "generated"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("decode", help="decode latent vectors (.npy) to molecules", description=__doc__)
+    add_model_arguments(p)
+    p.add_argument("--input", required=True, help=".npy array of shape [N, latent_dim] (molvae encode writes one)")
+    p.add_argument("--out", required=True,
+                   help="output table (.csv, .tsv, either with .gz, or .parquet): smiles, valid, decoded, generated")
+    p.add_argument("--strategy", default="greedy", choices=["greedy", "sample", "beam"])
+    p.add_argument("--attempts", type=int, default=1,
+                   help="decode each latent this many times (greedy, then samples at --temperature) and keep the "
+                        "most frequent valid molecule, as interpolate and optimize do (default 1: one decode)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="sampling temperature (default 1.0 with --strategy sample, 0.5 for the --attempts samples)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the sampled decodes (the same output whatever --chunk-size, for a given --batch-size)")
+    add_limit_arguments(p, chunk_size=20_000, batch_size=1024)
+    p.set_defaults(func=run)
+
+
+def read_latents(path: str, latent_dim: int) -> np.ndarray:
+    """The array in ``path``, memory-mapped (never unpickled), checked to be [N, latent_dim] real numbers."""
+    path_ = Path(path)
+    if path_.suffix.lower() != ".npy":
+        raise InputFileError(f"{path}: decode reads a NumPy .npy array of latents (molvae encode writes one)")
+    if not path_.is_file():
+        raise InputFileError(f"{path}: no such file")
+    try:
+        z = np.load(path_, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:  # pickled object arrays, truncated or non-NumPy files
+        raise InputFileError(f"{path}: not a NumPy array of numbers ({exc})") from None
+    if not (np.issubdtype(z.dtype, np.floating) or np.issubdtype(z.dtype, np.integer)):
+        raise InputFileError(f"{path}: holds {z.dtype} values, not numbers")
+    if z.ndim != 2 or z.shape[1] != latent_dim:
+        raise InputFileError(f"{path}: shape {list(z.shape)}, but the model's latents are [N, {latent_dim}]")
+    if z.shape[0] == 0:
+        raise InputFileError(f"{path}: no latents (0 rows)")
+    return z
+
+
+def _rows(generated: list[str | None], ok: np.ndarray) -> pd.DataFrame:
+    from molvae.chemistry import canonicalize
+
+    smiles, valid, raw = [], [], []
+    it = iter(generated)
+    for good in ok:
+        g = next(it) if good else None
+        c = canonicalize(g) if g else None
+        smiles.append(c if c is not None else (g or ""))
+        valid.append(c is not None)
+        raw.append(g or "")
+    return pd.DataFrame({"smiles": smiles, "valid": valid, "decoded": ok, "generated": raw}, columns=COLUMNS)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from molvae.tables import TableWriter, check_table_file
+
+    positive_int(args.chunk_size, "--chunk-size")
+    positive_int(args.batch_size, "--batch-size")
+    positive_int(args.attempts, "--attempts")
+    if args.attempts > 1 and args.strategy != "greedy":
+        raise ConfigError("--attempts decodes greedily, then samples; it does not combine with --strategy "
+                          f"{args.strategy}")
+    if args.temperature is not None and not args.temperature > 0:
+        raise ConfigError(f"--temperature must be > 0, got {args.temperature}")
+    out = check_table_file(args.out)
+    model = load_model(args)
+    z = read_latents(args.input, model.config.latent_dim)
+    n = z.shape[0]
+    n_valid = n_skipped = 0
+    # Chunks of whole --batch-size blocks: each block is seeded by its position (below).
+    step = max(args.batch_size, args.chunk_size - args.chunk_size % args.batch_size)
+    with TableWriter(out) as table_out, tqdm(total=n, unit="mol", desc="decode", disable=None) as bar:
+        for start in range(0, n, step):
+            chunk = np.asarray(z[start : start + step], dtype=np.float32)
+            ok = np.isfinite(chunk).all(axis=1)
+            decoded: list[str | None] = []
+            # Seeded per block of --batch-size rows at fixed positions, so sampled decodes
+            # are the same whatever --chunk-size.
+            for block in range(0, len(chunk), args.batch_size):
+                rows = chunk[block : block + args.batch_size][ok[block : block + args.batch_size]]
+                seed = args.seed + start + block
+                if not len(rows):
+                    continue
+                if args.attempts > 1:
+                    decoded += model.decode_valid(rows, attempts=args.attempts, batch_size=args.batch_size, seed=seed,
+                                                  temperature=0.5 if args.temperature is None else args.temperature)
+                else:
+                    decoded += model.decode(rows, strategy=args.strategy, batch_size=args.batch_size, seed=seed,
+                                            temperature=1.0 if args.temperature is None else args.temperature)
+            df = _rows(decoded, ok)
+            table_out.write(df)
+            n_valid += int(df["valid"].sum())
+            n_skipped += int((~ok).sum())
+            bar.update(len(chunk))
+    print(f"decoded {n - n_skipped:,} of {n:,} latents to {out}: {n_valid:,} valid molecules"
+          + (f"; {n_skipped:,} {'row' if n_skipped == 1 else 'rows'} with NaN or infinite values not decoded"
+             if n_skipped else ""))
+    return 0
