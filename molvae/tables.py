@@ -3,11 +3,11 @@
 :class:`TableWriter` appends one DataFrame at a time to a temporary file beside
 the target and renames it over the target only when every chunk is written, so
 bulk commands hold one chunk of molecules in memory, and a killed or failed
-command leaves either the old file or none, never a partial one. CSV and TSV output
-(``.csv``, ``.tsv``, either with ``.gz``) is byte-for-byte the same whatever the chunk
-size; ``.parquet`` output holds the same table (one row group per chunk). Any other
-suffix is refused before work starts, rather than written as CSV under a name that
-promises something else (a ``.smi`` reader would take the header for a molecule).
+command leaves either the old file or none, never a partial one. CSV, TSV and SD output
+(``.csv``, ``.tsv``, ``.sdf``, each optionally with ``.gz``) is byte-for-byte the same
+whatever the chunk size; ``.parquet`` output holds the same table (one row group per
+chunk). Any other suffix is refused before work starts, rather than written as CSV under
+a name that promises something else (a ``.smi`` reader would take the header for a molecule).
 """
 
 from __future__ import annotations
@@ -43,16 +43,16 @@ def check_output_file(path: str | os.PathLike) -> Path:
     return path
 
 
-TABLE_FORMATS = ".csv, .tsv (optionally .gz) or .parquet"
+TABLE_FORMATS = ".csv, .tsv, .sdf (optionally .gz) or .parquet"
 
 
 def table_format(path: str | os.PathLike) -> str:
-    """``"csv"``, ``"tsv"`` or ``"parquet"`` from the name of an output table; a one-line error for any other."""
+    """``"csv"``, ``"tsv"``, ``"sdf"`` or ``"parquet"`` from the name of an output table; a one-line error for any other."""
     from molvae.data import _base_suffix
 
     base = _base_suffix(Path(path))  # the reader's rule: lower case, a final .gz set aside
     gz = Path(path).suffix.lower() == ".gz"
-    if base in (".csv", ".tsv"):
+    if base in (".csv", ".tsv", ".sdf"):
         return base[1:]
     if base == ".parquet" and not gz:
         return "parquet"
@@ -81,16 +81,22 @@ def check_output_dir(path: str | os.PathLike, create: bool = True) -> Path:
 
 
 class TableWriter:
-    """Append DataFrames to ``path`` (.csv, .tsv, either with .gz, or .parquet) through a temporary file.
+    """Append DataFrames to ``path`` (.csv, .tsv, .sdf, each optionally .gz, or .parquet) through a temporary file.
+
+    In an SD file each row is a record: the molecule from ``molecule_column`` (an empty
+    molecule where that SMILES does not parse, so records stay one per row, in order), a
+    ``name`` column as the title line, and every column as a data field (NaN left out).
 
     >>> with TableWriter("props.csv") as out:
     ...     for chunk in chunks:
     ...         out.write(property_table(chunk))
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, molecule_column: str = "smiles"):
         self.path = check_output_file(path)
         self.format = table_format(self.path)
+        self.molecule_column = molecule_column
+        self._sd: Any = None  # (RDKit SDWriter, the text buffer it writes to)
         self.rows = 0
         self._header_written = False
         self._tmp: Path | None = None
@@ -114,11 +120,45 @@ class TableWriter:
         """Append the rows of ``df`` (the first call writes the header; later ones must have the same columns)."""
         if self.format == "parquet":
             self._write_parquet(df)
+        elif self.format == "sdf":
+            self._write_sd(df)
         else:
             text = df.to_csv(index=False, header=not self._header_written, sep="\t" if self.format == "tsv" else ",")
             (self._gz or self._raw).write(text.encode("utf-8"))  # type: ignore[union-attr]
         self._header_written = True
         self.rows += len(df)
+
+    def _write_sd(self, df: pd.DataFrame) -> None:
+        import io
+
+        from molvae.chemistry import Chem, to_mol
+
+        if not len(df):
+            return
+        if self.molecule_column not in df.columns:
+            raise MolvaeError(f"{self.path}: an SD file needs a {self.molecule_column!r} column of SMILES; "
+                              f"the table has {', '.join(map(str, df.columns))}")
+        if self._sd is None:
+            # One writer for the whole file: it numbers the data fields of each record.
+            buffer = io.StringIO()
+            self._sd = (Chem.SDWriter(buffer), buffer)
+        writer, buffer = self._sd
+        for row in df.itertuples(index=False):
+            values = dict(zip(df.columns, row))
+            smiles = values[self.molecule_column]
+            mol = to_mol(smiles)
+            if mol is None:
+                mol = Chem.Mol()
+            if "name" in values and not pd.isna(values["name"]):
+                mol.SetProp("_Name", str(values["name"]))
+            for key, value in values.items():
+                if not (key == "name" or pd.isna(value)):
+                    mol.SetProp(str(key), str(value))
+            writer.write(mol)
+        writer.flush()
+        (self._gz or self._raw).write(buffer.getvalue().encode("utf-8"))  # type: ignore[union-attr]
+        buffer.seek(0)
+        buffer.truncate()
 
     def _write_parquet(self, df: pd.DataFrame) -> None:
         import pyarrow as pa

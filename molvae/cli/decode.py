@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_arguments(p)
     p.add_argument("--input", required=True, help=".npy array of shape [N, latent_dim] (molvae encode writes one)")
     p.add_argument("--out", required=True,
-                   help="output table (.csv, .tsv, either with .gz, or .parquet): smiles, valid, decoded, generated")
+                   help="output table (.csv, .tsv, .sdf, each optionally .gz, or .parquet): smiles, valid, decoded, generated")
     p.add_argument("--strategy", default="greedy", choices=["greedy", "sample", "beam"])
     p.add_argument("--attempts", type=int, default=1,
                    help="decode each latent this many times (greedy, then samples at --temperature) and keep the "

@@ -78,7 +78,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--input", "-i", required=True, help=".smi/.txt/.csv/.tsv/.sdf (optionally .gz) or .parquet")
-    parser.add_argument("--out", "-o", required=True, help="output table (.csv, .tsv, either with .gz, or .parquet)")
+    parser.add_argument("--out", "-o", required=True, help="output table (.csv, .tsv, .sdf, each optionally .gz, or .parquet)")
     parser.add_argument(
         "--properties",
         default=None,

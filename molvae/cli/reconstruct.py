@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_arguments(p)
     p.add_argument("--input", required=True, help="molecule file")
     p.add_argument("--smiles-column", default=None)
-    p.add_argument("--out", required=True, help="output table (.csv, .tsv, either with .gz, or .parquet): smiles, reconstruction, exact")
+    p.add_argument("--out", required=True, help="output table (.csv, .tsv, .sdf, each optionally .gz, or .parquet): smiles, reconstruction, exact")
     p.add_argument("--strategy", default="greedy", choices=["greedy", "beam", "sample"])
     add_keep_columns_argument(p)
     add_limit_arguments(p, chunk_size=20_000)

@@ -8,6 +8,7 @@ One run lives in an output directory::
     state.json       round, counters, trust region: what --resume needs besides the table
     run_info.json    package versions, platform and git commit of the start and of each resume
     best.csv         top-k unique feasible molecules
+    best.sdf         the same, as an SD file (2D molecules, the columns as data fields)
     pareto.csv       the feasible Pareto front (several objectives)
     progress.png     best-so-far and top-10 mean vs oracle calls
     best.png         grid picture of the best molecules
@@ -795,11 +796,13 @@ class Optimizer:
 
     def write_reports(self, baselines: dict[str, Path] | None = None) -> None:
         from molvae.optimization.report import best_table, pareto_table, plot_progress
+        from molvae.tables import write_rows
 
         df = self.oracle.dataframe()
         cols = self.oracle.score_columns
         best = best_table(df, cols, self.config.top_k)
         atomic_write_text(self.out / "best.csv", best.to_csv(index=False))
+        write_rows(self.out / "best.sdf", [best])  # for molecule viewers and docking tools
         if len(cols) > 1:
             atomic_write_text(self.out / "pareto.csv", pareto_table(df, cols).to_csv(index=False))
         plot_progress(self.out / "progress.png", df, cols, baselines=baselines)

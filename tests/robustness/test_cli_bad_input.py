@@ -308,7 +308,7 @@ def test_optimize_init_file_with_a_non_numeric_score(tmp_path, capsys, model_dir
         ("sample --model {model} --n 2 --out {file}/s.csv", ["is a file"]),
         # a name that promises another format: refused, not written as CSV under it
         ("sample --model {model} --n 2 --out {tmp}/s.smi", ["s.smi: cannot write an output table as .smi",
-                                                            "not a SMILES list", ".csv, .tsv (optionally .gz)"]),
+                                                            "not a SMILES list", ".csv, .tsv, .sdf (optionally .gz)"]),
         ("properties --input {ok} --out {tmp}/p.txt.gz", ["as .txt.gz"]),
         ("reconstruct --model {model} --input {ok} --out {tmp}/r.json", ["as .json", "or .parquet"]),
         ("properties --input {ok} --out {tmp}/props", ["props: cannot write an output table without a suffix"]),

@@ -13,7 +13,9 @@ import pytest
 import torch
 
 from molvae.batching import OUT_OF_MEMORY, iter_batches
+from molvae.chemistry import canonicalize
 from molvae.cli.main import main
+from molvae.data import read_smiles
 from molvae.errors import ConfigError, ResourceLimitError
 from molvae.model import MolVAE, ModelConfig, SequenceVAE
 from molvae.tokenizers import SPECIAL_TOKENS, Vocabulary
@@ -44,7 +46,7 @@ def molecules(tmp_path_factory):
 
 
 # --------------------------------------------------------------------------- chunked = unchunked
-@pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".tsv", ".tsv.GZ", ".parquet"])
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".tsv", ".tsv.GZ", ".sdf", ".sdf.gz", ".parquet"])
 def test_properties_chunked_output_equals_one_chunk(tmp_path, molecules, suffix) -> None:
     whole, chunked = tmp_path / f"whole{suffix}", tmp_path / f"chunked{suffix}"
     props = ["--properties", "mw,logp,qed", "--jobs", "1"]
@@ -54,6 +56,15 @@ def test_properties_chunked_output_equals_one_chunk(tmp_path, molecules, suffix)
         a, b = pd.read_parquet(whole), pd.read_parquet(chunked)
         pd.testing.assert_frame_equal(a, b)
         assert len(a) == 53 and a["valid"].sum() == 51
+    elif suffix.startswith(".sdf"):
+        assert chunked.read_bytes() == whole.read_bytes()
+        text = gzip.decompress(whole.read_bytes()).decode() if suffix.endswith(".gz") else whole.read_text()
+        assert text.count("$$$$\n") == 53  # one record per row; invalid rows hold an empty molecule
+        # Read back: the valid molecules, in place; the invalid and blank records as empty ones.
+        back = read_smiles(whole)
+        assert len(back) == 53 and back[10:12] == ["", ""] and back[12] == "C[Se]C"
+        assert back[:10] == [canonicalize(s) for s in read_smiles(molecules)[:10]]
+        assert "<qed>" in text and "<canonical_smiles>" in text
     else:
         assert chunked.read_bytes() == whole.read_bytes()
         text = gzip.decompress(whole.read_bytes()) if suffix.lower().endswith(".gz") else whole.read_bytes()

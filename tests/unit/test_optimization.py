@@ -160,6 +160,11 @@ def test_budget_accounting_with_repeats_and_invalid(small_model, tmp_path) -> No
     best = pd.read_csv(tmp_path / "run" / "best.csv")
     assert best["score"].is_monotonic_decreasing and best["smiles"].is_unique
     assert best["score"].iloc[0] == pytest.approx(scored["score"].max())
+    from rdkit import Chem
+
+    records = list(Chem.ForwardSDMolSupplier(str(tmp_path / "run" / "best.sdf")))  # the same molecules
+    assert [Chem.MolToSmiles(m) for m in records] == best["smiles"].tolist()
+    assert [float(m.GetProp("score")) for m in records] == pytest.approx(best["score"].tolist())
 
 
 @pytest.mark.slow
