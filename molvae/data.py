@@ -211,6 +211,37 @@ def _records(path: Path, column: str | None, keep: tuple[str, ...], limit: int |
         raise InputFileError(f"{path}: no molecules found (empty file?)")
 
 
+def record_fields(path: str | os.PathLike) -> list[str]:
+    """The names :func:`iter_records` can keep from a molecule file: a table's columns, ``name`` for
+    a .smi/.txt file, ``name`` and every data field that occurs in an SD file (one pass over it)."""
+    path = Path(path)
+    for _ in _records(path, None, (), 0, True):  # the file checks and their errors, without reading it all
+        pass
+    kind = _base_suffix(path)
+    try:
+        if kind == ".parquet":
+            import pyarrow.parquet as pq
+
+            return list(pq.ParquetFile(path).schema_arrow.names)
+        if kind in TABLE_KINDS:
+            with _open_text(path) as fh:
+                return next(csv.reader(_checked_lines(fh, path), delimiter="\t" if kind == ".tsv" else ","), [])
+        if kind in SD_KINDS:
+            from rdkit import Chem
+
+            import molvae.chemistry  # noqa: F401  (silences RDKit's per-record error log)
+
+            fields: dict[str, None] = {"name": None}
+            with gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb") as fh:
+                for mol in _unwrapped_read_errors(Chem.ForwardSDMolSupplier(fh)):
+                    if mol is not None:
+                        fields.update(dict.fromkeys(mol.GetPropNames()))
+            return list(fields)
+    except (EOFError, OSError, ValueError) as exc:
+        raise InputFileError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
+    return ["name"]
+
+
 def read_smiles(path: str | os.PathLike, column: str | None = None, limit: int | None = None,
                 allow_empty: bool = True) -> list[str]:
     """Read one SMILES per record from .smi/.txt/.csv/.tsv/.sdf (optionally .gz) or .parquet.

@@ -43,7 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--acquisition", default=None, choices=["logei", "ucb", "ts"],
                    help="qLogExpectedImprovement (default), qUpperConfidenceBound or Thompson sampling (one objective)")
     p.add_argument("--init", dest="init_file", default=None,
-                   help="CSV of initial molecules; with a score column (or score_<objective>) they cost no budget")
+                   help="molecule file of initial molecules (.csv, .tsv, .sdf, .smi, .parquet); with a column or SD data "
+                        "field per objective (score or score_<objective>, or the objective's name such as qed), "
+                        "their scores are used as given and cost no budget")
     p.add_argument("--n-init", type=int, default=None, help="random MOSES training molecules scored first (default 100)")
     p.add_argument("--gp-window", type=int, default=None,
                    help="points the GP is fit on, half best, half latest (default 512)")

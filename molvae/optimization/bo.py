@@ -581,31 +581,29 @@ class Optimizer:
         self._encode_new(self.oracle.evaluate([lead, *picked, *others][:n], round=0, source="init"))
 
     def _init_from_file(self, path: str, rng: np.random.Generator) -> None:
-        from molvae.data import _base_suffix, read_smiles
+        from molvae.data import iter_records, read_smiles, record_fields
 
-        smiles = read_smiles(path, allow_empty=False)
-        kind = _base_suffix(Path(path))
-        df = pd.DataFrame()  # .smi/.txt files carry no scores
-        if kind in (".csv", ".tsv"):
-            # skip_blank_lines=False: read_smiles keeps blank records, so the rows must line up with them.
-            df = pd.read_csv(path, sep="\t" if kind == ".tsv" else ",", skip_blank_lines=False)
-        elif kind == ".parquet":
-            df = pd.read_parquet(path)
+        # Scores come with the molecules when the file has a column (or SD data field) per
+        # objective, named as in evaluations.csv or by the objective; otherwise they are computed.
+        fields = record_fields(path)
         cols = self.oracle.score_columns
         alt = [o.name for o in self.objectives] if len(self.objectives) > 1 else [self.objectives[0].name]
-        have = [c if c in df.columns else a if a in df.columns else None for c, a in zip(cols, alt)]
-        if all(h is not None for h in have):
-            for col in have:
-                values = pd.to_numeric(df[col], errors="coerce")
-                bad = values.isna() & df[col].notna()
-                if bad.any():
-                    row = int(np.flatnonzero(bad.to_numpy())[0])
-                    raise MolvaeError(f"{path}, record {row + 1}: score column {col!r} holds {df[col].iloc[row]!r}, "
-                                      "not a number")
-            scores = df[have].apply(pd.to_numeric).to_numpy(dtype=np.float64)
-            rows = self.oracle.add_supplied(smiles, scores, round=0, source="init-file")
-        else:
-            rows = self.oracle.evaluate(smiles, round=0, source="init-file")
+        have = [c if c in fields else a if a in fields else None for c, a in zip(cols, alt)]
+        if not all(h is not None for h in have):
+            self._encode_new(self.oracle.evaluate(read_smiles(path, allow_empty=False), round=0, source="init-file"))
+            return
+        records = list(iter_records(path, keep=have, allow_empty=False))
+        scores = np.full((len(records), len(have)), np.nan)
+        for i, (_, values) in enumerate(records):
+            for j, value in enumerate(values):
+                if value is None or (isinstance(value, str) and not value.strip()):
+                    continue  # no score given: NaN, as an empty cell always was
+                try:
+                    scores[i, j] = float(value)
+                except (TypeError, ValueError):
+                    raise MolvaeError(f"{path}, record {i + 1}: score column {have[j]!r} holds {value!r}, "
+                                      "not a number") from None
+        rows = self.oracle.add_supplied([smiles for smiles, _ in records], scores, round=0, source="init-file")
         self._encode_new(rows)
 
     # ---- one round

@@ -288,3 +288,40 @@ def test_ctrl_c_says_how_to_continue_and_resume_finishes(small_model_dir, tmp_pa
     assert main(["optimize", "--model", str(small_model_dir), "--objective", f"{tmp_path / 'early.py'}:score",
                  "--out", str(tmp_path / "early"), *FAST]) == 130
     assert capsys.readouterr().err.strip() == "molvae optimize: interrupted"
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".sdf"])
+def test_init_file_scores_are_used_not_recomputed(small_model_dir, tmp_path, suffix) -> None:
+    from rdkit import Chem
+
+    mols = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1"]
+    given = ["0.11", "", "0.33"]  # made-up scores: used as given; an empty one means "not known"
+    init = tmp_path / f"init{suffix}"
+    if suffix == ".csv":
+        pd.DataFrame({"smiles": mols, "qed": given}).to_csv(init, index=False)
+    else:
+        with Chem.SDWriter(str(init)) as writer:  # an SD data field per objective, as docking tools write them
+            for smi, score in zip(mols, given):
+                mol = Chem.MolFromSmiles(smi)
+                if score:
+                    mol.SetProp("qed", score)
+                writer.write(mol)
+    out = tmp_path / "run"
+    assert main(["optimize", "--model", str(small_model_dir), "--objective", "qed", "--init", str(init),
+                 "--budget", "2", "--out", str(out), *FAST]) == 0
+    evals = _read(out / "evaluations.csv")
+    init_rows = evals[evals["source"] == "init-file"]
+    assert init_rows["smiles"].tolist() == [canonicalize(m) for m in mols]
+    supplied = init_rows[init_rows["score"].notna()]
+    assert supplied["score"].tolist() == [0.11, 0.33] and supplied["call"].isna().all()
+    assert evals["call"].max() == 2  # the budget went to new molecules
+
+
+def test_init_file_without_score_columns_is_scored(small_model_dir, tmp_path) -> None:
+    init = tmp_path / "init.smi"
+    init.write_text("CCO ethanol\nc1ccccc1O phenol\n")
+    out = tmp_path / "run"
+    assert main(["optimize", "--model", str(small_model_dir), "--objective", "qed", "--init", str(init),
+                 "--budget", "3", "--out", str(out), *FAST]) == 0
+    init_rows = _read(out / "evaluations.csv").query("source == 'init-file'")
+    assert init_rows["call"].tolist() == [1, 2] and init_rows["score"].notna().all()

@@ -325,3 +325,21 @@ def test_sd_file_problems(tmp_path) -> None:
     # Training data: the unreadable record is one more invalid molecule, counted with the others.
     _, summary = load_dataset(str(tmp_path / "bad.sdf"))
     assert (summary.n_read, summary.n_kept, summary.dropped.get("invalid")) == (3, 2, 1)
+
+
+def test_record_fields_of_each_format(tmp_path) -> None:
+    from molvae.data import record_fields
+
+    (tmp_path / "m.csv").write_text("id,smiles,score\nA,CCO,1\n")
+    with gzip.open(tmp_path / "m.tsv.gz", "wt") as fh:
+        fh.write("smiles\tqed\nCCO\t0.4\n")
+    pd.DataFrame({"smiles": ["CCO"], "esol": [0.1]}).to_parquet(tmp_path / "m.parquet")
+    (tmp_path / "m.smi").write_text("CCO ethanol\n")
+    _write_sd(tmp_path / "m.sdf", ["CCO", "CCN", "CCC"], {1: {"dock": "-7.1"}, 2: {"vendor": "V2", "dock": "-6"}})
+    assert record_fields(tmp_path / "m.csv") == ["id", "smiles", "score"]
+    assert record_fields(tmp_path / "m.tsv.gz") == ["smiles", "qed"]
+    assert record_fields(tmp_path / "m.parquet") == ["smiles", "esol"]
+    assert record_fields(tmp_path / "m.smi") == ["name"]
+    assert record_fields(tmp_path / "m.sdf") == ["name", "dock", "vendor"]
+    with pytest.raises(InputFileError, match="no such file"):
+        record_fields(tmp_path / "missing.csv")
