@@ -28,6 +28,18 @@ def load_model(args: argparse.Namespace):
     return MolVAE.load(args.model, device=args.device, precision=args.precision)
 
 
+def generated_rows(generated: list[str]) -> pd.DataFrame:
+    """Decoded strings as a table: ``smiles`` (canonical where valid, else as generated), ``valid``, ``generated``."""
+    from molvae.chemistry import canonicalize
+
+    canonical = [canonicalize(s) if s else None for s in generated]
+    return pd.DataFrame({
+        "smiles": [c if c is not None else g for c, g in zip(canonical, generated)],
+        "valid": [c is not None for c in canonical],
+        "generated": generated,
+    })
+
+
 def write_table(df: pd.DataFrame, path: str | Path) -> None:
     """Write a CSV (.csv, .csv.gz) or .parquet file atomically."""
     path = Path(path)

@@ -13,12 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from molvae.cli.common import add_model_arguments, load_model
+from molvae.cli.common import add_model_arguments, generated_rows, load_model
 from molvae.cli.options import add_limit_arguments, positive_int
 from molvae.errors import ConfigError, InputFileError
-
-COLUMNS = ["smiles", "valid", "decoded", "generated"]
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("decode", help="decode latent vectors (.npy) to molecules", description=__doc__)
@@ -58,18 +55,12 @@ def read_latents(path: str, latent_dim: int) -> np.ndarray:
     return z
 
 
-def _rows(generated: list[str | None], ok: np.ndarray) -> pd.DataFrame:
-    from molvae.chemistry import canonicalize
-
-    smiles, valid, raw = [], [], []
-    it = iter(generated)
-    for good in ok:
-        g = next(it) if good else None
-        c = canonicalize(g) if g else None
-        smiles.append(c if c is not None else (g or ""))
-        valid.append(c is not None)
-        raw.append(g or "")
-    return pd.DataFrame({"smiles": smiles, "valid": valid, "decoded": ok, "generated": raw}, columns=COLUMNS)
+def _rows(decoded: list[str | None], ok: np.ndarray) -> pd.DataFrame:
+    """One row per latent: the decodes where ``ok``, empty rows where the latent was not decoded."""
+    it = iter(decoded)
+    df = generated_rows([(next(it) or "") if good else "" for good in ok])
+    df.insert(2, "decoded", ok)
+    return df
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,10 +1,14 @@
-"""Options shared by the bulk commands (encode, properties, reconstruct, sample): memory and batch limits."""
+"""Options shared by the bulk commands (encode, decode, properties, reconstruct, sample): memory and batch limits, kept columns."""
 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from molvae.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def add_limit_arguments(parser: argparse.ArgumentParser, chunk_size: int, batch_size: int | None = None) -> None:
@@ -46,3 +50,10 @@ def keep_columns(text: str | None, output_columns: list[str]) -> list[str]:
         raise ConfigError(f"--keep-columns: the output already has a column {', '.join(map(repr, taken))} "
                           f"(output columns: {', '.join(output_columns)}); rename it in the input")
     return names
+
+
+def with_kept_columns(df: pd.DataFrame, kept: dict[str, list]) -> pd.DataFrame:
+    """``df`` with the ``--keep-columns`` values of its rows put first (in place)."""
+    for i, (name, values) in enumerate(kept.items()):
+        df.insert(i, name, values)
+    return df

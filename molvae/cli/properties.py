@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from molvae import chemistry
-    from molvae.cli.options import keep_columns, positive_int
+    from molvae.cli.options import keep_columns, positive_int, with_kept_columns
     from molvae.data import count_records, iter_record_chunks
     from molvae.tables import TableWriter, check_table_file
 
@@ -58,9 +58,7 @@ def run(args: argparse.Namespace) -> int:
     # One chunk of molecules in memory at a time, appended to a temporary file renamed at the end.
     with TableWriter(out) as table_out, tqdm(total=n, unit="mol", desc="properties", disable=None) as bar:
         for chunk, kept in iter_record_chunks(args.input, args.chunk_size, args.smiles_column, keep):
-            table = chemistry.property_table(chunk, properties=names, n_jobs=args.jobs)
-            for i, (name, values) in enumerate(kept.items()):
-                table.insert(i, name, values)
+            table = with_kept_columns(chemistry.property_table(chunk, properties=names, n_jobs=args.jobs), kept)
             table_out.write(table)
             n_invalid += int((~table["valid"]).sum())
             bar.update(len(chunk))

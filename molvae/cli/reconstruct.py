@@ -7,7 +7,13 @@ import argparse
 import pandas as pd
 
 from molvae.cli.common import add_model_arguments, load_model
-from molvae.cli.options import add_keep_columns_argument, add_limit_arguments, keep_columns, positive_int
+from molvae.cli.options import (
+    add_keep_columns_argument,
+    add_limit_arguments,
+    keep_columns,
+    positive_int,
+    with_kept_columns,
+)
 from molvae.data import count_records, iter_record_chunks
 
 COLUMNS = ["smiles", "reconstruction", "exact", "encoded"]
@@ -54,9 +60,7 @@ def run(args: argparse.Namespace) -> int:
     n_enc = n_exact = 0
     with TableWriter(out) as table_out, tqdm(total=n, unit="mol", desc="reconstruct", disable=None) as bar:
         for chunk, kept in iter_record_chunks(args.input, args.chunk_size, args.smiles_column, keep):
-            df = _rows(chunk, model.reconstruct(chunk, strategy=args.strategy, errors="nan"))
-            for i, (name, values) in enumerate(kept.items()):
-                df.insert(i, name, values)
+            df = with_kept_columns(_rows(chunk, model.reconstruct(chunk, strategy=args.strategy, errors="nan")), kept)
             table_out.write(df)
             n_enc += int(df["encoded"].sum())
             n_exact += int((df["encoded"] & df["exact"]).sum())

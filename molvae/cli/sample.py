@@ -8,7 +8,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from molvae.cli.common import add_model_arguments, load_model
+from molvae.cli.common import add_model_arguments, generated_rows, load_model
 from molvae.cli.options import add_limit_arguments, positive_int
 from molvae.errors import ConfigError
 
@@ -26,17 +26,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "but the first batch waits for the compiler (needs a C++ compiler; falls back with a warning)")
     add_limit_arguments(p, chunk_size=100_000, batch_size=1024)
     p.set_defaults(func=run)
-
-
-def _rows(generated: list[str]) -> pd.DataFrame:
-    from molvae.chemistry import canonicalize
-
-    canonical = [canonicalize(s) if s else None for s in generated]
-    return pd.DataFrame({
-        "smiles": [c if c is not None else g for c, g in zip(canonical, generated)],
-        "valid": [c is not None for c in canonical],
-        "generated": generated,
-    })
 
 
 def _digests(smiles: pd.Series) -> np.ndarray:
@@ -63,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     def flush(table_out: TableWriter, count: int) -> None:
         nonlocal n_valid, pending
-        df = _rows(pending[:count])
+        df = generated_rows(pending[:count])
         table_out.write(df)
         valid = df.loc[df["valid"], "smiles"]
         n_valid += len(valid)
