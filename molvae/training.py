@@ -435,7 +435,8 @@ class Trainer:
     On resume the run's ``config.json`` rules. A ``train_config``, ``model_config`` or
     ``overrides`` (training fields) given with it must match the saved settings, except the
     fields in :data:`RESUME_MAY_CHANGE` (more epochs, another device...), which are applied
-    and written back to ``config.json``.
+    and written back to ``config.json``. ``option_names`` names fields in that error as the
+    caller's options (the CLI's flags).
     """
 
     def __init__(
@@ -446,6 +447,7 @@ class Trainer:
         resume: bool = False,
         epochs_override: int | None = None,
         overrides: dict[str, Any] | None = None,
+        option_names: dict[str, str] | None = None,
         on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
         echo: Callable[[str], None] | None = None,
     ):
@@ -470,7 +472,9 @@ class Trainer:
             if epochs_override is not None:
                 given["epochs"] = epochs_override
             # Against the parsed config: a field missing from an older config.json has its default.
-            check_resume_config(self.out, {"training": self.cfg.to_dict(), "model": saved["model"]}, given, model_config)
+            check_resume_config(self.out, {"training": self.cfg.to_dict(), "model": saved["model"]}, given, model_config,
+                                option_names)
+            self._saved_cfg = dataclasses.replace(self.cfg)
             for k in RESUME_MAY_CHANGE:
                 if k in given:
                     setattr(self.cfg, k, given[k])
@@ -595,8 +599,7 @@ class Trainer:
 
     def _changed_on_resume(self) -> bool:
         """Whether this resume changed a saved setting (more epochs, another device...)."""
-        before = TrainConfig.from_dict(read_json(self.out / CONFIG_FILE)["training"])
-        return any(getattr(before, k) != getattr(self.cfg, k) for k in RESUME_MAY_CHANGE if k != "progress")
+        return any(getattr(self._saved_cfg, k) != getattr(self.cfg, k) for k in RESUME_MAY_CHANGE if k != "progress")
 
     def _restore(self, saved: dict[str, Any]) -> None:
         self._check_resume_state(saved)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from pathlib import Path
 
 from molvae.model import ModelConfig
 from molvae.training import TrainConfig, Trainer, TrainingInterrupted
@@ -73,24 +72,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _check_resume(out: str, given: dict, model: dict) -> None:
-    """The Trainer's resume check, with the CLI's option names in the message."""
-    from molvae.checkpoint import read_json
-    from molvae.model import CONFIG_FILE
-    from molvae.training import check_resume_config
-
-    path = Path(out, CONFIG_FILE)
-    if not path.is_file():
-        return  # the Trainer says there is nothing to resume
-    saved = read_json(path, "run config")
-    if not (isinstance(saved, dict) and isinstance(saved.get("model"), dict) and "training" in saved):
-        return  # the Trainer names the broken file
-    names = {field: flag for flag, field, *_ in _TRAIN_OPTIONS + _MODEL_OPTIONS}
-    names["cuda_graphs"] = "--no-cuda-graphs"
-    training = {**dataclasses.asdict(TrainConfig()), **saved["training"]}
-    check_resume_config(out, {"training": training, "model": saved["model"]}, given, model, names)
-
-
 def run(args: argparse.Namespace) -> int:
     from molvae.tables import check_output_dir
 
@@ -100,8 +81,10 @@ def run(args: argparse.Namespace) -> int:
         given["cuda_graphs"] = args.cuda_graphs
     model = {f: getattr(args, f) for _, f, _ in _MODEL_OPTIONS if getattr(args, f) is not None}
     if args.resume:
-        _check_resume(args.out, given, model)
-        trainer = Trainer(args.out, resume=True, overrides={**given, "progress": not args.no_progress}, echo=print)
+        names = {field: flag for flag, field, *_ in _TRAIN_OPTIONS + _MODEL_OPTIONS}
+        names["cuda_graphs"] = "--no-cuda-graphs"
+        trainer = Trainer(args.out, model_config=model, resume=True, echo=print,
+                          overrides={**given, "progress": not args.no_progress}, option_names=names)
     else:
         if args.init_from is not None and args.representation is None:
             from molvae.model import MolVAE
