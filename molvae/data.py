@@ -227,15 +227,10 @@ def record_fields(path: str | os.PathLike) -> list[str]:
             with _open_text(path) as fh:
                 return next(csv.reader(_checked_lines(fh, path), delimiter="\t" if kind == ".tsv" else ","), [])
         if kind in SD_KINDS:
-            from rdkit import Chem
-
-            import molvae.chemistry  # noqa: F401  (silences RDKit's per-record error log)
-
             fields: dict[str, None] = {"name": None}
-            with gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb") as fh:
-                for mol in _unwrapped_read_errors(Chem.ForwardSDMolSupplier(fh)):
-                    if mol is not None:
-                        fields.update(dict.fromkeys(mol.GetPropNames()))
+            for mol in _sd_molecules(path):
+                if mol is not None:
+                    fields.update(dict.fromkeys(mol.GetPropNames()))
             return list(fields)
     except (EOFError, OSError, ValueError) as exc:
         raise InputFileError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
@@ -359,6 +354,28 @@ def _unwrapped_read_errors(supplier: Any) -> Iterator[Any]:
         raise
 
 
+def _sd_molecules(path: Path) -> Iterator[Any]:
+    """The molecules of an SD file (None for a record RDKit cannot read), one at a time.
+
+    A file whose records are all unreadable, or that has text but no record, is not an SD
+    file: an :class:`InputFileError` once it has been read through.
+    """
+    from rdkit import Chem
+
+    import molvae.chemistry  # noqa: F401  (silences RDKit's per-record error log)
+
+    n = n_read = 0
+    with gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb") as fh:
+        has_text = bool(fh.peek(4096).strip())
+        for n, mol in enumerate(_unwrapped_read_errors(Chem.ForwardSDMolSupplier(fh)), start=1):
+            n_read += mol is not None
+            yield mol
+    if n and not n_read:
+        raise InputFileError(f"{path}: none of its {n:,} records could be read as a molecule; is it an SD file?")
+    if not n and has_text:
+        raise InputFileError(f"{path}: no SD record found (records end with a '$$$$' line); is it an SD file?")
+
+
 def _sd_records(path: Path, keep: tuple[str, ...]) -> Iterator[Any]:
     """SD file records as SMILES (RDKit's isomeric SMILES of each molecule), read one at a time.
 
@@ -368,29 +385,21 @@ def _sd_records(path: Path, keep: tuple[str, ...]) -> Iterator[Any]:
     """
     from rdkit import Chem
 
-    import molvae.chemistry  # noqa: F401  (silences RDKit's per-record error log)
-
     tags = [k for k in keep if k != "name"]
     seen: set[str] = set()
-    n = n_read = 0
-    with gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb") as fh:
-        has_text = bool(fh.peek(4096).strip())
-        for n, mol in enumerate(_unwrapped_read_errors(Chem.ForwardSDMolSupplier(fh)), start=1):
-            if mol is None:
-                smiles = f"<SD record {n}: not read>"
-                values = ("",) * len(keep)
-            else:
-                n_read += 1
-                smiles = Chem.MolToSmiles(mol)
-                if tags:
-                    seen.update(mol.GetPropNames())
-                values = tuple((mol.GetProp("_Name") if k == "name" else mol.GetProp(k) if mol.HasProp(k) else "")
-                               for k in keep)
-            yield (smiles, values) if keep else smiles
-    if n and not n_read:
-        raise InputFileError(f"{path}: none of its {n:,} records could be read as a molecule; is it an SD file?")
-    if not n and has_text:
-        raise InputFileError(f"{path}: no SD record found (records end with a '$$$$' line); is it an SD file?")
+    n_read = 0
+    for n, mol in enumerate(_sd_molecules(path), start=1):
+        if mol is None:
+            smiles = f"<SD record {n}: not read>"
+            values = ("",) * len(keep)
+        else:
+            n_read += 1
+            smiles = Chem.MolToSmiles(mol)
+            if tags:
+                seen.update(mol.GetPropNames())
+            values = tuple((mol.GetProp("_Name") if k == "name" else mol.GetProp(k) if mol.HasProp(k) else "")
+                           for k in keep)
+        yield (smiles, values) if keep else smiles
     missing = [t for t in tags if t not in seen]
     if missing and n_read:
         found = ", ".join(sorted(seen)[:20]) or "none"
