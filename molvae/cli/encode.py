@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import tempfile
 
 import numpy as np
+import pandas as pd
 from tqdm import tqdm
 
 from molvae.cli.common import add_model_arguments, load_model
-from molvae.cli.options import add_limit_arguments, positive_int
-from molvae.data import count_records, iter_smiles_chunks
-from molvae.errors import InputFileError, MolvaeError
-from molvae.tables import check_output_file
+from molvae.cli.options import add_keep_columns_argument, add_limit_arguments, keep_columns, positive_int, with_kept_columns
+from molvae.data import count_records, iter_record_chunks
+from molvae.errors import ConfigError, InputFileError, MolvaeError
+from molvae.tables import TableWriter, check_output_file, check_table_file
+
+INDEX_COLUMNS = ["row", "smiles", "encoded", "error"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,6 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", required=True, help="molecule file (.smi/.txt/.csv/.tsv/.sdf, optionally .gz, or .parquet)")
     p.add_argument("--smiles-column", default=None)
     p.add_argument("--out", required=True, help="output .npy of shape [N, latent_dim]; NaN rows for skipped molecules")
+    p.add_argument("--index", default=None, metavar="TABLE",
+                   help="also write a table (.csv, .tsv, .sdf, each optionally .gz, or .parquet) with one row per "
+                        "input molecule: row (0-based, its row in the .npy), smiles (as given), encoded, error (why "
+                        "it was skipped), after any --keep-columns")
+    add_keep_columns_argument(p)
     p.add_argument("--sample", action="store_true", help="sample z ~ q(z|x) instead of the mean")
     p.add_argument("--on-error", choices=["skip", "raise"], default="skip",
                    help="skip (NaN row, counted) or stop at the first invalid molecule / unknown token")
@@ -35,7 +44,12 @@ def run(args: argparse.Namespace) -> int:
     out = check_output_file(args.out)
     if out.suffix.lower() != ".npy":  # the bytes are a NumPy array whatever the name; a .csv name would mislead
         raise MolvaeError(f"{out}: encode writes a NumPy array (np.load reads it); name the output .npy")
-    n = count_records(args.input, args.smiles_column)
+    keep = keep_columns(args.keep_columns, INDEX_COLUMNS)
+    if keep and args.index is None:
+        raise ConfigError("--keep-columns needs --index TABLE: the .npy holds numbers only, the index table "
+                          "carries the kept columns beside each latent row")
+    index = check_table_file(args.index) if args.index is not None else None  # never the .npy: not a table name
+    n = count_records(args.input, args.smiles_column, keep)
     model = load_model(args)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
@@ -47,28 +61,40 @@ def run(args: argparse.Namespace) -> int:
         # one chunk of strings and token lists whatever the library size.
         latents = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, model.config.latent_dim))
         # disable=None: no bar when stderr is not a terminal (logs, pipes, CI).
-        with tqdm(total=n, unit="mol", desc="encode", dynamic_ncols=True, disable=None) as bar:
-            for chunk in iter_smiles_chunks(args.input, args.chunk_size, args.smiles_column):
+        with (TableWriter(index) if index is not None else contextlib.nullcontext()) as index_out, \
+                tqdm(total=n, unit="mol", desc="encode", dynamic_ncols=True, disable=None) as bar:
+            for chunk, kept in iter_record_chunks(args.input, args.chunk_size, args.smiles_column, keep):
                 if row + len(chunk) > n:
                     raise InputFileError(f"{args.input}: the file grew while it was being encoded")
-                ids = []
+                first = row
+                ids: list[list[int] | None] = []
+                errors: list[str] = []
                 for item in model.token_ids_many(chunk):
                     row += 1
                     if isinstance(item, MolvaeError):
                         if args.on_error == "raise":
                             raise MolvaeError(f"{args.input}, record {row}: {item}") from None
+                        errors.append(str(item))
                         item = None
                         skipped += 1
+                    else:
+                        errors.append("")
                     ids.append(item)
-                latents[row - len(chunk) : row] = model.encode_ids(ids, sample=args.sample, batch_size=args.batch_size)
+                latents[first:row] = model.encode_ids(ids, sample=args.sample, batch_size=args.batch_size)
+                if index_out is not None:
+                    index_out.write(with_kept_columns(pd.DataFrame({
+                        "row": np.arange(first, row), "smiles": chunk,
+                        "encoded": [i is not None for i in ids], "error": errors}), kept))
                 bar.update(len(chunk))
-        if row != n:
-            raise InputFileError(f"{args.input}: the file shrank while it was being encoded")
+            if row != n:
+                raise InputFileError(f"{args.input}: the file shrank while it was being encoded")
         latents.flush()
         del latents
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
     print(f"encoded {n - skipped:,} of {n:,} molecules to {out} (shape [{n}, {model.config.latent_dim}]); "
-          f"skipped {skipped:,} invalid, too long or out-of-vocabulary (NaN rows)")
+          f"skipped {skipped:,} invalid, too long or out-of-vocabulary (NaN rows)"
+          + (f"; index with the reasons: {index}" if index is not None else
+             "; --index TABLE lists them with the reasons" if skipped else ""))
     return 0

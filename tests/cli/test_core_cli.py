@@ -99,6 +99,47 @@ def test_reconstruct_keeps_id_columns(small_model_dir, tmp_path) -> None:
     assert df["encoded"].tolist() == [True] * 5 + [False]
 
 
+def test_encode_index_carries_ids_and_reasons(small_model_dir, tmp_path, capsys) -> None:
+    mols = moses_smiles(5, split="test")
+    library = tmp_path / "library.tsv"
+    rows = [*mols[:2], "C1CC", *mols[2:], "CC[Xe]"]
+    library.write_text("id\tsmiles\tpIC50\n" + "".join(f"M{i}\t{m}\t{i / 2}\n" for i, m in enumerate(rows)))
+    latents, index = tmp_path / "z.npy", tmp_path / "z_index.csv"
+    # --chunk-size 3 puts chunk boundaries inside the file: row numbers must run on across them.
+    assert main(["encode", "--model", str(small_model_dir), "--input", str(library), "--out", str(latents),
+                 "--index", str(index), "--keep-columns", "id,pIC50", "--chunk-size", "3"]) == 0
+    assert str(index) in capsys.readouterr().out
+    z = np.load(latents)
+    df = pd.read_csv(index, keep_default_na=False)
+    assert list(df.columns) == ["id", "pIC50", "row", "smiles", "encoded", "error"]
+    assert df["id"].tolist() == [f"M{i}" for i in range(7)]
+    assert df["pIC50"].tolist() == [i / 2 for i in range(7)]
+    assert df["row"].tolist() == list(range(7))
+    assert df["smiles"].tolist() == rows
+    assert df["encoded"].tolist() == [True, True, False, True, True, True, False]
+    assert (df["encoded"] == ~np.isnan(z).any(axis=1)).all()
+    assert "C1CC" in df["error"][2] and "invalid SMILES" in df["error"][2]
+    assert "Xe" in df["error"][6]
+    assert (df["error"][df["encoded"]] == "").all()
+
+
+def test_encode_index_option_errors(small_model_dir, tmp_path, capsys) -> None:
+    library = tmp_path / "library.smi"
+    library.write_text("CCO first\n")
+    base = ["encode", "--model", str(small_model_dir), "--input", str(library), "--out", str(tmp_path / "z.npy")]
+    for extra, message in [(["--keep-columns", "name"], "--keep-columns needs --index"),
+                           (["--index", str(tmp_path / "z.npy")], "cannot write an output table as .npy"),
+                           (["--index", str(tmp_path / "i.csv"), "--keep-columns", "smiles"], "already has a column"),
+                           (["--index", str(tmp_path / "i.csv"), "--keep-columns", "id"], "id")]:
+        assert main(base + extra) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, (extra, err)
+    assert not (tmp_path / "z.npy").exists() and not (tmp_path / "i.csv").exists()
+    # .smi input: 'name' is the text after the SMILES.
+    assert main(base + ["--index", str(tmp_path / "i.csv"), "--keep-columns", "name"]) == 0
+    assert pd.read_csv(tmp_path / "i.csv")["name"].tolist() == ["first"]
+
+
 def test_encode_on_error_raise_names_record(smiles_run, tmp_path, capsys) -> None:
     library = tmp_path / "library.smi"
     library.write_text("CCO\nC1CC\n")

@@ -79,8 +79,9 @@ def test_encode_chunked_output_equals_one_chunk(tmp_path, model_dir, molecules) 
     # output moves in the last bits with the batch it is in, which chunking changes).
     whole, chunked = tmp_path / "whole.npy", tmp_path / "chunked.npy"
     common = ["--model", str(model_dir), "--input", str(molecules), "--batch-size", "1"]
-    assert main(["encode", *common, "--out", str(whole)]) == 0
-    assert main(["encode", *common, "--out", str(chunked), "--chunk-size", "4"]) == 0
+    assert main(["encode", *common, "--out", str(whole), "--index", str(tmp_path / "whole.csv")]) == 0
+    assert main(["encode", *common, "--out", str(chunked), "--chunk-size", "4", "--index", str(tmp_path / "c.csv")]) == 0
+    assert (tmp_path / "c.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
     a, b = np.load(whole), np.load(chunked)
     assert a.shape == (53, 4)
     np.testing.assert_array_equal(a, b)  # NaN rows compare equal here
@@ -106,12 +107,14 @@ def test_sample_and_reconstruct_chunked_output_equals_one_chunk(tmp_path, model_
 def test_failed_chunked_runs_leave_the_old_output_untouched(tmp_path, model_dir) -> None:
     f = tmp_path / "late-bad.smi"
     f.write_text("CCO\n" * 30 + "C1CC(\n")
-    out = tmp_path / "z.npy"
+    out, index = tmp_path / "z.npy", tmp_path / "z.csv"
     out.write_text("previous result\n")
-    # Fails after several chunks were encoded and written to the temporary file.
+    index.write_text("previous index\n")
+    # Fails after several chunks were encoded and written to the temporary files.
     assert main(["encode", "--model", str(model_dir), "--input", str(f), "--out", str(out), "--chunk-size", "4",
-                 "--on-error", "raise"]) == 2
+                 "--on-error", "raise", "--index", str(index)]) == 2
     assert out.read_text() == "previous result\n"
+    assert index.read_text() == "previous index\n"
     f.write_bytes(b"CCO\n" * 30 + b"C\xffC\n")
     out = tmp_path / "p.csv"
     out.write_text("previous result\n")
