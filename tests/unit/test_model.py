@@ -218,7 +218,12 @@ def test_unknown_pretrained_name_lists_bundled_models() -> None:
 def test_local_directory_wins_over_pretrained_name(model, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     model.save(tmp_path / "zinc-smiles")
-    assert MolVAE.load("zinc-smiles", device="cpu").source == "zinc-smiles"
+    loaded = MolVAE.load("zinc-smiles", device="cpu")
+    assert loaded.source == "zinc-smiles"
+    n_params = sum(p.numel() for p in model.net.parameters())
+    assert repr(loaded) == (f"MolVAE('zinc-smiles': SMILES, {len(model.vocab)} tokens, latent 8, "
+                            f"{n_params / 1e6:.2f}M parameters, cpu, float32)")
+    assert repr(model).startswith("MolVAE(SMILES, ")  # built in memory: no source
 
 
 def test_load_errors(model, tmp_path) -> None:

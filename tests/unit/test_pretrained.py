@@ -25,6 +25,7 @@ def test_bundled_model_is_small_half_precision_and_has_a_card(name) -> None:
     assert model.card is not None and model.card["name"] == name
     assert model.card["training_hours"] > 0 and model.card["hardware"]
     assert model.config.representation == name.split("-")[1]
+    assert repr(model).startswith(f"MolVAE('{name}': {name.split('-')[1].upper()}, {len(model.vocab)} tokens, latent 128,")
 
 
 @pytest.mark.parametrize("name", BUNDLED)
