@@ -20,8 +20,8 @@ from molvae.errors import ConfigError, InputFileError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("decode", help="decode latent vectors (.npy) to molecules", description=__doc__)
     add_model_arguments(p)
-    p.add_argument("--input", required=True, help=".npy array of shape [N, latent_dim] (molvae encode writes one)")
-    p.add_argument("--out", required=True,
+    p.add_argument("--input", "-i", required=True, help=".npy array of shape [N, latent_dim] (molvae encode writes one)")
+    p.add_argument("--out", "-o", required=True,
                    help="output table (.csv, .tsv, .sdf, each optionally .gz, or .parquet): smiles, valid, decoded, generated")
     p.add_argument("--strategy", default="greedy", choices=["greedy", "sample", "beam"])
     p.add_argument("--attempts", type=int, default=1,

@@ -21,7 +21,7 @@ from molvae.errors import MolvaeError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="tour on the bundled model: interpolate two drugs, optimize solubility",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="runs/demo", help="directory for every output (default runs/demo)")
+    p.add_argument("--out", "-o", default="runs/demo", help="directory for every output (default runs/demo)")
     p.add_argument("--model", default="zinc-smiles", help="bundled model name or model directory")
     p.add_argument("--start", default="aspirin", help="first molecule of the interpolation (name or SMILES)")
     p.add_argument("--end", default="ibuprofen", help="last molecule of the interpolation")

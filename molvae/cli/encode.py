@@ -23,9 +23,9 @@ INDEX_COLUMNS = ["row", "smiles", "encoded", "error"]
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("encode", help="encode molecules to latent vectors (.npy)", description=__doc__)
     add_model_arguments(p)
-    p.add_argument("--input", required=True, help="molecule file (.smi/.txt/.csv/.tsv/.sdf, optionally .gz, or .parquet)")
+    p.add_argument("--input", "-i", required=True, help="molecule file (.smi/.txt/.csv/.tsv/.sdf, optionally .gz, or .parquet)")
     p.add_argument("--smiles-column", default=None)
-    p.add_argument("--out", required=True, help="output .npy of shape [N, latent_dim]; NaN rows for skipped molecules")
+    p.add_argument("--out", "-o", required=True, help="output .npy of shape [N, latent_dim]; NaN rows for skipped molecules")
     p.add_argument("--index", default=None, metavar="TABLE",
                    help="also write a table (.csv, .tsv, .sdf, each optionally .gz, or .parquet) with one row per "
                         "input molecule: row (0-based, its row in the .npy), smiles (as given), encoded, error (why "

@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train", default="moses-train",
                    help="training set for novelty: moses-train (default), a molecule file, or none")
     p.add_argument("--n-jobs", type=int, default=None, help="worker processes for RDKit work (default: auto)")
-    p.add_argument("--out", required=True, help="output directory for metrics.json and metrics.csv")
+    p.add_argument("--out", "-o", required=True, help="output directory for metrics.json and metrics.csv")
     p.set_defaults(func=run)
 
 

@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("molecule", help="drug name (e.g. celecoxib) or SMILES")
     add_model_arguments(p)
-    p.add_argument("--out", default=None,
+    p.add_argument("--out", "-o", default=None,
                    help="output directory (neighbours.csv, neighbours.png, neighbours.svg); without it the "
                         "--top neighbours are printed and nothing is written")
     p.add_argument("--n", type=int, default=200, help="latent draws (default 200)")

@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("start", help="first molecule: drug name (e.g. aspirin) or SMILES")
     p.add_argument("end", help="second molecule: drug name or SMILES")
     add_model_arguments(p)
-    p.add_argument("--out", default=None,
+    p.add_argument("--out", "-o", default=None,
                    help="output directory (path.csv, path.png, path.svg, profile.png); without it the path "
                         "is printed and nothing is written")
     p.add_argument("--steps", type=int, default=12, help="points on the path, endpoints included (default 12)")

@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     obj = p.add_mutually_exclusive_group()
     obj.add_argument("--objective", help="one objective (see above)")
     obj.add_argument("--objectives", help="two or three comma-separated objectives: Pareto optimization (qLogNEHVI)")
-    p.add_argument("--out", required=True, help="run directory (evaluations.csv, best.csv, progress.png, state.json)")
+    p.add_argument("--out", "-o", required=True, help="run directory (evaluations.csv, best.csv, progress.png, state.json)")
     p.add_argument("--budget", type=int, default=None, help="oracle calls: new valid molecules scored (default 500)")
     p.add_argument("--batch", type=int, default=None, help="molecules proposed per round (default 10)")
     p.add_argument("--seed", type=int, default=None, help="default 0")

@@ -22,9 +22,9 @@ COLUMNS = ["smiles", "reconstruction", "exact", "encoded"]
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reconstruct", help="encode and decode molecules, report exact matches", description=__doc__)
     add_model_arguments(p)
-    p.add_argument("--input", required=True, help="molecule file")
+    p.add_argument("--input", "-i", required=True, help="molecule file (.smi/.txt/.csv/.tsv/.sdf, optionally .gz, or .parquet)")
     p.add_argument("--smiles-column", default=None)
-    p.add_argument("--out", required=True, help="output table (.csv, .tsv, .sdf, each optionally .gz, or .parquet): smiles, reconstruction, exact")
+    p.add_argument("--out", "-o", required=True, help="output table (.csv, .tsv, .sdf, each optionally .gz, or .parquet): smiles, reconstruction, exact")
     p.add_argument("--strategy", default="greedy", choices=["greedy", "beam", "sample"])
     add_keep_columns_argument(p)
     add_limit_arguments(p, chunk_size=20_000)

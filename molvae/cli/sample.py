@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sample", help="sample molecules from the prior", description=__doc__)
     add_model_arguments(p)
     p.add_argument("--n", type=int, default=1000, help="number of draws")
-    p.add_argument("--out", required=True, help="output table (.csv, .tsv, .sdf, each optionally .gz, or .parquet): one row per draw (smiles, valid, generated)")
+    p.add_argument("--out", "-o", required=True, help="output table (.csv, .tsv, .sdf, each optionally .gz, or .parquet): one row per draw (smiles, valid, generated)")
     p.add_argument("--strategy", default="sample", choices=["sample", "greedy", "beam"])
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=None)

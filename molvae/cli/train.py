@@ -55,7 +55,7 @@ _MODEL_OPTIONS = [
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a VAE (or resume one)", description=__doc__)
-    p.add_argument("--out", required=True, help="run directory (checkpoints, config, metrics)")
+    p.add_argument("--out", "-o", required=True, help="run directory (checkpoints, config, metrics)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint with its saved "
                    "settings; options may be repeated, and only --epochs, --max-steps, --early-stopping, "
                    "--checkpoint-minutes, --device, --precision and --no-cuda-graphs may change")
