@@ -50,6 +50,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -605,6 +606,23 @@ def reconstruction_rate(model, smiles: Sequence[str]) -> float:
     return hits / len(smiles)
 
 
+def active_units(latents: np.ndarray, threshold: float = 0.01) -> int:
+    """Latent dimensions the encoder uses: those whose posterior mean varies across molecules.
+
+    A dimension counts as active when the variance of its posterior mean over ``latents``
+    ([N, D] posterior means; NaN rows, e.g. molecules ``MolVAE.encode`` skipped, are left out)
+    exceeds ``threshold`` (Burda et al. 2016, "Importance Weighted Autoencoders"). A collapsed
+    dimension, where q(z|x) equals the prior for every x, has variance near zero.
+    """
+    z = np.asarray(latents, dtype=np.float64)
+    if z.ndim != 2:
+        raise ValueError(f"active_units expects posterior means of shape [N, D], got {list(z.shape)}")
+    z = z[np.isfinite(z).all(axis=1)]
+    if len(z) < 2:
+        raise ValueError(f"active_units needs at least 2 encoded molecules, got {len(z)}")
+    return int((z.var(axis=0) > threshold).sum())
+
+
 # --------------------------------------------------------------------------- baselines
 
 
@@ -629,6 +647,12 @@ def baselines() -> pd.DataFrame:
     return pd.read_csv(Path(__file__).resolve().parent / "resources" / "moses_baselines.csv")
 
 
+def _format_value(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return str(value) if isinstance(value, (int, np.integer)) else format(value, ".3f")
+
+
 def format_comparison(results: dict[str, float], name: str = "this run") -> str:
     """Plain-text table: the published baseline rows and ``results`` as the last row."""
     table = baselines()
@@ -651,7 +675,5 @@ def format_comparison(results: dict[str, float], name: str = "this run") -> str:
     extra = [k for k in results if k not in BASELINE_COLUMNS and k.replace("/TestSF", "/Test") not in BASELINE_COLUMNS]
     if extra:
         lines.append("")
-        lines.append(f"{name}: " + ", ".join(
-            f"{k}={'-' if results[k] is None or (isinstance(results[k], float) and math.isnan(results[k])) else format(results[k], '.3f')}"
-            for k in extra))
+        lines.append(f"{name}: " + ", ".join(f"{k}={_format_value(results[k])}" for k in extra))
     return "\n".join(lines)

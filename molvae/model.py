@@ -513,12 +513,11 @@ class MolVAE:
         self.card: dict[str, Any] | None = None  # model card of a bundled model
 
     def __repr__(self) -> str:
-        n_params = sum(p.numel() for p in self.net.parameters())
         # A bundled model by its name, as MolVAE.pretrained takes it, not its path inside site-packages.
         source = self.card.get("name", self.source) if self.card is not None else self.source
         where = f"{source!r}: " if source else ""
         return (f"MolVAE({where}{self.config.representation.upper()}, {self.config.vocab_size} tokens, "
-                f"latent {self.config.latent_dim}, {n_params / 1e6:.2f}M parameters, {self.device}, "
+                f"latent {self.config.latent_dim}, {self.n_parameters / 1e6:.2f}M parameters, {self.device}, "
                 f"{str(self.dtype).removeprefix('torch.')})")
 
     # ---- persistence

@@ -808,8 +808,9 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Validation loss, token accuracy, exact reconstruction and prior-sample validity/uniqueness."""
+        """Validation loss, token accuracy, active latent units, exact reconstruction and prior-sample validity/uniqueness."""
         from molvae.chemistry import canonicalize
+        from molvae.metrics import active_units
 
         cfg = self.cfg
         self.net.eval()
@@ -819,6 +820,7 @@ class Trainer:
             n = min(len(val), cfg.val_max)
             sub = val.subset(np.arange(n))
             totals = {"recon": 0.0, "kl": 0.0, "correct": 0, "tokens": 0}
+            means = []
             beta = kl_beta(self.state["global_step"], self.steps_per_epoch, self.total_steps, cfg)
             gen_state = torch.get_rng_state()
             torch.manual_seed(cfg.seed + 7919)
@@ -828,6 +830,7 @@ class Trainer:
                 losses = vae_loss(logits, seq[:, 1:], mu, logvar, beta)
                 totals["recon"] += float(losses["recon"]) * len(index)
                 totals["kl"] += float(losses["kl"]) * len(index)
+                means.append(mu.float().cpu().numpy())
                 target = seq[:, 1:]
                 mask = target != 0
                 totals["correct"] += int(((logits.argmax(-1) == target) & mask).sum())
@@ -837,6 +840,8 @@ class Trainer:
             out["val_kl"] = totals["kl"] / n
             out["val_loss"] = out["val_recon"] + beta * out["val_kl"]
             out["val_token_acc"] = totals["correct"] / max(1, totals["tokens"])
+            if n >= 2:  # posterior collapse shows as few active units while the KL term looks healthy
+                out["val_active_units"] = active_units(np.concatenate(means))
         model = MolVAE(self.net, self.vocab, device=self.device, precision="fp32")
         if len(val) and cfg.val_recon_n:
             m = min(len(val), cfg.val_recon_n)

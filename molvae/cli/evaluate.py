@@ -27,8 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, default=30000, help="molecules to sample with --model (default 30000)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed with --model (default 0)")
     p.add_argument("--reconstruction", type=int, default=1000, metavar="N",
-                   help="with --model: exact greedy reconstruction of N random MOSES test molecules (seeded by --seed) "
-                        "(default 1000; 0 skips)")
+                   help="with --model: exact greedy reconstruction of N random MOSES test molecules (seeded by --seed), "
+                        "and the active latent units of their codes (default 1000; 0 skips)")
     p.add_argument("--device", default="auto", help="device for sampling and ChemNet (auto, cpu, cuda, ...)")
     p.add_argument("--reference", default="moses-test",
                    help="moses-test (default), moses-test_scaffolds, or a molecule file")
@@ -67,17 +67,19 @@ def run(args: argparse.Namespace) -> int:
         name = Path(args.model).name
         if args.reconstruction > 0:
             from molvae.data import resolve_data_source, sample_smiles
-            from molvae.metrics import reconstruction_rate
+            from molvae.metrics import active_units, reconstruction_rate
 
             test_path, column = resolve_data_source("moses-test")
             # a random sample: the test file is ordered, its first lines are one cluster of similar molecules
             recon_set = sample_smiles(test_path, args.reconstruction, seed=args.seed, column=column)
             recon = reconstruction_rate(model, recon_set)
+            units = active_units(model.encode(recon_set, errors="nan")) if len(recon_set) >= 2 else None
     train = None if str(args.train).lower() == "none" else args.train
     device = None if args.device == "auto" else args.device
     results = evaluate(generated, reference=args.reference, train=train, n_jobs=args.n_jobs, device=device)
     if args.model is not None and args.reconstruction > 0:
         results[f"reconstruction@{len(recon_set)}"] = recon
+        results[f"active_units@{len(recon_set)}"] = units  # of the model's latent_dim dimensions
 
     clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in results.items()}
     out.mkdir(parents=True, exist_ok=True)

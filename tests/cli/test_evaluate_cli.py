@@ -45,8 +45,8 @@ def test_missing_samples_file(tmp_path, capsys):
 
 
 def test_evaluate_model_samples_and_reconstructs(small_model_dir, small_model, tmp_path, capsys):
-    from molvae.data import read_smiles, resolve_data_source
-    from molvae.metrics import reconstruction_rate
+    from molvae.data import resolve_data_source, sample_smiles
+    from molvae.metrics import active_units, reconstruction_rate
 
     ref = _write_smi(tmp_path / "ref.smi", moses_smiles(300, "test"))
     out = tmp_path / "eval"
@@ -56,6 +56,9 @@ def test_evaluate_model_samples_and_reconstructs(small_model_dir, small_model, t
     data = json.loads((out / "metrics.json").read_text())
     assert data["n"] == 60
     path, column = resolve_data_source("moses-test")
-    expected = reconstruction_rate(small_model, read_smiles(path, column=column, limit=25))
-    assert data["metrics"]["reconstruction@25"] == expected
-    assert "reconstruction@25" in capsys.readouterr().out
+    recon_set = sample_smiles(path, 25, seed=0, column=column)  # --seed's default
+    assert data["metrics"]["reconstruction@25"] == reconstruction_rate(small_model, recon_set)
+    units = data["metrics"]["active_units@25"]
+    assert units == active_units(small_model.encode(recon_set)) and 0 < units <= small_model.config.latent_dim
+    printed = capsys.readouterr().out
+    assert "reconstruction@25" in printed and f"active_units@25={units}\n" in printed  # an integer, not 32.000

@@ -239,3 +239,21 @@ def test_init_from_refuses_a_different_architecture_or_representation(reference_
                                             representation="selfies", init_from=str(reference_run))).fit()
     with pytest.raises(MolvaeError, match="model directory not found"):
         Trainer(tmp_path / "c", TrainConfig(data=str(resume_data), init_from=str(tmp_path / "nowhere"))).fit()
+
+
+def test_validation_reports_active_units(tmp_path) -> None:
+    from molvae.metrics import active_units
+
+    f = tmp_path / "mols.smi"
+    f.write_text("\n".join(moses_smiles(200)) + "\n")
+    # No KL term and a high learning rate: the codes spread out within one short epoch.
+    cfg = TrainConfig(data=str(f), epochs=1, batch_size=32, lr=4e-3, warmup_steps=1, kl_weight=0.0, val_fraction=0.25,
+                      val_recon_n=0, val_sample_n=0, precision="fp32", progress=False, seed=0)
+    trainer = Trainer(tmp_path / "run", cfg, dict(embedding_dim=16, encoder_hidden=32, latent_dim=16,
+                                                  decoder_hidden=32, decoder_layers=1))
+    trainer.fit()
+    units = pd.read_csv(tmp_path / "run" / "metrics.csv")["val_active_units"].tolist()
+    assert len(units) == 1 and 0 < units[0] <= 16
+    # The same count from the saved model's posterior means of the validation molecules.
+    model = MolVAE.load(tmp_path / "run", device="cpu")
+    assert units[0] == active_units(model.encode(list(trainer.val_data.smiles)))

@@ -224,3 +224,34 @@ def test_shipped_moses_test_fcd_statistics_match_chemnet_on_a_sample() -> None:
     # 400 molecules estimate the mean closely in every one of the 512 dimensions
     assert np.corrcoef(act.mean(0), mu)[0, 1] > 0.99
     assert np.abs(act.mean(0) - mu).max() < 6 * np.sqrt(np.diag(sigma)).max() / np.sqrt(400)
+
+
+def test_active_units_counts_dimensions_that_vary_across_molecules():
+    rng = np.random.default_rng(0)
+    z = np.zeros((500, 6))
+    z[:, 0] = rng.normal(0, 1.0, 500)      # in use
+    z[:, 1] = rng.normal(0, 0.3, 500)      # variance 0.09: in use
+    z[:, 2] = rng.normal(0, 0.05, 500)     # variance 0.0025: collapsed
+    z[:, 3] = 5.0                          # constant offset: collapsed
+    z[:, 5] = rng.normal(0, 0.3, 500)
+    assert metrics.active_units(z) == 3
+    assert metrics.active_units(z, threshold=0.001) == 4
+    z[::7] = np.nan  # skipped molecules are left out, not propagated
+    assert metrics.active_units(z) == 3
+    with pytest.raises(ValueError, match="at least 2"):
+        metrics.active_units(z[:1])
+    with pytest.raises(ValueError, match=r"\[N, D\]"):
+        metrics.active_units(z[0])
+
+
+def test_active_units_of_a_collapsed_encoder_is_zero(small_model_dir):
+    import torch
+
+    from molvae.model import MolVAE
+
+    model = MolVAE.load(small_model_dir, device="cpu")  # its own copy: the weights are changed below
+    mols = moses_smiles(50, split="test")
+    assert metrics.active_units(model.encode(mols)) > 0
+    with torch.no_grad():
+        model.net.to_mu.weight.zero_()  # mu = bias for every molecule: the posterior ignores x
+    assert metrics.active_units(model.encode(mols)) == 0
