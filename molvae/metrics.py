@@ -606,13 +606,14 @@ def reconstruction_rate(model, smiles: Sequence[str]) -> float:
     return hits / len(smiles)
 
 
-def active_units(latents: np.ndarray, threshold: float = 0.01) -> int:
-    """Latent dimensions the encoder uses: those whose posterior mean varies across molecules.
+def active_dimensions(latents: np.ndarray, threshold: float = 0.01) -> np.ndarray:
+    """Which latent dimensions the encoder uses: those whose posterior mean varies across molecules.
 
-    A dimension counts as active when the variance of its posterior mean over ``latents``
-    ([N, D] posterior means; NaN rows, e.g. molecules ``MolVAE.encode`` skipped, are left out)
-    exceeds ``threshold`` (Burda et al. 2016, "Importance Weighted Autoencoders"). A collapsed
-    dimension, where q(z|x) equals the prior for every x, has variance near zero.
+    A dimension is active when the variance of its posterior mean over ``latents`` ([N, D]
+    posterior means; NaN rows, e.g. molecules ``MolVAE.encode`` skipped, are left out) exceeds
+    ``threshold`` (Burda et al. 2016, "Importance Weighted Autoencoders"). A collapsed
+    dimension, where q(z|x) equals the prior for every x, has variance near zero. Returns a
+    boolean mask of length D.
     """
     z = np.asarray(latents, dtype=np.float64)
     if z.ndim != 2:
@@ -620,7 +621,12 @@ def active_units(latents: np.ndarray, threshold: float = 0.01) -> int:
     z = z[np.isfinite(z).all(axis=1)]
     if len(z) < 2:
         raise ValueError(f"active_units needs at least 2 encoded molecules, got {len(z)}")
-    return int((z.var(axis=0) > threshold).sum())
+    return z.var(axis=0) > threshold
+
+
+def active_units(latents: np.ndarray, threshold: float = 0.01) -> int:
+    """How many latent dimensions are active (:func:`active_dimensions`)."""
+    return int(active_dimensions(latents, threshold).sum())
 
 
 # --------------------------------------------------------------------------- baselines

@@ -38,11 +38,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from molvae.checkpoint import read_json
 from molvae.errors import MolvaeError
 from molvae.model import MolVAE, SequenceVAE
 from molvae.optimization import Constraints, ObjectiveError, OptimizeConfig, Optimizer, fit_gp, parse_range, propose_latents
-from molvae.optimization.bo import gp_window_index
+from molvae.optimization.bo import gp_window_index, saved_settings
 
 METHODS = ("bo", "turbo", "prior", "screen")
 BASELINES = ("prior", "screen")
@@ -89,7 +88,7 @@ STOPPING = ("budget", "max_rounds")
 def check_reusable(out: Path, cfg: OptimizeConfig) -> None:
     """A kept cell may be resumed only under the settings it was run with (the stopping rules,
     budget and round limit, may change)."""
-    saved = read_json(out / "config.json", "optimization config").get("optimize", {})
+    saved = saved_settings(out)  # with the defaults of settings newer than the kept cell
     mine = dataclasses.asdict(cfg)
     differ = sorted(k for k in mine if k not in STOPPING and saved.get(k) != json.loads(json.dumps(mine[k])))
     if differ:
@@ -103,6 +102,7 @@ def run_cell(model, objective: str, method: str, seed: int, args) -> dict:
                          n_init=0 if method in ("prior", "screen") else args.n_init, decode_attempts=args.decode_attempts,
                          num_restarts=args.restarts, raw_samples=args.raw_samples, gp_window=args.gp_window,
                          gp_maxiter=args.gp_maxiter, tr_failure_tolerance=args.tr_failure_tolerance,
+                         subspace=args.subspace,
                          constraints=args.constraints, score_infeasible=args.score_infeasible,
                          max_rounds=args.max_rounds)
     with tempfile.TemporaryDirectory() as tmp:
@@ -213,6 +213,8 @@ def main(argv=None) -> int:
     p.add_argument("--gp-maxiter", type=int, default=100, help="L-BFGS iterations per GP fit (OptimizeConfig.gp_maxiter)")
     p.add_argument("--tr-failure-tolerance", type=int, default=0,
                    help="turbo: failed rounds before the trust region halves (OptimizeConfig.tr_failure_tolerance)")
+    p.add_argument("--subspace", default="full", choices=["full", "active"],
+                   help="bo/turbo: all latent dimensions or only the active ones (OptimizeConfig.subspace)")
     p.add_argument("--range", dest="ranges", action="append", default=[], metavar="PROP=LOW:HIGH",
                    help="every cell: molecules outside this property range are infeasible (e.g. mw=200:450); repeatable")
     p.add_argument("--alerts", nargs="?", const="PAINS,BRENK", default=None,

@@ -52,6 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tr-failure-tolerance", type=int, default=None,
                    help="turbo: failed rounds before the trust region halves (0, the default: TuRBO's ceil(latent/batch); "
                         "4 gave a better QED top-10 at 500 calls, see docs/BO_BENCHMARK.md)")
+    p.add_argument("--subspace", default=None, choices=["full", "active"],
+                   help="bo/turbo: the GP and the acquisition work in all latent dimensions (full, the default) or "
+                        "only in those the encoder uses (active; the bundled zinc-smiles uses 26 of 128, "
+                        "see docs/BO_BENCHMARK.md)")
     p.add_argument("--decode-attempts", type=int, default=None, help="default 5")
     p.add_argument("--decode-temperature", type=float, default=None, help="default 0.5")
     p.add_argument("--similar-to", default=None, help="drug name or SMILES the molecules must stay similar to")
@@ -91,6 +95,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 _RUN_SETTINGS = {
     "batch": "batch", "seed": "seed", "method": "method", "acquisition": "acquisition", "init_file": "init_file",
     "n_init": "n_init", "gp_window": "gp_window", "tr_failure_tolerance": "tr_failure_tolerance",
+    "subspace": "subspace",
     "decode_attempts": "decode_attempts", "decode_temperature": "decode_temperature",
     "similarity_gp": "similarity_gp", "score_infeasible": "score_infeasible", "restarts": "num_restarts",
     "raw_samples": "raw_samples", "patience": "patience", "local_after": "local_after", "top_k": "top_k",

@@ -61,6 +61,9 @@ __all__ = ["METHODS", "ACQUISITIONS", "OptimizeConfig", "TrustRegion", "Optimize
 
 METHODS = ("auto", "bo", "turbo", "prior", "screen")
 ACQUISITIONS = ("logei", "ucb", "ts")
+SUBSPACES = ("full", "active")
+# MOSES training molecules whose codes decide which latent dimensions are active (--subspace active)
+ACTIVE_SAMPLE = 1000
 STATE_VERSION = 1
 JOURNAL_FILE = "scores.jsonl"
 
@@ -86,6 +89,10 @@ class OptimizeConfig:
     # failed rounds in a row before the trust region halves; 0: TuRBO's ceil(max(4/q, d/q))
     tr_failure_tolerance: int = field(default=0, metadata=rule(ge=0))
     gp_maxiter: int = field(default=100, metadata=rule(ge=1))  # L-BFGS iterations of each GP fit
+    # "active": the GP and the acquisition (bo, turbo) work in the latent dimensions the encoder
+    # uses (metrics.active_dimensions over ACTIVE_SAMPLE MOSES training molecules); the others,
+    # collapsed to the prior and ignored by the decoder, are held at the data's mean. "full": all.
+    subspace: str = field(default="full", metadata=rule(choices=SUBSPACES))
     decode_attempts: int = field(default=5, metadata=rule(ge=1))
     decode_temperature: float = field(default=0.5, metadata=rule(gt=0.0))
     num_restarts: int = field(default=4, metadata=rule(ge=1))
@@ -306,6 +313,25 @@ def _torch_threads(n: int | None):
         torch.set_num_threads(old)
 
 
+def active_latent_dimensions(model) -> np.ndarray:
+    """Boolean mask of ``model``'s active latent dimensions (:func:`molvae.metrics.active_dimensions`),
+    from the codes of :data:`ACTIVE_SAMPLE` random MOSES training molecules (a fixed sample)."""
+    from molvae.data import moses_file, sample_smiles
+    from molvae.metrics import active_dimensions
+
+    pool = sample_smiles(moses_file("train"), ACTIVE_SAMPLE, seed=0, column="SMILES")
+    z = model.encode(pool, errors="nan")
+    n = int(np.isfinite(z).all(axis=1).sum())
+    if n < ACTIVE_SAMPLE // 10:
+        raise MolvaeError(f"--subspace active: the model encodes only {n} of {ACTIVE_SAMPLE} MOSES training molecules "
+                          "(its vocabulary is another chemistry); use --subspace full")
+    mask = active_dimensions(z)
+    if not mask.any():
+        raise MolvaeError("--subspace active: no latent dimension is active (the posterior ignores the molecule: "
+                          "posterior collapse); use --subspace full")
+    return mask
+
+
 @functools.lru_cache(maxsize=1)
 def _moses_train_smiles() -> tuple[str, ...]:
     """The 1.58M MOSES training SMILES, read once per process (screening runs side by side share them)."""
@@ -376,10 +402,18 @@ class Optimizer:
         self.idle = 0  # rounds in a row that found no new molecule at all, feasible or not
         self.screen_pos = 0
         self.timings: list[dict[str, float]] = []
-        self.tr = TrustRegion(dim=model.config.latent_dim, batch=config.batch,
-                              failure_tolerance=config.tr_failure_tolerance)
+        # Boolean mask of the latent dimensions BO searches (None: all of them).
+        self.active: torch.Tensor | None = None
         self.latents: dict[str, np.ndarray] = {}  # canonical SMILES -> code of the molecule actually scored
         self.initialized = False  # True once the initial design is committed (state.json written)
+        if config.subspace == "active" and self.method in ("bo", "turbo"):
+            state_file = self.out / "state.json"
+            saved = read_json(state_file, "optimization state") if resume and state_file.exists() else {}
+            dims = saved.get("active_dims")  # a resumed run keeps the dimensions it started with
+            self.active = torch.as_tensor(active_latent_dimensions(model) if dims is None else
+                                          np.isin(np.arange(model.config.latent_dim), dims))
+            log.info("BO searches the %d active of %d latent dimensions", self.search_dim, model.config.latent_dim)
+        self.tr = TrustRegion(dim=self.search_dim, batch=config.batch, failure_tolerance=config.tr_failure_tolerance)
         if resume:
             self.oracle.load_journal()
             if (self.out / "evaluations.csv").exists():
@@ -392,6 +426,11 @@ class Optimizer:
         write_json(self.out / "config.json", {"optimize": asdict(self.config), "method": self.method,
                                                   "latent_dim": model.config.latent_dim})
         self._record_environment(resume)
+
+    @property
+    def search_dim(self) -> int:
+        """Dimensions the GP and the acquisition work in: the active ones with ``subspace="active"``."""
+        return self.model.config.latent_dim if self.active is None else int(self.active.sum())
 
     def _record_environment(self, resume: bool) -> None:
         """run_info.json: the environment of the start, plus one entry per resume.
@@ -463,6 +502,7 @@ class Optimizer:
                 "n_infeasible": sum(1 for r in self.oracle.known_records() if not r["feasible"]),
                 "n_unscored": self.oracle.n_unscored, "best": best, "stalled": self.stalled, "idle": self.idle,
                 "screen_pos": self.screen_pos,
+                "active_dims": None if self.active is None else torch.nonzero(self.active).flatten().tolist(),
                 "trust_region": self.tr.to_dict(), "finished": self.finished, "stop_reason": self.stop_reason,
                 "timings": self.timings[-50:]}
 
@@ -657,6 +697,19 @@ class Optimizer:
         d = self.model.config.latent_dim
         if len(X) < 2:  # nothing to model yet: draw from the prior
             return torch.randn(q, d, dtype=torch.float64)
+        if self.active is None:
+            return self._propose_in(X, Y, S, F, q, timing)
+        # The collapsed dimensions carry no information about the molecule: as GP inputs they
+        # are noise the kernel must learn to ignore, and the acquisition would search them too.
+        z = torch.empty(q, d, dtype=X.dtype)
+        z[:, ~self.active] = X[:, ~self.active].mean(0)
+        z[:, self.active] = self._propose_in(X[:, self.active], Y, S, F, q, timing)
+        return z
+
+    def _propose_in(self, X: torch.Tensor, Y: torch.Tensor, S: torch.Tensor, F: torch.Tensor, q: int,
+                    timing: dict[str, float]) -> torch.Tensor:
+        """q points in the space of ``X``'s columns: GP fit, then the acquisition in the box of the method."""
+        d = X.shape[1]
         bounds = data_box(X)
         t = time.perf_counter()
         gp = fit_gp(X, Y, bounds, maxiter=self.config.gp_maxiter)
@@ -819,11 +872,12 @@ def saved_settings(out: str | Path) -> dict[str, Any]:
 
     Runs saved before ``score_infeasible`` existed charged an oracle call for every infeasible
     molecule; they resume with that accounting. Runs saved before ``local_after`` existed
-    resume without local rounds.
+    resume without local rounds, and runs saved before ``subspace`` existed searched all dimensions.
     """
     saved = dict(read_json(Path(out) / "config.json", "optimization config").get("optimize", {}))
     saved.setdefault("score_infeasible", True)
     saved.setdefault("local_after", None)
+    saved.setdefault("subspace", "full")
     return saved
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -320,3 +321,53 @@ def test_run_info_records_the_environment_and_warns_on_a_resume_under_other_vers
     assert again["versions"]["botorch"] == "0.0.1"  # the start's record is kept
     assert [r["versions"]["botorch"] for r in again["resumes"]] == [botorch.__version__] * 2
     assert [r["round"] for r in again["resumes"]] == [0, 0]
+
+
+def _half_collapsed(model_dir):
+    """The small model with its even latent dimensions collapsed: their posterior mean is a constant."""
+    from molvae.model import MolVAE
+
+    model = MolVAE.load(model_dir, device="cpu")
+    with torch.no_grad():
+        model.net.to_mu.weight[::2] = 0.0
+    return model
+
+
+def test_active_subspace_searches_only_the_dimensions_the_encoder_uses(small_model_dir, tmp_path) -> None:
+    from molvae.optimization.bo import active_latent_dimensions
+
+    model = _half_collapsed(small_model_dir)
+    mask = active_latent_dimensions(model)
+    d = model.config.latent_dim
+    assert not mask[::2].any() and mask[1::2].sum() >= d // 2 - 2  # the small model uses nearly all of its own
+    cfg = OptimizeConfig(objectives=["qed"], method="turbo", subspace="active", budget=12, seed=0, **FAST)
+    opt = Optimizer(model, cfg, tmp_path / "run", progress=False)
+    assert opt.search_dim == int(mask.sum()) < d
+    assert opt.tr.failure_tolerance == math.ceil(max(4 / FAST["batch"], mask.sum() / FAST["batch"]))
+    opt.initial_design()
+    X, _ = opt.training_data()
+    z = opt._propose(6, {})
+    assert z.shape == (6, d)
+    # The collapsed dimensions are held at the data's mean; the active ones are searched.
+    torch.testing.assert_close(z[:, ~torch.as_tensor(mask)], X[:, ~torch.as_tensor(mask)].mean(0).expand(6, -1))
+    assert (z[:, torch.as_tensor(mask)].std(0) > 0).any()
+    opt.run()
+    saved = json.loads((tmp_path / "run" / "state.json").read_text())["active_dims"]
+    assert saved == np.flatnonzero(mask).tolist()
+    # A resume keeps the dimensions the run started with, even under a model whose mask would differ.
+    from molvae.model import MolVAE
+
+    resumed = Optimizer(MolVAE.load(small_model_dir, device="cpu"), cfg, tmp_path / "run", resume=True,
+                        progress=False)
+    assert torch.equal(resumed.active, torch.as_tensor(mask))
+
+
+def test_full_subspace_and_baselines_search_every_dimension(small_model, tmp_path) -> None:
+    for method, subspace in (("turbo", "full"), ("prior", "active"), ("screen", "active")):
+        cfg = OptimizeConfig(objectives=["qed"], method=method, subspace=subspace, **FAST)
+        opt = Optimizer(small_model, cfg, tmp_path / f"{method}-{subspace}", progress=False)
+        assert opt.active is None and opt.search_dim == small_model.config.latent_dim
+    from molvae.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="subspace"):
+        OptimizeConfig(objectives=["qed"], subspace="half").validate()
