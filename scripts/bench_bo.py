@@ -213,8 +213,8 @@ def main(argv=None) -> int:
     p.add_argument("--gp-maxiter", type=int, default=100, help="L-BFGS iterations per GP fit (OptimizeConfig.gp_maxiter)")
     p.add_argument("--tr-failure-tolerance", type=int, default=0,
                    help="turbo: failed rounds before the trust region halves (OptimizeConfig.tr_failure_tolerance)")
-    p.add_argument("--subspace", default="full", choices=["full", "active"],
-                   help="bo/turbo: all latent dimensions or only the active ones (OptimizeConfig.subspace)")
+    p.add_argument("--subspace", default="auto", choices=["auto", "active", "full"],
+                   help="bo/turbo: all latent dimensions or only the active ones (OptimizeConfig.subspace, default auto as in molvae optimize)")
     p.add_argument("--range", dest="ranges", action="append", default=[], metavar="PROP=LOW:HIGH",
                    help="every cell: molecules outside this property range are infeasible (e.g. mw=200:450); repeatable")
     p.add_argument("--alerts", nargs="?", const="PAINS,BRENK", default=None,

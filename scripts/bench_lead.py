@@ -124,8 +124,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-rounds", type=int, default=60)
     p.add_argument("--local-after", type=int, default=5, help="OptimizeConfig.local_after (molvae optimize's default)")
     p.add_argument("--no-local", dest="local_after", action="store_const", const=None, help="no local rounds")
-    p.add_argument("--subspace", default="full", choices=["full", "active"],
-                   help="the GP rounds search all latent dimensions or only the active ones (OptimizeConfig.subspace)")
+    p.add_argument("--subspace", default="auto", choices=["auto", "active", "full"],
+                   help="the GP rounds search all latent dimensions or only the active ones (OptimizeConfig.subspace, default auto as in molvae optimize)")
     p.add_argument("--bar", type=float, default=1.0, help="gain over the lead a cell must reach")
     p.add_argument("--jobs", type=int, default=1, help="cells run in this many worker processes")
     p.add_argument("--keep", default=None, help="keep each cell's run directory (LEAD-SEED, the lead made path-safe) "

@@ -52,10 +52,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tr-failure-tolerance", type=int, default=None,
                    help="turbo: failed rounds before the trust region halves (0, the default: TuRBO's ceil(latent/batch); "
                         "4 gave a better QED top-10 at 500 calls, see docs/BO_BENCHMARK.md)")
-    p.add_argument("--subspace", default=None, choices=["full", "active"],
-                   help="bo/turbo: the GP and the acquisition work in all latent dimensions (full, the default) or "
-                        "only in those the encoder uses (active; the bundled zinc-smiles uses 26 of 128, "
-                        "see docs/BO_BENCHMARK.md)")
+    p.add_argument("--subspace", default=None, choices=["auto", "active", "full"],
+                   help="bo/turbo: the GP and the acquisition work only in the latent dimensions the encoder uses "
+                        "(active; the bundled zinc-smiles uses 26 of 128) or in all of them (full). auto, the "
+                        "default: active, or full with a warning where they cannot be measured "
+                        "(docs/BO_BENCHMARK.md)")
     p.add_argument("--decode-attempts", type=int, default=None, help="default 5")
     p.add_argument("--decode-temperature", type=float, default=None, help="default 0.5")
     p.add_argument("--similar-to", default=None, help="drug name or SMILES the molecules must stay similar to")

@@ -61,7 +61,7 @@ __all__ = ["METHODS", "ACQUISITIONS", "OptimizeConfig", "TrustRegion", "Optimize
 
 METHODS = ("auto", "bo", "turbo", "prior", "screen")
 ACQUISITIONS = ("logei", "ucb", "ts")
-SUBSPACES = ("full", "active")
+SUBSPACES = ("auto", "active", "full")
 # MOSES training molecules whose codes decide which latent dimensions are active (--subspace active)
 ACTIVE_SAMPLE = 1000
 STATE_VERSION = 1
@@ -92,7 +92,10 @@ class OptimizeConfig:
     # "active": the GP and the acquisition (bo, turbo) work in the latent dimensions the encoder
     # uses (metrics.active_dimensions over ACTIVE_SAMPLE MOSES training molecules); the others,
     # collapsed to the prior and ignored by the decoder, are held at the data's mean. "full": all.
-    subspace: str = field(default="full", metadata=rule(choices=SUBSPACES))
+    # "auto": active, or full with a warning where the active ones cannot be measured (a model of
+    # another chemistry) or are all of them. Active beat full on every objective at 500 calls
+    # (docs/BO_BENCHMARK.md, session 21).
+    subspace: str = field(default="auto", metadata=rule(choices=SUBSPACES))
     decode_attempts: int = field(default=5, metadata=rule(ge=1))
     decode_temperature: float = field(default=0.5, metadata=rule(gt=0.0))
     num_restarts: int = field(default=4, metadata=rule(ge=1))
@@ -316,20 +319,26 @@ def _torch_threads(n: int | None):
 def active_latent_dimensions(model) -> np.ndarray:
     """Boolean mask of ``model``'s active latent dimensions (:func:`molvae.metrics.active_dimensions`),
     from the codes of :data:`ACTIVE_SAMPLE` random MOSES training molecules (a fixed sample)."""
-    from molvae.data import moses_file, sample_smiles
     from molvae.metrics import active_dimensions
 
-    pool = sample_smiles(moses_file("train"), ACTIVE_SAMPLE, seed=0, column="SMILES")
-    z = model.encode(pool, errors="nan")
+    z = model.encode(list(_active_sample()), errors="nan")
     n = int(np.isfinite(z).all(axis=1).sum())
     if n < ACTIVE_SAMPLE // 10:
-        raise MolvaeError(f"--subspace active: the model encodes only {n} of {ACTIVE_SAMPLE} MOSES training molecules "
-                          "(its vocabulary is another chemistry); use --subspace full")
+        raise MolvaeError(f"the model encodes only {n} of {ACTIVE_SAMPLE} MOSES training molecules (its vocabulary "
+                          "is another chemistry), too few to tell its active latent dimensions")
     mask = active_dimensions(z)
     if not mask.any():
-        raise MolvaeError("--subspace active: no latent dimension is active (the posterior ignores the molecule: "
-                          "posterior collapse); use --subspace full")
+        raise MolvaeError("no latent dimension is active (the posterior ignores the molecule: posterior collapse)")
     return mask
+
+
+@functools.lru_cache(maxsize=1)
+def _active_sample() -> tuple[str, ...]:
+    """The fixed MOSES training sample of :func:`active_latent_dimensions`, read once per process
+    (a pass over the 1.58M-line file takes seconds)."""
+    from molvae.data import moses_file, sample_smiles
+
+    return tuple(sample_smiles(moses_file("train"), ACTIVE_SAMPLE, seed=0, column="SMILES"))
 
 
 @functools.lru_cache(maxsize=1)
@@ -406,13 +415,8 @@ class Optimizer:
         self.active: torch.Tensor | None = None
         self.latents: dict[str, np.ndarray] = {}  # canonical SMILES -> code of the molecule actually scored
         self.initialized = False  # True once the initial design is committed (state.json written)
-        if config.subspace == "active" and self.method in ("bo", "turbo"):
-            state_file = self.out / "state.json"
-            saved = read_json(state_file, "optimization state") if resume and state_file.exists() else {}
-            dims = saved.get("active_dims")  # a resumed run keeps the dimensions it started with
-            self.active = torch.as_tensor(active_latent_dimensions(model) if dims is None else
-                                          np.isin(np.arange(model.config.latent_dim), dims))
-            log.info("BO searches the %d active of %d latent dimensions", self.search_dim, model.config.latent_dim)
+        if config.subspace != "full" and self.method in ("bo", "turbo"):
+            self.active = self._search_mask(resume)
         self.tr = TrustRegion(dim=self.search_dim, batch=config.batch, failure_tolerance=config.tr_failure_tolerance)
         if resume:
             self.oracle.load_journal()
@@ -426,6 +430,28 @@ class Optimizer:
         write_json(self.out / "config.json", {"optimize": asdict(self.config), "method": self.method,
                                                   "latent_dim": model.config.latent_dim})
         self._record_environment(resume)
+
+    def _search_mask(self, resume: bool) -> torch.Tensor | None:
+        """The active-dimension mask of ``subspace="active"`` or ``"auto"`` (None: search them all)."""
+        d = self.model.config.latent_dim
+        state_file = self.out / "state.json"
+        saved = read_json(state_file, "optimization state") if resume and state_file.exists() else {}
+        if "active_dims" in saved:  # a resumed run keeps the dimensions it started with (None: all)
+            dims = saved["active_dims"]
+            return None if dims is None else torch.as_tensor(np.isin(np.arange(d), dims))
+        try:
+            mask = active_latent_dimensions(self.model)
+        except MolvaeError as exc:
+            if self.config.subspace == "active":
+                raise MolvaeError(f"--subspace active: {exc}; use --subspace full") from None
+            log.warning("%s; BO searches all %d latent dimensions", exc, d)
+            return None
+        if mask.all():
+            log.info("the model uses all %d latent dimensions; BO searches them all", d)
+            return None
+        log.info("BO searches the %d latent dimensions the encoder uses, of %d (--subspace %s)", int(mask.sum()), d,
+                 self.config.subspace)
+        return torch.as_tensor(mask)
 
     @property
     def search_dim(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import numpy as np
@@ -297,9 +298,6 @@ def test_python_resume_refuses_settings_that_differ_from_the_run(small_model, tm
 
 def test_run_info_records_the_environment_and_warns_on_a_resume_under_other_versions(small_model, tmp_path,
                                                                                       caplog) -> None:
-    import json
-    import logging
-
     import botorch
 
     cfg = OptimizeConfig(objectives=["qed"], budget=0, seed=0, **FAST)
@@ -362,8 +360,41 @@ def test_active_subspace_searches_only_the_dimensions_the_encoder_uses(small_mod
     assert torch.equal(resumed.active, torch.as_tensor(mask))
 
 
+def test_auto_subspace_is_the_default_and_finds_the_same_dimensions(small_model_dir, tmp_path) -> None:
+    from molvae.optimization.bo import active_latent_dimensions
+
+    model = _half_collapsed(small_model_dir)
+    cfg = OptimizeConfig(objectives=["qed"], method="bo", **FAST)
+    assert cfg.subspace == "auto"
+    opt = Optimizer(model, cfg, tmp_path / "run", progress=False)
+    assert torch.equal(opt.active, torch.as_tensor(active_latent_dimensions(model)))
+
+
+def test_auto_subspace_falls_back_to_every_dimension_and_says_why(small_model_dir, tmp_path, caplog) -> None:
+    from molvae.errors import MolvaeError
+    from molvae.model import MolVAE
+
+    model = MolVAE.load(small_model_dir, device="cpu")
+    with torch.no_grad():  # every posterior mean is the same code: no dimension is active
+        model.net.to_mu.weight.zero_()
+    d = model.config.latent_dim
+    with pytest.raises(MolvaeError, match="--subspace active: no latent dimension is active"):
+        Optimizer(model, OptimizeConfig(objectives=["qed"], method="turbo", subspace="active", **FAST),
+                  tmp_path / "active", progress=False)
+    cfg = OptimizeConfig(objectives=["qed"], method="turbo", subspace="auto", budget=8, seed=0, **FAST)
+    with caplog.at_level(logging.WARNING, logger="molvae.optimization.bo"):
+        opt = Optimizer(model, cfg, tmp_path / "auto", progress=False)
+    assert opt.active is None and opt.search_dim == d and opt.tr.dim == d
+    assert "no latent dimension is active" in caplog.text and f"all {d} latent dimensions" in caplog.text
+    opt.run()
+    assert json.loads((tmp_path / "auto" / "state.json").read_text())["active_dims"] is None
+    # A resume keeps searching every dimension, though this model's active ones can now be measured.
+    resumed = Optimizer(_half_collapsed(small_model_dir), cfg, tmp_path / "auto", resume=True, progress=False)
+    assert resumed.active is None and resumed.search_dim == d
+
+
 def test_full_subspace_and_baselines_search_every_dimension(small_model, tmp_path) -> None:
-    for method, subspace in (("turbo", "full"), ("prior", "active"), ("screen", "active")):
+    for method, subspace in (("turbo", "full"), ("prior", "active"), ("screen", "auto")):
         cfg = OptimizeConfig(objectives=["qed"], method=method, subspace=subspace, **FAST)
         opt = Optimizer(small_model, cfg, tmp_path / f"{method}-{subspace}", progress=False)
         assert opt.active is None and opt.search_dim == small_model.config.latent_dim
