@@ -370,6 +370,22 @@ def test_auto_subspace_is_the_default_and_finds_the_same_dimensions(small_model_
     assert torch.equal(opt.active, torch.as_tensor(active_latent_dimensions(model)))
 
 
+def test_pareto_run_searches_the_active_dimensions(small_model_dir, tmp_path) -> None:
+    model = _half_collapsed(small_model_dir)
+    cfg = OptimizeConfig(objectives=["esol", "qed"], method="bo", budget=12, seed=0, **FAST)
+    opt = Optimizer(model, cfg, tmp_path / "run", progress=False)
+    opt.initial_design()
+    X, _ = opt.training_data()
+    z = opt._propose(4, {})
+    collapsed = ~opt.active
+    assert collapsed.any() and opt.active.any()
+    torch.testing.assert_close(z[:, collapsed], X[:, collapsed].mean(0).expand(4, -1))
+    opt.run()
+    assert (tmp_path / "run" / "pareto.csv").is_file()
+    assert json.loads((tmp_path / "run" / "state.json").read_text())["active_dims"] == \
+        torch.nonzero(opt.active).flatten().tolist()
+
+
 def test_auto_subspace_falls_back_to_every_dimension_and_says_why(small_model_dir, tmp_path, caplog) -> None:
     from molvae.errors import MolvaeError
     from molvae.model import MolVAE
