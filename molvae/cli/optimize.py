@@ -50,8 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gp-window", type=int, default=None,
                    help="points the GP is fit on, half best, half latest (default 512)")
     p.add_argument("--tr-failure-tolerance", type=int, default=None,
-                   help="turbo: failed rounds before the trust region halves (0, the default: TuRBO's ceil(latent/batch); "
-                        "4 gave a better QED top-10 at 500 calls, see docs/BO_BENCHMARK.md)")
+                   help="turbo: failed rounds before the trust region halves (0, the default: TuRBO's "
+                        "ceil(searched dimensions / batch), 3 for the bundled model's 26 active dimensions at batch 10; "
+                        "in all 128 dimensions 4 gave a better QED top-10 than 13, see docs/BO_BENCHMARK.md)")
     p.add_argument("--subspace", default=None, choices=["auto", "active", "full"],
                    help="bo/turbo: the GP and the acquisition work only in the latent dimensions the encoder uses "
                         "(active; the bundled zinc-smiles uses 26 of 128) or in all of them (full). auto, the "
