@@ -131,3 +131,27 @@ def test_workers_stop_when_the_benchmark_is_killed(tmp_path):
     for w in left:
         os.kill(w, signal.SIGKILL)
     assert not left, f"workers {left} kept running after the benchmark was killed"
+
+
+def test_seed_lists_take_ranges_and_say_what_is_wrong():
+    bench = _bench_bo()
+    assert bench.parse_seeds("0-2,7") == [0, 1, 2, 7]
+    assert bench.parse_seeds("3, 1,3") == [3, 1]  # in the order given, each once
+    for bad, says in (("0,one", "integers"), ("5-2", "5-2 is empty"), ("-1", "integers"), ("", "integers")):
+        with pytest.raises(Exception, match=says):
+            bench.parse_seeds(bad)
+
+
+def test_baselines_run_on_their_own_seeds(tmp_path, capsys):
+    # The baselines are cheap: --baseline-seeds gives them more seeds than the BO methods get,
+    # and the verdict compares the BO method's mean with their means over all of those seeds.
+    bench = _bench_bo()
+    figures = _run(bench, capsys, "--budget", "8", "--n-init", "4", "--batch", "4", "--objectives", "qed",
+                   "--methods", "bo,screen", "--seeds", "3", "--baseline-seeds", "0-2,5", "--skip-timing")
+    assert sorted((c["method"], c["seed"]) for c in figures["cells"]) == [
+        ("bo", 3), ("screen", 0), ("screen", 1), ("screen", 2), ("screen", 5)]
+    rows = {r["method"]: r for r in figures["summary"]}
+    assert rows["bo"]["seeds"] == 1 and rows["screen"]["seeds"] == 4
+    screen_bests = [c["best"] for c in figures["cells"] if c["method"] == "screen"]
+    assert rows["screen"]["best_mean"] == round(sum(screen_bests) / 4, 3)
+    assert "beats_baselines" in rows["bo"]
