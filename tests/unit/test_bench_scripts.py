@@ -31,3 +31,28 @@ def test_bench_decode_alternates_with_the_reference_and_prints_json() -> None:
         assert figures[key] > 0, key
     # The bundled model's prior samples are often valid; untrained weights almost never are.
     assert 0.2 <= figures["validity"] <= 1.0
+
+
+def test_screening_ceiling_prints_the_tail_and_the_best_of_random_draws() -> None:
+    from molvae import chemistry
+
+    cmd = [sys.executable, "scripts/screening_ceiling.py", "--property", "qed", "--n", "3000", "--budget", "100",
+           "--draws", "50", "--jobs", "1"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures["molecules"] + figures["no_value"] == 3000 and figures["draws"] == 50
+    (top_smiles, top_value), *rest = figures["top5"]
+    assert figures["max"] == top_value == pytest.approx(float(chemistry.qed([top_smiles])[0]))
+    assert [v for _, v in rest] == sorted((v for _, v in rest), reverse=True) and rest[0][1] <= top_value
+    counts = [t["count"] for t in figures["tail"].values()]
+    assert counts == sorted(counts, reverse=True) and counts[0] == 30  # the 99th percentile of 3,000
+    q = figures["best_quantiles"]
+    assert q["p10"] <= q["p50"] <= q["p90"] <= figures["max"]
+    assert figures["top10_mean"] < figures["best_mean"] <= figures["max"]
+
+
+def test_screening_ceiling_refuses_a_budget_above_the_molecules() -> None:
+    cmd = [sys.executable, "scripts/screening_ceiling.py", "--n", "50", "--budget", "100", "--jobs", "1"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2 and "fewer than --budget 100" in done.stderr
