@@ -7,7 +7,7 @@ over ``--draws`` draws: the distribution that scripts/bench_bo.py's screening ba
 samples with one draw per seed. For QED it shows the ceiling a BO method is asked to beat.
 The last printed line is one JSON object with the figures.
 
-    python scripts/screening_ceiling.py --property qed --budget 500            # all 1.58M molecules (~14 min on 2 cores)
+    python scripts/screening_ceiling.py --property qed --budget 500            # all 1.58M molecules (19 min on 2 cores)
     python scripts/screening_ceiling.py --property qed --n 100000 --budget 500  # a sample: faster, a lower maximum
 """
 

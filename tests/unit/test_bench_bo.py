@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import os
@@ -138,7 +139,7 @@ def test_seed_lists_take_ranges_and_say_what_is_wrong():
     assert bench.parse_seeds("0-2,7") == [0, 1, 2, 7]
     assert bench.parse_seeds("3, 1,3") == [3, 1]  # in the order given, each once
     for bad, says in (("0,one", "integers"), ("5-2", "5-2 is empty"), ("-1", "integers"), ("", "integers")):
-        with pytest.raises(Exception, match=says):
+        with pytest.raises(argparse.ArgumentTypeError, match=says):
             bench.parse_seeds(bad)
 
 
