@@ -14,21 +14,13 @@ import json
 import os
 import platform
 import sys
-import sysconfig
 import time
 
 import pandas as pd
 
 from molvae import chemistry
-
-MOSES_TRAIN = os.path.join(sysconfig.get_paths()["purelib"], "moses/dataset/data/train.csv.gz")
-
-
-def load_moses(n: int) -> list[str]:
-    """First ``n`` SMILES of the MOSES training set shipped in the molsets wheel."""
-    if not os.path.exists(MOSES_TRAIN):
-        sys.exit(f"MOSES training data not found at {MOSES_TRAIN} (install molsets)")
-    return pd.read_csv(MOSES_TRAIN, nrows=n)["SMILES"].tolist()
+from molvae.data import moses_file, read_smiles
+from molvae.errors import MolvaeError
 
 
 def time_table(smiles: list[str], properties: list[str] | None, n_jobs: int) -> tuple[float, pd.DataFrame]:
@@ -37,16 +29,25 @@ def time_table(smiles: list[str], properties: list[str] | None, n_jobs: int) -> 
     return time.perf_counter() - start, table
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=100_000, help="number of MOSES training molecules")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="workers for the parallel run")
     parser.add_argument("--properties", default=None, help="comma-separated subset (default: all)")
     parser.add_argument("--skip-serial", action="store_true", help="only time the parallel run")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.n < 1 or args.jobs < 1:
+        parser.error("--n and --jobs must be >= 1")
 
     properties = args.properties.split(",") if args.properties else None
-    smiles = load_moses(args.n)
+    unknown = sorted(set(properties or ()) - set(chemistry.PROPERTIES))
+    if unknown:
+        parser.error(f"unknown properties {unknown}; known: {', '.join(sorted(chemistry.PROPERTIES))}")
+    try:
+        # The first --n molecules of the file, not a sample, so every run times the same ones.
+        smiles = read_smiles(moses_file("train"), column="SMILES", limit=args.n)
+    except MolvaeError as exc:
+        parser.exit(1, f"bench_properties: {exc}\n")
     n = len(smiles)
     # Warm-up outside the timings: first calls load SA fragment scores and
     # Crippen/QED parameter tables.

@@ -56,3 +56,19 @@ def test_screening_ceiling_refuses_a_budget_above_the_molecules() -> None:
     cmd = [sys.executable, "scripts/screening_ceiling.py", "--n", "50", "--budget", "100", "--jobs", "1"]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 2 and "fewer than --budget 100" in done.stderr
+
+
+def test_bench_properties_times_the_first_moses_molecules_serially_and_in_parallel() -> None:
+    cmd = [sys.executable, "scripts/bench_properties.py", "--n", "60", "--jobs", "2", "--properties", "qed,mw"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures["n"] == 60 and figures["properties"] == ["qed", "mw"] and figures["n_invalid"] == 0
+    assert "serial and parallel tables identical" in done.stdout and figures["speedup"] > 0
+
+
+def test_bench_properties_names_an_unknown_property() -> None:
+    cmd = [sys.executable, "scripts/bench_properties.py", "--n", "10", "--properties", "qed,solubilty"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2 and "unknown properties ['solubilty']" in done.stderr
+    assert "Traceback" not in done.stderr
