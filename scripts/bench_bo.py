@@ -51,6 +51,8 @@ from molvae.optimization.bo import gp_window_index, saved_settings
 METHODS = ("bo", "turbo", "prior", "screen")
 BASELINES = ("prior", "screen")
 _MODELS: dict[str, MolVAE] = {}
+# The cells run what `molvae optimize` runs unless an option says otherwise, so the two cannot drift apart.
+OPTIMIZE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(OptimizeConfig) if f.default is not dataclasses.MISSING}
 
 
 def exit_with_parent(parent_pid: int, interval: float = 0.5) -> None:
@@ -217,7 +219,8 @@ def print_summary(rows: list[dict]) -> None:
               f"{r['top10_mean']:>9.3f}±{r['top10_sd']:<6.3f}  {verdict if r['method'] not in BASELINES else ''}")
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; the optimizer settings default to OptimizeConfig's."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="zinc-smiles", help="bundled model name or model directory")
     p.add_argument("--budget", type=int, default=100)
@@ -227,17 +230,21 @@ def main(argv=None) -> int:
                         "make their means, against which the BO methods are judged, precise")
     p.add_argument("--objectives", default="qed,esol")
     p.add_argument("--methods", default=",".join(METHODS))
-    p.add_argument("--batch", type=int, default=10)
-    p.add_argument("--n-init", type=int, default=20)
-    p.add_argument("--decode-attempts", type=int, default=5)
-    p.add_argument("--restarts", type=int, default=4)
-    p.add_argument("--raw-samples", type=int, default=128)
+    p.add_argument("--batch", type=int, default=OPTIMIZE_DEFAULTS["batch"])
+    p.add_argument("--n-init", type=int, default=OPTIMIZE_DEFAULTS["n_init"],
+                   help="random MOSES molecules scored before the first BO round (OptimizeConfig.n_init, as in "
+                        "molvae optimize; the tables of docs/BO_BENCHMARK.md before session 25 used 20)")
+    p.add_argument("--decode-attempts", type=int, default=OPTIMIZE_DEFAULTS["decode_attempts"])
+    p.add_argument("--restarts", type=int, default=OPTIMIZE_DEFAULTS["num_restarts"])
+    p.add_argument("--raw-samples", type=int, default=OPTIMIZE_DEFAULTS["raw_samples"])
     p.add_argument("--timing-points", type=int, default=1000)
-    p.add_argument("--gp-window", type=int, default=512, help="points the GP is fit on (OptimizeConfig.gp_window)")
-    p.add_argument("--gp-maxiter", type=int, default=100, help="L-BFGS iterations per GP fit (OptimizeConfig.gp_maxiter)")
-    p.add_argument("--tr-failure-tolerance", type=int, default=0,
+    p.add_argument("--gp-window", type=int, default=OPTIMIZE_DEFAULTS["gp_window"],
+                   help="points the GP is fit on (OptimizeConfig.gp_window)")
+    p.add_argument("--gp-maxiter", type=int, default=OPTIMIZE_DEFAULTS["gp_maxiter"],
+                   help="L-BFGS iterations per GP fit (OptimizeConfig.gp_maxiter)")
+    p.add_argument("--tr-failure-tolerance", type=int, default=OPTIMIZE_DEFAULTS["tr_failure_tolerance"],
                    help="turbo: failed rounds before the trust region halves (OptimizeConfig.tr_failure_tolerance)")
-    p.add_argument("--subspace", default="auto", choices=["auto", "active", "full"],
+    p.add_argument("--subspace", default=OPTIMIZE_DEFAULTS["subspace"], choices=["auto", "active", "full"],
                    help="bo/turbo: all latent dimensions or only the active ones (OptimizeConfig.subspace, default auto as in molvae optimize)")
     p.add_argument("--range", dest="ranges", action="append", default=[], metavar="PROP=LOW:HIGH",
                    help="every cell: molecules outside this property range are infeasible (e.g. mw=200:450); repeatable")
@@ -256,6 +263,11 @@ def main(argv=None) -> int:
     p.add_argument("--reuse", action="store_true",
                    help="with --keep: resume cells already in that folder instead of rerunning them (wall_s is then blank); "
                         "a cell run with other settings (budget and round limit aside) is refused")
+    return p
+
+
+def main(argv=None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     if args.reuse and not args.keep:
         p.error("--reuse needs --keep")

@@ -143,6 +143,19 @@ def test_seed_lists_take_ranges_and_say_what_is_wrong():
             bench.parse_seeds(bad)
 
 
+def test_cells_default_to_the_settings_of_molvae_optimize():
+    from molvae.optimization import OptimizeConfig
+
+    bench = _bench_bo()
+    args = bench.build_parser().parse_args([])
+    config = OptimizeConfig(objectives=["qed"])
+    pairs = {"n_init": "n_init", "batch": "batch", "decode_attempts": "decode_attempts", "restarts": "num_restarts",
+             "raw_samples": "raw_samples", "gp_window": "gp_window", "gp_maxiter": "gp_maxiter",
+             "tr_failure_tolerance": "tr_failure_tolerance", "subspace": "subspace"}
+    assert {a: getattr(args, a) for a in pairs} == {a: getattr(config, c) for a, c in pairs.items()}
+    assert args.n_init == 100  # the initial design the session-25 tables were measured with
+
+
 def test_baselines_run_on_their_own_seeds(tmp_path, capsys):
     # The baselines are cheap: --baseline-seeds gives them more seeds than the BO methods get,
     # and the verdict compares the BO method's mean with their means over all of those seeds.
