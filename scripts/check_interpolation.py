@@ -76,8 +76,9 @@ def rule_pairs(model: MolVAE, n: int = 10, seed: int = 0, max_similarity: float 
 
 
 def check_pair(model: MolVAE, start: str, end: str, steps: int, method: str, seed: int,
-               endpoints: str = "mean") -> dict:
-    df = interpolate(model, start, end, steps=steps, method=method, seed=seed, endpoints=endpoints)
+               endpoints: str = "mean", unique: int | None = None) -> dict:
+    """One pair's figures: share of valid inner steps, Spearman rho of similarity to the start along the path."""
+    df = interpolate(model, start, end, steps=steps, method=method, seed=seed, endpoints=endpoints, unique=unique)
     inner = df.iloc[1:-1]
     valid = df[df["valid"]]
     rho = spearmanr(valid["step"], valid["tanimoto_start"]).statistic if len(valid) >= 3 else float("nan")
@@ -86,6 +87,7 @@ def check_pair(model: MolVAE, start: str, end: str, steps: int, method: str, see
         "valid_inner": float(inner["valid"].mean()),
         "endpoints_reconstructed": bool(df.iloc[0]["tanimoto_start"] == 1.0 and df.iloc[-1]["tanimoto_end"] == 1.0),
         "distinct": int(valid["smiles"].nunique()),
+        "points": len(df),
         "spearman_sim_start": float(rho),
     }
 
@@ -99,12 +101,15 @@ def main() -> None:
     parser.add_argument("--endpoints", default="mean", choices=ENDPOINTS,
                         help="posterior means, or codes fitted to decode back to the drugs")
     parser.add_argument("--pairs", default="named", choices=["named", "rule"], help="which pair set (see above)")
+    parser.add_argument("--unique", type=int, default=None,
+                        help="refine each path (as molvae interpolate --unique) until it holds this many distinct "
+                             "molecules; rho and the valid share are then over the refined grid")
     args = parser.parse_args()
 
     model = MolVAE.load(args.model)
     start = time.perf_counter()
     pairs = PAIRS if args.pairs == "named" else rule_pairs(model, seed=args.seed)
-    rows = [check_pair(model, a, b, args.steps, args.method, args.seed, args.endpoints) for a, b in pairs]
+    rows = [check_pair(model, a, b, args.steps, args.method, args.seed, args.endpoints, args.unique) for a, b in pairs]
     width = max(len(r["pair"]) for r in rows)
     print(f"{'pair':<{width}}  valid(inner)  endpoints  distinct  spearman")
     for r in rows:
@@ -116,7 +121,7 @@ def main() -> None:
     print(f"{passed}/{len(rows)} pairs meet both bars (>= 0.80 valid inner steps, rho <= -0.8); "
           f"mean valid {valid.mean():.2f}, median rho {np.nanmedian(rhos):.2f}; {time.perf_counter() - start:.0f} s")
     print(json.dumps({"model": args.model, "method": args.method, "steps": args.steps, "pair_set": args.pairs,
-                      "endpoints": args.endpoints, "seed": args.seed,
+                      "endpoints": args.endpoints, "seed": args.seed, "unique": args.unique,
                       "pairs": rows,
                       "pairs_passing": passed, "mean_valid_inner": float(valid.mean()),
                       "median_spearman": float(np.nanmedian(rhos))}))

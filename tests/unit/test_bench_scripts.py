@@ -72,3 +72,22 @@ def test_bench_properties_names_an_unknown_property() -> None:
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 2 and "unknown properties ['solubilty']" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_check_interpolation_refines_the_path_until_it_holds_the_distinct_molecules_asked_for() -> None:
+    import importlib.util
+
+    from molvae.model import MolVAE
+
+    spec = importlib.util.spec_from_file_location("check_interpolation", REPO / "scripts" / "check_interpolation.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    model = MolVAE.load("zinc-smiles")
+    plain = check.check_pair(model, "aspirin", "ibuprofen", steps=12, method="linear", seed=0)
+    assert plain["points"] == 12 and plain["distinct"] <= 12
+    # 12 points cannot hold 14 molecules, so the grid is refined (12 -> 23 -> 45 ...) until they do
+    refined = check.check_pair(model, "aspirin", "ibuprofen", steps=12, method="linear", seed=0, unique=14)
+    assert refined["points"] in (23, 45, 89, 177)
+    assert refined["distinct"] >= 14 or refined["points"] == 177
+    for row in (plain, refined):
+        assert 0.0 <= row["valid_inner"] <= 1.0 and -1.0 <= row["spearman_sim_start"] <= 1.0
