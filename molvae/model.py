@@ -712,6 +712,10 @@ class MolVAE:
         tokens_then_pad = itertools.chain((t for x in ids if x is not None for t in x), (PAD_ID,))
         flat_t = torch.from_numpy(np.fromiter(tokens_then_pad, dtype=np.int32, count=int(offsets[-1]) + 1))
         net = self._inference_net()
+        # bf16 on CPU: the packed / row-dropping GRU paths give oneDNN a new matrix shape for nearly
+        # every batch, and its primitive caches kept growing (6.0 GB to encode all of MOSES, against
+        # a flat 0.6 GB with fixed shapes at the same speed; docs/PERFORMANCE.md, session 25).
+        static = self.device.type == "cpu" and self.dtype != torch.float32
 
         def encode_batch(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
             chunk = good[start:stop]
@@ -722,7 +726,7 @@ class MolVAE:
             index = (torch.from_numpy(offsets[chunk])[:, None] + cols).clamp_(max=len(flat_t) - 1)
             tokens = torch.where(cols < n[:, None], flat_t[index], PAD_ID).long()
             tokens[torch.arange(len(chunk)), n] = EOS_ID
-            mu, logvar = net.encode(tokens.to(self.device), n + 1)
+            mu, logvar = net.encode(tokens.to(self.device), n + 1, static_shapes=static)
             z = mu.float()
             if sample:
                 noise = torch.randn(z.shape, generator=generator, device="cpu").to(self.device)
