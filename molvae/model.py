@@ -712,8 +712,8 @@ class MolVAE:
         tokens_then_pad = itertools.chain((t for x in ids if x is not None for t in x), (PAD_ID,))
         flat_t = torch.from_numpy(np.fromiter(tokens_then_pad, dtype=np.int32, count=int(offsets[-1]) + 1))
         net = self._inference_net()
-        # bf16 on CPU: the row-dropping GRU loops give oneDNN a new matrix shape for nearly every
-        # batch, and its primitive caches kept growing with the library (400,000 MOSES molecules:
+        # bf16 on CPU: packed sequences give oneDNN a new GRU shape for nearly every batch,
+        # and its primitive caches kept growing with the library (400,000 MOSES molecules:
         # 630 -> 1,405 MB; fixed shapes: flat at 0.54 GB, 6% slower; docs/PERFORMANCE.md, session 25).
         static = self.device.type == "cpu" and self.dtype != torch.float32
 

@@ -46,7 +46,7 @@ import torch
 from molvae.errors import MolvaeError
 from molvae.model import MolVAE, SequenceVAE
 from molvae.optimization import Constraints, ObjectiveError, OptimizeConfig, Optimizer, fit_gp, parse_range, propose_latents
-from molvae.optimization.bo import gp_window_index, saved_settings
+from molvae.optimization.bo import SUBSPACES, gp_window_index, saved_settings
 
 METHODS = ("bo", "turbo", "prior", "screen")
 BASELINES = ("prior", "screen")
@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="L-BFGS iterations per GP fit (OptimizeConfig.gp_maxiter)")
     p.add_argument("--tr-failure-tolerance", type=int, default=OPTIMIZE_DEFAULTS["tr_failure_tolerance"],
                    help="turbo: failed rounds before the trust region halves (OptimizeConfig.tr_failure_tolerance)")
-    p.add_argument("--subspace", default=OPTIMIZE_DEFAULTS["subspace"], choices=["auto", "active", "full"],
+    p.add_argument("--subspace", default=OPTIMIZE_DEFAULTS["subspace"], choices=SUBSPACES,
                    help="bo/turbo: all latent dimensions or only the active ones (OptimizeConfig.subspace, default auto as in molvae optimize)")
     p.add_argument("--range", dest="ranges", action="append", default=[], metavar="PROP=LOW:HIGH",
                    help="every cell: molecules outside this property range are infeasible (e.g. mw=200:450); repeatable")
