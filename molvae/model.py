@@ -433,22 +433,42 @@ def generate(
         raise ConfigError(f"temperature must be > 0, got {temperature}")
     batch = z.shape[0]
     out = torch.full((batch, max_length), PAD_ID, dtype=torch.long)
-    active = torch.arange(batch)
+    rows = torch.arange(batch)  # the output row of each row still in the batch
     zterm, hidden = stepper.start(z)
     token = torch.full((batch,), BOS_ID, dtype=torch.long, device=z.device)
+    running = torch.ones(batch, dtype=torch.bool, device=z.device)
     for t in range(max_length - 1):
         token, hidden = stepper.next_token(zterm, token, hidden, None if strategy == "greedy" else temperature,
                                            generator)
-        out[active, t] = token.cpu()
-        running = token != EOS_ID
-        if not bool(running.all()):
-            # Drop finished rows so later steps only compute what is still being written.
-            keep = running.nonzero().squeeze(1)
-            if keep.numel() == 0:
-                break
-            active = active[keep.cpu()]
-            hidden, zterm, token = hidden[:, keep], zterm[keep], token[keep]
+        # Finished rows kept as padding write PAD, which is already there.
+        token = torch.where(running, token, PAD_ID)
+        out[rows, t] = token.cpu()
+        running &= token != EOS_ID
+        n_running = int(running.sum())
+        if n_running == 0:
+            break
+        size = decode_rows(n_running)
+        if size < len(rows):
+            # Drop finished rows so later steps only compute what is still being written;
+            # running rows first, then finished ones as padding up to the size.
+            keep = torch.argsort((~running).to(torch.uint8), stable=True)[:size]
+            rows = rows[keep.cpu()]
+            hidden, zterm, token, running = hidden[:, keep], zterm[keep], token[keep], running[keep]
     return out.numpy()
+
+
+def decode_rows(n_running: int) -> int:
+    """The batch size a decoding step runs at while ``n_running`` rows are still being written.
+
+    Rounded up (powers of two to 64, then multiples of 64) so that a decode meets a
+    few dozen batch sizes, not one per count of running rows: oneDNN caches a
+    primitive for each shape it runs, and on CPU in bf16 ``molvae decode``'s peak
+    grew with the input (40,000 MOSES latents: 1.5 GB, 160,000: 2.1 GB; now 0.6 and
+    0.7 GB, and 10% faster; docs/PERFORMANCE.md, session 26).
+    """
+    if n_running <= 64:
+        return 1 << (n_running - 1).bit_length()
+    return -(-n_running // 64) * 64
 
 
 def _beam_search(stepper: DecoderStepper, z: torch.Tensor, width: int, max_length: int, vocab: int) -> np.ndarray:
@@ -705,7 +725,12 @@ class MolVAE:
         # One flat token array and vectorized padding: per-molecule Python work capped GPU encoding at ~50k mol/s.
         n_tokens = np.fromiter((-1 if x is None else len(x) for x in ids), dtype=np.int64, count=len(ids))
         good = np.flatnonzero(n_tokens >= 0)
-        good = good[np.argsort(n_tokens[good], kind="stable")]
+        # Longest batches first: each later batch fits in the blocks the earlier ones freed. In
+        # ascending order every batch needed larger blocks than any freed so far, and with
+        # molvae's allocator settings (molvae.runtime), which keep freed memory, `molvae encode
+        # --precision bf16` of 400,000 MOSES molecules peaked at 2.4 GB (1.0-1.5 GB longest
+        # first; docs/PERFORMANCE.md, session 26). An out-of-memory batch size also shows on the first batch.
+        good = good[np.argsort(-n_tokens[good], kind="stable")]
         offsets = np.zeros(len(ids) + 1, dtype=np.int64)
         np.cumsum(np.maximum(n_tokens, 0), out=offsets[1:])
         # A trailing PAD: indices clamped past the last molecule land on it, even when no molecule has a token.

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from molvae.cli.decode import latent_rows, read_latents
 from molvae.cli.main import main
 from molvae.model import ModelConfig, MolVAE, SequenceVAE
 from molvae.tokenizers import EOS_ID, SPECIAL_TOKENS, Vocabulary
@@ -97,3 +98,17 @@ def test_latents_must_be_npy(tiny_model, tmp_path, capsys) -> None:
     (tmp_path / "z.csv").write_text("0,0,0,0\n")
     assert main(["decode", "--model", tiny_model, "--input", str(tmp_path / "z.csv"), "--out", str(tmp_path / "d.csv")]) == 2
     assert "decode reads a NumPy .npy array" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("dtype", ["<f4", ">f4", "<f8", "<i2"])
+def test_latent_rows_are_the_arrays_rows_as_float32(tmp_path, order, dtype) -> None:
+    """Chunks read from the file (not the memory map) are the stored rows, for any byte order and layout."""
+    stored = np.asfortranarray if order == "F" else np.ascontiguousarray
+    array = stored((np.random.default_rng(0).normal(size=(1000, 8)) * 10).astype(dtype))
+    np.save(tmp_path / "z.npy", array)
+    z = read_latents(str(tmp_path / "z.npy"), 8)
+    for start, stop in ((0, 1000), (3, 517), (990, 2000), (999, 1000)):
+        rows = latent_rows(z, start, stop)
+        assert rows.dtype == np.float32
+        assert np.array_equal(rows, array[start:stop].astype(np.float32))

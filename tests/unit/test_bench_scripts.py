@@ -1,4 +1,4 @@
-"""scripts/bench_decode.py runs end to end at a tiny size and ends with its JSON figures.
+"""The benchmark scripts run end to end at a tiny size and end with their JSON figures.
 
 Only the output contract is checked (keys, one figure per repeat, sane values), never a
 speed: timings belong in the benchmark's own output.
@@ -91,3 +91,23 @@ def test_check_interpolation_refines_the_path_until_it_holds_the_distinct_molecu
     assert refined["distinct"] >= 14 or refined["points"] == 177
     for row in (plain, refined):
         assert 0.0 <= row["valid_inner"] <= 1.0 and -1.0 <= row["spearman_sim_start"] <= 1.0
+
+
+def test_bench_stream_memory_reports_each_run_and_the_growth_of_the_peak() -> None:
+    cmd = [sys.executable, "scripts/bench_stream_memory.py", "--sizes", "30,90", "--precision", "fp32"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    for command in ("encode", "decode"):
+        peaks = [figures[f"{command}_{n}_peak_mb"] for n in (30, 90)]
+        # At least the interpreter with torch loaded, and below this machine's memory.
+        assert all(100 < peak < 24 * 1024 for peak in peaks), peaks
+        assert all(figures[f"{command}_{n}_s"] > 0 for n in (30, 90))
+        assert figures[f"{command}_peak_growth"] == pytest.approx(peaks[1] / peaks[0])
+
+
+@pytest.mark.parametrize("sizes", ["90,30", "0,10", "ten"])
+def test_bench_stream_memory_refuses_sizes_out_of_order(sizes) -> None:
+    done = subprocess.run([sys.executable, "scripts/bench_stream_memory.py", "--sizes", sizes], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--sizes" in done.stderr and "Traceback" not in done.stderr

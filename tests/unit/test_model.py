@@ -14,6 +14,7 @@ from molvae.model import (
     available_pretrained,
     ModelConfig,
     SequenceVAE,
+    decode_rows,
     generate,
     run_in_precision,
     vae_loss,
@@ -113,6 +114,26 @@ def test_greedy_decoding_is_deterministic_and_batch_independent(model) -> None:
     full = generate(model.net, z, "greedy", max_length=30)
     single = np.stack([generate(model.net, z[i : i + 1], "greedy", max_length=30)[0] for i in range(6)])
     assert np.array_equal(full, single)
+
+
+def test_decode_rows_are_few_and_hold_every_running_row() -> None:
+    sizes = [decode_rows(n) for n in range(1, 1025)]
+    assert all(size >= n for n, size in zip(range(1, 1025), sizes))
+    assert all(size - n < 64 for n, size in zip(range(1, 1025), sizes))
+    assert sizes[:9] == [1, 2, 4, 4, 8, 8, 8, 8, 16]
+    assert len(set(sizes)) == 7 + 15  # 1..64 in powers of two, then 128..1024 in steps of 64
+
+
+def test_dropping_finished_rows_keeps_each_decode() -> None:
+    """Rows that end at many different steps (the trained model) decode as they do alone,
+    so the finished rows carried as padding never reach the output."""
+    trained = MolVAE.pretrained("zinc-smiles", device="cpu")
+    z = torch.randn(120, trained.config.latent_dim, generator=torch.Generator().manual_seed(0))
+    together = generate(trained.net, z, "greedy")
+    lengths = (together == EOS_ID).argmax(1)
+    assert len(set(lengths.tolist())) >= 15  # so batches shrank many times, with padding rows
+    alone = np.stack([generate(trained.net, z[i : i + 1], "greedy")[0] for i in range(len(z))])
+    assert np.array_equal(together, alone)
 
 
 def test_beam_width_one_equals_greedy(model) -> None:
