@@ -33,6 +33,7 @@ from scipy.stats import spearmanr
 
 from molvae.chemistry import molecular_weight, morgan_fingerprints, tanimoto_matrix
 from molvae.drugs import load_drug_table
+from molvae.errors import MolvaeError
 from molvae.latent import ENDPOINTS, interpolate
 from molvae.model import MolVAE
 
@@ -109,7 +110,11 @@ def main() -> None:
     model = MolVAE.load(args.model)
     start = time.perf_counter()
     pairs = PAIRS if args.pairs == "named" else rule_pairs(model, seed=args.seed)
-    rows = [check_pair(model, a, b, args.steps, args.method, args.seed, args.endpoints, args.unique) for a, b in pairs]
+    try:
+        rows = [check_pair(model, a, b, args.steps, args.method, args.seed, args.endpoints, args.unique)
+                for a, b in pairs]
+    except MolvaeError as exc:  # a bad --steps or --unique, as molvae interpolate words it
+        parser.error(str(exc))
     width = max(len(r["pair"]) for r in rows)
     print(f"{'pair':<{width}}  valid(inner)  endpoints  distinct  spearman")
     for r in rows:

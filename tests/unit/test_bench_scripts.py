@@ -93,6 +93,13 @@ def test_check_interpolation_refines_the_path_until_it_holds_the_distinct_molecu
         assert 0.0 <= row["valid_inner"] <= 1.0 and -1.0 <= row["spearman_sim_start"] <= 1.0
 
 
+@pytest.mark.parametrize("option, needle", [(["--unique", "0"], "unique must be"), (["--steps", "1"], "steps must be")])
+def test_check_interpolation_words_a_bad_option_in_one_line(option, needle) -> None:
+    done = subprocess.run([sys.executable, "scripts/check_interpolation.py", *option], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and needle in done.stderr and "Traceback" not in done.stderr
+
+
 def test_bench_stream_memory_reports_each_run_and_the_growth_of_the_peak() -> None:
     cmd = [sys.executable, "scripts/bench_stream_memory.py", "--sizes", "30,90", "--precision", "fp32"]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
