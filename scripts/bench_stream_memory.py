@@ -13,8 +13,6 @@ smallest N's, for each command (1.0 = flat). Last line: one JSON object.
 from __future__ import annotations
 
 import argparse
-import gzip
-import itertools
 import os
 import subprocess
 import sys
@@ -24,7 +22,7 @@ from pathlib import Path
 
 from benchlib import emit
 
-from molvae.data import moses_file
+from molvae.data import moses_file, read_smiles
 
 
 def sizes_arg(text: str) -> list[int]:
@@ -40,11 +38,9 @@ def sizes_arg(text: str) -> list[int]:
 
 def write_first_molecules(path: Path, n: int) -> int:
     """The first ``n`` SMILES of MOSES train as a .smi file; returns how many were written."""
-    with gzip.open(moses_file("train"), "rt") as src, open(path, "w") as out:
-        next(src)  # the header: SMILES,SPLIT
-        lines = [line.split(",", 1)[0] + "\n" for line in itertools.islice(src, n)]
-        out.writelines(lines)
-    return len(lines)
+    smiles = read_smiles(moses_file("train"), column="SMILES", limit=n)
+    path.write_text("".join(f"{s}\n" for s in smiles))
+    return len(smiles)
 
 
 # The command as the molvae entry point runs it, then its own peak on stderr: ru_maxrss
