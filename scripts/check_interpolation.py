@@ -33,7 +33,7 @@ from scipy.stats import spearmanr
 
 from molvae.chemistry import molecular_weight, morgan_fingerprints, tanimoto_matrix
 from molvae.drugs import load_drug_table
-from molvae.errors import MolvaeError
+from molvae.errors import ConfigError
 from molvae.latent import ENDPOINTS, interpolate
 from molvae.model import MolVAE
 
@@ -113,7 +113,7 @@ def main() -> None:
     try:
         rows = [check_pair(model, a, b, args.steps, args.method, args.seed, args.endpoints, args.unique)
                 for a, b in pairs]
-    except MolvaeError as exc:  # a bad --steps or --unique, as molvae interpolate words it
+    except ConfigError as exc:  # a bad --steps or --unique, as molvae interpolate words it; other errors keep their traceback
         parser.error(str(exc))
     width = max(len(r["pair"]) for r in rows)
     print(f"{'pair':<{width}}  valid(inner)  endpoints  distinct  spearman")
