@@ -182,6 +182,26 @@ def test_kernel_gives_the_torch_op_loops_results_in_fp32() -> None:
 
 
 @needs_kernel
+def test_kernel_matches_the_torch_op_loops_on_a_batch_it_may_split() -> None:
+    """From 128 rows the backward step's recurrent matmul may run in two halves (timed at first use)."""
+    args = _layer_args(torch.float32, steps=4, batch=131, inp=9, hidden=24, seed=7)
+    for a, b in zip(_layer_run(*args, torch.float32, True), _layer_run(*args, torch.float32, False)):
+        assert (a - b).norm() <= 1e-5 * b.norm(), ((a - b).norm() / b.norm()).item()
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32, torch.float64])
+def test_kernel_transpose_copies_strided_matrices(dtype: torch.dtype) -> None:
+    """Sizes that are not multiples of its 32×32 tiles, and a column slice with a row stride."""
+    wide = torch.randn(70, 101).to(dtype)
+    for a in (wide, wide[:, 3:48], wide[:1, :1]):
+        got = cpu_kernel().transpose(a)
+        assert got.is_contiguous() and torch.equal(got, a.t())
+    with pytest.raises(RuntimeError, match="unit column stride"):
+        cpu_kernel().transpose(wide.t())
+
+
+@needs_kernel
 def test_kernel_in_bf16_is_as_accurate_as_the_torch_op_loops() -> None:
     """Both against fp64: the kernel's exp and its bf16 rounding must not add error."""
     args = _layer_args(torch.bfloat16, steps=12, batch=9, inp=40, hidden=67)
