@@ -116,7 +116,9 @@ class _GRULayer(torch.autograd.Function):
             xp.view(steps, batch, 3 * hidden), bias, h0.to(sd), w_hh.contiguous(),
             b_hh[2 * hidden :].to(sd).contiguous())
         ctx.save_for_backward(x, w_ih, w_hh, hs, hs_cd, rz_all, n_all, hn_all)
-        return hs[1:].to(x.dtype), hs[steps].to(h0.dtype)
+        # hs_cd holds the states already rounded to the compute dtype, as a cast would.
+        out = hs_cd[1:] if x.dtype == cd else hs[1:].to(x.dtype)
+        return out, hs[steps].to(h0.dtype)
 
     @staticmethod
     def backward(ctx, d_out: torch.Tensor, d_last: torch.Tensor):
