@@ -98,8 +98,8 @@ def cpu_kernel() -> ModuleType | None:
 
 class _GRULayer(torch.autograd.Function):
     # Gradient buffer layout per step, in the compute dtype: [n_x | r | z | n_h], so that
-    # columns H: are the hidden-side gradient [r, z, n_h] as one strided matrix for the
-    # per-step matmul, and the input side [r, z | n_x] is two column blocks.
+    # columns H: are the hidden-side gradient [r, z, n_h] and columns :3H the input side
+    # [n_x, r, z], each one strided matrix for a single matmul.
     @staticmethod
     def forward(ctx, x: torch.Tensor, h0: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,
                 b_ih: torch.Tensor, b_hh: torch.Tensor, use_kernel: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,17 +112,17 @@ class _GRULayer(torch.autograd.Function):
         xp = x.reshape(steps * batch, -1).to(cd) @ w_ih.t()
         kernel = cpu_kernel() if use_kernel and x.device.type == "cpu" and sd == torch.float32 else None
         ctx.loops = kernel if kernel is not None else _TORCH_LOOPS
-        hs, hs_cd, rz_all, n_all, hn_all = ctx.loops.gru_forward(
+        hs, hs_cd, rz_all, n_all, hn_all, hs_t = ctx.loops.gru_forward(
             xp.view(steps, batch, 3 * hidden), bias, h0.to(sd), w_hh.contiguous(),
             b_hh[2 * hidden :].to(sd).contiguous())
-        ctx.save_for_backward(x, w_ih, w_hh, hs, hs_cd, rz_all, n_all, hn_all)
+        ctx.save_for_backward(x, w_ih, w_hh, hs, hs_t, rz_all, n_all, hn_all)
         # hs_cd holds the states already rounded to the compute dtype, as a cast would.
         out = hs_cd[1:] if x.dtype == cd else hs[1:].to(x.dtype)
         return out, hs[steps].to(h0.dtype)
 
     @staticmethod
     def backward(ctx, d_out: torch.Tensor, d_last: torch.Tensor):
-        x, w_ih, w_hh, hs, hs_cd, rz_all, n_all, hn_all = ctx.saved_tensors
+        x, w_ih, w_hh, hs, hs_t, rz_all, n_all, hn_all = ctx.saved_tensors
         steps, batch, _ = x.shape
         H = w_hh.shape[1]
         cd, sd = w_hh.dtype, _state_dtype(w_hh.dtype)
@@ -137,12 +137,13 @@ class _GRULayer(torch.autograd.Function):
         # Weight gradients as (inputᵀ)·(gate gradients): the matmul reads its left operand
         # row-major, which runs about twice as fast on AMX as reading the wide gradient
         # buffer transposed (docs/PERFORMANCE.md), and the transposed copy is of the
-        # narrower input. They come out transposed, and the input side in [n | r | z] order.
+        # narrower input (the states' copy, hs_t, is written by the forward loop). They come
+        # out transposed, and the input side in [n | r | z] order.
         if ctx.needs_input_grad[2]:
             d_w_ihT = ctx.loops.transpose(x.reshape(steps * batch, -1).to(cd)) @ flat[:, : 3 * H]
             d_w_ih = torch.cat([d_w_ihT[:, H:], d_w_ihT[:, :H]], dim=1).t().contiguous().to(w_ih.dtype)
         if ctx.needs_input_grad[3]:
-            d_w_hh = (ctx.loops.transpose(hs_cd[:steps].reshape(steps * batch, H)) @ flat[:, H:]).t().contiguous()
+            d_w_hh = (hs_t @ flat[:, H:]).t().contiguous()
             d_w_hh = d_w_hh.to(w_hh.dtype)
         if ctx.needs_input_grad[4] or ctx.needs_input_grad[5]:
             d_b_ih = torch.cat([sums[H : 3 * H], sums[:H]]).to(w_ih.dtype)
@@ -176,7 +177,8 @@ def _forward_loop(xp: torch.Tensor, bias: torch.Tensor, h0: torch.Tensor, w_hh: 
         torch.addcmul(n, rz[:, hidden:], hs[t] - n, out=hs[t + 1])
         if hs_cd is not hs:
             hs_cd[t + 1].copy_(hs[t + 1])
-    return hs, hs_cd, rz_all, n_all, hn_all
+    hs_t = hs_cd[:steps].reshape(steps * batch, hidden).t().contiguous()
+    return hs, hs_cd, rz_all, n_all, hn_all, hs_t
 
 
 def _backward_loop(d_out: torch.Tensor | None, d_last: torch.Tensor | None, w_hh: torch.Tensor, hs: torch.Tensor,

@@ -83,6 +83,33 @@ S* ptr(const at::Tensor& t) {
 // Rows per task: about 16k elements, so that two threads share a batch evenly.
 int64_t grain(int64_t hidden) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(hidden, 1)); }
 
+// d[j, i] = s[i, j] for i < R, j < C (leading dimensions ls, ld), in 32×32 tiles that stay
+// in cache.
+template <typename E>
+void transpose_block(const E* __restrict s, int64_t ls, E* __restrict d, int64_t ld, int64_t R, int64_t C) {
+  constexpr int64_t kTile = 32;
+  for (int64_t i0 = 0; i0 < R; i0 += kTile) {
+    const int64_t i1 = std::min(R, i0 + kTile);
+    for (int64_t j0 = 0; j0 < C; j0 += kTile) {
+      const int64_t j1 = std::min(C, j0 + kTile);
+      for (int64_t j = j0; j < j1; ++j)
+        for (int64_t i = i0; i < i1; ++i) d[j * ld + i] = s[i * ls + j];
+    }
+  }
+}
+
+// The weight-gradient matmuls read the layer's input and states transposed ([H, T·B]): as
+// the left operand row-major, they ran about twice as fast on AMX as with the wide gate
+// gradient buffer read transposed (docs/PERFORMANCE.md).
+template <typename E>
+void transpose_into(const E* s, int64_t ls, E* d, int64_t ld, int64_t R, int64_t C) {
+  constexpr int64_t kRows = 32;
+  at::parallel_for(0, (R + kRows - 1) / kRows, 1, [=](int64_t b0, int64_t b1) {
+    const int64_t i0 = b0 * kRows, i1 = std::min(R, b1 * kRows);
+    transpose_block(s + i0 * ls, ls, d + i0, ld, i1 - i0, C);
+  });
+}
+
 // One batch row of one forward step. xp: x·W_ihᵀ in the weights' dtype; bias: b_ih plus the
 // r, z halves of b_hh; g: h·W_hhᵀ. Restrict pointers and no branches let the loop vectorize.
 template <typename S, bool kMixed>
@@ -108,9 +135,13 @@ void forward_row(const S* __restrict xp, const float* __restrict bias, const S* 
 template <typename S>
 void forward_loop(const at::Tensor& xp, const at::Tensor& bias, const at::Tensor& w_hh, const at::Tensor& b_hn,
                   const at::Tensor& hs, const at::Tensor& hs_cd, const at::Tensor& rz_all,
-                  const at::Tensor& n_all, const at::Tensor& hn_all) {
+                  const at::Tensor& n_all, const at::Tensor& hn_all, const at::Tensor& hs_t) {
   constexpr bool kMixed = !std::is_same<S, float>::value;
   const int64_t T = xp.size(0), B = xp.size(1), H = w_hh.size(1);
+  // States h_0 .. h_{T-1} transposed, [H, T·B], for the weight gradient; each step's rows
+  // are copied while still in cache.
+  S* ht = ptr<S>(hs_t);
+  transpose_into(ptr<const S>(hs_cd), H, ht, T * B, B, H);
   at::Tensor hg = at::empty({B, 3 * H}, w_hh.options());
   const at::Tensor w_t = w_hh.t();
   const float* bs = ptr<const float>(bias);
@@ -129,6 +160,7 @@ void forward_loop(const at::Tensor& xp, const at::Tensor& bias, const at::Tensor
       for (int64_t b = b0; b < b1; ++b)
         forward_row<S, kMixed>(x + b * 3 * H, bs, g + b * 3 * H, bhn, hp + b * H, rz + b * 2 * H, hh + b * H,
                                nn + b * H, hout + b * H, hcd + b * H, H);
+      if (t + 1 < T) transpose_block(hcd + b0 * H, H, ht + (t + 1) * B + b0, T * B, b1 - b0, H);
     });
   }
 }
@@ -238,23 +270,6 @@ void backward_loop(const D* dout, at::Tensor carry, const at::Tensor& w_hh, cons
     for (int64_t j = 0; j < 4 * H; ++j) out[j] += acc[k * 4 * H + j];
 }
 
-// Copies src [R, C] (rows may be strided) into a new contiguous [C, R], in tiles that stay
-// in cache; the weight-gradient matmuls run about twice as fast with this operand row-major.
-template <typename E>
-void transpose_into(const E* __restrict s, int64_t ld, E* __restrict d, int64_t R, int64_t C) {
-  constexpr int64_t kTile = 32;
-  at::parallel_for(0, (R + kTile - 1) / kTile, 1, [=](int64_t b0, int64_t b1) {
-    for (int64_t bi = b0; bi < b1; ++bi) {
-      const int64_t i0 = bi * kTile, i1 = std::min(R, i0 + kTile);
-      for (int64_t j0 = 0; j0 < C; j0 += kTile) {
-        const int64_t j1 = std::min(C, j0 + kTile);
-        for (int64_t j = j0; j < j1; ++j)
-          for (int64_t i = i0; i < i1; ++i) d[j * R + i] = s[i * ld + j];
-      }
-    }
-  });
-}
-
 void check(bool ok, const char* what) { TORCH_CHECK(ok, "molvae GRU kernel: ", what); }
 
 bool is_compute_dtype(const at::Tensor& t) {
@@ -266,7 +281,8 @@ bool is_compute_dtype(const at::Tensor& t) {
 // xp [T, B, 3H]: x·W_ihᵀ in the weights' dtype (fp32 or bf16); bias [3H] fp32: b_ih plus
 // the r, z halves of b_hh; h0 [B, H] fp32; w_hh [3H, H]; b_hn [H] fp32.
 // Returns hs [T+1, B, H] fp32, hs in the weights' dtype (the same tensor for fp32 weights),
-// σ of the r and z gates [T, B, 2H], n [T, B, H] and W_hn·h + b_hn [T, B, H], all fp32.
+// σ of the r and z gates [T, B, 2H], n [T, B, H] and W_hn·h + b_hn [T, B, H], all fp32,
+// and h_0 .. h_{T-1} transposed, [H, T·B] in the weights' dtype.
 std::vector<at::Tensor> gru_forward(const at::Tensor& xp, const at::Tensor& bias, const at::Tensor& h0,
                                     const at::Tensor& w_hh, const at::Tensor& b_hn) {
   check(xp.device().is_cpu() && w_hh.device().is_cpu(), "CPU tensors only");
@@ -287,11 +303,12 @@ std::vector<at::Tensor> gru_forward(const at::Tensor& xp, const at::Tensor& bias
   at::Tensor rz_all = at::empty({T, B, 2 * H}, f32);
   at::Tensor n_all = at::empty({T, B, H}, f32);
   at::Tensor hn_all = at::empty({T, B, H}, f32);
+  at::Tensor hs_t = at::empty({H, T * B}, w_hh.options());
   if (mixed)
-    forward_loop<bf16>(xp, bias, w_hh, b_hn, hs, hs_cd, rz_all, n_all, hn_all);
+    forward_loop<bf16>(xp, bias, w_hh, b_hn, hs, hs_cd, rz_all, n_all, hn_all, hs_t);
   else
-    forward_loop<float>(xp, bias, w_hh, b_hn, hs, hs_cd, rz_all, n_all, hn_all);
-  return {hs, hs_cd, rz_all, n_all, hn_all};
+    forward_loop<float>(xp, bias, w_hh, b_hn, hs, hs_cd, rz_all, n_all, hn_all, hs_t);
+  return {hs, hs_cd, rz_all, n_all, hn_all, hs_t};
 }
 
 // d_out [T, B, H] (fp32 or bf16) and d_last [B, H]: the gradients of the outputs and of the
@@ -337,9 +354,9 @@ at::Tensor transpose(const at::Tensor& a) {
   const int64_t R = a.size(0), C = a.size(1);
   at::Tensor out = at::empty({C, R}, a.options());
   if (a.element_size() == 2)
-    transpose_into(ptr<const uint16_t>(a), a.stride(0), ptr<uint16_t>(out), R, C);
+    transpose_into(ptr<const uint16_t>(a), a.stride(0), ptr<uint16_t>(out), R, R, C);
   else if (a.element_size() == 4)
-    transpose_into(ptr<const uint32_t>(a), a.stride(0), ptr<uint32_t>(out), R, C);
+    transpose_into(ptr<const uint32_t>(a), a.stride(0), ptr<uint32_t>(out), R, R, C);
   else
     out.copy_(a.t());
   return out;
