@@ -10,6 +10,7 @@
 // to nearest even.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 
 #include <chrono>
 #include <cstdint>
@@ -132,6 +133,73 @@ void forward_row(const S* __restrict xp, const float* __restrict bias, const S* 
   }
 }
 
+// torch's oneDNN linear on a weight reordered once into its blocked layout (the private ops
+// torch.compile uses for frozen CPU weights), or nullptr where they are missing or, probed
+// once on a small product against at::mm, fail or disagree (another torch build).
+struct PackedLinearOps {
+  const c10::OperatorHandle* reorder = nullptr;
+  const c10::OperatorHandle* linear = nullptr;
+};
+
+at::Tensor call_op(const c10::OperatorHandle* op, std::vector<c10::IValue> stack) {
+  op->callBoxed(&stack);
+  return stack.at(0).toTensor();
+}
+
+at::Tensor packed_weight(const PackedLinearOps& ops, const at::Tensor& w, int64_t batch) {
+  return call_op(ops.reorder, {w, c10::IValue(batch)});
+}
+
+at::Tensor packed_product(const PackedLinearOps& ops, const at::Tensor& h, const at::Tensor& packed) {
+  return call_op(ops.linear, {h, packed, c10::IValue(), c10::IValue(std::string("none")),
+                              c10::IValue(c10::List<std::optional<at::Scalar>>()), c10::IValue()});
+}
+
+const PackedLinearOps& packed_linear_ops() {
+  static const PackedLinearOps ops = [] {
+    static const auto reorder = c10::Dispatcher::singleton().findSchema({"mkldnn::_reorder_linear_weight", ""});
+    static const auto linear = c10::Dispatcher::singleton().findSchema({"mkldnn::_linear_pointwise", ""});
+    PackedLinearOps found;
+    if (!reorder || !linear) return found;
+    found.reorder = &*reorder;
+    found.linear = &*linear;
+    try {
+      // Fixed values: the global random generator must not move (runs resume exactly).
+      const at::Tensor w = at::linspace(-1.0, 1.0, 48 * 16).reshape({48, 16}).to(at::kBFloat16);
+      const at::Tensor h = at::linspace(1.0, -0.5, 8 * 16).reshape({8, 16}).to(at::kBFloat16);
+      const at::Tensor got = packed_product(found, h, packed_weight(found, w, 8));
+      if (got.sizes() == at::IntArrayRef({8, 48}) && got.is_contiguous() &&
+          at::allclose(got.to(at::kFloat), at::mm(h, w.t()).to(at::kFloat), 0.02, 0.05))
+        return found;
+    } catch (const c10::Error& e) {
+      TORCH_WARN_ONCE("molvae GRU kernel: torch's packed oneDNN linear failed (", e.what_without_backtrace(),
+                      "); using plain matmuls");
+    }
+    return PackedLinearOps{};
+  }();
+  return ops;
+}
+
+// h·W_hhᵀ for every forward step of a layer: with W_hh packed once where torch has the ops
+// (bf16), as a plain matmul reorders it again at every step (about 10% of the forward
+// loop's time on the project's AMX machine).
+class RecurrentProduct {
+ public:
+  RecurrentProduct(const at::Tensor& w_hh, int64_t batch) : w_t_(w_hh.t()) {
+    if (w_hh.scalar_type() == at::kBFloat16 && packed_linear_ops().linear != nullptr)
+      packed_ = packed_weight(packed_linear_ops(), w_hh, batch);
+  }
+  void operator()(at::Tensor& out, const at::Tensor& h) const {
+    if (packed_.defined())
+      out = packed_product(packed_linear_ops(), h, packed_);
+    else
+      at::mm_out(out, h, w_t_);
+  }
+
+ private:
+  at::Tensor w_t_, packed_;
+};
+
 template <typename S>
 void forward_loop(const at::Tensor& xp, const at::Tensor& bias, const at::Tensor& w_hh, const at::Tensor& b_hn,
                   const at::Tensor& hs, const at::Tensor& hs_cd, const at::Tensor& rz_all,
@@ -143,11 +211,11 @@ void forward_loop(const at::Tensor& xp, const at::Tensor& bias, const at::Tensor
   S* ht = ptr<S>(hs_t);
   transpose_into(ptr<const S>(hs_cd), H, ht, T * B, B, H);
   at::Tensor hg = at::empty({B, 3 * H}, w_hh.options());
-  const at::Tensor w_t = w_hh.t();
+  const RecurrentProduct product(w_hh, B);
   const float* bs = ptr<const float>(bias);
   const float* bhn = ptr<const float>(b_hn);
   for (int64_t t = 0; t < T; ++t) {
-    at::mm_out(hg, hs_cd[t], w_t);
+    product(hg, hs_cd[t]);
     const S* x = ptr<const S>(xp) + t * B * 3 * H;
     const S* g = ptr<const S>(hg);
     const float* hp = ptr<const float>(hs) + t * B * H;

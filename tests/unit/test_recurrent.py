@@ -265,3 +265,24 @@ def test_without_the_kernel_training_falls_back_to_torch_ops(tmp_path, env: dict
     assert done.stdout.split() == ["True", "True"]
     warned = "could not build molvae's CPU GRU kernel" in done.stderr
     assert warned == ("CXX" in env), done.stderr
+
+
+FIRST_CALL = """
+import torch
+from molvae.recurrent import gru_layer
+torch.manual_seed(0)
+expected = torch.rand(3)
+torch.manual_seed(0)
+args = [torch.randn(4, 3, 5), torch.randn(3, 6), torch.randn(18, 5), torch.randn(18, 6), torch.randn(18), torch.randn(18)]
+torch.manual_seed(0)
+gru_layer(*[a.to(torch.bfloat16) if i != 1 else a for i, a in enumerate(args)])
+print(torch.equal(torch.rand(3), expected))
+"""
+
+
+@needs_kernel
+def test_the_kernels_first_call_leaves_the_random_generator_alone() -> None:
+    """Its one-time probes (the packed matmul) must not draw numbers: resumed runs replay the same noise."""
+    done = subprocess.run([sys.executable, "-c", FIRST_CALL], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True"]
