@@ -143,8 +143,7 @@ class _GRULayer(torch.autograd.Function):
             d_w_ihT = ctx.loops.transpose(x.reshape(steps * batch, -1).to(cd)) @ flat[:, : 3 * H]
             d_w_ih = torch.cat([d_w_ihT[:, H:], d_w_ihT[:, :H]], dim=1).t().contiguous().to(w_ih.dtype)
         if ctx.needs_input_grad[3]:
-            d_w_hh = (hs_t @ flat[:, H:]).t().contiguous()
-            d_w_hh = d_w_hh.to(w_hh.dtype)
+            d_w_hh = (hs_t @ flat[:, H:]).t().contiguous().to(w_hh.dtype)
         if ctx.needs_input_grad[4] or ctx.needs_input_grad[5]:
             d_b_ih = torch.cat([sums[H : 3 * H], sums[:H]]).to(w_ih.dtype)
             d_b_hh = sums[H:].to(w_hh.dtype)

@@ -171,6 +171,7 @@ const PackedLinearOps& packed_linear_ops() {
       if (got.sizes() == at::IntArrayRef({8, 48}) && got.is_contiguous() &&
           at::allclose(got.to(at::kFloat), at::mm(h, w.t()).to(at::kFloat), 0.02, 0.05))
         return found;
+      TORCH_WARN_ONCE("molvae GRU kernel: torch's packed oneDNN linear disagreed with at::mm; using plain matmuls");
     } catch (const c10::Error& e) {
       TORCH_WARN_ONCE("molvae GRU kernel: torch's packed oneDNN linear failed (", e.what_without_backtrace(),
                       "); using plain matmuls");
@@ -191,7 +192,7 @@ class RecurrentProduct {
   }
   void operator()(at::Tensor& out, const at::Tensor& h) const {
     if (packed_.defined())
-      out = packed_product(packed_linear_ops(), h, packed_);
+      out = packed_product(packed_linear_ops(), h, packed_).contiguous();  // the gate loop indexes rows
     else
       at::mm_out(out, h, w_t_);
   }
