@@ -150,6 +150,11 @@ class _GRULayer(torch.autograd.Function):
         return d_x, dh, d_w_ih, d_w_hh, d_b_ih, d_b_hh, None
 
 
+def _transpose(a: torch.Tensor) -> torch.Tensor:
+    """A contiguous copy of matrix ``a``'s transpose, as the kernel's ``transpose``."""
+    return a.t().contiguous()
+
+
 def _forward_loop(xp: torch.Tensor, bias: torch.Tensor, h0: torch.Tensor, w_hh: torch.Tensor, b_hn: torch.Tensor
                   ) -> tuple[torch.Tensor, ...]:
     """The forward time loop in torch ops; arguments and results as the kernel's ``gru_forward``."""
@@ -176,8 +181,7 @@ def _forward_loop(xp: torch.Tensor, bias: torch.Tensor, h0: torch.Tensor, w_hh: 
         torch.addcmul(n, rz[:, hidden:], hs[t] - n, out=hs[t + 1])
         if hs_cd is not hs:
             hs_cd[t + 1].copy_(hs[t + 1])
-    hs_t = hs_cd[:steps].reshape(steps * batch, hidden).t().contiguous()
-    return hs, hs_cd, rz_all, n_all, hn_all, hs_t
+    return hs, hs_cd, rz_all, n_all, hn_all, _transpose(hs_cd[:steps].reshape(steps * batch, hidden))
 
 
 def _backward_loop(d_out: torch.Tensor | None, d_last: torch.Tensor | None, w_hh: torch.Tensor, hs: torch.Tensor,
@@ -211,8 +215,7 @@ def _backward_loop(d_out: torch.Tensor | None, d_last: torch.Tensor | None, w_hh
 
 
 # The torch-op loops behind the same calls as the compiled kernel.
-_TORCH_LOOPS = SimpleNamespace(gru_forward=_forward_loop, gru_backward=_backward_loop,
-                               transpose=lambda a: a.t().contiguous())
+_TORCH_LOOPS = SimpleNamespace(gru_forward=_forward_loop, gru_backward=_backward_loop, transpose=_transpose)
 
 
 def gru_layer(x: torch.Tensor, h0: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor,
