@@ -6,8 +6,10 @@ weight gradient at every step (two [3H, H] tensors per step and layer). Here the
 forward loop stores the gates, the backward loop carries only the hidden-state
 gradient, and the weight gradients come out of one large matmul each over all
 time steps. Matmuls run in the weights' dtype (bf16 on AMX CPUs); the hidden
-state, the gates and the gradient carried through time stay fp32, and the per-step
-gate gradients are stored in the weights' dtype, as the weight-gradient matmuls read them.
+state, the gates and the gradient carried through time stay fp32. The states the
+backward pass reads, W_hn h + b_hn and the per-step gate gradients are stored in the
+weights' dtype, as the matmuls read them (a saturated gate's 1 − σ would lose its
+precision in bf16, so the gates stay fp32).
 
 Same equations and parameter layout as ``nn.GRU`` (gates r, z, n):
 
@@ -112,20 +114,20 @@ class _GRULayer(torch.autograd.Function):
         xp = x.reshape(steps * batch, -1).to(cd) @ w_ih.t()
         kernel = cpu_kernel() if use_kernel and x.device.type == "cpu" and sd == torch.float32 else None
         ctx.loops = kernel if kernel is not None else _TORCH_LOOPS
-        hs, hs_cd, rz_all, n_all, hn_all, hs_t = ctx.loops.gru_forward(
+        last, hs, rz_all, n_all, hn_all, hs_t = ctx.loops.gru_forward(
             xp.view(steps, batch, 3 * hidden), bias, h0.to(sd), w_hh.contiguous(),
             b_hh[2 * hidden :].to(sd).contiguous())
         ctx.save_for_backward(x, w_ih, w_hh, hs, hs_t, rz_all, n_all, hn_all)
-        # hs_cd holds the states already rounded to the compute dtype, as a cast would.
-        out = hs_cd[1:] if x.dtype == cd else hs[1:].to(x.dtype)
-        return out, hs[steps].to(h0.dtype)
+        # hs holds the states rounded to the compute dtype, as a cast of the fp32 ones would.
+        out = hs[1:] if x.dtype == cd else hs[1:].to(x.dtype)
+        return out, last.to(h0.dtype)
 
     @staticmethod
     def backward(ctx, d_out: torch.Tensor, d_last: torch.Tensor):
         x, w_ih, w_hh, hs, hs_t, rz_all, n_all, hn_all = ctx.saved_tensors
         steps, batch, _ = x.shape
         H = w_hh.shape[1]
-        cd, sd = w_hh.dtype, _state_dtype(w_hh.dtype)
+        cd = w_hh.dtype
         grads, dh, sums = ctx.loops.gru_backward(d_out, d_last, w_hh, hs, rz_all, n_all, hn_all)
         flat = grads.view(steps * batch, 4 * H)
         d_x = d_w_ih = d_w_hh = d_b_ih = d_b_hh = None
@@ -159,29 +161,29 @@ def _forward_loop(xp: torch.Tensor, bias: torch.Tensor, h0: torch.Tensor, w_hh: 
                   ) -> tuple[torch.Tensor, ...]:
     """The forward time loop in torch ops; arguments and results as the kernel's ``gru_forward``."""
     steps, batch, _ = xp.shape
-    hidden = w_hh.shape[1]
+    H = w_hh.shape[1]
     cd, sd = w_hh.dtype, _state_dtype(w_hh.dtype)
     dev = xp.device
     xg = xp.to(sd) + bias
     w_hh_t = w_hh.t()
-    hs = torch.empty(steps + 1, batch, hidden, dtype=sd, device=dev)
-    hs_cd = hs if cd == sd else torch.empty(steps + 1, batch, hidden, dtype=cd, device=dev)
-    # Saved for the backward pass; each step's slice is contiguous.
-    rz_all = torch.empty(steps, batch, 2 * hidden, dtype=sd, device=dev)  # σ of the r and z gates
-    n_all = torch.empty(steps, batch, hidden, dtype=sd, device=dev)
-    hn_all = torch.empty(steps, batch, hidden, dtype=sd, device=dev)  # W_hn h + b_hn
-    hs[0] = h0
-    hs_cd[0] = hs[0]
+    # The recurrence runs in the state dtype. Saved for the backward pass, each step's slice
+    # contiguous: the states in the compute dtype (as the next layer and the matmuls read
+    # them), σ of the r and z gates and n in the state dtype, W_hn h + b_hn in the compute dtype.
+    hs = torch.empty(steps + 1, batch, H, dtype=cd, device=dev)
+    rz_all = torch.empty(steps, batch, 2 * H, dtype=sd, device=dev)
+    n_all = torch.empty(steps, batch, H, dtype=sd, device=dev)
+    hn_all = torch.empty(steps, batch, H, dtype=cd, device=dev)
+    h = h0
+    hs[0] = h
     for t in range(steps):
-        hg = hs_cd[t] @ w_hh_t  # compute dtype; mixed-dtype adds below promote to the state dtype
-        rz = torch.sigmoid(torch.add(xg[t, :, : 2 * hidden], hg[:, : 2 * hidden]), out=rz_all[t])
-        hn = torch.add(hg[:, 2 * hidden :], b_hn, out=hn_all[t])
-        n = torch.tanh(torch.addcmul(xg[t, :, 2 * hidden :], rz[:, :hidden], hn), out=n_all[t])
-        # h' = n + z ⊙ (h − n)
-        torch.addcmul(n, rz[:, hidden:], hs[t] - n, out=hs[t + 1])
-        if hs_cd is not hs:
-            hs_cd[t + 1].copy_(hs[t + 1])
-    return hs, hs_cd, rz_all, n_all, hn_all, _transpose(hs_cd[:steps].reshape(steps * batch, hidden))
+        hg = hs[t] @ w_hh_t  # compute dtype; mixed-dtype adds below promote to the state dtype
+        rz = torch.sigmoid(torch.add(xg[t, :, : 2 * H], hg[:, : 2 * H]), out=rz_all[t])
+        hn = torch.add(hg[:, 2 * H :], b_hn)
+        n = torch.tanh(torch.addcmul(xg[t, :, 2 * H :], rz[:, :H], hn), out=n_all[t])
+        h = torch.addcmul(n, rz[:, H:], h - n)  # h' = n + z ⊙ (h − n)
+        hn_all[t] = hn
+        hs[t + 1] = h
+    return h, hs, rz_all, n_all, hn_all, _transpose(hs[:steps].reshape(steps * batch, H))
 
 
 def _backward_loop(d_out: torch.Tensor | None, d_last: torch.Tensor | None, w_hh: torch.Tensor, hs: torch.Tensor,
@@ -197,14 +199,14 @@ def _backward_loop(d_out: torch.Tensor | None, d_last: torch.Tensor | None, w_hh
             dh = dh + d_out[t]
         rz = rz_all[t]
         r, z = rz[:, :H], rz[:, H:]
-        n, hn = n_all[t], hn_all[t]
+        n = n_all[t]
         g = grads[t]
         # dn = dh ⊙ (1 − z), through tanh: ⊙ (1 − n²)
         dpre_n = (dh - dh * z) * (1.0 - n * n)
         g[:, :H] = dpre_n
         torch.mul(dpre_n, r, out=g[:, 3 * H :])
         # dr = dpre_n ⊙ hn, dz = dh ⊙ (h − n); through σ: ⊙ s(1 − s)
-        drz = torch.cat([dpre_n * hn, dh * (hs[t] - n)], dim=1)
+        drz = torch.cat([dpre_n * hn_all[t].to(sd), dh * (hs[t].to(sd) - n)], dim=1)
         torch.mul(drz, rz - rz * rz, out=g[:, H : 3 * H])
         dh = dh * z
         dh += g[:, H:] @ w_hh

@@ -5,9 +5,10 @@
 // element-wise work. Written as torch ops, that work is about eight forward and fifteen
 // backward passes over [batch, hidden] tensors plus casts between bf16 and fp32, and on the
 // project's 2-core AMX machine those passes took more time than the matmuls.
-// Same equations, saved tensors and dtypes as the torch-op loop in recurrent.py: hidden
-// state and gates in fp32, gate gradients stored in the weights' dtype, both casts rounding
-// to nearest even.
+// Same equations, saved tensors and dtypes as the torch-op loop in recurrent.py: the hidden
+// state, the gates and the gradient carried through time in fp32; the states as the backward
+// pass reads them, W_hn·h + b_hn and the gate gradients stored in the weights' dtype, all
+// casts rounding to nearest even.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -20,6 +21,10 @@
 #include <tuple>
 #include <type_traits>
 #include <vector>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace {
 
@@ -87,7 +92,7 @@ int64_t grain(int64_t hidden) { return std::max<int64_t>(1, 16384 / std::max<int
 // d[j, i] = s[i, j] for i < R, j < C (leading dimensions ls, ld), in 32×32 tiles that stay
 // in cache.
 template <typename E>
-void transpose_block(const E* __restrict s, int64_t ls, E* __restrict d, int64_t ld, int64_t R, int64_t C) {
+void transpose_tiles(const E* __restrict s, int64_t ls, E* __restrict d, int64_t ld, int64_t R, int64_t C) {
   constexpr int64_t kTile = 32;
   for (int64_t i0 = 0; i0 < R; i0 += kTile) {
     const int64_t i1 = std::min(R, i0 + kTile);
@@ -98,6 +103,47 @@ void transpose_block(const E* __restrict s, int64_t ls, E* __restrict d, int64_t
     }
   }
 }
+
+template <typename E>
+void transpose_block(const E* s, int64_t ls, E* d, int64_t ld, int64_t R, int64_t C) {
+  transpose_tiles(s, ls, d, ld, R, C);
+}
+
+#if defined(__SSE2__)
+// 2-byte elements (bf16) in 8×8 blocks of SSE2 unpacks (three rounds: 16-, 32-, 64-bit
+// interleaves), the edges element by element. The compiler leaves the plain loop scalar: a
+// [24064, 512] bf16 copy took 4.1 ms on the project's 2-core machine, 1.7 ms this way.
+inline void transpose8x8(const uint16_t* s, int64_t ls, uint16_t* d, int64_t ld) {
+  __m128i r[8], a[8], b[8];
+  for (int k = 0; k < 8; ++k) r[k] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + k * ls));
+  for (int k = 0; k < 4; ++k) {
+    a[2 * k] = _mm_unpacklo_epi16(r[2 * k], r[2 * k + 1]);
+    a[2 * k + 1] = _mm_unpackhi_epi16(r[2 * k], r[2 * k + 1]);
+  }
+  // b[q]: rows 0-3 (q < 4) or 4-7 of columns 2(q mod 4), 2(q mod 4)+1.
+  for (int h = 0; h < 2; ++h)
+    for (int k = 0; k < 2; ++k) {
+      b[4 * h + 2 * k] = _mm_unpacklo_epi32(a[4 * h + k], a[4 * h + k + 2]);
+      b[4 * h + 2 * k + 1] = _mm_unpackhi_epi32(a[4 * h + k], a[4 * h + k + 2]);
+    }
+  for (int q = 0; q < 4; ++q) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(d + (2 * q) * ld), _mm_unpacklo_epi64(b[q], b[q + 4]));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(d + (2 * q + 1) * ld), _mm_unpackhi_epi64(b[q], b[q + 4]));
+  }
+}
+
+template <>
+void transpose_block<uint16_t>(const uint16_t* s, int64_t ls, uint16_t* d, int64_t ld, int64_t R, int64_t C) {
+  constexpr int64_t kTile = 32;
+  const int64_t R8 = R - R % 8, C8 = C - C % 8;
+  for (int64_t i0 = 0; i0 < R8; i0 += kTile)
+    for (int64_t j0 = 0; j0 < C8; j0 += kTile)
+      for (int64_t j = j0; j < std::min(C8, j0 + kTile); j += 8)
+        for (int64_t i = i0; i < std::min(R8, i0 + kTile); i += 8) transpose8x8(s + i * ls + j, ls, d + j * ld + i, ld);
+  transpose_tiles(s + R8 * ls, ls, d + R8, ld, R - R8, C);  // the last rows, all columns
+  transpose_tiles(s + C8, ls, d + C8 * ld, ld, R8, C - C8);  // the last columns of the other rows
+}
+#endif
 
 // The weight-gradient matmuls read the layer's input and states transposed ([H, T·B]): as
 // the left operand row-major, they ran about twice as fast on AMX as with the wide gate
@@ -112,12 +158,14 @@ void transpose_into(const E* s, int64_t ls, E* d, int64_t ld, int64_t R, int64_t
 }
 
 // One batch row of one forward step. xp: x·W_ihᵀ in the weights' dtype; bias: b_ih plus the
-// r, z halves of b_hh; g: h·W_hhᵀ. Restrict pointers and no branches let the loop vectorize.
+// r, z halves of b_hh; g: h·W_hhᵀ; hp: the fp32 state before the step. Saves the gates r, z
+// and n in fp32 and W_hn·h + b_hn in the weights' dtype, writes the new fp32 state to hout
+// and, with mixed dtypes, its rounded copy to hcd. Restrict pointers and no branches let the
+// loop vectorize.
 template <typename S, bool kMixed>
 void forward_row(const S* __restrict xp, const float* __restrict bias, const S* __restrict g,
                  const float* __restrict bhn, const float* __restrict hp, float* __restrict rz,
-                 float* __restrict hh, float* __restrict nn, float* __restrict hout, S* __restrict hcd,
-                 int64_t H) {
+                 float* __restrict nn, S* __restrict hh, float* __restrict hout, S* __restrict hcd, int64_t H) {
   for (int64_t j = 0; j < H; ++j) {
     const float r = sigmoid(load(xp, j) + bias[j] + load(g, j));
     const float z = sigmoid(load(xp, H + j) + bias[H + j] + load(g, H + j));
@@ -126,8 +174,8 @@ void forward_row(const S* __restrict xp, const float* __restrict bias, const S* 
     const float h = n + z * (hp[j] - n);
     rz[j] = r;
     rz[H + j] = z;
-    hh[j] = hn;
     nn[j] = n;
+    store(hh, j, hn);
     hout[j] = h;
     if (kMixed) store(hcd, j, h);
   }
@@ -201,16 +249,14 @@ class RecurrentProduct {
   at::Tensor w_t_, packed_;
 };
 
+// states: the fp32 states, [T+1, B, H] when S is float (then the same tensor as hs_cd), else
+// two [B, H] slots used in turn (the bf16 copies in hs_cd are what the backward pass reads).
 template <typename S>
 void forward_loop(const at::Tensor& xp, const at::Tensor& bias, const at::Tensor& w_hh, const at::Tensor& b_hn,
-                  const at::Tensor& hs, const at::Tensor& hs_cd, const at::Tensor& rz_all,
+                  const at::Tensor& states, const at::Tensor& hs_cd, const at::Tensor& rz_all,
                   const at::Tensor& n_all, const at::Tensor& hn_all, const at::Tensor& hs_t) {
   constexpr bool kMixed = !std::is_same<S, float>::value;
   const int64_t T = xp.size(0), B = xp.size(1), H = w_hh.size(1);
-  // States h_0 .. h_{T-1} transposed, [H, T·B], for the weight gradient; each step's rows
-  // are copied while still in cache.
-  S* ht = ptr<S>(hs_t);
-  transpose_into(ptr<const S>(hs_cd), H, ht, T * B, B, H);
   at::Tensor hg = at::empty({B, 3 * H}, w_hh.options());
   const RecurrentProduct product(w_hh, B);
   const float* bs = ptr<const float>(bias);
@@ -219,29 +265,31 @@ void forward_loop(const at::Tensor& xp, const at::Tensor& bias, const at::Tensor
     product(hg, hs_cd[t]);
     const S* x = ptr<const S>(xp) + t * B * 3 * H;
     const S* g = ptr<const S>(hg);
-    const float* hp = ptr<const float>(hs) + t * B * H;
-    float* hout = ptr<float>(hs) + (t + 1) * B * H;
+    const float* hp = ptr<const float>(states) + (kMixed ? t % 2 : t) * B * H;
+    float* hout = ptr<float>(states) + (kMixed ? (t + 1) % 2 : t + 1) * B * H;
     S* hcd = ptr<S>(hs_cd) + (t + 1) * B * H;
     float* rz = ptr<float>(rz_all) + t * B * 2 * H;
     float* nn = ptr<float>(n_all) + t * B * H;
-    float* hh = ptr<float>(hn_all) + t * B * H;
+    S* hh = ptr<S>(hn_all) + t * B * H;
     at::parallel_for(0, B, grain(H), [=](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b)
-        forward_row<S, kMixed>(x + b * 3 * H, bs, g + b * 3 * H, bhn, hp + b * H, rz + b * 2 * H, hh + b * H,
-                               nn + b * H, hout + b * H, hcd + b * H, H);
-      if (t + 1 < T) transpose_block(hcd + b0 * H, H, ht + (t + 1) * B + b0, T * B, b1 - b0, H);
+        forward_row<S, kMixed>(x + b * 3 * H, bs, g + b * 3 * H, bhn, hp + b * H, rz + b * 2 * H, nn + b * H,
+                               hh + b * H, hout + b * H, hcd + b * H, H);
     });
   }
+  // States h_0 .. h_{T-1} transposed, [H, T·B], for the weight gradient.
+  transpose_into(ptr<const S>(hs_cd), H, ptr<S>(hs_t), T * B, T * B, H);
 }
 
 // One batch row of one backward step: adds the incoming gradients into dh (the carried
 // dh ⊙ z, the previous step's recurrent matmul, this step's output gradient), writes the
 // gate gradients [n_x | r | z | n_h], adds them as stored (rounded) into the column sums
-// `acc`, and carries dh ⊙ z on to the step before.
+// `acc`, and carries dh ⊙ z on to the step before. hp: the state before the step, as
+// rounded to the weights' dtype.
 template <typename S, typename D, bool kMm, bool kDout>
 void backward_row(float* __restrict carry, const S* __restrict mm, const D* __restrict dout,
-                  const float* __restrict rz, const float* __restrict nn, const float* __restrict hh,
-                  const float* __restrict hp, S* __restrict g, float* __restrict acc, int64_t H) {
+                  const float* __restrict rz, const float* __restrict nn, const S* __restrict hh,
+                  const S* __restrict hp, S* __restrict g, float* __restrict acc, int64_t H) {
   for (int64_t j = 0; j < H; ++j) {
     float dh = carry[j];
     if (kMm) dh += load(mm, j);
@@ -249,8 +297,8 @@ void backward_row(float* __restrict carry, const S* __restrict mm, const D* __re
     const float r = rz[j], z = rz[H + j], n = nn[j];
     const float dpre_n = (dh - dh * z) * (1.0f - n * n);  // through (1 − z) and tanh
     store(g, j, dpre_n);
-    store(g, H + j, (dpre_n * hh[j]) * (r - r * r));
-    store(g, 2 * H + j, (dh * (hp[j] - n)) * (z - z * z));
+    store(g, H + j, (dpre_n * load(hh, j)) * (r - r * r));
+    store(g, 2 * H + j, (dh * (load(hp, j) - n)) * (z - z * z));
     store(g, 3 * H + j, dpre_n * r);
     carry[j] = dh * z;
   }
@@ -300,7 +348,7 @@ int64_t recurrent_rows(at::Tensor& out, const at::Tensor& a, const at::Tensor& w
 }
 
 template <typename S, typename D>
-void backward_loop(const D* dout, at::Tensor carry, const at::Tensor& w_hh, const at::Tensor& hs,
+void backward_loop(const D* dout, at::Tensor carry, const at::Tensor& w_hh, const at::Tensor& hs_cd,
                    const at::Tensor& rz_all, const at::Tensor& n_all, const at::Tensor& hn_all,
                    const at::Tensor& grads, at::Tensor dmm, const at::Tensor& sums) {
   const int64_t T = rz_all.size(0), B = rz_all.size(1), H = w_hh.size(1);
@@ -317,8 +365,8 @@ void backward_loop(const D* dout, at::Tensor carry, const at::Tensor& w_hh, cons
     const D* dt = dout ? dout + t * B * H : nullptr;
     const float* rz = ptr<const float>(rz_all) + t * B * 2 * H;
     const float* nn = ptr<const float>(n_all) + t * B * H;
-    const float* hh = ptr<const float>(hn_all) + t * B * H;
-    const float* hp = ptr<const float>(hs) + t * B * H;
+    const S* hh = ptr<const S>(hn_all) + t * B * H;
+    const S* hp = ptr<const S>(hs_cd) + t * B * H;
     S* g = ptr<S>(grads) + t * B * 4 * H;
     // The branch is taken once per step, so that each row's loop has none.
     auto row = mt ? (dt ? backward_row<S, D, true, true> : backward_row<S, D, true, false>)
@@ -349,9 +397,10 @@ bool is_compute_dtype(const at::Tensor& t) {
 
 // xp [T, B, 3H]: x·W_ihᵀ in the weights' dtype (fp32 or bf16); bias [3H] fp32: b_ih plus
 // the r, z halves of b_hh; h0 [B, H] fp32; w_hh [3H, H]; b_hn [H] fp32.
-// Returns hs [T+1, B, H] fp32, hs in the weights' dtype (the same tensor for fp32 weights),
-// σ of the r and z gates [T, B, 2H], n [T, B, H] and W_hn·h + b_hn [T, B, H], all fp32,
-// and h_0 .. h_{T-1} transposed, [H, T·B] in the weights' dtype.
+// Returns the last state [B, H] in fp32; the states hs [T+1, B, H] in the weights' dtype
+// (h0 first; with bf16 weights rounded from the fp32 recurrence); the gates σ(r), σ(z)
+// [T, B, 2H] and n [T, B, H] in fp32; W_hn·h + b_hn [T, B, H] and h_0 .. h_{T-1}
+// transposed, [H, T·B], in the weights' dtype.
 std::vector<at::Tensor> gru_forward(const at::Tensor& xp, const at::Tensor& bias, const at::Tensor& h0,
                                     const at::Tensor& w_hh, const at::Tensor& b_hn) {
   check(xp.device().is_cpu() && w_hh.device().is_cpu(), "CPU tensors only");
@@ -363,35 +412,41 @@ std::vector<at::Tensor> gru_forward(const at::Tensor& xp, const at::Tensor& bias
   check(bias.scalar_type() == at::kFloat && bias.is_contiguous() && bias.numel() == 3 * H, "bias must be fp32 [3H]");
   check(b_hn.scalar_type() == at::kFloat && b_hn.is_contiguous() && b_hn.numel() == H, "b_hn must be fp32 [H]");
   check(h0.dim() == 2 && h0.size(0) == B && h0.size(1) == H, "h0 must be [B, H]");
-  const auto f32 = h0.options().dtype(at::kFloat);
-  at::Tensor hs = at::empty({T + 1, B, H}, f32);
-  hs[0].copy_(h0);
   const bool mixed = w_hh.scalar_type() != at::kFloat;
-  at::Tensor hs_cd = mixed ? at::empty({T + 1, B, H}, w_hh.options()) : hs;
-  if (mixed) hs_cd[0].copy_(hs[0]);
+  const auto f32 = h0.options().dtype(at::kFloat);
+  at::Tensor hs_cd = at::empty({T + 1, B, H}, w_hh.options());
+  // The fp32 states: with bf16 weights two [B, H] slots used in turn, else hs_cd itself.
+  at::Tensor states = mixed ? at::empty({2, B, H}, f32) : hs_cd;
+  states[0].copy_(h0);
+  if (mixed) hs_cd[0].copy_(states[0]);
   at::Tensor rz_all = at::empty({T, B, 2 * H}, f32);
   at::Tensor n_all = at::empty({T, B, H}, f32);
-  at::Tensor hn_all = at::empty({T, B, H}, f32);
+  at::Tensor hn_all = at::empty({T, B, H}, w_hh.options());
   at::Tensor hs_t = at::empty({H, T * B}, w_hh.options());
   if (mixed)
-    forward_loop<bf16>(xp, bias, w_hh, b_hn, hs, hs_cd, rz_all, n_all, hn_all, hs_t);
+    forward_loop<bf16>(xp, bias, w_hh, b_hn, states, hs_cd, rz_all, n_all, hn_all, hs_t);
   else
-    forward_loop<float>(xp, bias, w_hh, b_hn, hs, hs_cd, rz_all, n_all, hn_all, hs_t);
-  return {hs, hs_cd, rz_all, n_all, hn_all, hs_t};
+    forward_loop<float>(xp, bias, w_hh, b_hn, states, hs_cd, rz_all, n_all, hn_all, hs_t);
+  at::Tensor last = mixed ? states[T % 2].clone() : states[T].clone();
+  return {last, hs_cd, rz_all, n_all, hn_all, hs_t};
 }
 
 // d_out [T, B, H] (fp32 or bf16) and d_last [B, H]: the gradients of the outputs and of the
-// last state (either may be None). Returns the gate gradients [T, B, 4H] in the weights'
-// dtype, laid out [n_x | r | z | n_h] per row, the gradient of h0 [B, H] in fp32, and the
-// column sums of the gate gradients [4H] in fp32 (for the bias gradients).
+// last state (either may be None); hs, rz_all, n_all, hn_all as gru_forward returned them.
+// Returns the gate gradients [T, B, 4H] in the weights' dtype, laid out [n_x | r | z | n_h]
+// per row, the gradient of h0 [B, H] in fp32, and the column sums of the gate gradients
+// [4H] in fp32 (for the bias gradients).
 std::vector<at::Tensor> gru_backward(const c10::optional<at::Tensor>& d_out, const c10::optional<at::Tensor>& d_last,
                                      const at::Tensor& w_hh, const at::Tensor& hs, const at::Tensor& rz_all,
                                      const at::Tensor& n_all, const at::Tensor& hn_all) {
   check(is_compute_dtype(w_hh) && w_hh.is_contiguous(), "w_hh must be contiguous fp32 or bf16");
   check(hs.is_contiguous() && rz_all.is_contiguous() && n_all.is_contiguous() && hn_all.is_contiguous(),
         "saved tensors must be contiguous");
+  check(hs.scalar_type() == w_hh.scalar_type() && hn_all.scalar_type() == w_hh.scalar_type() &&
+        rz_all.scalar_type() == at::kFloat && n_all.scalar_type() == at::kFloat,
+        "saved tensors: hs and hn_all in the weights' dtype, rz_all and n_all in fp32");
   const int64_t T = rz_all.size(0), B = rz_all.size(1), H = w_hh.size(1);
-  const auto f32 = hs.options();
+  const auto f32 = rz_all.options();
   at::Tensor dout;
   if (d_out.has_value() && d_out->defined()) {
     dout = is_compute_dtype(*d_out) ? d_out->contiguous() : d_out->to(at::kFloat).contiguous();
@@ -404,16 +459,18 @@ std::vector<at::Tensor> gru_backward(const c10::optional<at::Tensor>& d_out, con
   at::Tensor sums = at::zeros({4 * H}, f32);
   const bool mixed = w_hh.scalar_type() == at::kBFloat16;
   const bool dout_bf16 = dout.defined() && dout.scalar_type() == at::kBFloat16;
+  const auto loop = [&](auto* out, auto state) {
+    using S = decltype(state);
+    backward_loop<S>(out, carry, w_hh, hs, rz_all, n_all, hn_all, grads, dmm, sums);
+  };
   if (mixed && dout_bf16)
-    backward_loop<bf16, bf16>(ptr<const bf16>(dout), carry, w_hh, hs, rz_all, n_all, hn_all, grads, dmm, sums);
+    loop(ptr<const bf16>(dout), bf16{});
   else if (mixed)
-    backward_loop<bf16, float>(dout.defined() ? ptr<const float>(dout) : nullptr, carry, w_hh, hs, rz_all, n_all,
-                               hn_all, grads, dmm, sums);
+    loop(dout.defined() ? ptr<const float>(dout) : nullptr, bf16{});
   else if (dout_bf16)
-    backward_loop<float, bf16>(ptr<const bf16>(dout), carry, w_hh, hs, rz_all, n_all, hn_all, grads, dmm, sums);
+    loop(ptr<const bf16>(dout), float{});
   else
-    backward_loop<float, float>(dout.defined() ? ptr<const float>(dout) : nullptr, carry, w_hh, hs, rz_all, n_all,
-                                hn_all, grads, dmm, sums);
+    loop(dout.defined() ? ptr<const float>(dout) : nullptr, float{});
   return {grads, carry, sums};
 }
 

@@ -192,9 +192,9 @@ def test_kernel_matches_the_torch_op_loops_on_a_batch_it_may_split() -> None:
 @needs_kernel
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32, torch.float64])
 def test_kernel_transpose_copies_strided_matrices(dtype: torch.dtype) -> None:
-    """Sizes that are not multiples of its 32×32 tiles, and a column slice with a row stride."""
+    """Sizes off its 32×32 tiles and 8×8 blocks, partial tiles, and a column slice with a row stride."""
     wide = torch.randn(70, 101).to(dtype)
-    for a in (wide, wide[:, 3:48], wide[:1, :1]):
+    for a in (wide, wide[:, 3:48], wide[:1, :1], torch.randn(45, 83).to(dtype), torch.randn(8, 8).to(dtype)):
         got = cpu_kernel().transpose(a)
         assert got.is_contiguous() and torch.equal(got, a.t())
     with pytest.raises(RuntimeError, match="unit column stride"):
