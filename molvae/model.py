@@ -30,7 +30,7 @@ from molvae.batching import iter_batches
 from molvae.checkpoint import load_weights, read_json, save_weights, write_json
 from molvae.config import config_from_dict, rule, validate_config
 from molvae.errors import ConfigError, InvalidMoleculeError, ModelLoadError, MolvaeError, shorten
-from molvae.recurrent import gru_layer, native_gru_layer, run_bidirectional_gru, run_gru
+from molvae.recurrent import DecoderCells, gru_layer, native_gru_layer, run_bidirectional_gru, run_gru
 from molvae.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocabulary, get_tokenizer
 
 log = logging.getLogger(__name__)
@@ -271,7 +271,9 @@ class DecoderStepper:
     split into a per-token table (embedding × W_ih, computed once) and a per-latent
     term (z × W_ih, computed once per molecule), so each step costs one recurrent
     matmul per layer plus the layers above. Matmuls run in ``dtype`` (bf16 on AMX
-    CPUs/GPUs) while the hidden state and gate arithmetic stay in fp32. Plain
+    CPUs/GPUs) while the hidden state and gate arithmetic stay in fp32; on CPU each
+    layer's gate arithmetic runs in one pass of the compiled kernel
+    (:class:`molvae.recurrent.DecoderCells`) unless the step is compiled. Plain
     matmuls also keep working when the batch shrinks as sequences finish.
     """
 
@@ -296,6 +298,8 @@ class DecoderStepper:
             self.b_out = net.output.bias.float()
             self.w_init = net.z_to_hidden.weight.T.contiguous().float()
             self.b_init = net.z_to_hidden.bias.float()
+            # Eager steps on CPU run each layer's gates through the compiled kernel.
+            self.cells = DecoderCells.build(self.b_ih, self.b_hh, dtype)
 
     def start(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(per-latent input term [B, 3H], initial hidden [L, B, H]) for latents ``z``."""
@@ -339,7 +343,7 @@ class DecoderStepper:
     def _run(self, eager, compiled, args: tuple) -> tuple[torch.Tensor, torch.Tensor]:
         if self.compile and not _COMPILE_FAILED:
             try:
-                return compiled()(*args)
+                return compiled()(*args)  # no kernel cells: the compiler fuses the gates itself
             except Exception as exc:
                 # Compiling needs a C++ toolchain; decoding must not depend on one. Only
                 # torch's compiler errors fall back; anything else is a real error.
@@ -348,15 +352,21 @@ class DecoderStepper:
                 _COMPILE_FAILED.append(exc)
                 log.warning("torch.compile of the decoder step failed (%s: %s); decoding without it",
                             type(exc).__name__, shorten(str(exc), 300))
-        return eager(*args)
+        return eager(*args, cells=self.cells)
 
 
 def _gru_stack_step(token_table: torch.Tensor, token: torch.Tensor, zterm: torch.Tensor, hidden: torch.Tensor,
                     w_ih: list, b_ih: list, w_hh: list, b_hh: list, w_out: torch.Tensor, b_out: torch.Tensor,
-                    dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step through the stacked GRU and the output layer (matmuls in ``dtype``, state in fp32)."""
+                    dtype: torch.dtype, cells: DecoderCells | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step through the stacked GRU and the output layer (matmuls in ``dtype``, state in fp32).
+
+    ``cells``: run the layers through :class:`molvae.recurrent.DecoderCells` (eager CPU steps).
+    """
     # F.embedding (index_select) is 2x faster than advanced indexing here, and compiled it fuses with the add.
     x_gates = F.embedding(token, token_table) + zterm
+    if cells is not None:
+        out, hidden = cells.step(x_gates, hidden, w_ih, w_hh, dtype)
+        return (out.to(dtype) @ w_out).float() + b_out, hidden
     new = []
     out = hidden[0]
     for k in range(len(w_hh)):
@@ -378,9 +388,10 @@ def _gru_stack_step(token_table: torch.Tensor, token: torch.Tensor, zterm: torch
 def _gru_stack_next_token(token_table: torch.Tensor, token: torch.Tensor, zterm: torch.Tensor, hidden: torch.Tensor,
                           w_ih: list, b_ih: list, w_hh: list, b_hh: list, w_out: torch.Tensor, b_out: torch.Tensor,
                           dtype: torch.dtype, noise: torch.Tensor | None, temperature: torch.Tensor,
-                          ) -> tuple[torch.Tensor, torch.Tensor]:
+                          cells: DecoderCells | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`_gru_stack_step`, then the next token: argmax without ``noise``, else argmax(p / noise)."""
-    logits, hidden = _gru_stack_step(token_table, token, zterm, hidden, w_ih, b_ih, w_hh, b_hh, w_out, b_out, dtype)
+    logits, hidden = _gru_stack_step(token_table, token, zterm, hidden, w_ih, b_ih, w_hh, b_hh, w_out, b_out, dtype,
+                                     cells)
     if noise is None:
         return logits.argmax(-1), hidden
     # argmax(p_i / E_i) with E_i ~ Exp(1) picks i with probability p_i: torch.multinomial's own method.

@@ -77,7 +77,8 @@ def cpu_kernel() -> ModuleType | None:
     Built with torch's C++ extension tooling on first use (about 25 s; cached under
     ``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``). Without a working
     C++ compiler the build fails, a warning says so once, and training on CPU goes on with
-    the torch-op loops of :class:`_GRULayer` (same results, slower). ``MOLVAE_GRU_KERNEL=0``
+    the torch-op loops of :class:`_GRULayer`, decoding with torch ops instead of
+    :class:`DecoderCells` (same results, slower). ``MOLVAE_GRU_KERNEL=0``
     skips the kernel.
     """
     if os.environ.get(KERNEL_SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
@@ -93,8 +94,8 @@ def cpu_kernel() -> ModuleType | None:
         return load(name=name, sources=[str(KERNEL_SOURCE)], extra_cflags=flags,
                     extra_ldflags=["-fopenmp"], verbose=False)
     except Exception as exc:  # compilers fail in too many ways to list; the fallback computes the same thing
-        log.warning("could not build molvae's CPU GRU kernel (%s: %s); training on CPU with torch ops instead, "
-                    "which is slower", type(exc).__name__, shorten(str(exc), 300))
+        log.warning("could not build molvae's CPU GRU kernel (%s: %s); training and decoding on CPU run with "
+                    "torch ops instead, which is slower", type(exc).__name__, shorten(str(exc), 300))
         return None
 
 
@@ -218,6 +219,56 @@ def _backward_loop(d_out: torch.Tensor | None, d_last: torch.Tensor | None, w_hh
 
 # The torch-op loops behind the same calls as the compiled kernel.
 _TORCH_LOOPS = SimpleNamespace(gru_forward=_forward_loop, gru_backward=_backward_loop, transpose=_transpose)
+
+
+class DecoderCells:
+    """A stack of GRU cells stepped one token at a time through the CPU kernel's ``gru_cell``.
+
+    For decoding on CPU: each layer's gate arithmetic, bias adds and casts run as one
+    pass over [B, 3H] instead of about a dozen torch ops (docs/PERFORMANCE.md, session
+    28). Same equations as ``nn.GRU``; the matmuls stay torch's. Build with :meth:`build`,
+    which gives None where the kernel cannot run the step (GPU, fp64, no kernel).
+    """
+
+    def __init__(self, kernel: ModuleType, b_ih: list[torch.Tensor | None], b_hh: list[torch.Tensor]):
+        self.kernel = kernel
+        self.bias, self.b_hn = [], []
+        for k, b in enumerate(b_hh):
+            hidden = b.shape[0] // 3
+            # The r, z halves of b_hh join the input-side bias; b_hn stays apart (it is
+            # multiplied by r). A None b_ih: the input gates already hold it (the decoder's
+            # first layer reads it from its token table).
+            bias = torch.cat([b[: 2 * hidden].float(), torch.zeros(hidden, device=b.device)])
+            if b_ih[k] is not None:
+                bias = bias + b_ih[k].float()
+            self.bias.append(bias.contiguous())
+            self.b_hn.append(b[2 * hidden :].float().contiguous())
+
+    @classmethod
+    def build(cls, b_ih: list[torch.Tensor | None], b_hh: list[torch.Tensor], dtype: torch.dtype
+              ) -> DecoderCells | None:
+        """The cells for these biases and compute ``dtype``, or None (not on CPU, fp64, or no kernel)."""
+        if b_hh[0].device.type != "cpu" or dtype not in (torch.float32, torch.bfloat16):
+            return None
+        kernel = cpu_kernel()
+        return None if kernel is None else cls(kernel, b_ih, b_hh)
+
+    def step(self, x_gates: torch.Tensor, hidden: torch.Tensor, w_ih: list[torch.Tensor | None],
+             w_hh: list[torch.Tensor], dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """The top layer's output in ``dtype`` and the new fp32 states [L, B, H].
+
+        ``x_gates`` [B, 3H]: the first layer's input side of the gates, its b_ih included;
+        ``w_ih[k]``, ``w_hh[k]``: transposed weights in ``dtype`` ([I, 3H] and [H, 3H]).
+        """
+        new = torch.empty_like(hidden)
+        out = x_gates
+        for k in range(len(w_hh)):
+            h = hidden[k].contiguous()
+            if k > 0:
+                x_gates = out @ w_ih[k]
+            out = self.kernel.gru_cell(x_gates.contiguous(), h.to(dtype) @ w_hh[k], h, self.bias[k], self.b_hn[k],
+                                       new[k])
+        return out, new
 
 
 def gru_layer(x: torch.Tensor, h0: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor,

@@ -157,13 +157,13 @@ void transpose_into(const E* s, int64_t ls, E* d, int64_t ld, int64_t R, int64_t
   });
 }
 
-// One batch row of one forward step. xp: x·W_ihᵀ in the weights' dtype; bias: b_ih plus the
-// r, z halves of b_hh; g: h·W_hhᵀ; hp: the fp32 state before the step. Saves the gates r, z
-// and n in fp32 and W_hn·h + b_hn in the weights' dtype, writes the new fp32 state to hout
-// and, with mixed dtypes, its rounded copy to hcd. Restrict pointers and no branches let the
-// loop vectorize.
-template <typename S, bool kMixed>
-void forward_row(const S* __restrict xp, const float* __restrict bias, const S* __restrict g,
+// One batch row of one forward step. xp: x·W_ihᵀ (X: fp32 or the weights' dtype S); bias:
+// b_ih plus the r, z halves of b_hh; g: h·W_hhᵀ; hp: the fp32 state before the step. With
+// kSave (training), saves the gates r, z and n in fp32 and W_hn·h + b_hn in the weights'
+// dtype. Writes the new fp32 state to hout and, with mixed dtypes, its rounded copy to hcd.
+// Restrict pointers and no branches let the loop vectorize.
+template <typename X, typename S, bool kMixed, bool kSave>
+void forward_row(const X* __restrict xp, const float* __restrict bias, const S* __restrict g,
                  const float* __restrict bhn, const float* __restrict hp, float* __restrict rz,
                  float* __restrict nn, S* __restrict hh, float* __restrict hout, S* __restrict hcd, int64_t H) {
   for (int64_t j = 0; j < H; ++j) {
@@ -172,10 +172,12 @@ void forward_row(const S* __restrict xp, const float* __restrict bias, const S* 
     const float hn = load(g, 2 * H + j) + bhn[j];
     const float n = tanh_(load(xp, 2 * H + j) + bias[2 * H + j] + r * hn);
     const float h = n + z * (hp[j] - n);
-    rz[j] = r;
-    rz[H + j] = z;
-    nn[j] = n;
-    store(hh, j, hn);
+    if (kSave) {
+      rz[j] = r;
+      rz[H + j] = z;
+      nn[j] = n;
+      store(hh, j, hn);
+    }
     hout[j] = h;
     if (kMixed) store(hcd, j, h);
   }
@@ -273,8 +275,8 @@ void forward_loop(const at::Tensor& xp, const at::Tensor& bias, const at::Tensor
     S* hh = ptr<S>(hn_all) + t * B * H;
     at::parallel_for(0, B, grain(H), [=](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b)
-        forward_row<S, kMixed>(x + b * 3 * H, bs, g + b * 3 * H, bhn, hp + b * H, rz + b * 2 * H, nn + b * H,
-                               hh + b * H, hout + b * H, hcd + b * H, H);
+        forward_row<S, S, kMixed, true>(x + b * 3 * H, bs, g + b * 3 * H, bhn, hp + b * H, rz + b * 2 * H, nn + b * H,
+                                        hh + b * H, hout + b * H, hcd + b * H, H);
     });
   }
   // States h_0 .. h_{T-1} transposed, [H, T·B], for the weight gradient.
@@ -474,6 +476,49 @@ std::vector<at::Tensor> gru_backward(const c10::optional<at::Tensor>& d_out, con
   return {grads, carry, sums};
 }
 
+// One GRU step for decoding, with nothing saved. xg [B, 3H]: the input side of the gates, fp32
+// or the weights' dtype; hg [B, 3H]: h·W_hhᵀ in the weights' dtype (fp32 or bf16); h [B, H]
+// fp32; bias [3H] fp32: added to xg, with the r, z halves of b_hh in it; b_hn [H] fp32;
+// h_out [B, H] fp32 receives the new state. Returns the new state in the weights' dtype
+// (h_out itself with fp32 weights), as the next matmuls read it.
+at::Tensor gru_cell(const at::Tensor& xg, const at::Tensor& hg, const at::Tensor& h, const at::Tensor& bias,
+                    const at::Tensor& b_hn, at::Tensor h_out) {
+  check(xg.device().is_cpu() && hg.device().is_cpu(), "CPU tensors only");
+  check(is_compute_dtype(hg) && is_compute_dtype(xg) && (xg.scalar_type() == at::kFloat ||
+        xg.scalar_type() == hg.scalar_type()), "xg fp32 or in hg's dtype; hg fp32 or bf16");
+  check(hg.dim() == 2 && hg.is_contiguous() && xg.sizes() == hg.sizes() && xg.is_contiguous() &&
+        hg.size(1) % 3 == 0, "xg and hg must be contiguous [B, 3H]");
+  const int64_t B = hg.size(0), H = hg.size(1) / 3;
+  for (const at::Tensor* t : {&h, static_cast<const at::Tensor*>(&h_out)})
+    check(t->scalar_type() == at::kFloat && t->is_contiguous() && t->dim() == 2 && t->size(0) == B &&
+          t->size(1) == H, "h and h_out must be contiguous fp32 [B, H]");
+  check(bias.scalar_type() == at::kFloat && bias.is_contiguous() && bias.numel() == 3 * H, "bias must be fp32 [3H]");
+  check(b_hn.scalar_type() == at::kFloat && b_hn.is_contiguous() && b_hn.numel() == H, "b_hn must be fp32 [H]");
+  const bool mixed = hg.scalar_type() == at::kBFloat16;
+  at::Tensor out = mixed ? at::empty({B, H}, hg.options()) : h_out;
+  const float* bs = ptr<const float>(bias);
+  const float* bhn = ptr<const float>(b_hn);
+  const float* hp = ptr<const float>(h);
+  float* ho = ptr<float>(h_out);
+  const auto run = [&](auto* x, auto* g, auto* hcd, auto mixed_tag) {
+    using X = std::remove_const_t<std::remove_pointer_t<decltype(x)>>;
+    using S = std::remove_pointer_t<decltype(hcd)>;
+    constexpr bool kMixed = decltype(mixed_tag)::value;
+    at::parallel_for(0, B, grain(H), [=](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b)
+        forward_row<X, S, kMixed, false>(x + b * 3 * H, bs, g + b * 3 * H, bhn, hp + b * H, nullptr, nullptr,
+                                         nullptr, ho + b * H, hcd + b * H, H);
+    });
+  };
+  if (!mixed)
+    run(ptr<const float>(xg), ptr<const float>(hg), ptr<float>(out), std::false_type{});
+  else if (xg.scalar_type() == at::kFloat)
+    run(ptr<const float>(xg), ptr<const bf16>(hg), ptr<bf16>(out), std::true_type{});
+  else
+    run(ptr<const bf16>(xg), ptr<const bf16>(hg), ptr<bf16>(out), std::true_type{});
+  return out;
+}
+
 // a [R, C] with unit column stride, 2- or 4-byte elements: a contiguous copy of aᵀ [C, R].
 at::Tensor transpose(const at::Tensor& a) {
   check(a.dim() == 2 && a.stride(1) == 1 && a.device().is_cpu(), "transpose takes a CPU matrix with unit column stride");
@@ -492,4 +537,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gru_forward", &gru_forward, "Forward time loop of one GRU layer (fp32 state)");
   m.def("gru_backward", &gru_backward, "Backward time loop of one GRU layer");
   m.def("transpose", &transpose, "A contiguous copy of a matrix's transpose");
+  m.def("gru_cell", &gru_cell, "One GRU step for decoding: the gates and the new state in one pass");
 }

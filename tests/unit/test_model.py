@@ -282,8 +282,11 @@ def test_pickled_weights_are_refused_without_executing(model, tmp_path) -> None:
     assert not marker.exists()
 
 
-def test_decoder_stepper_matches_gru_step(model) -> None:
+@pytest.mark.parametrize("cells", [True, False], ids=["kernel-cells", "torch-ops"])
+def test_decoder_stepper_matches_gru_step(model, cells: bool) -> None:
+    """Both eager step paths: the CPU kernel's cells (where it builds) and the torch ops (GPUs, no kernel)."""
     from molvae.model import DecoderStepper
+    from molvae.recurrent import cpu_kernel
 
     torch.manual_seed(0)
     z = torch.randn(7, SMALL["latent_dim"])
@@ -292,6 +295,12 @@ def test_decoder_stepper_matches_gru_step(model) -> None:
         ref_logits, ref_hidden = model.net.step(z, tokens, model.net.initial_hidden(z))
         for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 5e-2)):
             stepper = DecoderStepper(model.net, dtype)
+            if cells and cpu_kernel() is None:
+                pytest.skip("the CPU kernel did not build here")
+            if cells:
+                assert stepper.cells is not None
+            else:
+                stepper.cells = None
             zterm, hidden = stepper.start(z)
             assert torch.allclose(hidden, model.net.initial_hidden(z), atol=1e-6)
             logits, new_hidden = stepper.step(zterm, tokens, hidden)

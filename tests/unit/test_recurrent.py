@@ -14,7 +14,7 @@ from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from molvae.model import ModelConfig, SequenceVAE
-from molvae.recurrent import cpu_kernel, gru_layer, native_gru_layer, run_bidirectional_gru, run_gru
+from molvae.recurrent import DecoderCells, cpu_kernel, gru_layer, native_gru_layer, run_bidirectional_gru, run_gru
 
 
 def _grads(loss: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -286,3 +286,39 @@ def test_the_kernels_first_call_leaves_the_random_generator_alone() -> None:
     done = subprocess.run([sys.executable, "-c", FIRST_CALL], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True"]
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_decoder_cells_step_as_nn_gru_does(dtype: torch.dtype) -> None:
+    """Two layers, a width off the vector length, a first layer whose gates hold its b_ih (as the token table does)."""
+    torch.manual_seed(5)
+    batch, inp, hidden = 9, 13, 67
+    gru = nn.GRU(inp, hidden, num_layers=2).double()
+    x, h0 = torch.randn(1, batch, inp, dtype=torch.float64), torch.randn(2, batch, hidden, dtype=torch.float64)
+    ref_out, ref_h = gru(x, h0)
+    w = {name: p.detach() for name, p in gru.named_parameters()}
+    x_gates = (x[0] @ w["weight_ih_l0"].T + w["bias_ih_l0"]).float()
+    cells = DecoderCells.build([None, w["bias_ih_l1"]], [w["bias_hh_l0"], w["bias_hh_l1"]], dtype)
+    assert cells is not None
+    out, new = cells.step(x_gates, h0.float(), [None, w["weight_ih_l1"].T.contiguous().to(dtype)],
+                          [w[f"weight_hh_l{k}"].T.contiguous().to(dtype) for k in (0, 1)], dtype)
+    tol = 1e-5 if dtype == torch.float32 else 3e-2
+    assert out.dtype == dtype and new.dtype == torch.float32 and new.shape == ref_h.shape
+    assert torch.allclose(new.double(), ref_h, atol=tol), (new.double() - ref_h).abs().max()
+    assert torch.allclose(out.double(), ref_out[0], atol=tol)
+    if dtype == torch.bfloat16:
+        # Input gates in bf16 (as a layer above the first gets them from its matmul): the same state.
+        h_cd = cells.kernel.gru_cell(x_gates.to(dtype), h0[0].to(dtype) @ w["weight_hh_l0"].T.to(dtype),
+                                     h0[0].float(), cells.bias[0], cells.b_hn[0], torch.empty(batch, hidden))
+        assert torch.allclose(h_cd.double(), ref_h[0], atol=tol)
+
+
+@needs_kernel
+def test_kernel_cell_names_bad_shapes() -> None:
+    h = torch.zeros(4, 5)
+    gates = torch.zeros(4, 15)
+    with pytest.raises(RuntimeError, match=r"h and h_out must be contiguous fp32 \[B, H\]"):
+        cpu_kernel().gru_cell(gates, gates, torch.zeros(4, 6), torch.zeros(15), torch.zeros(5), h)
+    with pytest.raises(RuntimeError, match=r"xg and hg must be contiguous \[B, 3H\]"):
+        cpu_kernel().gru_cell(gates.t(), gates, h, torch.zeros(15), torch.zeros(5), h.clone())
