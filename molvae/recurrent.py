@@ -1,4 +1,4 @@
-"""A GRU layer with a hand-written backward pass, for training on CPU.
+"""A GRU layer with a hand-written backward pass, for training on CPU (and fused cells for decoding).
 
 PyTorch's CPU ``nn.GRU`` has no fused kernel: autograd records every time step's
 matmuls and gate arithmetic, and the backward pass computes and accumulates a full
@@ -24,6 +24,7 @@ followed by one fused pass over the gates, instead of about 8 (forward) and 15
 (backward) torch ops with casts in between. That made training 1.56× faster on the
 project's 2-core machine (``docs/PERFORMANCE.md``). The torch-op loops below remain
 the fallback and the fp64 path that the gradient tests check against ``nn.GRU``.
+:class:`DecoderCells` runs the same fused gate pass one decoding step at a time.
 """
 
 from __future__ import annotations
@@ -260,8 +261,7 @@ class DecoderCells:
         ``x_gates`` [B, 3H]: the first layer's input side of the gates, its b_ih included;
         ``w_ih[k]``, ``w_hh[k]``: transposed weights in ``dtype`` ([I, 3H] and [H, 3H]).
         """
-        new = torch.empty_like(hidden)
-        out = x_gates
+        new = torch.empty(hidden.shape, dtype=torch.float32, device=hidden.device)  # contiguous rows per layer
         for k in range(len(w_hh)):
             h = hidden[k].contiguous()
             if k > 0:

@@ -489,9 +489,10 @@ at::Tensor gru_cell(const at::Tensor& xg, const at::Tensor& hg, const at::Tensor
   check(hg.dim() == 2 && hg.is_contiguous() && xg.sizes() == hg.sizes() && xg.is_contiguous() &&
         hg.size(1) % 3 == 0, "xg and hg must be contiguous [B, 3H]");
   const int64_t B = hg.size(0), H = hg.size(1) / 3;
-  for (const at::Tensor* t : {&h, static_cast<const at::Tensor*>(&h_out)})
-    check(t->scalar_type() == at::kFloat && t->is_contiguous() && t->dim() == 2 && t->size(0) == B &&
-          t->size(1) == H, "h and h_out must be contiguous fp32 [B, H]");
+  const auto is_state = [&](const at::Tensor& t) {
+    return t.scalar_type() == at::kFloat && t.is_contiguous() && t.dim() == 2 && t.size(0) == B && t.size(1) == H;
+  };
+  check(is_state(h) && is_state(h_out), "h and h_out must be contiguous fp32 [B, H]");
   check(bias.scalar_type() == at::kFloat && bias.is_contiguous() && bias.numel() == 3 * H, "bias must be fp32 [3H]");
   check(b_hn.scalar_type() == at::kFloat && b_hn.is_contiguous() && b_hn.numel() == H, "b_hn must be fp32 [H]");
   const bool mixed = hg.scalar_type() == at::kBFloat16;
