@@ -299,7 +299,7 @@ class DecoderStepper:
             self.w_init = net.z_to_hidden.weight.T.contiguous().float()
             self.b_init = net.z_to_hidden.bias.float()
             # Eager steps on CPU run each layer's gates through the compiled kernel.
-            self.cells = DecoderCells.build(self.b_ih, self.b_hh, dtype)
+            self.cells = DecoderCells.build(self.w_ih, self.b_ih, self.w_hh, self.b_hh)
 
     def start(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(per-latent input term [B, 3H], initial hidden [L, B, H]) for latents ``z``."""
@@ -365,7 +365,7 @@ def _gru_stack_step(token_table: torch.Tensor, token: torch.Tensor, zterm: torch
     # F.embedding (index_select) is 2x faster than advanced indexing here, and compiled it fuses with the add.
     x_gates = F.embedding(token, token_table) + zterm
     if cells is not None:
-        out, hidden = cells.step(x_gates, hidden, w_ih, w_hh, dtype)
+        out, hidden = cells.step(x_gates, hidden)
         return (out.to(dtype) @ w_out).float() + b_out, hidden
     new = []
     out = hidden[0]

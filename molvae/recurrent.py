@@ -226,12 +226,18 @@ class DecoderCells:
     """A stack of GRU cells stepped one token at a time through the CPU kernel's ``gru_cell``.
 
     For decoding on CPU: each layer's gate arithmetic, bias adds and casts run as one
-    pass over [B, 3H] instead of about a dozen torch ops (docs/PERFORMANCE.md, session
-    28). Same equations as ``nn.GRU``; the matmuls stay torch's. Build with :meth:`build`,
-    which gives None where the kernel cannot run the step (GPU, fp64, no kernel).
+    pass over [B, 3H] instead of about a dozen torch ops, and in bf16 the step's matmuls
+    use weights packed once for oneDNN (docs/PERFORMANCE.md, session 28). Same equations
+    as ``nn.GRU``. Build with :meth:`build`, which gives None where the kernel cannot run
+    the step (GPU, fp64, no kernel).
     """
 
-    def __init__(self, kernel: ModuleType, b_ih: list[torch.Tensor | None], b_hh: list[torch.Tensor]):
+    #: Rows the packed weights are laid out for: the default decoding batch. Other batch
+    #: sizes run on them too, faster than a plain matmul from 1 row to 1,024.
+    PACK_ROWS = 1024
+
+    def __init__(self, kernel: ModuleType, w_ih: list[torch.Tensor | None], b_ih: list[torch.Tensor | None],
+                 w_hh: list[torch.Tensor], b_hh: list[torch.Tensor]):
         self.kernel = kernel
         self.bias, self.b_hn = [], []
         for k, b in enumerate(b_hh):
@@ -244,30 +250,41 @@ class DecoderCells:
                 bias = bias + b_ih[k].float()
             self.bias.append(bias.contiguous())
             self.b_hn.append(b[2 * hidden :].float().contiguous())
+        self.w_ih = [None if w is None else self._product(w) for w in w_ih]
+        self.w_hh = [self._product(w) for w in w_hh]
+
+    def _product(self, w_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``w_t`` [in, out] as the stepper holds it, and the same weight packed (or None)."""
+        return w_t, self.kernel.pack_linear(w_t.t().contiguous(), self.PACK_ROWS)
+
+    def _mul(self, x: torch.Tensor, weight: tuple[torch.Tensor, torch.Tensor | None]) -> torch.Tensor:
+        w_t, packed = weight
+        return x @ w_t if packed is None else self.kernel.linear(x.contiguous(), packed)
 
     @classmethod
-    def build(cls, b_ih: list[torch.Tensor | None], b_hh: list[torch.Tensor], dtype: torch.dtype
-              ) -> DecoderCells | None:
-        """The cells for these biases and compute ``dtype``, or None (not on CPU, fp64, or no kernel)."""
-        if b_hh[0].device.type != "cpu" or dtype not in (torch.float32, torch.bfloat16):
+    def build(cls, w_ih: list[torch.Tensor | None], b_ih: list[torch.Tensor | None], w_hh: list[torch.Tensor],
+              b_hh: list[torch.Tensor]) -> DecoderCells | None:
+        """Cells for transposed weights ``w_ih[k]`` [I, 3H] (None for the first layer) and
+        ``w_hh[k]`` [H, 3H] in the compute dtype, and fp32 biases; None where the kernel cannot
+        run them (not on CPU, fp64, or no kernel)."""
+        if w_hh[0].device.type != "cpu" or w_hh[0].dtype not in (torch.float32, torch.bfloat16):
             return None
         kernel = cpu_kernel()
-        return None if kernel is None else cls(kernel, b_ih, b_hh)
+        return None if kernel is None else cls(kernel, w_ih, b_ih, w_hh, b_hh)
 
-    def step(self, x_gates: torch.Tensor, hidden: torch.Tensor, w_ih: list[torch.Tensor | None],
-             w_hh: list[torch.Tensor], dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """The top layer's output in ``dtype`` and the new fp32 states [L, B, H].
+    def step(self, x_gates: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The top layer's output in the compute dtype and the new fp32 states [L, B, H].
 
-        ``x_gates`` [B, 3H]: the first layer's input side of the gates, its b_ih included;
-        ``w_ih[k]``, ``w_hh[k]``: transposed weights in ``dtype`` ([I, 3H] and [H, 3H]).
+        ``x_gates`` [B, 3H]: the first layer's input side of the gates, its b_ih included.
         """
         new = torch.empty(hidden.shape, dtype=torch.float32, device=hidden.device)  # contiguous rows per layer
-        for k in range(len(w_hh)):
+        dtype = self.w_hh[0][0].dtype
+        out = x_gates
+        for k in range(len(self.w_hh)):
             h = hidden[k].contiguous()
-            if k > 0:
-                x_gates = out @ w_ih[k]
-            out = self.kernel.gru_cell(x_gates.contiguous(), h.to(dtype) @ w_hh[k], h, self.bias[k], self.b_hn[k],
-                                       new[k])
+            x_gates = out if k == 0 else self._mul(out, self.w_ih[k])  # the layer below's output
+            out = self.kernel.gru_cell(x_gates.contiguous(), self._mul(h.to(dtype), self.w_hh[k]), h, self.bias[k],
+                                       self.b_hn[k], new[k])
         return out, new
 
 

@@ -520,6 +520,22 @@ at::Tensor gru_cell(const at::Tensor& xg, const at::Tensor& hg, const at::Tensor
   return out;
 }
 
+// w [out, in], bf16, contiguous: w packed once for x·wᵀ through `linear`, or None where torch
+// lacks the packed oneDNN ops (or w is not bf16: in fp32 they did not pay). `batch` is the
+// usual number of rows of x.
+c10::optional<at::Tensor> pack_linear(const at::Tensor& w, int64_t batch) {
+  check(w.dim() == 2 && w.is_contiguous() && w.device().is_cpu(), "pack_linear takes a contiguous CPU matrix");
+  if (w.scalar_type() != at::kBFloat16 || packed_linear_ops().linear == nullptr) return c10::nullopt;
+  return packed_weight(packed_linear_ops(), w, batch);
+}
+
+// x·wᵀ for w packed by pack_linear; x [B, in] contiguous, in w's dtype.
+at::Tensor linear(const at::Tensor& x, const at::Tensor& packed) {
+  check(x.dim() == 2 && x.is_contiguous() && x.scalar_type() == packed.scalar_type(),
+        "linear takes a contiguous [B, in] matrix in the packed weight's dtype");
+  return packed_product(packed_linear_ops(), x, packed).contiguous();
+}
+
 // a [R, C] with unit column stride, 2- or 4-byte elements: a contiguous copy of aᵀ [C, R].
 at::Tensor transpose(const at::Tensor& a) {
   check(a.dim() == 2 && a.stride(1) == 1 && a.device().is_cpu(), "transpose takes a CPU matrix with unit column stride");
@@ -539,4 +555,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gru_backward", &gru_backward, "Backward time loop of one GRU layer");
   m.def("transpose", &transpose, "A contiguous copy of a matrix's transpose");
   m.def("gru_cell", &gru_cell, "One GRU step for decoding: the gates and the new state in one pass");
+  m.def("pack_linear", &pack_linear, "A bf16 weight packed once for linear, or None");
+  m.def("linear", &linear, "x·wᵀ with a weight from pack_linear");
 }
