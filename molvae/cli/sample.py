@@ -22,8 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--compile", action="store_true",
-                   help="torch.compile the decoding step: faster from a few thousand molecules on CPU, "
-                        "but the first batch waits for the compiler (needs a C++ compiler; falls back with a warning)")
+                   help="torch.compile the decoding step; the first batch waits for the compiler (needs a C++ "
+                        "compiler; falls back with a warning). On CPU the eager step already runs its gates in "
+                        "molvae's own kernel and measured as fast (docs/PERFORMANCE.md)")
     add_limit_arguments(p, chunk_size=100_000, batch_size=1024)
     p.set_defaults(func=run)
 
