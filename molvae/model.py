@@ -366,7 +366,7 @@ def _gru_stack_step(token_table: torch.Tensor, token: torch.Tensor, zterm: torch
     x_gates = F.embedding(token, token_table) + zterm
     if cells is not None:
         out, hidden = cells.step(x_gates, hidden)
-        return (out.to(dtype) @ w_out).float() + b_out, hidden
+        return (out @ w_out).float() + b_out, hidden  # out is already in the compute dtype
     new = []
     out = hidden[0]
     for k in range(len(w_hh)):

@@ -281,10 +281,10 @@ class DecoderCells:
         """
         new = torch.empty(hidden.shape, dtype=torch.float32, device=hidden.device)  # contiguous rows per layer
         dtype = self.w_hh[0][0].dtype
-        out = x_gates
         for k in range(len(self.w_hh)):
             h = hidden[k].contiguous()
-            x_gates = out if k == 0 else self._mul(out, self.w_ih[k])  # the layer below's output
+            if k > 0:
+                x_gates = self._mul(out, self.w_ih[k])  # from the layer below's output
             out = self.kernel.gru_cell(x_gates.contiguous(), self._mul(h.to(dtype), self.w_hh[k]), h, self.bias[k],
                                        self.b_hn[k], new[k])
         return out, new

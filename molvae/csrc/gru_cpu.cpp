@@ -231,15 +231,19 @@ const PackedLinearOps& packed_linear_ops() {
   return ops;
 }
 
+// w [out, in] packed once for packed_product, laid out for `batch` rows; an undefined tensor
+// where w is not bf16 (in fp32 packing did not pay) or torch lacks the ops.
+at::Tensor pack_if_bf16(const at::Tensor& w, int64_t batch) {
+  if (w.scalar_type() != at::kBFloat16 || packed_linear_ops().linear == nullptr) return at::Tensor();
+  return packed_weight(packed_linear_ops(), w, batch);
+}
+
 // h·W_hhᵀ for every forward step of a layer: with W_hh packed once where torch has the ops
 // (bf16), as a plain matmul reorders it again at every step (about 10% of the forward
 // loop's time on the project's AMX machine).
 class RecurrentProduct {
  public:
-  RecurrentProduct(const at::Tensor& w_hh, int64_t batch) : w_t_(w_hh.t()) {
-    if (w_hh.scalar_type() == at::kBFloat16 && packed_linear_ops().linear != nullptr)
-      packed_ = packed_weight(packed_linear_ops(), w_hh, batch);
-  }
+  RecurrentProduct(const at::Tensor& w_hh, int64_t batch) : w_t_(w_hh.t()), packed_(pack_if_bf16(w_hh, batch)) {}
   void operator()(at::Tensor& out, const at::Tensor& h) const {
     if (packed_.defined())
       out = packed_product(packed_linear_ops(), h, packed_).contiguous();  // the gate loop indexes rows
@@ -525,8 +529,8 @@ at::Tensor gru_cell(const at::Tensor& xg, const at::Tensor& hg, const at::Tensor
 // usual number of rows of x.
 c10::optional<at::Tensor> pack_linear(const at::Tensor& w, int64_t batch) {
   check(w.dim() == 2 && w.is_contiguous() && w.device().is_cpu(), "pack_linear takes a contiguous CPU matrix");
-  if (w.scalar_type() != at::kBFloat16 || packed_linear_ops().linear == nullptr) return c10::nullopt;
-  return packed_weight(packed_linear_ops(), w, batch);
+  at::Tensor packed = pack_if_bf16(w, batch);
+  return packed.defined() ? c10::optional<at::Tensor>(packed) : c10::nullopt;
 }
 
 // x·wᵀ for w packed by pack_linear; x [B, in] contiguous, in w's dtype.
