@@ -29,11 +29,14 @@ the fallback and the fp64 path that the gradient tests check against ``nn.GRU``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
 import os
 import platform
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from textwrap import shorten
 from types import ModuleType, SimpleNamespace
@@ -71,6 +74,44 @@ def _kernel_flags() -> tuple[list[str], str]:
     return flags, cpu
 
 
+def kernel_build_directory(name: str) -> Path:
+    """Where the kernel ``name`` is built and cached: ``$TORCH_EXTENSIONS_DIR/name``, by default under ``~/.cache``."""
+    from torch.utils.cpp_extension import get_default_build_root
+
+    return Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()) / name
+
+
+@contextlib.contextmanager
+def _build_lock(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the build ``directory``, after removing a lock file an interrupted build left.
+
+    torch marks a build in progress with a plain ``lock`` file and waits, without a time
+    limit or a message, for it to vanish; a build killed by Ctrl-C or a timeout leaves it
+    behind, and every later process would hang. An OS file lock (``flock``) is released
+    when its process dies, so whoever holds it knows that any ``lock`` file is stale.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no flock, leave torch's own locking alone
+        yield
+        return
+    with open(directory / "molvae.lock", "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("another process is building molvae's CPU GRU kernel in %s; waiting for it", directory)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            stale = directory / "lock"
+            if stale.exists():
+                log.warning("removing %s, left by an interrupted kernel build", stale)
+                stale.unlink(missing_ok=True)
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 @functools.cache
 def cpu_kernel() -> ModuleType | None:
     """The compiled CPU time loops (``molvae/csrc/gru_cpu.cpp``), or None where they are unavailable.
@@ -86,14 +127,17 @@ def cpu_kernel() -> ModuleType | None:
         return None
     flags, cpu = _kernel_flags()
     source = KERNEL_SOURCE.read_bytes()
-    key = hashlib.sha256(b"\0".join([source, " ".join(flags).encode(), cpu.encode(), torch.__version__.encode()]))
+    key = hashlib.sha256(b"\0".join([source, " ".join(flags).encode(), cpu.encode(), torch.__version__.encode(),
+                                     sys.implementation.cache_tag.encode()]))
     name = f"molvae_gru_cpu_{key.hexdigest()[:16]}"
     log.info("loading molvae's CPU GRU kernel %s (compiled on first use, about 25 s)", name)
     try:
         from torch.utils.cpp_extension import load
 
-        return load(name=name, sources=[str(KERNEL_SOURCE)], extra_cflags=flags,
-                    extra_ldflags=["-fopenmp"], verbose=False)
+        directory = kernel_build_directory(name)
+        with _build_lock(directory):
+            return load(name=name, sources=[str(KERNEL_SOURCE)], extra_cflags=flags,
+                        extra_ldflags=["-fopenmp"], build_directory=str(directory), verbose=False)
     except Exception as exc:  # compilers fail in too many ways to list; the fallback computes the same thing
         log.warning("could not build molvae's CPU GRU kernel (%s: %s); training and decoding on CPU run with "
                     "torch ops instead, which is slower", type(exc).__name__, shorten(str(exc), 300))

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -152,6 +153,47 @@ needs_kernel = pytest.mark.skipif(
 @needs_kernel
 def test_cpu_kernel_builds_where_a_compiler_exists() -> None:
     assert cpu_kernel() is not None
+
+
+LOAD = "from molvae.recurrent import cpu_kernel; print(cpu_kernel() is not None)"
+
+
+def _kernel_directory() -> Path:
+    assert cpu_kernel() is not None  # built (or loaded from the cache) before the test meddles with its directory
+    return Path(cpu_kernel().__file__).parent
+
+
+@needs_kernel
+def test_a_lock_left_by_a_killed_build_does_not_hang_the_next_process() -> None:
+    """torch waits forever on its ``lock`` file; one left behind by a killed build must be cleared, with a word."""
+    (_kernel_directory() / "lock").touch()
+    done = subprocess.run([sys.executable, "-c", LOAD], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.split() == ["True"], done.stderr
+    assert "left by an interrupted kernel build" in done.stderr
+    assert not (_kernel_directory() / "lock").exists()
+
+
+@needs_kernel
+def test_a_second_process_waits_for_a_build_in_progress() -> None:
+    """While a live process holds the build lock, another waits (and says so) instead of clearing its files."""
+    fcntl = pytest.importorskip("fcntl")
+    directory = _kernel_directory()
+    with open(directory / "molvae.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        (directory / "lock").touch()  # torch's marker of the build this process stands for
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        waiting = subprocess.Popen([sys.executable, "-c", f"import logging; logging.basicConfig(level=logging.INFO); {LOAD}"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            with pytest.raises(subprocess.TimeoutExpired):
+                waiting.wait(timeout=8)
+            assert (directory / "lock").exists()
+        finally:
+            (directory / "lock").unlink()
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    out, err = waiting.communicate(timeout=120)
+    assert waiting.returncode == 0 and out.split() == ["True"], err
+    assert "another process is building" in err
 
 
 def _layer_args(dtype: torch.dtype, steps: int = 7, batch: int = 5, inp: int = 11, hidden: int = 37, seed: int = 6):
