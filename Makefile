@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/molvae demo --out runs/demo
+	$(BIN)/molvae demo --out runs/demo --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

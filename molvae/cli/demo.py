@@ -5,6 +5,9 @@
    200-450 Da, with the random baselines beside it: evaluations, best molecules, progress plot;
 3. writes SUMMARY.txt listing every file and what it holds.
 
+A demo that was interrupted picks up where it stopped (the optimization resumes from its
+journal); a finished one is kept unless ``--overwrite`` replaces it.
+
 Each step is the same code as the ``interpolate`` and ``optimize`` subcommands, so the
 demo's outputs look exactly like theirs.
 """
@@ -12,6 +15,7 @@ demo's outputs look exactly like theirs.
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
 
@@ -27,7 +31,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--end", default="ibuprofen", help="last molecule of the interpolation")
     p.add_argument("--budget", type=int, default=60, help="oracle calls of the solubility optimization")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a previous demo in --out (only the demo's own files: interpolation/, solubility/, "
+                        "SUMMARY.txt)")
     p.set_defaults(func=run)
+
+
+#: What the demo writes into --out, and all that --overwrite removes.
+OUTPUTS = ("interpolation", "solubility", "SUMMARY.txt")
 
 
 def _describe(out: Path) -> list[tuple[str, str]]:
@@ -51,8 +62,16 @@ def run(args: argparse.Namespace) -> int:
     from molvae.tables import check_output_dir
 
     out = check_output_dir(Path(args.out), create=False)
-    if (out / "SUMMARY.txt").exists():
-        raise MolvaeError(f"{out} already holds a demo; remove it or choose another --out")
+    if args.overwrite:
+        for name in OUTPUTS:
+            if (out / name).is_dir():
+                shutil.rmtree(out / name)
+            elif (out / name).exists():
+                (out / name).unlink()
+    elif (out / "SUMMARY.txt").exists():
+        raise MolvaeError(f"{out} already holds a demo; add --overwrite to replace it, or choose another --out")
+    # No SUMMARY.txt yet a journal: an earlier demo was stopped during its optimization.
+    resume = (out / "solubility" / "config.json").exists()
     parser = build_parser()
     start = time.perf_counter()
     common = ["--model", args.model]
@@ -65,10 +84,11 @@ def run(args: argparse.Namespace) -> int:
     # Without a size window ESOL is maximised by ever longer polar chains (logS grows as MW
     # and logP fall): a drug-like 200-450 Da keeps the demo's answers chemically sensible.
     print(f"[2/2] raising aqueous solubility (ESOL logS) of 200-450 Da molecules with {args.budget} oracle calls, "
-          "random baselines beside")
+          "random baselines beside" + (f"; resuming the interrupted run in {out / 'solubility'}" if resume else ""))
     opt = parser.parse_args(["optimize", *common, "--objective", "esol", "--budget", str(args.budget),
                              "--range", "mw=200:450", "--batch", "10", "--n-init", "20", "--seed", str(args.seed),
-                             "--baselines", "--out", str(out / "solubility"), "--no-progress"])
+                             "--baselines", "--out", str(out / "solubility"), "--no-progress"]
+                            + (["--resume"] if resume else []))
     opt.func(opt)
 
     path = pd.read_csv(out / "interpolation" / "path.csv")

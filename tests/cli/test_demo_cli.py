@@ -29,3 +29,20 @@ def test_demo_writes_every_promised_output(tmp_path, capsys) -> None:
     assert "molvae demo finished" in printed
     # a second run into the same folder refuses instead of mixing outputs
     assert main(["demo", "--out", str(out), "--budget", "30"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+    # a demo stopped before its summary resumes the optimization it left: the first 30 calls are kept
+    (out / "SUMMARY.txt").unlink()
+    assert main(["demo", "--out", str(out), "--budget", "40"]) == 0
+    assert "resuming the interrupted run" in capsys.readouterr().out
+    resumed = pd.read_csv(out / "solubility" / "evaluations.csv")
+    assert (resumed["status"] == "scored").sum() == 40
+    pd.testing.assert_frame_equal(resumed.head(len(evaluations)), evaluations)
+
+    # --overwrite starts again from nothing, and leaves other files in the folder alone
+    (out / "mine.txt").write_text("keep me")
+    assert main(["demo", "--out", str(out), "--budget", "20", "--overwrite"]) == 0
+    assert "resuming" not in capsys.readouterr().out
+    fresh = pd.read_csv(out / "solubility" / "evaluations.csv")
+    assert (fresh["status"] == "scored").sum() == 20 and (fresh["round"] > 0).sum() == 0
+    assert (out / "mine.txt").read_text() == "keep me" and (out / "SUMMARY.txt").exists()
