@@ -92,13 +92,15 @@ class TrainConfig:
     batch_size: int = field(default=256, metadata=rule(ge=1))
     lr: float = field(default=1e-3, metadata=rule(gt=0.0))
     lr_schedule: str = field(default="cosine", metadata=rule(choices=("constant", "cosine")))  # after linear warm-up
+    # Linear LR warm-up; a run of fewer than twice as many steps warms up over its first half.
     warmup_steps: int = field(default=100, metadata=rule(ge=0))
     min_lr_ratio: float = field(default=0.05, metadata=rule(ge=0.0, le=1.0))
     weight_decay: float = field(default=1e-4, metadata=rule(ge=0.0))
     grad_clip: float = field(default=5.0, metadata=rule(gt=0.0))
     kl_schedule: str = field(default="linear", metadata=rule(choices=("linear", "cyclical", "constant")))
     kl_weight: float = field(default=0.5, metadata=rule(ge=0.0))  # β at the end of annealing
-    kl_warmup_epochs: float = field(default=2.0, metadata=rule(ge=0.0))  # linear: epochs to reach kl_weight
+    # linear: epochs to reach kl_weight (at most the whole run, so a short run still reaches it)
+    kl_warmup_epochs: float = field(default=2.0, metadata=rule(ge=0.0))
     kl_cycles: int = field(default=4, metadata=rule(ge=1))  # cyclical: cycles over the run (Fu et al. 2019)
     free_bits: float = field(default=0.0, metadata=rule(ge=0.0))  # nats per latent dimension (Kingma et al. 2016)
     word_dropout: float = field(default=0.0, metadata=rule(ge=0.0, lt=1.0))
@@ -167,7 +169,7 @@ def kl_beta(step: int, steps_per_epoch: int, total_steps: int, cfg: TrainConfig)
     if cfg.kl_schedule == "constant":
         return cfg.kl_weight
     if cfg.kl_schedule == "linear":
-        warm = cfg.kl_warmup_epochs * steps_per_epoch
+        warm = min(cfg.kl_warmup_epochs * steps_per_epoch, total_steps)
         return cfg.kl_weight if warm <= 0 else cfg.kl_weight * min(1.0, step / warm)
     cycle = max(1.0, total_steps / cfg.kl_cycles)
     phase = (step % cycle) / cycle
@@ -175,17 +177,27 @@ def kl_beta(step: int, steps_per_epoch: int, total_steps: int, cfg: TrainConfig)
 
 
 def learning_rate(step: int, total_steps: int, cfg: TrainConfig) -> float:
-    """LR at a global step: linear warm-up, then constant or cosine decay to min_lr_ratio·lr."""
-    if cfg.warmup_steps and step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
+    """LR at a global step: linear warm-up, then constant or cosine decay to min_lr_ratio·lr.
+
+    The warm-up lasts ``warmup_steps``, but at most half the run: a short run (``--max-steps``,
+    a small data set) must still reach the peak LR and decay from it.
+    """
+    warm = min(cfg.warmup_steps, total_steps // 2)
+    if warm and step < warm:
+        return cfg.lr * (step + 1) / warm
     if cfg.lr_schedule == "constant":
         return cfg.lr
-    span = max(1, total_steps - cfg.warmup_steps)
-    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    span = max(1, total_steps - warm)
+    progress = min(1.0, (step - warm) / span)
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 # ----------------------------------------------------------------------- training
+def _fresh_partial() -> dict[str, float]:
+    """Running sums of an epoch in progress: losses weighted by molecules, molecules seen, seconds spent."""
+    return {"loss": 0.0, "recon": 0.0, "kl": 0.0, "n": 0, "mol": 0, "seconds": 0.0}
+
+
 class _SignalFlag:
     """Turns SIGINT/SIGTERM into a flag the loop checks between steps."""
 
@@ -493,6 +505,9 @@ class Trainer:
                 )
             self.cfg = (train_config or TrainConfig()).validate()
             self.model_overrides = dict(model_config or {})
+            # Checked now with a stand-in vocabulary size, not after minutes of data preparation.
+            ModelConfig.from_dict({"vocab_size": 5, "max_length": self.cfg.max_tokens, **self.model_overrides,
+                                   "representation": self.cfg.representation})
         self.dist = init_distributed(self.cfg.device)
         if self.dist.enabled and torch.cuda.is_available() and self.cfg.device in ("auto", "cuda"):
             self.device = torch.device("cuda", self.dist.local_rank)
@@ -580,6 +595,9 @@ class Trainer:
         n_batches = len(length_bucketed_batches(self.train_data.lengths, self.cfg.batch_size, self.cfg.seed, 0))
         # Each rank takes every world_size-th batch of the same plan; a remainder is dropped.
         self.steps_per_epoch = n_batches // self.dist.world_size
+        if len(self.train_data) == 0:
+            raise MolvaeError(f"no molecule left to train on: {len(data)} kept, all in the validation split "
+                              f"(--val-fraction {self.cfg.val_fraction}); use more data or a smaller --val-fraction")
         if self.steps_per_epoch == 0:
             raise MolvaeError(f"{n_batches} batches cannot be shared by {self.dist.world_size} processes; "
                               "use more data or a smaller --batch-size")
@@ -587,7 +605,7 @@ class Trainer:
         if self.cfg.max_steps is not None:
             self.total_steps = min(self.total_steps, self.cfg.max_steps)
         self.state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_val": math.inf, "bad_epochs": 0,
-                      "skipped_steps": 0, "history": [], "elapsed": 0.0}
+                      "skipped_steps": 0, "history": [], "elapsed": 0.0, "partial": _fresh_partial()}
         if not self.resume:
             self._write_json(VOCAB_FILE, self.vocab.to_dict())
             self._write_json(CONFIG_FILE, {"model": self.model_config.to_dict(), "training": self.cfg.to_dict()})
@@ -611,7 +629,11 @@ class Trainer:
         self.net.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         torch.set_rng_state(saved["torch_rng"])
+        if "cuda_rng" in saved and self.device.type == "cuda":
+            torch.cuda.set_rng_state(saved["cuda_rng"], self.device)
         self.state = saved["state"]
+        # Resume states written before the epoch's sums were saved: the epoch's means cover only what follows.
+        self.state.setdefault("partial", _fresh_partial())
         self.echo(f"resumed from {self.out / RESUME_FILE}: epoch {self.state['epoch'] + 1}, "
                   f"step {self.state['step_in_epoch']} of {self.steps_per_epoch}")
 
@@ -640,6 +662,8 @@ class Trainer:
             "model": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),
+            # The reparameterization noise and word dropout draw from the GPU's generator.
+            **({"cuda_rng": torch.cuda.get_rng_state(self.device)} if self.device.type == "cuda" else {}),
             "state": self.state,
         })
 
@@ -652,7 +676,10 @@ class Trainer:
             with _SignalFlag() as flag:
                 self._build()
                 self.step = make_train_step(self.net, self.optimizer, self.dtype, cfg, self.dist.world_size)
-                while self.state["epoch"] < cfg.epochs and self.state["global_step"] < self.total_steps:
+                # An epoch stopped after its last step (a signal, a kill during validation) is still
+                # open (step_in_epoch > 0): it is closed (validated, saved) before the run ends.
+                while self.state["epoch"] < cfg.epochs and (self.state["global_step"] < self.total_steps
+                                                            or self.state["step_in_epoch"] > 0):
                     stopped = self._train_epoch(flag)
                     if stopped:
                         self._checkpoint()
@@ -678,17 +705,16 @@ class Trainer:
         plan = length_bucketed_batches(self.train_data.lengths, cfg.batch_size, cfg.seed, st["epoch"])
         batches = plan[self.dist.rank :: self.dist.world_size][: self.steps_per_epoch]
         self.net.train()
-        sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0, "n": 0}
-        epoch_start = time.perf_counter()
+        # The epoch's running sums live in the state, so that an epoch resumed mid-way reports its whole means.
+        sums = st["partial"]
         # Training time is banked at every checkpoint, so a resumed run reports its whole cost.
-        banked = epoch_start
+        banked = time.perf_counter()
         last_ckpt = time.monotonic()
         bad_run = 0
         last = {"loss": math.nan, "kl": math.nan}
         bar = tqdm(total=len(batches), initial=st["step_in_epoch"], desc=f"epoch {st['epoch'] + 1}/{cfg.epochs}",
                    disable=True if not (cfg.progress and self.dist.is_main) else None, leave=False,
                    dynamic_ncols=True)
-        n_mol = 0
         # Without a progress bar (logs, batch jobs) a line every minute shows the run is alive.
         log_lines = bar.disable and self.dist.is_main
         last_log = time.monotonic()
@@ -720,10 +746,10 @@ class Trainer:
                     sums[key] += losses[key] * b
                 sums["n"] += b
                 last = losses
-            n_mol += len(index) * self.dist.world_size
+            sums["mol"] += len(index) * self.dist.world_size
             st["global_step"] += 1
             st["step_in_epoch"] += 1
-            rate = n_mol / max(1e-9, time.perf_counter() - epoch_start)
+            rate = sums["mol"] / max(1e-9, sums["seconds"] + time.perf_counter() - banked)
             bar.update(1)
             if st["global_step"] % 10 == 0:
                 bar.set_postfix(loss=f"{last['loss']:.2f}", kl=f"{last['kl']:.1f}",
@@ -735,25 +761,29 @@ class Trainer:
             # Ranks stop together: a signal to any rank stops all at the same step.
             if _all_ranks_agree(flag.received is not None, self.dist):
                 bar.close()
-                st["elapsed"] += time.perf_counter() - banked
+                self._bank_time(banked)
                 return True
             if time.monotonic() - last_ckpt > cfg.checkpoint_minutes * 60:
-                now = time.perf_counter()
-                st["elapsed"] += now - banked
-                banked = now
+                banked = self._bank_time(banked)
                 self._checkpoint()
                 last_ckpt = time.monotonic()
         bar.close()
-        elapsed = time.perf_counter() - epoch_start
-        st["elapsed"] += time.perf_counter() - banked
+        self._bank_time(banked)
         n = max(1, sums["n"])
         self._epoch_train = {
             "train_loss": sums["loss"] / n, "train_recon": sums["recon"] / n, "train_kl": sums["kl"] / n,
             "beta": kl_beta(st["global_step"], self.steps_per_epoch, self.total_steps, cfg),
             "lr": learning_rate(max(0, st["global_step"] - 1), self.total_steps, cfg),
-            "train_mol_per_s": n_mol / max(1e-9, elapsed),
+            "train_mol_per_s": sums["mol"] / max(1e-9, sums["seconds"]),
         }
         return False
+
+    def _bank_time(self, since: float) -> float:
+        """Add the training time since ``since`` to the run's and the epoch's totals; returns now."""
+        now = time.perf_counter()
+        self.state["elapsed"] += now - since
+        self.state["partial"]["seconds"] += now - since
+        return now
 
     def _end_epoch(self) -> dict[str, Any]:
         st = self.state
@@ -779,6 +809,7 @@ class Trainer:
             st["bad_epochs"] += 1
         st["epoch"] += 1
         st["step_in_epoch"] = 0
+        st["partial"] = _fresh_partial()
         # Inference weights first, then the resume state: a kill in between resumes
         # from the previous epoch and rewrites both.
         if self.dist.is_main:
@@ -827,20 +858,22 @@ class Trainer:
             totals = {"recon": 0.0, "kl": 0.0, "correct": 0, "tokens": 0}
             means = []
             beta = kl_beta(self.state["global_step"], self.steps_per_epoch, self.total_steps, cfg)
-            gen_state = torch.get_rng_state()
-            torch.manual_seed(cfg.seed + 7919)
-            for index in length_bucketed_batches(sub.lengths, cfg.batch_size, 0, 0, shuffle=False):
-                seq, lengths = _batch_tensors(sub, index, self.device)
-                logits, mu, logvar = run_in_precision(self.net, self.dtype, "forward", seq, lengths)
-                losses = vae_loss(logits, seq[:, 1:], mu, logvar, beta)
-                totals["recon"] += float(losses["recon"]) * len(index)
-                totals["kl"] += float(losses["kl"]) * len(index)
-                means.append(mu.float().cpu().numpy())
-                target = seq[:, 1:]
-                mask = target != 0
-                totals["correct"] += int(((logits.argmax(-1) == target) & mask).sum())
-                totals["tokens"] += int(mask.sum())
-            torch.set_rng_state(gen_state)  # validation must not shift the training RNG stream
+            # Validation must not shift the training RNG streams (the CPU's and this GPU's).
+            gpus = [self.device.index if self.device.index is not None else torch.cuda.current_device()] \
+                if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=gpus):
+                torch.manual_seed(cfg.seed + 7919)
+                for index in length_bucketed_batches(sub.lengths, cfg.batch_size, 0, 0, shuffle=False):
+                    seq, lengths = _batch_tensors(sub, index, self.device)
+                    logits, mu, logvar = run_in_precision(self.net, self.dtype, "forward", seq, lengths)
+                    losses = vae_loss(logits, seq[:, 1:], mu, logvar, beta)
+                    totals["recon"] += float(losses["recon"]) * len(index)
+                    totals["kl"] += float(losses["kl"]) * len(index)
+                    means.append(mu.float().cpu().numpy())
+                    target = seq[:, 1:]
+                    mask = target != 0
+                    totals["correct"] += int(((logits.argmax(-1) == target) & mask).sum())
+                    totals["tokens"] += int(mask.sum())
             out["val_recon"] = totals["recon"] / n
             out["val_kl"] = totals["kl"] / n
             out["val_loss"] = out["val_recon"] + beta * out["val_kl"]

@@ -31,9 +31,8 @@ TINY = ["--embedding-dim", "16", "--encoder-hidden", "32", "--latent-dim", "16",
 def test_overfits_64_molecules(tmp_path) -> None:
     mols = moses_smiles(64)
     f = tmp_path / "mols.smi"
-    # Four copies per epoch: fewer epoch ends (checkpoints) for the same number of steps.
-    f.write_text("\n".join(mols * 4) + "\n")
-    cfg = TrainConfig(data=str(f), epochs=40, batch_size=32, lr=4e-3, warmup_steps=10, kl_weight=0.0,
+    f.write_text("\n".join(mols) + "\n")
+    cfg = TrainConfig(data=str(f), epochs=160, batch_size=32, lr=4e-3, warmup_steps=10, kl_weight=0.0,
                       val_fraction=0.0, val_recon_n=0, val_sample_n=0, progress=False, seed=0)
     start = time.perf_counter()
     trainer = Trainer(tmp_path / "run", cfg, dict(embedding_dim=32, encoder_hidden=128, latent_dim=64,
@@ -59,6 +58,57 @@ def test_schedules() -> None:
     assert learning_rate(0, 1000, cfg) == pytest.approx(1e-4)
     assert learning_rate(10, 1000, cfg) == pytest.approx(1e-3)
     assert learning_rate(1000, 1000, cfg) == pytest.approx(1e-4)
+    # A run shorter than the warm-ups still reaches the peak LR and the full KL weight.
+    short = TrainConfig(kl_weight=0.5, kl_warmup_epochs=2, lr=1e-3, warmup_steps=100)
+    assert learning_rate(8, 18, short) == pytest.approx(1e-3)  # warms up over the first 9 of 18 steps
+    assert learning_rate(17, 18, short) < 0.2e-3
+    assert kl_beta(18, 9, 18, short) == pytest.approx(0.5) and kl_beta(9, 9, 18, short) == pytest.approx(0.25)
+    assert kl_beta(5, 9, 5, short) == pytest.approx(0.5)  # --max-steps 5 in a 9-step epoch
+
+
+def _stopped_after(calls: int, monkeypatch) -> None:
+    """Make the run receive SIGINT during its ``calls``-th training step, as a Ctrl-C would land."""
+    import molvae.training as training_module
+
+    real = training_module.make_train_step
+
+    def make(*args, **kwargs):
+        step, count = real(*args, **kwargs), [0]
+
+        def interrupted(*a, **kw):
+            count[0] += 1
+            if count[0] == calls:
+                signal.raise_signal(signal.SIGINT)
+            return step(*a, **kw)
+        return interrupted
+
+    monkeypatch.setattr(training_module, "make_train_step", make)
+
+
+@pytest.mark.parametrize("calls", [4, 9], ids=["mid-epoch", "at-the-last-step"])
+def test_a_run_stopped_by_a_signal_resumes_to_the_same_weights_and_metrics(resume_data, tmp_path, monkeypatch,
+                                                                          calls: int) -> None:
+    """The epoch's running means survive the stop, and a stop after the last step still ends in a saved model."""
+    from molvae.training import TrainingInterrupted
+
+    data = tmp_path / "mols.smi"
+    data.write_text("\n".join(resume_data.read_text().split()[:300]) + "\n")
+    cfg = dict(data=str(data), epochs=2, batch_size=32, max_steps=9, val_fraction=0.1, val_recon_n=5,
+               val_sample_n=5, progress=False, seed=1)
+    arch = dict(embedding_dim=16, encoder_hidden=32, latent_dim=16, decoder_hidden=64, decoder_layers=1)
+    reference = Trainer(tmp_path / "ref", TrainConfig(**cfg), arch).fit()
+    with monkeypatch.context() as patch:
+        _stopped_after(calls, patch)
+        with pytest.raises(TrainingInterrupted):
+            Trainer(tmp_path / "run", TrainConfig(**cfg), arch).fit()
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+    resumed = Trainer(tmp_path / "run", resume=True).fit()
+    _assert_same_weights(tmp_path / "run", tmp_path / "ref")
+    timing = ("elapsed_s", "train_mol_per_s")
+    assert len(resumed) == len(reference) == 1
+    assert {k: v for k, v in resumed[0].items() if k not in timing} == \
+        {k: v for k, v in reference[0].items() if k not in timing}
+    assert pd.read_csv(tmp_path / "run" / "metrics.csv")["step"].tolist() == [9]
 
 
 # ------------------------------------------------------------------- resume
