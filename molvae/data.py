@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 MOSES_SPLITS = {"train": "train.csv.gz", "test": "test.csv.gz", "test_scaffolds": "test_scaffolds.csv.gz"}
 # Bumped whenever the cached array layout or cleaning rules change.
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2  # 2: repeated molecules dropped
 # Below this many molecules worker start-up costs more than it saves.
 PARALLEL_THRESHOLD = 20_000
 # Largest CSV field read (16 MiB): far beyond any SMILES, small enough that a file
@@ -49,6 +49,7 @@ DROP_REASONS = {
     "untokenizable": "could not be converted/tokenized",
     "too_long": "longer than max tokens",
     "unknown_token": "token outside the vocabulary",
+    "duplicate": "repeats an earlier molecule (same canonical SMILES)",
 }
 
 
@@ -548,7 +549,9 @@ def prepare_molecules(
 ) -> tuple[TokenizedData, DataSummary]:
     """Canonicalize, convert, tokenize and encode molecules; count every drop.
 
-    With ``vocab`` given, molecules with tokens outside it are dropped and counted
+    A molecule met again (another spelling of it included) is dropped and counted: a repeat
+    would weigh it twice in training and could land in both the training and the
+    validation split. With ``vocab`` given, molecules with tokens outside it are dropped and counted
     (fine-tuning / resuming); otherwise the vocabulary is built from the kept data.
     """
     summary = DataSummary(source=source, n_read=len(smiles))
@@ -593,9 +596,13 @@ def prepare_molecules(
 
 
 def _collect(results, drops: Counter, kept_smiles: list[str], kept_tokens: list[str]) -> None:
+    seen: set[str] = set()
     for chunk in results:
         for status, canonical, joined in chunk:
-            if status == "ok":
+            if status == "ok" and canonical in seen:
+                drops["duplicate"] += 1
+            elif status == "ok":
+                seen.add(canonical)
                 kept_smiles.append(canonical)
                 kept_tokens.append(joined)
             else:

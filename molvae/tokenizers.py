@@ -78,9 +78,11 @@ class SelfiesTokenizer:
         except ValueError as exc:  # split_selfies raises on a hanging '['
             problem = str(exc)
         else:
-            if "".join(tokens) == text:
+            # split_selfies passes text between symbols on with the next one ('X[C]').
+            stray = next((t for t in tokens if not (t.startswith("[") and t.endswith("]") and t.count("[") == 1)), None)
+            if stray is None and "".join(tokens) == text:
                 return tokens
-            problem = "not a sequence of SELFIES symbols"
+            problem = f"{stray!r} is not a SELFIES symbol" if stray is not None else "not a sequence of SELFIES symbols"
         # raised outside the except block: see Vocabulary.encode
         raise TokenizationError(f"cannot tokenize {shorten(text)}: {problem}")
 

@@ -5,7 +5,9 @@ import gzip
 import numpy as np
 import pandas as pd
 import pytest
+from rdkit import Chem
 
+from molvae.chemistry import canonicalize
 from molvae.data import (
     sample_smiles,
     DataSummary,
@@ -92,7 +94,8 @@ def test_messy_file_counts_every_drop() -> None:
     data, summary = prepare_molecules(lines, max_tokens=120, source="messy.smi", n_jobs=1)
     assert summary.n_read == 9
     assert summary.n_kept == 4
-    assert summary.dropped == {"empty": 2, "invalid": 2, "untokenizable": 0, "too_long": 1, "unknown_token": 0}
+    assert summary.dropped == {"empty": 2, "invalid": 2, "untokenizable": 0, "too_long": 1, "unknown_token": 0,
+                               "duplicate": 0}
     assert data.smiles == ["CCO", "c1ccccc1", "CC(=O)Oc1ccccc1C(=O)O", "CC[Xe]"]
     text = summary.format()
     assert "kept 4" in text and "dropped 2: empty line" in text and "dropped 1: longer than max tokens" in text
@@ -101,8 +104,21 @@ def test_messy_file_counts_every_drop() -> None:
 def test_given_vocabulary_drops_and_counts_unknown_tokens() -> None:
     vocab = Vocabulary.build(SmilesTokenizer().tokenize(s) for s in ["CCO", "c1ccccc1"])
     data, summary = prepare_molecules(["CCO", "CCN", "OCC"], vocab=vocab, n_jobs=1)
-    assert data.smiles == ["CCO", "CCO"]  # OCC canonicalizes to CCO
-    assert summary.dropped["unknown_token"] == 1
+    assert data.smiles == ["CCO"]  # OCC canonicalizes to CCO: a repeat
+    assert summary.dropped["unknown_token"] == 1 and summary.dropped["duplicate"] == 1
+
+
+def test_repeated_molecules_are_dropped_counted_and_kept_out_of_validation(moses_train_1k) -> None:
+    """Repeats, in another spelling too: kept once, so no molecule is on both sides of the split."""
+    first = moses_train_1k[:150]
+    respelled = [Chem.MolToSmiles(Chem.MolFromSmiles(s), doRandom=True, canonical=False) for s in first[:40]]
+    lines = first + respelled + first[100:]
+    data, summary = prepare_molecules(lines, n_jobs=1, source="repeats")
+    assert data.smiles == [canonicalize(s) for s in first]
+    assert summary.n_kept == 150 and summary.dropped["duplicate"] == 90
+    assert "dropped 90: repeats an earlier molecule" in summary.format()
+    train_idx, val_idx = train_val_split(len(data), 0.2, 0)
+    assert not {data.smiles[i] for i in train_idx} & {data.smiles[i] for i in val_idx}
 
 
 def test_parallel_preparation_equals_serial(moses_train_1k, monkeypatch) -> None:

@@ -66,6 +66,11 @@ def test_selfies_round_trip_to_same_molecule() -> None:
 def test_selfies_rejects_non_selfies_text() -> None:
     with pytest.raises(TokenizationError):
         SelfiesTokenizer().tokenize("[C][O")
+    # text between symbols: split_selfies hands it on glued to the next symbol
+    with pytest.raises(TokenizationError, match="'X\\[C\\]' is not a SELFIES symbol"):
+        SelfiesTokenizer().tokenize("[C]X[C]")
+    with pytest.raises(TokenizationError):
+        SelfiesTokenizer().tokenize("CCO")
 
 
 def test_get_tokenizer_unknown() -> None:
