@@ -44,8 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="qLogExpectedImprovement (default), qUpperConfidenceBound or Thompson sampling (one objective)")
     p.add_argument("--init", dest="init_file", default=None,
                    help="molecule file of initial molecules (.csv, .tsv, .sdf, .smi, .parquet); with a column or SD data "
-                        "field per objective (score or score_<objective>, or the objective's name such as qed), "
-                        "their scores are used as given and cost no budget")
+                        "field per objective (score or score_<objective> holding the objective's value, or a "
+                        "property column named as the objective, such as qed or sa, as `molvae properties` writes "
+                        "it: sa is raw SA and is negated), their scores are used as given and cost no budget")
     p.add_argument("--n-init", type=int, default=None, help="random MOSES training molecules scored first (default 100)")
     p.add_argument("--gp-window", type=int, default=None,
                    help="points the GP is fit on, half best, half latest (default 512)")
@@ -159,8 +160,9 @@ def run(args: argparse.Namespace) -> int:
         except ConfigError as exc:  # name the file: the user has to edit it (or start over)
             raise ConfigError(f"{out / 'config.json'}: {exc}") from None
         spec = args.objectives or args.objective
-        if spec and parse_objectives(spec)[0].name != parse_objectives(config.objectives)[0].name:
-            raise MolvaeError(f"{out} optimizes {', '.join(config.objectives)}, not {spec}; drop --objective to resume")
+        if spec and [o.name for o in parse_objectives(spec)] != [o.name for o in parse_objectives(config.objectives)]:
+            flag = "--objectives" if args.objectives else "--objective"
+            raise MolvaeError(f"{out} optimizes {', '.join(config.objectives)}, not {spec}; drop {flag} to resume")
         check_resume_settings(out, *_given_on_resume(args, saved))
     else:
         if args.resume:
@@ -196,7 +198,8 @@ def run(args: argparse.Namespace) -> int:
         opt.write_reports(baselines=load_baseline_tables(out))
     state = opt.state()
     best = state["best"]
-    infeasible = f", {state['n_infeasible']} infeasible" if opt.constraints.active else ""
+    # Shown without constraints too: an objective that returns NaN marks molecules infeasible.
+    infeasible = f", {state['n_infeasible']} infeasible" if opt.constraints.active or state["n_infeasible"] else ""
     print(f"{out}: {_count(state['calls'], 'oracle call')} in {_count(state['round'], 'round')} "
           f"({_count(state['n_invalid'], 'invalid decode')}, {_count(state['n_repeat'], 'repeat')} not scored{infeasible})" + (f"; best {best:.4g}" if best is not None else "")
           + (f"; stopped at the round limit with {config.budget - state['calls']} calls left"

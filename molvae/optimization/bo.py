@@ -52,7 +52,7 @@ import torch
 from molvae.checkpoint import RunLock, atomic_write_text, environment_info, lock_run_dir, read_json, write_json
 from molvae.config import config_from_dict, rule, validate_config
 from molvae.errors import ConfigError, MolvaeError
-from molvae.optimization.objectives import Constraints, Objective, Oracle, parse_objectives
+from molvae.optimization.objectives import BUILTIN_OBJECTIVES, Constraints, Objective, Oracle, parse_objectives
 
 log = logging.getLogger(__name__)
 
@@ -653,8 +653,11 @@ class Optimizer:
         # objective, named as in evaluations.csv or by the objective; otherwise they are computed.
         fields = record_fields(path)
         cols = self.oracle.score_columns
-        alt = [o.name for o in self.objectives] if len(self.objectives) > 1 else [self.objectives[0].name]
+        alt = [o.name for o in self.objectives]
         have = [c if c in fields else a if a in fields else None for c, a in zip(cols, alt)]
+        # A column named like a built-in objective holds the property as `molvae properties` and
+        # evaluations.csv write it: raw SA for the objective sa, which is minus SA.
+        signs = [BUILTIN_OBJECTIVES[a][1] if h == a and a in BUILTIN_OBJECTIVES else 1.0 for h, a in zip(have, alt)]
         if not all(h is not None for h in have):
             self._encode_new(self.oracle.evaluate(read_smiles(path, allow_empty=False), round=0, source="init-file"))
             return
@@ -665,7 +668,7 @@ class Optimizer:
                 if value is None or (isinstance(value, str) and not value.strip()):
                     continue  # no score given: NaN, as an empty cell always was
                 try:
-                    scores[i, j] = float(value)
+                    scores[i, j] = signs[j] * float(value)
                 except (TypeError, ValueError):
                     raise MolvaeError(f"{path}, record {i + 1}: score column {have[j]!r} holds {value!r}, "
                                       "not a number") from None

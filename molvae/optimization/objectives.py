@@ -24,6 +24,7 @@ costs no call (``score_infeasible=True`` scores and charges it as well).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
 import json
@@ -134,14 +135,15 @@ class Objective:
 
 
 def _split_top_level(text: str, sep: str) -> list[str]:
-    """Split on ``sep`` outside parentheses."""
+    """Split on ``sep`` outside parentheses (a ``+`` in a number's exponent, as in ``1e+2``, is not a split)."""
     parts, depth, current = [], 0, []
-    for ch in text:
+    for i, ch in enumerate(text):
         if ch == "(":
             depth += 1
         elif ch == ")":
             depth -= 1
-        if ch == sep and depth == 0:
+        exponent = sep == "+" and re.search(r"(?:^|[^0-9A-Za-z_.])[0-9.]+[eE]$", text[:i]) is not None
+        if ch == sep and depth == 0 and not exponent:
             parts.append("".join(current))
             current = []
         else:
@@ -310,7 +312,7 @@ def parse_objective(spec: str | Callable | Objective, name: str | None = None) -
         raise ObjectiveError(f"objective must be a non-empty string, got {spec!r}")
     spec = spec.strip()
     terms = _split_top_level(spec, "+")
-    if len(terms) == 1 and not _WEIGHT_RE.match(spec) and not _WEIGHT_AFTER_RE.match(spec):
+    if len(terms) == 1 and not _WEIGHT_RE.match(spec) and not _WEIGHT_AFTER_RE.match(spec) and not spec.startswith("-"):
         return _single(spec)
     parsed: list[tuple[float, Objective]] = []
     for term in terms:
@@ -340,9 +342,15 @@ def parse_objectives(spec: str | Sequence[str]) -> list[Objective]:
     if not items or any(not isinstance(s, str) or not s.strip() for s in items):
         raise ObjectiveError(f"malformed objective list {spec!r}")
     objectives = [parse_objective(s) for s in items]
+    names = [o.name for o in objectives]
+    if len(set(names)) != len(names):
+        raise ObjectiveError(f"objectives must be distinct, got {', '.join(names)}")
+    # Keys name the score columns (score_<key>): two functions called alike in different
+    # files get the list position added, in order, so a resumed run finds the same columns.
     keys = [o.key for o in objectives]
-    if len(set(keys)) != len(keys):
-        raise ObjectiveError(f"objectives must be distinct, got {', '.join(o.name for o in objectives)}")
+    for i, o in enumerate(objectives):
+        if keys.count(o.key) > 1:
+            objectives[i] = dataclasses.replace(o, key=f"{o.key}_{i + 1}")
     return objectives
 
 
@@ -626,7 +634,8 @@ class Oracle:
                 ok, reason, similarity, props = checks[new[i]]
                 if not np.all(np.isfinite(scores[i])):
                     ok = False
-                    reason = "; ".join(r for r in (reason, "objective returned NaN") if r)
+                    what = "NaN" if np.isnan(scores[i]).any() else "an infinite value"
+                    reason = "; ".join(r for r in (reason, f"objective returned {what}") if r)
                 row = self._row(call, round, source, status, smiles=new[i], scores=scores[i], feasible=ok,
                                 reason=reason, similarity=similarity, props=props)
             if row["status"] in self.KNOWN:

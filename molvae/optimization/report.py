@@ -48,9 +48,16 @@ def pareto_table(df: pd.DataFrame, score_columns: Sequence[str]) -> pd.DataFrame
 
 
 def progress_curves(df: pd.DataFrame, score_column: str) -> pd.DataFrame:
-    """Best-so-far and top-10 mean of feasible scores after each oracle call."""
+    """Best-so-far and top-10 mean of feasible scores after each oracle call.
+
+    Molecules supplied with their scores (``--init`` with a score column) cost no call:
+    they count from the start, as they do in best.csv.
+    """
     scored = df[df["status"] == "scored"].sort_values("call")
-    best, top10, values = [], [], []
+    supplied = df[df["status"] == "supplied"]
+    best, top10 = [], []
+    values = sorted((float(v) for v, ok in zip(supplied[score_column], supplied["feasible"])
+                     if bool(ok) and np.isfinite(v)), reverse=True)[:10]
     for _, row in scored.iterrows():
         if bool(row["feasible"]) and np.isfinite(row[score_column]):
             values.append(float(row[score_column]))

@@ -325,3 +325,44 @@ def test_init_file_without_score_columns_is_scored(small_model_dir, tmp_path) ->
                  "--budget", "3", "--out", str(out), *FAST]) == 0
     init_rows = _read(out / "evaluations.csv").query("source == 'init-file'")
     assert init_rows["call"].tolist() == [1, 2] and init_rows["score"].notna().all()
+
+
+def test_init_file_property_column_of_a_negated_objective_is_negated(small_model_dir, tmp_path, capsys) -> None:
+    """`molvae properties` writes raw SA in its `sa` column; the objective sa is minus SA (higher = easier)."""
+    from molvae.chemistry import sa_score
+
+    mols = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1"]
+    assert main(["properties", "--input", str(_write(tmp_path / "in.smi", mols)), "--out", str(tmp_path / "p.csv")]) == 0
+    props = pd.read_csv(tmp_path / "p.csv")[["smiles", "sa"]]
+    props.to_csv(tmp_path / "init.csv", index=False)
+    out = tmp_path / "run"
+    assert main(["optimize", "--model", str(small_model_dir), "--objective", "sa", "--init", str(tmp_path / "init.csv"),
+                 "--budget", "0", "--out", str(out), *FAST]) == 0
+    supplied = _read(out / "evaluations.csv").query("status == 'supplied'")
+    np.testing.assert_allclose(supplied["score"], -sa_score(supplied["smiles"].tolist()))
+    best = _read(out / "best.csv")
+    assert best["smiles"].iloc[0] == min(supplied["smiles"], key=lambda s: sa_score([s])[0])
+    capsys.readouterr()
+
+
+def _write(path: Path, smiles: list[str]) -> Path:
+    path.write_text("\n".join(smiles) + "\n")
+    return path
+
+
+def test_resume_checks_every_objective_and_a_nan_objective_is_counted(small_model_dir, tmp_path, capsys) -> None:
+    out = tmp_path / "multi"
+    base = ["optimize", "--model", str(small_model_dir), "--out", str(out), *FAST]
+    assert main([*base, "--objectives", "qed,sa", "--budget", "0"]) == 0
+    capsys.readouterr()
+    assert main([*base, "--objectives", "qed,logp", "--resume"]) == 2
+    assert "optimizes qed, sa, not qed,logp; drop --objectives" in capsys.readouterr().err
+    assert main([*base, "--objectives", "qed,sa", "--resume", "--budget", "0"]) == 0
+    # an objective that returns NaN for every molecule: each is marked infeasible, and the summary says so
+    (tmp_path / "nan.py").write_text("def score(smiles):\n    return [float('nan')] * len(smiles)\n")
+    assert main(["optimize", "--model", str(small_model_dir), "--out", str(tmp_path / "nan"), *FAST,
+                 "--objective", f"{tmp_path / 'nan.py'}:score", "--budget", "6", "--method", "prior"]) == 0
+    printed = capsys.readouterr().out
+    evals = _read(tmp_path / "nan" / "evaluations.csv").query("status == 'scored'")
+    assert len(evals) == 6 and (evals["reason"] == "objective returned NaN").all()
+    assert "6 infeasible" in printed and "no feasible molecule was scored" in printed

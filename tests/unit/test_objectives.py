@@ -45,6 +45,10 @@ def test_range_and_weighted_sum() -> None:
     np.testing.assert_allclose(ws, 0.7 * chemistry.qed(MOLS) + 0.3 * chemistry.esol_logs(MOLS), equal_nan=True)
     neg = parse_objective("qed-sa".replace("-", "+-"))(MOLS)
     np.testing.assert_allclose(neg, chemistry.qed(MOLS) + chemistry.sa_score(MOLS), equal_nan=True)
+    # a leading minus alone, and a weight written with an exponent sign
+    np.testing.assert_allclose(parse_objective("-sa")(MOLS), chemistry.sa_score(MOLS), equal_nan=True)
+    np.testing.assert_allclose(parse_objective("1e+2*qed + 2.5E-1*logp")(MOLS),
+                               100 * chemistry.qed(MOLS) + 0.25 * chemistry.logp(MOLS), equal_nan=True)
 
 
 def test_several_objectives_split_outside_parentheses() -> None:
@@ -52,6 +56,17 @@ def test_several_objectives_split_outside_parentheses() -> None:
     assert [o.name for o in objs] == ["esol", "target(logp=2.5,tpsa=70)"]
     with pytest.raises(ObjectiveError, match="distinct"):
         parse_objectives("qed,qed")
+
+
+def test_two_functions_of_one_name_from_different_files_are_two_objectives(tmp_path) -> None:
+    for folder, value in (("a", 1.0), ("b", 2.0)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "scoring.py").write_text(f"def score(smiles):\n    return [{value}] * len(smiles)\n")
+    objs = parse_objectives(f"{tmp_path / 'a' / 'scoring.py'}:score,{tmp_path / 'b' / 'scoring.py'}:score")
+    assert [o.key for o in objs] == ["score_1", "score_2"]
+    assert [o(["CCO"])[0] for o in objs] == [1.0, 2.0]
+    oracle = Oracle(objs, budget=2)
+    assert oracle.score_columns == ["score_score_1", "score_score_2"]
 
 
 def test_unknown_objective_suggests_names() -> None:
