@@ -418,3 +418,19 @@ def test_full_subspace_and_baselines_search_every_dimension(small_model, tmp_pat
 
     with pytest.raises(ConfigError, match="subspace"):
         OptimizeConfig(objectives=["qed"], subspace="half").validate()
+
+
+def test_progress_curves_count_supplied_scores_from_the_start() -> None:
+    from molvae.optimization.report import progress_curves
+
+    table = pd.DataFrame({
+        "call": [np.nan, np.nan, 1, 2, 3, np.nan],
+        "status": ["supplied", "supplied", "scored", "scored", "scored", "invalid"],
+        "feasible": [True, False, True, True, False, False],
+        "score": [0.5, 9.0, 0.2, 0.7, 5.0, np.nan],
+    })
+    curves = progress_curves(table, "score")
+    assert curves["call"].tolist() == [1, 2, 3]
+    # the infeasible supplied 9.0 and the infeasible scored 5.0 never count
+    assert curves["best"].tolist() == [0.5, 0.7, 0.7]
+    assert curves["top10_mean"].tolist() == pytest.approx([0.35, 0.4666667, 0.4666667])
