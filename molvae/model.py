@@ -440,8 +440,8 @@ def generate(
         return _beam_search(stepper, z, beam_width, max_length, net.config.vocab_size)
     if strategy not in ("greedy", "sample"):
         raise ConfigError(f"unknown decoding strategy {strategy!r}; choose greedy, sample or beam")
-    if strategy == "sample" and not temperature > 0:
-        raise ConfigError(f"temperature must be > 0, got {temperature}")
+    if strategy == "sample" and not 0 < temperature < math.inf:
+        raise ConfigError(f"temperature must be a finite number > 0, got {temperature}")
     batch = z.shape[0]
     out = torch.full((batch, max_length), PAD_ID, dtype=torch.long)
     rows = torch.arange(batch)  # the output row of each row still in the batch

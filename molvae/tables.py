@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import gzip
 import os
-import tempfile
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
 import pandas as pd
 
-from molvae.checkpoint import _umask
+from molvae.checkpoint import temp_file_beside
 from molvae.errors import MolvaeError
 
 
@@ -34,9 +33,15 @@ def _check_parent_dirs(path: Path) -> None:
             break
 
 
-def check_output_file(path: str | os.PathLike) -> Path:
-    """``path`` as a Path, or a one-line error if it is a directory or its parent is a file."""
+def check_output_file(path: str | os.PathLike, inputs: tuple[str | os.PathLike | None, ...] = ()) -> Path:
+    """``path`` as a Path, or a one-line error if it is a directory, its parent is a file, or it is one of ``inputs``.
+
+    An output that is an input file would replace the input (its other columns) once written.
+    """
     path = Path(path)
+    for given in inputs:
+        if given is not None and path.exists() and Path(given).exists() and os.path.samefile(path, given):
+            raise MolvaeError(f"{path} is also the input file; writing it would replace the input: choose another output")
     if path.is_dir():
         raise MolvaeError(f"{path}: is a directory, expected an output file path")
     _check_parent_dirs(path)
@@ -62,18 +67,32 @@ def table_format(path: str | os.PathLike) -> str:
     raise MolvaeError(f"{path}: cannot write an output table {what}{hint}; name it {TABLE_FORMATS}")
 
 
-def check_table_file(path: str | os.PathLike) -> Path:
+def check_table_file(path: str | os.PathLike, inputs: tuple[str | os.PathLike | None, ...] = ()) -> Path:
     """:func:`check_output_file` for an output table, whose name must also give a format :func:`table_format` knows."""
-    path = check_output_file(path)
+    path = check_output_file(path, inputs)
     table_format(path)
     return path
 
 
-def check_output_dir(path: str | os.PathLike, create: bool = True) -> Path:
-    """``path`` as a Path (created if missing, with ``create``); a one-line error if it or a parent is a file."""
+#: Files only a trained model or a training run holds (``molvae train``, ``MolVAE.save``).
+MODEL_FILES = ("model.safetensors", "resume.pt", "vocab.json")
+
+
+def check_output_dir(path: str | os.PathLike, create: bool = True, model_ok: bool = False) -> Path:
+    """``path`` as a Path (created if missing, with ``create``); a one-line error if it or a parent is a file.
+
+    A directory holding a model or a training run is refused unless ``model_ok`` (``molvae
+    train``'s own run directory): other commands' outputs (config.json, metrics.csv...)
+    would overwrite the run's files of the same names and break the model.
+    """
+    if not str(path).strip():
+        raise MolvaeError("the output directory is empty ('')")
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise MolvaeError(f"{path}: is a file, expected an output directory")
+    held = [name for name in MODEL_FILES if (path / name).exists()]
+    if held and not model_ok:
+        raise MolvaeError(f"{path} holds a trained model or training run ({held[0]}); choose another output directory")
     _check_parent_dirs(path)
     if create:
         path.mkdir(parents=True, exist_ok=True)
@@ -107,8 +126,7 @@ class TableWriter:
 
     def __enter__(self) -> "TableWriter":
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600; give what a plain open() would
+        fd, tmp = temp_file_beside(self.path)
         self._tmp = Path(tmp)
         self._raw = os.fdopen(fd, "wb")
         if self.path.suffix.lower() == ".gz":

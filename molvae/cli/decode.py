@@ -90,9 +90,9 @@ def run(args: argparse.Namespace) -> int:
     if args.attempts > 1 and args.strategy != "greedy":
         raise ConfigError("--attempts decodes greedily, then samples; it does not combine with --strategy "
                           f"{args.strategy}")
-    if args.temperature is not None and not args.temperature > 0:
-        raise ConfigError(f"--temperature must be > 0, got {args.temperature}")
-    out = check_table_file(args.out)
+    if args.temperature is not None and not 0 < args.temperature < float("inf"):
+        raise ConfigError(f"--temperature must be a finite number > 0, got {args.temperature}")
+    out = check_table_file(args.out, inputs=(args.input,))
     model = load_model(args)
     z = read_latents(args.input, model.config.latent_dim)
     n = z.shape[0]

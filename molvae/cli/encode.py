@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import tempfile
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from molvae.checkpoint import temp_file_beside
 from molvae.cli.common import add_model_arguments, load_model
 from molvae.cli.options import add_keep_columns_argument, add_limit_arguments, keep_columns, positive_int, with_kept_columns
 from molvae.data import count_records, iter_record_chunks
@@ -42,18 +42,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     positive_int(args.chunk_size, "--chunk-size")
     positive_int(args.batch_size, "--batch-size")
-    out = check_output_file(args.out)
+    out = check_output_file(args.out, inputs=(args.input,))
     if out.suffix.lower() != ".npy":  # the bytes are a NumPy array whatever the name; a .csv name would mislead
         raise MolvaeError(f"{out}: encode writes a NumPy array (np.load reads it); name the output .npy")
     keep = keep_columns(args.keep_columns, INDEX_COLUMNS)
     if keep and args.index is None:
         raise ConfigError("--keep-columns needs --index TABLE: the .npy holds numbers only, the index table "
                           "carries the kept columns beside each latent row")
-    index = check_table_file(args.index) if args.index is not None else None  # never the .npy: not a table name
+    # never the .npy: not a table name
+    index = check_table_file(args.index, inputs=(args.input,)) if args.index is not None else None
     n = count_records(args.input, args.smiles_column, keep)
     model = load_model(args)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    fd, tmp_name = temp_file_beside(out)
     os.close(fd)
     tmp = out.with_name(os.path.basename(tmp_name))
     skipped = row = 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -55,7 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s")
     tune_allocator()
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # inside the try: a reader gone before a buffered print is a broken pipe too
+        return code
     except MolvaeError as exc:
         if args.debug:
             traceback.print_exc()
@@ -67,6 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = f"; the run so far is in {out}: add --resume to continue it" if out and Path(out, "config.json").is_file() else ""
         print(f"molvae {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of the printed output has gone (`| head`): stop quietly, as Unix tools do,
+        # and point stdout at /dev/null so that Python's flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the broken pipe
     except (OSError, ValueError) as exc:
         # Unanticipated but user-facing (disk full, permission denied, bad value):
         # still one line unless --debug.

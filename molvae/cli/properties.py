@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     names = _parse_properties(args.properties)
     keep = keep_columns(args.keep_columns, ["smiles", "canonical_smiles", "valid", *names])
     positive_int(args.chunk_size, "--chunk-size")
-    out = check_table_file(args.out)
+    out = check_table_file(args.out, inputs=(args.input,))
     n = count_records(args.input, args.smiles_column, keep)
     n_invalid = 0
     # One chunk of molecules in memory at a time, appended to a temporary file renamed at the end.

@@ -1,4 +1,9 @@
-"""``molvae reconstruct``: encode then greedily decode molecules; report exact reconstruction."""
+"""``molvae reconstruct``: encode then greedily decode molecules; report exact reconstruction.
+
+``exact`` compares canonical SMILES at what the model can spell: a model without
+stereo tokens (the bundled MOSES models) reads a molecule as its 2D graph, so a
+decode of that graph counts as exact for a stereo input too.
+"""
 
 from __future__ import annotations
 
@@ -31,17 +36,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _rows(inputs: list[str], decoded: list[str | None]) -> pd.DataFrame:
+def _rows(inputs: list[str], decoded: list[str | None], stereo: bool) -> pd.DataFrame:
+    """One row per input; ``exact`` compares at what the model can spell: the 2D graph unless it has ``stereo``."""
     from molvae.chemistry import canonicalize
 
     rows = []
     for raw, dec in zip(inputs, decoded):
         canon = canonicalize(raw) if raw else None
         rec = canonicalize(dec) if dec else None
+        same = canon is not None and rec is not None and (
+            rec == canon if stereo else canonicalize(rec, isomeric=False) == canonicalize(canon, isomeric=False))
         rows.append({
             "smiles": canon if canon is not None else raw,
             "reconstruction": (rec if rec is not None else dec) if dec is not None else "",
-            "exact": canon is not None and rec == canon,
+            "exact": same,
             "encoded": dec is not None,
         })
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -54,13 +62,14 @@ def run(args: argparse.Namespace) -> int:
 
     keep = keep_columns(args.keep_columns, COLUMNS)
     positive_int(args.chunk_size, "--chunk-size")
-    out = check_table_file(args.out)
+    out = check_table_file(args.out, inputs=(args.input,))
     n = count_records(args.input, args.smiles_column, keep)
     model = load_model(args)
     n_enc = n_exact = 0
     with TableWriter(out) as table_out, tqdm(total=n, unit="mol", desc="reconstruct", disable=None) as bar:
         for chunk, kept in iter_record_chunks(args.input, args.chunk_size, args.smiles_column, keep):
-            df = with_kept_columns(_rows(chunk, model.reconstruct(chunk, strategy=args.strategy, errors="nan")), kept)
+            df = with_kept_columns(_rows(chunk, model.reconstruct(chunk, strategy=args.strategy, errors="nan"),
+                                             model.has_stereo), kept)
             table_out.write(df)
             n_enc += int(df["encoded"].sum())
             n_exact += int((df["encoded"] & df["exact"]).sum())

@@ -76,7 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from molvae.tables import check_output_dir
 
-    check_output_dir(args.out, create=False)
+    check_output_dir(args.out, create=False, model_ok=True)
     given = {f: getattr(args, f) for _, f, *_ in _TRAIN_OPTIONS if getattr(args, f) is not None}
     if args.cuda_graphs is not None:
         given["cuda_graphs"] = args.cuda_graphs

@@ -36,6 +36,7 @@ instead (source ``local`` in evaluations.csv; :meth:`Optimizer._local_batch`).
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import math
 import time
@@ -53,6 +54,7 @@ from molvae.checkpoint import RunLock, atomic_write_text, environment_info, lock
 from molvae.config import config_from_dict, rule, validate_config
 from molvae.errors import ConfigError, MolvaeError
 from molvae.optimization.objectives import BUILTIN_OBJECTIVES, Constraints, Objective, Oracle, parse_objectives
+from molvae.tables import check_output_dir
 
 log = logging.getLogger(__name__)
 
@@ -381,6 +383,14 @@ def trust_region_box(X: torch.Tensor, feasible: torch.Tensor, bounds: torch.Tens
     return feasible_box(X, feasible, bounds)
 
 
+def model_identity(model) -> dict[str, str] | None:
+    """Where a model was loaded from and the SHA-256 of its weights file (None for a model built in memory)."""
+    weights = Path(model.source) / "model.safetensors" if getattr(model, "source", None) else None
+    if weights is None or not weights.is_file():
+        return None
+    return {"source": str(model.source), "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
+
+
 def _seed_for(seed: int, round: int) -> int:
     return (seed * 1_000_003 + round * 7919) % (2**31 - 1)
 
@@ -397,9 +407,12 @@ class Optimizer:
         self.constraints = Constraints.from_dict(config.constraints) if config.constraints else Constraints()
         self.oracle = Oracle(self.objectives, config.budget, self.constraints, journal=self.out / JOURNAL_FILE,
                              score_infeasible=config.score_infeasible)
-        self.out.mkdir(parents=True, exist_ok=True)
+        check_output_dir(self.out, create=True)  # never a model's directory: config.json would replace its own
         # Held for this object's life: a second process resuming the same run would interleave its rows.
         self._lock: RunLock | None = lock_run_dir(self.out)
+        self.model_identity = model_identity(model)
+        if resume:
+            self._check_same_model()
         self.method = config.method
         if self.method == "auto":
             self.method = "turbo" if model.config.latent_dim >= 64 else "bo"
@@ -468,7 +481,7 @@ class Optimizer:
         file = self.out / "run_info.json"
         here = environment_info()
         if not resume or not file.is_file():
-            write_json(file, {**here, "resumes": []})
+            write_json(file, {**here, "model": self.model_identity, "resumes": []})
             return
         info = read_json(file, "run info")
         changed = {k: (v, here["versions"].get(k)) for k, v in (info.get("versions") or {}).items()
@@ -479,6 +492,16 @@ class Optimizer:
                         ", ".join(f"{k} {a} -> {b}" for k, (a, b) in sorted(changed.items())))
         info.setdefault("resumes", []).append({"round": self.round, **here})
         write_json(file, info)
+
+    def _check_same_model(self) -> None:
+        """A resumed run must decode with the model it started with: codes of one model mean nothing to another."""
+        file = self.out / "run_info.json"
+        started = read_json(file, "run info").get("model") if file.is_file() else None
+        if not started or not self.model_identity:
+            return  # runs from before the model was recorded, or a model built in memory
+        if started["weights_sha256"] != self.model_identity["weights_sha256"]:
+            raise MolvaeError(f"{self.out} was started with the model in {started['source']} (other weights than "
+                              f"{self.model_identity['source']}); resume it with that model (--model)")
 
     # ---- persistence
     def _load(self) -> None:

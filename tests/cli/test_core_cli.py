@@ -164,3 +164,31 @@ def test_missing_model_is_one_line_error(command, tmp_path, capsys) -> None:
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert "model directory not found" in err and len(err.splitlines()) == 1
+
+
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path) -> None:
+    """`molvae ... | head -1`: no 'Broken pipe' error once the reader has gone, and the files are written."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "molvae.cli.main", "properties", "--input", str(DATA_DIR / "messy.smi"),
+                             "--out", str(tmp_path / "p.csv")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the command prints anything
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "Broken pipe" not in err and "Traceback" not in err
+    assert (tmp_path / "p.csv").stat().st_size > 0
+
+
+def test_reconstruct_exact_compares_what_the_model_can_spell() -> None:
+    """A model without stereo tokens decodes the 2D graph of a stereo input: that counts as exact."""
+    from molvae.cli.reconstruct import _rows
+
+    inputs = ["C[C@H](N)C(=O)O", "C[C@H](N)C(=O)O", "CCO"]
+    decoded = ["CC(N)C(=O)O", "CC(N)C(=O)OC", None]
+    flat = _rows(inputs, decoded, stereo=False)
+    assert flat["exact"].tolist() == [True, False, False]
+    assert flat["encoded"].tolist() == [True, True, False]
+    # A stereo-aware model must decode the stereocentre to be exact.
+    assert _rows(inputs, decoded, stereo=True)["exact"].tolist() == [False, False, False]
+    assert _rows(["C[C@H](N)C(=O)O"], ["C[C@H](N)C(=O)O"], stereo=True)["exact"].tolist() == [True]

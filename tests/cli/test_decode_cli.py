@@ -79,7 +79,8 @@ def test_sampled_decodes_do_not_depend_on_chunk_size(tiny_model, tmp_path, optio
         (lambda p: None, [], ["z.npy: no such file"]),
         (lambda p: np.save(p, np.zeros((3, 4), np.float32)), ["--attempts", "5", "--strategy", "beam"],
          ["--attempts decodes greedily, then samples; it does not combine with --strategy beam"]),
-        (lambda p: np.save(p, np.zeros((3, 4), np.float32)), ["--temperature", "0"], ["--temperature must be > 0"]),
+        (lambda p: np.save(p, np.zeros((3, 4), np.float32)), ["--temperature", "0"], ["--temperature must be a finite number > 0"]),
+        (lambda p: np.save(p, np.zeros((3, 4), np.float32)), ["--temperature", "inf"], ["--temperature must be a finite number > 0"]),
         (lambda p: np.save(p, np.zeros((3, 4), np.float32)), ["--attempts", "0"], ["--attempts must be a positive"]),
     ],
 )

@@ -366,3 +366,22 @@ def test_resume_checks_every_objective_and_a_nan_objective_is_counted(small_mode
     evals = _read(tmp_path / "nan" / "evaluations.csv").query("status == 'scored'")
     assert len(evals) == 6 and (evals["reason"] == "objective returned NaN").all()
     assert "6 infeasible" in printed and "no feasible molecule was scored" in printed
+
+
+def test_resume_refuses_another_model_but_takes_a_copy_of_the_same(small_model_dir, tmp_path, capsys) -> None:
+    import shutil
+
+    import torch
+
+    other = MolVAE.load(small_model_dir, device="cpu")
+    with torch.no_grad():
+        next(other.net.parameters()).add_(0.01)
+    other.save(tmp_path / "other")
+    shutil.copytree(small_model_dir, tmp_path / "copy")
+    out = tmp_path / "run"
+    args = ["optimize", "--objective", "qed", "--budget", "0", "--out", str(out), *FAST]
+    assert main([*args, "--model", str(small_model_dir)]) == 0
+    assert main([*args, "--model", str(tmp_path / "other"), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"was started with the model in {small_model_dir}" in err and "resume it with that model" in err
+    assert main([*args, "--model", str(tmp_path / "copy"), "--resume"]) == 0

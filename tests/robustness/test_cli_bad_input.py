@@ -567,3 +567,38 @@ def test_library_calls_with_bad_sets_and_options(tmp_path, model_dir) -> None:
     model = MolVAE.load(model_dir, device="cpu")
     with pytest.raises(ConfigError, match=r"optimization config: unknown fields \['budgett'\]"):
         optimize(model, "qed", tmp_path / "opt", budgett=5)
+
+
+@pytest.mark.parametrize("line", [
+    "optimize --model {model} --objective qed --budget 2 --n-init 2 --out {model} --no-progress",
+    "evaluate --samples {tmp}/ok.smi --reference {tmp}/ok.smi --train none --out {model}",
+    "interpolate CCO CCN --model {model} --steps 3 --out {model}",
+    "explore CCO --model {model} --n 2 --out {model}",
+    "demo --model {model} --out {model}",
+], ids=lambda line: line.split()[0])
+def test_a_model_directory_is_never_an_output_directory(tmp_path, capsys, model_dir, line) -> None:
+    """Their config.json / metrics.csv would replace the model's own files of the same names."""
+    (tmp_path / "ok.smi").write_text("CCO\nCCN\n")
+    before = {p.name: p.read_bytes() for p in model_dir.iterdir()}
+    code, err = _run(capsys, line, model=model_dir, tmp=tmp_path)
+    assert code == 2 and "holds a trained model or training run" in err, err
+    assert {p.name: p.read_bytes() for p in model_dir.iterdir()} == before
+
+
+@pytest.mark.parametrize("line", [
+    "properties --input {f} --out {f} --properties mw",
+    "reconstruct --model {model} --input {f} --out {f}",
+    "encode --model {model} --input {f} --out {tmp}/z.npy --index {f}",
+], ids=lambda line: line.split()[0])
+def test_an_output_that_is_the_input_file_is_refused(tmp_path, capsys, model_dir, line) -> None:
+    f = tmp_path / "assay.csv"
+    f.write_text("smiles,compound_id,pIC50\nCCO,A1,5.2\nCCN,A2,6.1\n")
+    before = f.read_bytes()
+    code, err = _run(capsys, line, model=model_dir, f=f, tmp=tmp_path)
+    assert code == 2 and "is also the input file" in err, err
+    assert f.read_bytes() == before
+
+
+def test_an_empty_output_directory_name_is_refused(tmp_path, capsys, model_dir) -> None:
+    assert main(["interpolate", "CCO", "CCN", "--model", str(model_dir), "--out", ""]) == 2
+    assert "the output directory is empty" in capsys.readouterr().err
