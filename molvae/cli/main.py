@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from molvae import __version__
 from molvae.errors import MolvaeError
 from molvae.runtime import tune_allocator
 
@@ -42,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="GRU sequence VAE for molecules: train, sample, encode, explore and optimize.",
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    # The version alone: importing torch or RDKit to report theirs would slow every --version.
+    parser.add_argument("--version", action="version", version=f"molvae {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in SUBCOMMANDS:

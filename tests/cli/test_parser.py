@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from importlib.metadata import version
 
-from molvae.cli.main import build_parser
+import pytest
+
+from molvae.cli.main import build_parser, main
 
 
 def _subparsers() -> dict[str, argparse.ArgumentParser]:
@@ -29,3 +32,10 @@ def test_short_flags_parse_like_long_ones() -> None:
     short = parser.parse_args(["encode", "-i", "lib.smi", "-o", "z.npy"])
     long = parser.parse_args(["encode", "--input", "lib.smi", "--out", "z.npy"])
     assert (short.input, short.out) == (long.input, long.out) == ("lib.smi", "z.npy")
+
+
+def test_version_prints_the_installed_version_without_a_command(capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"molvae {version('molvae')}"
