@@ -202,6 +202,9 @@ def interpolate(
     ``fit_steps`` optimizer steps), so the path starts and ends at the inputs even
     where the encoder alone misses them. ``attrs["start_fit"]`` / ``attrs["end_fit"]``
     then say whether that worked (``reconstructed``) and how far the code moved.
+    With either choice ``attrs["start_reached"]`` / ``attrs["end_reached"]`` say whether
+    the first / last step decodes to the input molecule (its 2D graph for a model
+    without stereo tokens).
 
     With ``unique=N`` the grid is refined (``steps -> 2 * steps - 1``, so earlier
     points stay on it) until at least ``N`` distinct valid molecules lie on the path
@@ -240,8 +243,18 @@ def interpolate(
                      seed=seed, unique=unique, max_points=max_points, properties=properties,
                      start_smiles=start_smiles, end_smiles=end_smiles)
     df.attrs.update({"start_name": start_name, "end_name": end_name, "endpoints": endpoints,
-                     "start_fit": fits[0], "end_fit": fits[1]})
+                     "start_fit": fits[0], "end_fit": fits[1],
+                     "start_reached": _decodes_to(model, df["smiles"].iloc[0], start_smiles),
+                     "end_reached": _decodes_to(model, df["smiles"].iloc[-1], end_smiles)})
     return df
+
+
+def _decodes_to(model, decoded: str, smiles: str) -> bool:
+    """Whether ``decoded`` is the molecule ``smiles`` as the model can spell it (its 2D graph without stereo tokens)."""
+    from molvae.chemistry import canonicalize
+
+    return bool(decoded) and canonicalize(decoded, isomeric=model.has_stereo) == canonicalize(
+        smiles, isomeric=model.has_stereo)
 
 
 def decode_path(

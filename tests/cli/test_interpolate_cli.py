@@ -147,7 +147,29 @@ def test_interpolate_fitted_endpoints_with_the_bundled_model(tmp_path, capsys) -
     df = pd.read_csv(out / "path.csv", keep_default_na=False)
     assert df["smiles"].iloc[0] == canonicalize("CC(=O)Oc1ccccc1C(=O)O")
     assert df["smiles"].iloc[-1] == canonicalize("CCN(CC)CC(=O)Nc1c(C)cccc1C")
-    assert "no code within" not in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "no code within" not in printed and "the encoder's code of" not in printed
+
+
+@pytest.mark.slow
+def test_interpolate_says_when_an_endpoint_decodes_to_another_molecule(capsys) -> None:
+    """With posterior means the bundled model's path may start at a relative of the input: that is said, per end."""
+    assert main(["interpolate", "aspirin", "ibuprofen", "--steps", "3", "--attempts", "1", "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    from molvae.latent import interpolate
+    from molvae.model import MolVAE
+
+    path = interpolate(MolVAE.pretrained("zinc-smiles", device="cpu"), "aspirin", "ibuprofen", steps=3, attempts=1)
+    for which, row, smiles in (("start", path.iloc[0], "CC(=O)Oc1ccccc1C(=O)O"),
+                               ("end", path.iloc[-1], "CC(C)Cc1ccc(C(C)C(=O)O)cc1")):
+        reached = row["smiles"] == canonicalize(smiles)
+        assert path.attrs[f"{which}_reached"] == reached
+        said = f"{which} endpoint: the encoder's code of" in printed
+        assert said == (not reached), printed
+        if said:
+            assert f"decodes to {row['smiles']} (Tanimoto {row[f'tanimoto_{which}']:.2f})" in printed
+    # The bundled model's mean code of aspirin decodes to its methyl ester (README, --endpoints fit).
+    assert not path.attrs["start_reached"]
 
 
 def test_bad_endpoints_option(tmp_path, capsys) -> None:

@@ -81,8 +81,9 @@ def test_02_interpolate_drugs(tmp_path, monkeypatch) -> None:
     for method in ("linear", "slerp"):
         match = re.search(rf"{method} (\d+)/(\d+) steps valid", summary)
         assert match and int(match.group(1)) <= int(match.group(2)), summary
+    assert re.search(r"slerp between fitted ends \d+/\d+ steps valid", summary), summary
     assert re.search(r"neighbourhood of \w+: (\d+)/(\d+) draws valid", summary), summary
-    assert _images(nb) >= 5  # two path grids, the profiles, the neighbour grid, the radius scan
+    assert _images(nb) >= 6  # three path grids, the profiles, the neighbour grid, the radius scan
 
 
 @pytest.mark.slow
