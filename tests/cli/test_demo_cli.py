@@ -22,6 +22,9 @@ def test_demo_writes_every_promised_output(tmp_path, capsys) -> None:
     assert (out / "interpolation" / "path.svg").stat().st_size > 0
     path = pd.read_csv(out / "interpolation" / "path.csv")
     assert len(path) == 12 and path.loc[0, "valid"]
+    # the path starts and ends at the two drugs themselves (fitted endpoints)
+    assert path["smiles"].iloc[0] == "CC(=O)Oc1ccccc1C(=O)O" and path["smiles"].iloc[-1] == "CC(C)Cc1ccc(C(C)C(=O)O)cc1"
+    assert "endpoint" not in printed
     evaluations = pd.read_csv(out / "solubility" / "evaluations.csv")
     # 20 random training molecules first, then 10 from the BO loop
     assert (evaluations["status"] == "scored").sum() == 30
