@@ -908,7 +908,8 @@ class Optimizer:
         write_rows(self.out / "best.sdf", [best])  # for molecule viewers and docking tools
         if len(cols) > 1:
             atomic_write_text(self.out / "pareto.csv", pareto_table(df, cols).to_csv(index=False))
-        plot_progress(self.out / "progress.png", df, cols, baselines=baselines)
+        plot_progress(self.out / "progress.png", df, cols, baselines=baselines,
+                      labels=[o.description or o.name for o in self.objectives])
         if len(best):
             from molvae.visualize import draw_grid
 

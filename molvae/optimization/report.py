@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pandas as pd
 from molvae.checkpoint import atomic_write
 from molvae.optimization.objectives import Oracle
 
-__all__ = ["best_table", "feasible_rows", "pareto_mask", "pareto_table", "progress_curves", "plot_progress"]
+__all__ = ["best_table", "feasible_rows", "pareto_mask", "pareto_table", "progress_curves", "progress_figure", "plot_progress"]
 
 
 def feasible_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -68,11 +69,11 @@ def progress_curves(df: pd.DataFrame, score_column: str) -> pd.DataFrame:
     return pd.DataFrame({"call": scored["call"].to_numpy(dtype=int), "best": best, "top10_mean": top10})
 
 
-def plot_progress(path: str | Path, df: pd.DataFrame, score_columns: Sequence[str],
-                  baselines: dict[str, pd.DataFrame] | None = None) -> Path:
-    """Best-so-far (solid) and top-10 mean (dashed) vs oracle calls, one panel per objective."""
-    import io
-
+def progress_figure(df: pd.DataFrame, score_columns: Sequence[str],
+                    baselines: dict[str, pd.DataFrame] | None = None, labels: Sequence[str] | None = None):
+    """The figure of :func:`plot_progress` (a matplotlib ``Figure``, not attached to pyplot)."""
+    if labels is not None and len(labels) != len(score_columns):
+        raise ValueError(f"{len(labels)} labels for {len(score_columns)} score columns")
     # A Figure of its own (no pyplot, no matplotlib.use): the caller's backend, e.g. a
     # notebook's inline one, stays as it was.
     from matplotlib.figure import Figure
@@ -80,19 +81,32 @@ def plot_progress(path: str | Path, df: pd.DataFrame, score_columns: Sequence[st
     fig = Figure(figsize=(5.5 * len(score_columns), 4))
     axes = fig.subplots(1, len(score_columns), squeeze=False)
     runs = {"this run": df, **(baselines or {})}
-    for ax, col in zip(axes[0], score_columns):
-        for i, (label, table) in enumerate(runs.items()):
+    for ax, col, axis_label in zip(axes[0], score_columns, labels or score_columns):
+        for i, (run_label, table) in enumerate(runs.items()):
             if col not in table.columns:
                 continue
             curves = progress_curves(table, col)
             color = f"C{i}"
-            ax.plot(curves["call"], curves["best"], color=color, label=f"{label}: best")
-            ax.plot(curves["call"], curves["top10_mean"], color=color, linestyle="--", label=f"{label}: top-10 mean")
+            ax.plot(curves["call"], curves["best"], color=color, label=f"{run_label}: best")
+            ax.plot(curves["call"], curves["top10_mean"], color=color, linestyle="--",
+                    label=f"{run_label}: top-10 mean")
         ax.set_xlabel("oracle calls")
-        ax.set_ylabel(col)
+        ax.set_ylabel(textwrap.fill(axis_label, 32, break_on_hyphens=False))  # a long description on two lines, not cut off
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def plot_progress(path: str | Path, df: pd.DataFrame, score_columns: Sequence[str],
+                  baselines: dict[str, pd.DataFrame] | None = None, labels: Sequence[str] | None = None) -> Path:
+    """Best-so-far (solid) and top-10 mean (dashed) vs oracle calls, one panel per objective, as a PNG.
+
+    ``labels`` name each panel's axis (the objectives' descriptions); the score column names otherwise.
+    """
+    import io
+
+    fig = progress_figure(df, score_columns, baselines, labels)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     atomic_write(path, buf.getvalue())

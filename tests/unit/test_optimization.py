@@ -434,3 +434,27 @@ def test_progress_curves_count_supplied_scores_from_the_start() -> None:
     # the infeasible supplied 9.0 and the infeasible scored 5.0 never count
     assert curves["best"].tolist() == [0.5, 0.7, 0.7]
     assert curves["top10_mean"].tolist() == pytest.approx([0.35, 0.4666667, 0.4666667])
+
+
+def test_progress_figure_names_each_panel_by_its_objective() -> None:
+    from molvae.optimization.objectives import parse_objectives
+    from molvae.optimization.report import progress_figure
+
+    table = pd.DataFrame({
+        "call": [1, 2, 3], "status": ["scored"] * 3, "feasible": [True, True, True],
+        "score_esol": [-3.0, -1.0, -2.0], "score_qed": [0.5, 0.6, 0.9],
+    })
+    objectives = parse_objectives(["esol", "qed"])
+    labels = [o.description for o in objectives]
+    fig = progress_figure(table, ["score_esol", "score_qed"], baselines={"prior": table.iloc[:2]}, labels=labels)
+    axes = fig.get_axes()
+    assert [ax.get_ylabel() for ax in axes] == ["ESOL aqueous solubility logS\n(higher = more soluble)",
+                                                 "quantitative estimate of\ndrug-likeness (0-1)"]
+    # this run's best-so-far line, then the baseline's; the legend names the runs, not the axis
+    assert axes[0].get_lines()[0].get_ydata().tolist() == [-3.0, -1.0, -1.0]
+    assert axes[0].get_lines()[2].get_ydata().tolist() == [-3.0, -1.0]
+    assert [t.get_text() for t in axes[1].get_legend().get_texts()] == [
+        "this run: best", "this run: top-10 mean", "prior: best", "prior: top-10 mean"]
+    assert progress_figure(table, ["score_esol"]).get_axes()[0].get_ylabel() == "score_esol"
+    with pytest.raises(ValueError, match="1 labels for 2 score columns"):
+        progress_figure(table, ["score_esol", "score_qed"], labels=["x"])
