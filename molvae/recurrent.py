@@ -130,11 +130,15 @@ def cpu_kernel() -> ModuleType | None:
     key = hashlib.sha256(b"\0".join([source, " ".join(flags).encode(), cpu.encode(), torch.__version__.encode(),
                                      sys.implementation.cache_tag.encode()]))
     name = f"molvae_gru_cpu_{key.hexdigest()[:16]}"
-    log.info("loading molvae's CPU GRU kernel %s (compiled on first use, about 25 s)", name)
     try:
         from torch.utils.cpp_extension import load
 
         directory = kernel_build_directory(name)
+        if any((directory / f"{name}{ext}").is_file() for ext in (".so", ".pyd")):
+            log.debug("loading molvae's CPU GRU kernel %s from %s", name, directory)
+        else:  # said only when it is slow: every command on CPU loads the kernel
+            log.info("compiling molvae's CPU GRU kernel %s (once per machine, about 25 s; cached in %s)",
+                     name, directory)
         with _build_lock(directory):
             return load(name=name, sources=[str(KERNEL_SOURCE)], extra_cflags=flags,
                         extra_ldflags=["-fopenmp"], build_directory=str(directory), verbose=False)

@@ -368,3 +368,20 @@ def test_kernel_cell_names_bad_shapes() -> None:
         cpu_kernel().gru_cell(gates, gates, torch.zeros(4, 6), torch.zeros(15), torch.zeros(5), h)
     with pytest.raises(RuntimeError, match=r"xg and hg must be contiguous \[B, 3H\]"):
         cpu_kernel().gru_cell(gates.t(), gates, h, torch.zeros(15), torch.zeros(5), h.clone())
+
+
+KERNEL_LOG = "import logging; logging.basicConfig(level=logging.INFO); from molvae.recurrent import cpu_kernel; cpu_kernel()"
+
+
+@needs_kernel
+def test_the_kernel_build_is_announced_only_when_it_compiles(tmp_path) -> None:
+    """Every CPU command loads the kernel: the 25-s notice belongs to the build, not to each load from the cache."""
+    cached = {**os.environ, "TORCH_EXTENSIONS_DIR": str(_kernel_directory().parent)}
+    cached.pop("MOLVAE_GRU_KERNEL", None)
+    done = subprocess.run([sys.executable, "-c", KERNEL_LOG], capture_output=True, text=True, env=cached, timeout=120)
+    assert done.returncode == 0 and "molvae's CPU GRU kernel" not in done.stderr, done.stderr
+    # An empty cache (the compiler is missing here, so the build fails fast after the notice)
+    empty = {**cached, "TORCH_EXTENSIONS_DIR": str(tmp_path), "CXX": "/nonexistent/c++"}
+    done = subprocess.run([sys.executable, "-c", KERNEL_LOG], capture_output=True, text=True, env=empty, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "compiling molvae's CPU GRU kernel" in done.stderr and str(tmp_path) in done.stderr, done.stderr
