@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import sys
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -67,8 +68,23 @@ def table_format(path: str | os.PathLike) -> str:
     raise MolvaeError(f"{path}: cannot write an output table {what}{hint}; name it {TABLE_FORMATS}")
 
 
-def check_table_file(path: str | os.PathLike, inputs: tuple[str | os.PathLike | None, ...] = ()) -> Path:
-    """:func:`check_output_file` for an output table, whose name must also give a format :func:`table_format` knows."""
+#: The ``--out`` name of standard output (CSV), for the commands that stream a table.
+STDOUT = "-"
+
+
+def is_stdout(path: str | os.PathLike | None) -> bool:
+    """Whether an output name means standard output (``-``)."""
+    return path is not None and os.fspath(path) == STDOUT
+
+
+def check_table_file(path: str | os.PathLike, inputs: tuple[str | os.PathLike | None, ...] = (),
+                     stdout_ok: bool = False) -> Path:
+    """:func:`check_output_file` for an output table, whose name must also give a format :func:`table_format` knows.
+
+    With ``stdout_ok``, ``-`` stands for standard output (written as CSV by :class:`TableWriter`).
+    """
+    if stdout_ok and is_stdout(path):
+        return Path(STDOUT)
     path = check_output_file(path, inputs)
     table_format(path)
     return path
@@ -112,8 +128,10 @@ class TableWriter:
     """
 
     def __init__(self, path: str | os.PathLike, molecule_column: str = "smiles"):
-        self.path = check_output_file(path)
-        self.format = table_format(self.path)
+        # "-": CSV on standard output, written as it comes (for pipes), with no temporary file.
+        self.to_stdout = is_stdout(path)
+        self.path = Path(STDOUT) if self.to_stdout else check_output_file(path)
+        self.format = "csv" if self.to_stdout else table_format(self.path)
         self.molecule_column = molecule_column
         self._sd: Any = None  # (RDKit SDWriter, the text buffer it writes to)
         self.rows = 0
@@ -125,6 +143,10 @@ class TableWriter:
         self._schema: Any = None
 
     def __enter__(self) -> "TableWriter":
+        if self.to_stdout:
+            sys.stdout.flush()  # anything printed before goes out before the table
+            self._raw = sys.stdout.buffer
+            return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = temp_file_beside(self.path)
         self._tmp = Path(tmp)
@@ -191,6 +213,10 @@ class TableWriter:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        if self.to_stdout:
+            if exc_type is None:
+                self._raw.flush()  # type: ignore[union-attr]
+            return
         assert self._raw is not None and self._tmp is not None
         try:
             if exc_type is None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import gzip
 import io
+import sys
 from pathlib import Path
+from typing import TextIO
 
 import pandas as pd
 
@@ -20,6 +22,20 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
                         help="inference precision (bf16 is faster on AMX CPUs and GPUs)")
+
+
+def report_stream(out: str | Path | None) -> TextIO:
+    """Where a command's closing summary goes: stderr when its table goes to standard output (``--out -``)."""
+    from molvae.tables import is_stdout
+
+    return sys.stderr if is_stdout(out) else sys.stdout
+
+
+def shown_output(out: str | Path) -> str:
+    """An output's name in a summary line: the path, or "standard output" for ``-``."""
+    from molvae.tables import is_stdout
+
+    return "standard output" if is_stdout(out) else str(out)
 
 
 def load_model(args: argparse.Namespace):

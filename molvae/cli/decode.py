@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from molvae.cli.common import add_model_arguments, generated_rows, load_model
+from molvae.cli.common import add_model_arguments, generated_rows, load_model, report_stream, shown_output
 from molvae.cli.options import add_limit_arguments, positive_int
 from molvae.errors import ConfigError, InputFileError
 
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_arguments(p)
     p.add_argument("--input", "-i", required=True, help=".npy array of shape [N, latent_dim] (molvae encode writes one)")
     p.add_argument("--out", "-o", required=True,
-                   help="output table (.csv, .tsv, .sdf, each optionally .gz, or .parquet): smiles, valid, decoded, generated")
+                   help="output table (.csv, .tsv, .sdf, each optionally .gz, or .parquet; - for CSV on standard output): smiles, valid, decoded, generated")
     p.add_argument("--strategy", default="greedy", choices=["greedy", "sample", "beam"])
     p.add_argument("--attempts", type=int, default=1,
                    help="decode each latent this many times (greedy, then samples at --temperature) and keep the "
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
                           f"{args.strategy}")
     if args.temperature is not None and not 0 < args.temperature < float("inf"):
         raise ConfigError(f"--temperature must be a finite number > 0, got {args.temperature}")
-    out = check_table_file(args.out, inputs=(args.input,))
+    out = check_table_file(args.out, inputs=(args.input,), stdout_ok=True)
     model = load_model(args)
     z = read_latents(args.input, model.config.latent_dim)
     n = z.shape[0]
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
             n_valid += int(df["valid"].sum())
             n_skipped += int((~ok).sum())
             bar.update(len(chunk))
-    print(f"decoded {n - n_skipped:,} of {n:,} latents to {out}: {n_valid:,} valid molecules"
+    print(f"decoded {n - n_skipped:,} of {n:,} latents to {shown_output(out)}: {n_valid:,} valid molecules"
           + (f"; {n_skipped:,} {'row' if n_skipped == 1 else 'rows'} with NaN or infinite values not decoded"
-             if n_skipped else ""))
+             if n_skipped else ""), file=report_stream(out))
     return 0

@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from molvae import chemistry
+    from molvae.cli.common import report_stream, shown_output
     from molvae.cli.options import keep_columns, positive_int, with_kept_columns
     from molvae.data import count_records, iter_record_chunks
     from molvae.tables import TableWriter, check_table_file
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     names = _parse_properties(args.properties)
     keep = keep_columns(args.keep_columns, ["smiles", "canonical_smiles", "valid", *names])
     positive_int(args.chunk_size, "--chunk-size")
-    out = check_table_file(args.out, inputs=(args.input,))
+    out = check_table_file(args.out, inputs=(args.input,), stdout_ok=True)
     n = count_records(args.input, args.smiles_column, keep)
     n_invalid = 0
     # One chunk of molecules in memory at a time, appended to a temporary file renamed at the end.
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
             table_out.write(table)
             n_invalid += int((~table["valid"]).sum())
             bar.update(len(chunk))
-    print(f"wrote {table_out.rows} rows ({n_invalid} invalid) to {out}")
+    print(f"wrote {table_out.rows} rows ({n_invalid} invalid) to {shown_output(out)}", file=report_stream(out))
     return 0
 
 
@@ -76,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--input", "-i", required=True, help=".smi/.txt/.csv/.tsv/.sdf (optionally .gz) or .parquet")
-    parser.add_argument("--out", "-o", required=True, help="output table (.csv, .tsv, .sdf, each optionally .gz, or .parquet)")
+    parser.add_argument("--out", "-o", required=True, help="output table (.csv, .tsv, .sdf, each optionally .gz, or .parquet; - for CSV on standard output)")
     parser.add_argument(
         "--properties",
         default=None,

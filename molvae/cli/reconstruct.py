@@ -11,7 +11,7 @@ import argparse
 
 import pandas as pd
 
-from molvae.cli.common import add_model_arguments, load_model
+from molvae.cli.common import add_model_arguments, load_model, report_stream, shown_output
 from molvae.cli.options import (
     add_keep_columns_argument,
     add_limit_arguments,
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_arguments(p)
     p.add_argument("--input", "-i", required=True, help="molecule file (.smi/.txt/.csv/.tsv/.sdf, optionally .gz, or .parquet)")
     p.add_argument("--smiles-column", default=None)
-    p.add_argument("--out", "-o", required=True, help="output table (.csv, .tsv, .sdf, each optionally .gz, or .parquet): smiles, reconstruction, exact")
+    p.add_argument("--out", "-o", required=True, help="output table (.csv, .tsv, .sdf, each optionally .gz, or .parquet; - for CSV on standard output): smiles, reconstruction, exact")
     p.add_argument("--strategy", default="greedy", choices=["greedy", "beam", "sample"])
     add_keep_columns_argument(p)
     add_limit_arguments(p, chunk_size=20_000)
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
     keep = keep_columns(args.keep_columns, COLUMNS)
     positive_int(args.chunk_size, "--chunk-size")
-    out = check_table_file(args.out, inputs=(args.input,))
+    out = check_table_file(args.out, inputs=(args.input,), stdout_ok=True)
     n = count_records(args.input, args.smiles_column, keep)
     model = load_model(args)
     n_enc = n_exact = 0
@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
             n_exact += int((df["encoded"] & df["exact"]).sum())
             bar.update(len(chunk))
     rate = n_exact / n_enc if n_enc else 0.0
-    print(f"wrote {table_out.rows:,} rows to {args.out}: exact reconstruction {rate:.3f} of {n_enc:,} encoded "
-          f"({table_out.rows - n_enc:,} could not be encoded: invalid SMILES, too long or unknown tokens)")
+    print(f"wrote {table_out.rows:,} rows to {shown_output(out)}: exact reconstruction {rate:.3f} of {n_enc:,} encoded "
+          f"({table_out.rows - n_enc:,} could not be encoded: invalid SMILES, too long or unknown tokens)",
+          file=report_stream(out))
     return 0

@@ -8,7 +8,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from molvae.cli.common import add_model_arguments, generated_rows, load_model
+from molvae.cli.common import add_model_arguments, generated_rows, load_model, report_stream, shown_output
 from molvae.cli.options import add_limit_arguments, positive_int
 from molvae.errors import ConfigError
 
@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sample", help="sample molecules from the prior", description=__doc__)
     add_model_arguments(p)
     p.add_argument("--n", type=int, default=1000, help="number of draws")
-    p.add_argument("--out", "-o", required=True, help="output table (.csv, .tsv, .sdf, each optionally .gz, or .parquet): one row per draw (smiles, valid, generated)")
+    p.add_argument("--out", "-o", required=True, help="output table (.csv, .tsv, .sdf, each optionally .gz, or .parquet; - for CSV on standard output): one row per draw (smiles, valid, generated)")
     p.add_argument("--strategy", default="sample", choices=["sample", "greedy", "beam"])
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=None)
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--n must be >= 1, got {args.n}")
     positive_int(args.chunk_size, "--chunk-size")
     positive_int(args.batch_size, "--batch-size")
-    out = check_table_file(args.out)
+    out = check_table_file(args.out, stdout_ok=True)
     model = load_model(args)
     model.compile_decoder = args.compile
     n_valid = 0
@@ -73,5 +73,6 @@ def run(args: argparse.Namespace) -> int:
             flush(table_out, len(pending))
     n_unique = len(np.unique(np.concatenate(digests))) if n_valid else 0
     uniq = n_unique / n_valid if n_valid else 0.0
-    print(f"wrote {args.n:,} samples to {args.out}: validity {n_valid / args.n:.3f}, uniqueness {uniq:.3f}")
+    print(f"wrote {args.n:,} samples to {shown_output(args.out)}: validity {n_valid / args.n:.3f}, uniqueness {uniq:.3f}",
+          file=report_stream(args.out))
     return 0

@@ -192,3 +192,35 @@ def test_reconstruct_exact_compares_what_the_model_can_spell() -> None:
     # A stereo-aware model must decode the stereocentre to be exact.
     assert _rows(inputs, decoded, stereo=True)["exact"].tolist() == [False, False, False]
     assert _rows(["C[C@H](N)C(=O)O"], ["C[C@H](N)C(=O)O"], stereo=True)["exact"].tolist() == [True]
+
+
+@pytest.mark.parametrize("command", [
+    ["sample", "--n", "30", "--seed", "3", "--chunk-size", "7"],
+    ["properties", "--input", str(DATA_DIR / "messy.smi"), "--properties", "mw,qed"],
+    ["reconstruct", "--input", str(DATA_DIR / "messy.smi")],
+    ["decode", "--input", "{z}", "--attempts", "2"],
+], ids=lambda c: c[0])
+def test_out_dash_writes_the_same_table_to_standard_output(small_model_dir, tmp_path, capsys, command) -> None:
+    """`-o -` streams the CSV a file would hold, for pipes; the summary line goes to stderr, out of the table's way."""
+    z = tmp_path / "z.npy"
+    np.save(z, np.random.default_rng(0).standard_normal((5, 32)).astype(np.float32))
+    args = [a.replace("{z}", str(z)) for a in command]
+    if command[0] != "properties":
+        args += ["--model", str(small_model_dir)]
+    assert main([*args, "--out", str(tmp_path / "t.csv")]) == 0
+    capsys.readouterr()
+    assert main([*args, "--out", "-"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == (tmp_path / "t.csv").read_text()
+    assert "standard output" in captured.err and "standard output" not in captured.out
+    assert not (tmp_path / "-").exists()
+
+
+def test_out_dash_is_refused_where_no_table_is_written(small_model_dir, tmp_path, capsys) -> None:
+    smi = tmp_path / "a.smi"
+    smi.write_text("CCO\n")
+    assert main(["encode", "--model", str(small_model_dir), "-i", str(smi), "-o", "-"]) == 2
+    assert "name the output .npy" in capsys.readouterr().err
+    assert main(["encode", "--model", str(small_model_dir), "-i", str(smi), "-o", str(tmp_path / "z.npy"),
+                 "--index", "-"]) == 2
+    assert "cannot write an output table without a suffix" in capsys.readouterr().err

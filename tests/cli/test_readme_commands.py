@@ -23,7 +23,7 @@ def _readme_commands() -> list[str]:
     for document in DOCUMENTS:
         blocks = re.findall(r"^```[a-z]*\n(.*?)^```", document.read_text(), flags=re.M | re.S)
         for line in "\n".join(blocks).replace("\\\n", " ").splitlines():  # continued lines joined
-            line = line.split(" #", 1)[0].strip()
+            line = line.split(" #", 1)[0].split(" | ", 1)[0].strip()  # the molvae part of a pipeline
             m = re.match(r"(?:molvae |torchrun .*?-m molvae\.cli\.main )(.*)", line)
             if m and "..." not in m.group(1):  # "molvae optimize ... --resume" abbreviates a command
                 commands.append(m.group(1))
