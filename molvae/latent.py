@@ -250,11 +250,8 @@ def interpolate(
 
 
 def _decodes_to(model, decoded: str, smiles: str) -> bool:
-    """Whether ``decoded`` is the molecule ``smiles`` as the model can spell it (its 2D graph without stereo tokens)."""
-    from molvae.chemistry import canonicalize
-
-    return bool(decoded) and canonicalize(decoded, isomeric=model.has_stereo) == canonicalize(
-        smiles, isomeric=model.has_stereo)
+    """Whether ``decoded`` is the molecule ``smiles`` as the model can spell it (:meth:`MolVAE.canonical`)."""
+    return bool(decoded) and model.canonical(decoded) == model.canonical(smiles)
 
 
 def decode_path(

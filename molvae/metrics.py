@@ -590,8 +590,10 @@ def evaluate(
 
 
 def reconstruction_rate(model, smiles: Sequence[str]) -> float:
-    """Fraction of ``smiles`` whose greedy reconstruction has the same canonical SMILES.
+    """Fraction of ``smiles`` whose greedy reconstruction is the same molecule as the model reads it.
 
+    The same canonical SMILES, without stereochemistry for a model that has no stereo
+    tokens (:meth:`MolVAE.canonical`): such a model encodes a stereo input as its 2D graph.
     Inputs that are invalid or cannot be encoded (unknown token) count as failures.
     """
     smiles = list(smiles)
@@ -600,8 +602,8 @@ def reconstruction_rate(model, smiles: Sequence[str]) -> float:
     decoded = model.reconstruct(smiles, strategy="greedy", errors="nan")
     hits = 0
     for original, out in zip(smiles, decoded):
-        target = chemistry.canonicalize(original)
-        if target is not None and out and chemistry.canonicalize(out) == target:
+        target = model.canonical(original)
+        if target is not None and out and model.canonical(out) == target:
             hits += 1
     return hits / len(smiles)
 

@@ -661,14 +661,21 @@ class MolVAE:
             self._has_stereo = any("@" in t or "/" in t or "\\" in t for t in self.vocab.tokens[4:])
         return self._has_stereo
 
+    def canonical(self, smiles: str) -> str | None:
+        """``smiles`` as this model reads it: RDKit canonical, without stereochemistry unless :attr:`has_stereo`.
+
+        Two molecules are the same to the model when these agree (None where RDKit cannot parse it).
+        """
+        from molvae.chemistry import canonicalize
+
+        return canonicalize(smiles, isomeric=self.has_stereo)
+
     def token_ids(self, smiles: str) -> list[int]:
         """Canonicalize one SMILES and map it to token ids (raises on bad input).
 
         Stereochemistry is dropped when the model has no stereo tokens (see :attr:`has_stereo`).
         """
-        from molvae.chemistry import canonicalize
-
-        canonical = canonicalize(smiles, isomeric=self.has_stereo) if isinstance(smiles, str) else None
+        canonical = self.canonical(smiles) if isinstance(smiles, str) else None
         return self._canonical_ids(smiles, canonical)
 
     def token_ids_many(self, smiles: Sequence[str], n_jobs: int | None = None) -> list[list[int] | MolvaeError]:
@@ -794,8 +801,6 @@ class MolVAE:
         to about 50 with the bundled models, against about sqrt(D) for prior draws).
         Raises like :meth:`encode` for invalid molecules and unknown tokens.
         """
-        from molvae.chemistry import canonicalize
-
         if isinstance(smiles, str):
             raise TypeError("fit_latents expects a list of SMILES, not a single string")
         for name, value in (("max_steps", max_steps), ("check_every", check_every)):
@@ -807,12 +812,12 @@ class MolVAE:
         n = len(ids)
         if n == 0:
             return np.empty((0, self.config.latent_dim), dtype=np.float32), []
-        targets = [canonicalize(s, isomeric=self.has_stereo) for s in smiles]
+        targets = [self.canonical(s) for s in smiles]
         mu = self.encode_ids(ids)
 
         def reconstructed(z: np.ndarray) -> np.ndarray:
             decoded = self.decode(z, strategy="greedy")
-            return np.array([canonicalize(d, isomeric=self.has_stereo) == t if d else False
+            return np.array([self.canonical(d) == t if d else False
                              for d, t in zip(decoded, targets)])
 
         length = max(len(x) for x in ids) + 2

@@ -45,7 +45,7 @@ def _rows(inputs: list[str], decoded: list[str | None], stereo: bool) -> pd.Data
         canon = canonicalize(raw) if raw else None
         rec = canonicalize(dec) if dec else None
         same = canon is not None and rec is not None and (
-            rec == canon if stereo else canonicalize(rec, isomeric=False) == canonicalize(canon, isomeric=False))
+            canonicalize(rec, isomeric=stereo) == canonicalize(canon, isomeric=stereo))
         rows.append({
             "smiles": canon if canon is not None else raw,
             "reconstruction": (rec if rec is not None else dec) if dec is not None else "",

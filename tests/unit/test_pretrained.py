@@ -71,3 +71,27 @@ def test_recipe_of_each_bundled_model_can_be_rerun(name) -> None:
         assert card["total_epochs"] == card["epochs"] + parent["epochs"]
     else:
         assert "initialized_from" not in card
+
+
+def test_a_stereo_input_counts_as_reconstructed_when_its_2d_graph_comes_back() -> None:
+    """The bundled models have no stereo tokens: they read a stereo molecule as its 2D graph, and so do
+    reconstruction_rate and MolVAE.canonical."""
+    from rdkit import Chem
+
+    from molvae.metrics import reconstruction_rate
+    from tests.conftest import moses_smiles
+
+    model = MolVAE.pretrained("zinc-smiles", device="cpu")
+    assert not model.has_stereo
+    pairs = []
+    for flat in moses_smiles(40, "test"):
+        mol = Chem.MolFromSmiles(flat)
+        centres = Chem.FindMolChiralCenters(mol, includeUnassigned=True, useLegacyImplementation=False)
+        if centres:
+            mol.GetAtomWithIdx(centres[0][0]).SetChiralTag(Chem.ChiralType.CHI_TETRAHEDRAL_CW)
+            pairs.append((flat, Chem.MolToSmiles(mol)))
+    assert len(pairs) >= 5 and all("@" in stereo for _, stereo in pairs)
+    flat, stereo = map(list, zip(*pairs))
+    assert [model.canonical(s) for s in stereo] == [model.canonical(s) for s in flat]
+    rate = reconstruction_rate(model, flat)
+    assert rate > 0 and reconstruction_rate(model, stereo) == rate
