@@ -661,6 +661,18 @@ class MolVAE:
             self._has_stereo = any("@" in t or "/" in t or "\\" in t for t in self.vocab.tokens[4:])
         return self._has_stereo
 
+    def weights_sha256(self) -> str | None:
+        """SHA-256 of the weights file the model was loaded from (None for a model built in memory).
+
+        Names the exact weights in run records: a fine-tuned run's parent, an optimization's model.
+        """
+        import hashlib
+
+        weights = Path(self.source) / WEIGHTS_FILE if self.source else None
+        if weights is None or not weights.is_file():
+            return None
+        return hashlib.sha256(weights.read_bytes()).hexdigest()
+
     def canonical(self, smiles: str) -> str | None:
         """``smiles`` as this model reads it: RDKit canonical, without stereochemistry unless :attr:`has_stereo`.
 

@@ -262,10 +262,7 @@ def train_step(
 
 def parent_summary(parent: MolVAE, name: str) -> dict[str, Any]:
     """What a fine-tuned run started from: name, folder, weights digest and the parent's training."""
-    import hashlib
-
-    weights = Path(parent.source or "") / "model.safetensors"
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None
+    digest = parent.weights_sha256()
     card = parent.card or {}
     lineage = {k: card.get(k) for k in ("epochs", "steps", "training_hours", "hardware") if k in card}
     saved = read_json(Path(parent.source) / CONFIG_FILE, "model config") if parent.source else {}

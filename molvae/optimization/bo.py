@@ -36,7 +36,6 @@ instead (source ``local`` in evaluations.csv; :meth:`Optimizer._local_batch`).
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import math
 import time
@@ -385,10 +384,8 @@ def trust_region_box(X: torch.Tensor, feasible: torch.Tensor, bounds: torch.Tens
 
 def model_identity(model) -> dict[str, str] | None:
     """Where a model was loaded from and the SHA-256 of its weights file (None for a model built in memory)."""
-    weights = Path(model.source) / "model.safetensors" if getattr(model, "source", None) else None
-    if weights is None or not weights.is_file():
-        return None
-    return {"source": str(model.source), "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
+    digest = model.weights_sha256()
+    return None if digest is None else {"source": str(model.source), "weights_sha256": digest}
 
 
 def _seed_for(seed: int, round: int) -> int:

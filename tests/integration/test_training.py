@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
 import shutil
@@ -265,8 +267,10 @@ def test_init_from_starts_at_the_parent_weights_and_keeps_its_vocabulary(referen
     child = load_weights(tmp_path / "ft" / "model.safetensors")
     for key, value in parent.net.state_dict().items():
         assert torch.allclose(child[key], value, atol=1e-6), key
-    info = (tmp_path / "ft" / "run_info.json").read_text()
-    assert str(source) in info and "weights_sha256" in info
+    info = json.loads((tmp_path / "ft" / "run_info.json").read_text())["init_from"]
+    assert info["source"] == str(source)
+    assert info["weights_sha256"] == hashlib.sha256((source / "model.safetensors").read_bytes()).hexdigest()
+    assert info["weights_sha256"] == parent.weights_sha256()
     # Resuming the fine-tuned run needs no parent any more: its weights are in resume.pt.
     shutil.rmtree(source)
     assert Trainer(tmp_path / "ft", resume=True, epochs_override=2).fit()[-1]["epoch"] == 2
