@@ -661,6 +661,55 @@ class MolVAE:
             self._has_stereo = any("@" in t or "/" in t or "\\" in t for t in self.vocab.tokens[4:])
         return self._has_stereo
 
+    def summary(self) -> dict[str, Any]:
+        """What this model is and how it was made (JSON-serializable; what ``molvae info`` prints).
+
+        ``model``: name (bundled models), source folder, representation, vocabulary size, whether
+        it spells stereochemistry, architecture, parameters, weights digest. ``training``: the
+        data, epochs done and planned, steps, hours, hardware, the parent of a fine-tuned run,
+        and whether a run directory holds a checkpoint to resume from (``molvae train --resume``).
+        ``metrics``: the last epoch's figures. Read from the bundled model card or from the
+        run directory's config.json, metrics.csv, data_summary.json and run_info.json.
+        """
+        from molvae.training import METRICS_FILE, RESUME_FILE
+
+        cfg = self.config
+        model = {"name": (self.card or {}).get("name"), "source": self.source, "bundled": self.card is not None,
+                 "representation": cfg.representation, "vocab_size": cfg.vocab_size, "stereo": self.has_stereo,
+                 "max_length": cfg.max_length, "architecture": cfg.to_dict(), "parameters": self.n_parameters,
+                 "weights_sha256": self.weights_sha256()}
+        if self.card is not None:
+            card = self.card
+            training = {"data": card.get("training_data"), "data_summary": card.get("data_summary"),
+                        "epochs": card.get("total_epochs", card.get("epochs")),
+                        "steps": card.get("steps"), "hours": card.get("total_training_hours", card.get("training_hours")),
+                        "hardware": card.get("hardware"),
+                        "parent": (card.get("initialized_from") or {}).get("model")}
+            return {"model": model, "training": training, "metrics": card.get("final_epoch_metrics")}
+        folder = Path(self.source) if self.source else None
+
+        def read(name: str) -> Any:
+            return read_json(folder / name, name) if folder is not None and (folder / name).is_file() else None
+
+        config = read(CONFIG_FILE) or {}
+        planned = config.get("training") if isinstance(config.get("training"), dict) else {}
+        metrics = None
+        if folder is not None and (folder / METRICS_FILE).is_file():
+            import pandas as pd
+
+            rows = pd.read_csv(folder / METRICS_FILE)
+            # NaN (a figure the run did not compute) as None: JSON has no NaN.
+            metrics = {k: (None if pd.isna(v) else v.item() if hasattr(v, "item") else v)
+                       for k, v in rows.iloc[-1].items()} if len(rows) else None
+        info = read("run_info.json") or {}
+        training = {"data": planned.get("data"), "data_summary": read("data_summary.json"),
+                    "epochs": int(metrics["epoch"]) if metrics else 0,
+                    "epochs_planned": planned.get("epochs"), "steps": int(metrics["step"]) if metrics else None,
+                    "hours": round(float(metrics["elapsed_s"]) / 3600, 2) if metrics and "elapsed_s" in metrics else None,
+                    "hardware": info.get("hardware"), "parent": (info.get("init_from") or {}).get("model"),
+                    "resumable": folder is not None and (folder / RESUME_FILE).is_file()}
+        return {"model": model, "training": training, "metrics": metrics}
+
     def weights_sha256(self) -> str | None:
         """SHA-256 of the weights file the model was loaded from (None for a model built in memory).
 

@@ -34,6 +34,7 @@ SUBCOMMANDS: list[str] = [
     "molvae.cli.optimize",
     "molvae.cli.interpolate",
     "molvae.cli.explore",
+    "molvae.cli.info",
 ]
 
 

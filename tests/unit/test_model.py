@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 
@@ -204,6 +205,19 @@ def test_save_load_round_trip(model, tmp_path) -> None:
     assert loaded.vocab == model.vocab and loaded.config == model.config
     z = np.random.default_rng(0).normal(size=(4, SMALL["latent_dim"])).astype(np.float32)
     assert loaded.decode(z) == model.decode(z)
+
+
+def test_summary_of_a_model_in_memory_and_of_its_saved_copy(model, tmp_path) -> None:
+    """A model built in memory has no file or training record; saved by MolVAE.save it has weights only."""
+    summary = model.summary()
+    assert summary["model"]["weights_sha256"] is None and summary["model"]["source"] is None
+    assert summary["model"]["parameters"] == model.n_parameters
+    assert summary["model"]["architecture"] == model.config.to_dict()
+    assert summary["training"]["epochs"] == 0 and summary["metrics"] is None
+    model.save(tmp_path / "m")
+    saved = MolVAE.load(tmp_path / "m", device="cpu").summary()
+    assert saved["model"]["weights_sha256"] == hashlib.sha256((tmp_path / "m" / "model.safetensors").read_bytes()).hexdigest()
+    assert saved["training"]["resumable"] is False and saved["training"]["epochs_planned"] is None
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
