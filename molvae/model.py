@@ -31,6 +31,7 @@ from molvae.checkpoint import load_weights, read_json, save_weights, write_json
 from molvae.config import config_from_dict, rule, validate_config
 from molvae.errors import ConfigError, InvalidMoleculeError, ModelLoadError, MolvaeError, shorten
 from molvae.recurrent import DecoderCells, gru_layer, native_gru_layer, run_bidirectional_gru, run_gru
+from molvae.seeding import ATTEMPT_STRIDE, KeyedNoise, prior_latents, random_seed
 from molvae.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocabulary, get_tokenizer
 
 log = logging.getLogger(__name__)
@@ -313,19 +314,19 @@ class DecoderStepper:
         return self._run(_gru_stack_step, _compiled_stack_step, self._weights(zterm, token, hidden))
 
     def next_token(self, zterm: torch.Tensor, token: torch.Tensor, hidden: torch.Tensor,
-                   temperature: float | None = None, generator: torch.Generator | None = None,
+                   temperature: float | None = None, noise: torch.Tensor | None = None,
                    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The next token [B] (argmax, or a draw at ``temperature``) and the new hidden state.
 
-        The draw is the one :func:`torch.multinomial` makes (an exponential race on
-        the probabilities, noise from ``generator``), done inside the step so that a
-        compiled step fuses it with the output layer.
+        A draw needs ``noise``: Exp(1) variates [B, V] (:class:`molvae.seeding.KeyedNoise`).
+        It is the draw :func:`torch.multinomial` makes (an exponential race on the
+        probabilities), done inside the step so that a compiled step fuses it with the
+        output layer.
         """
-        noise = None
-        if temperature is not None:
-            noise = torch.empty(token.shape[0], self.token_table.shape[0], device=token.device)
-            noise.exponential_(generator=generator)
-        args = (*self._weights(zterm, token, hidden), noise, self._temperature(temperature))
+        if temperature is not None and noise is None:
+            raise ValueError("a draw at a temperature needs its Exp(1) noise")
+        args = (*self._weights(zterm, token, hidden), noise if temperature is not None else None,
+                self._temperature(temperature))
         return self._run(_gru_stack_next_token, _compiled_next_token, args)
 
     def _temperature(self, value: float | None) -> torch.Tensor:
@@ -426,12 +427,16 @@ def generate(
     temperature: float = 1.0,
     max_length: int | None = None,
     beam_width: int = 5,
-    generator: torch.Generator | None = None,
+    seed: int | None = None,
+    keys: torch.Tensor | None = None,
     dtype: torch.dtype = torch.float32,
     compile: bool = False,
 ) -> np.ndarray:
     """Token ids [B, max_length] (PAD after EOS) decoded from latents ``z`` [B, D].
 
+    A sampled decode of row ``i`` is a function of (``z[i]``, ``seed``, ``keys[i]``)
+    alone (default keys: ``0..B-1``; no seed: one drawn from torch's global
+    generator), whatever else is in the batch: see :mod:`molvae.seeding`.
     ``compile=True`` runs each step through ``torch.compile`` (see :func:`_compiled_stack_step`).
     """
     max_length = max_length or net.config.max_length
@@ -443,14 +448,26 @@ def generate(
     if strategy == "sample" and not 0 < temperature < math.inf:
         raise ConfigError(f"temperature must be a finite number > 0, got {temperature}")
     batch = z.shape[0]
+    noise = streams = None
+    if strategy == "sample":
+        if keys is None:
+            keys = torch.arange(batch)
+        elif keys.shape != (batch,):
+            raise ValueError(f"keys must have shape [{batch}], got {tuple(keys.shape)}")
+        noise = KeyedNoise(random_seed() if seed is None else seed)
+        streams = noise.stream(keys.to(z.device))
+    n_tokens = net.config.vocab_size
     out = torch.full((batch, max_length), PAD_ID, dtype=torch.long)
     rows = torch.arange(batch)  # the output row of each row still in the batch
     zterm, hidden = stepper.start(z)
     token = torch.full((batch,), BOS_ID, dtype=torch.long, device=z.device)
     running = torch.ones(batch, dtype=torch.bool, device=z.device)
     for t in range(max_length - 1):
-        token, hidden = stepper.next_token(zterm, token, hidden, None if strategy == "greedy" else temperature,
-                                           generator)
+        if noise is None:
+            token, hidden = stepper.next_token(zterm, token, hidden)
+        else:
+            token, hidden = stepper.next_token(zterm, token, hidden, temperature,
+                                               noise.exponential(streams, t, n_tokens))
         # Finished rows kept as padding write PAD, which is already there.
         token = torch.where(running, token, PAD_ID)
         out[rows, t] = token.cpu()
@@ -465,6 +482,8 @@ def generate(
             keep = torch.argsort((~running).to(torch.uint8), stable=True)[:size]
             rows = rows[keep.cpu()]
             hidden, zterm, token, running = hidden[:, keep], zterm[keep], token[keep], running[keep]
+            if streams is not None:
+                streams = streams[keep]
     return out.numpy()
 
 
@@ -926,41 +945,52 @@ class MolVAE:
     def decode(
         self, z: np.ndarray | torch.Tensor, strategy: Strategy = "greedy", temperature: float = 1.0,
         beam_width: int = 5, batch_size: int = 1024, max_length: int | None = None, seed: int | None = None,
+        keys: Sequence[int] | np.ndarray | None = None,
     ) -> list[str]:
         """Decode latents [N, D] to SMILES strings (empty string when nothing valid came out for SELFIES).
 
         Strings are returned as generated, not validated: pass them to
-        :mod:`molvae.chemistry` to check validity.
+        :mod:`molvae.chemistry` to check validity. A sampled decode of latent ``i``
+        depends only on ``z[i]``, ``seed`` and ``keys[i]`` (default ``i``), not on
+        ``batch_size`` or the other latents (:mod:`molvae.seeding`).
         """
-        return [s for batch in self.iter_decode(z, strategy, temperature, beam_width, batch_size, max_length, seed)
+        return [s for batch in self.iter_decode(z, strategy, temperature, beam_width, batch_size, max_length, seed,
+                                                keys)
                 for s in batch]
 
     def iter_decode(
         self, z: np.ndarray | torch.Tensor, strategy: Strategy = "greedy", temperature: float = 1.0,
         beam_width: int = 5, batch_size: int = 1024, max_length: int | None = None, seed: int | None = None,
+        keys: Sequence[int] | np.ndarray | None = None,
     ) -> Iterator[list[str]]:
         """:meth:`decode`, one list of strings per batch (so callers can write them out as they come)."""
         z = torch.as_tensor(np.asarray(z, dtype=np.float32) if not isinstance(z, torch.Tensor) else z).float()
         if z.ndim != 2 or z.shape[1] != self.config.latent_dim:
             raise ConfigError(f"latents must have shape [N, {self.config.latent_dim}], got {tuple(z.shape)}")
-        generator = torch.Generator(device=self.device.type).manual_seed(seed) if seed is not None else None
+        key_ids = torch.arange(z.shape[0]) if keys is None else torch.as_tensor(np.asarray(keys, dtype=np.int64))
+        if key_ids.shape != (z.shape[0],):
+            raise ConfigError(f"keys must hold one integer per latent ({z.shape[0]}), got shape {tuple(key_ids.shape)}")
+        if strategy == "sample" and seed is None:
+            seed = random_seed()  # one seed for the whole call, so that batches draw different streams
 
         @torch.no_grad()
         def decode_batch(start: int, stop: int) -> list[str]:
             ids = generate(self.net, z[start:stop].to(self.device), strategy, temperature, max_length, beam_width,
-                           generator, self.dtype, compile=self.compile_decoder)
+                           seed, key_ids[start:stop], self.dtype, compile=self.compile_decoder)
             return self.ids_to_smiles(ids)
 
         yield from iter_batches(decode_batch, z.shape[0], batch_size, "decode")
 
     def decode_valid(
         self, z: np.ndarray | torch.Tensor, attempts: int = 10, temperature: float = 0.5, seed: int | None = 0,
-        batch_size: int = 1024,
+        batch_size: int = 1024, keys: Sequence[int] | np.ndarray | None = None,
     ) -> list[str | None]:
         """The most frequent valid molecule (canonical SMILES) over several decodes of each latent, or None.
 
         Decodes greedily once, then ``attempts - 1`` times by sampling at a low
         ``temperature`` (all attempts in one batch); ties go to the greedy decode.
+        Attempt ``k`` of latent ``i`` draws stream ``keys[i] + k * ATTEMPT_STRIDE``, so
+        the answer for a latent does not depend on the other latents or on ``batch_size``.
         """
         from collections import Counter
 
@@ -970,10 +1000,13 @@ class MolVAE:
             raise ConfigError(f"attempts must be >= 1, got {attempts}")
         z = torch.as_tensor(np.asarray(z, dtype=np.float32) if not isinstance(z, torch.Tensor) else z).float()
         n = z.shape[0]
+        base = np.arange(n, dtype=np.int64) if keys is None else np.asarray(keys, dtype=np.int64)
         decoded = self.decode(z, strategy="greedy", batch_size=batch_size)
         if attempts > 1:
             repeated = z.repeat(attempts - 1, 1)
-            decoded += self.decode(repeated, strategy="sample", temperature=temperature, seed=seed, batch_size=batch_size)
+            attempt_keys = np.concatenate([base + k * ATTEMPT_STRIDE for k in range(1, attempts)])
+            decoded += self.decode(repeated, strategy="sample", temperature=temperature, seed=seed,
+                                   batch_size=batch_size, keys=attempt_keys)
         result: list[str | None] = []
         for i in range(n):
             # Greedy decode first in each Counter, so most_common breaks ties in its favour.
@@ -987,14 +1020,19 @@ class MolVAE:
 
     def sample(self, n: int, strategy: Strategy = "sample", temperature: float = 1.0, seed: int | None = None,
                batch_size: int = 1024) -> list[str]:
-        """Draw ``n`` latents from the prior N(0, I) and decode them."""
+        """Draw ``n`` latents from the prior N(0, I) and decode them.
+
+        For a given seed, ``sample(n)`` is the first ``n`` molecules of ``sample(m)`` for any
+        ``m > n``, whatever ``batch_size``.
+        """
         return [s for batch in self.iter_sample(n, strategy, temperature, seed, batch_size) for s in batch]
 
     def iter_sample(self, n: int, strategy: Strategy = "sample", temperature: float = 1.0, seed: int | None = None,
                     batch_size: int = 1024) -> Iterator[list[str]]:
-        """:meth:`sample`, one list of strings per batch; the same strings for the same seed and batch size."""
-        gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        z = torch.randn(n, self.config.latent_dim, generator=gen)
+        """:meth:`sample`, one list of strings per batch (of ``batch_size``)."""
+        if seed is None:
+            seed = random_seed()
+        z = prior_latents(n, self.config.latent_dim, seed)
         return self.iter_decode(z, strategy=strategy, temperature=temperature, seed=seed, batch_size=batch_size)
 
     def reconstruct(self, smiles: Sequence[str], strategy: Strategy = "greedy", errors: str = "raise") -> list[str | None]:

@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--temperature", type=float, default=None,
                    help="sampling temperature (default 1.0 with --strategy sample, 0.5 for the --attempts samples)")
     p.add_argument("--seed", type=int, default=0,
-                   help="seed of the sampled decodes (the same output whatever --chunk-size, for a given --batch-size)")
+                   help="seed of the sampled decodes (each row's draws depend on the seed and its row number only: the same "
+                        "output whatever --chunk-size and --batch-size)")
     add_limit_arguments(p, chunk_size=20_000, batch_size=1024)
     p.set_defaults(func=run)
 
@@ -97,25 +98,24 @@ def run(args: argparse.Namespace) -> int:
     z = read_latents(args.input, model.config.latent_dim)
     n = z.shape[0]
     n_valid = n_skipped = 0
-    # Chunks of whole --batch-size blocks: each block is seeded by its position (below).
-    step = max(args.batch_size, args.chunk_size - args.chunk_size % args.batch_size)
     with TableWriter(out) as table_out, tqdm(total=n, unit="mol", desc="decode", disable=None) as bar:
-        for start in range(0, n, step):
-            chunk = latent_rows(z, start, start + step)
+        for start in range(0, n, args.chunk_size):
+            chunk = latent_rows(z, start, start + args.chunk_size)
             ok = np.isfinite(chunk).all(axis=1)
             decoded: list[str | None] = []
-            # Seeded per block of --batch-size rows at fixed positions, so sampled decodes
-            # are the same whatever --chunk-size.
-            for block in range(0, len(chunk), args.batch_size):
-                rows = chunk[block : block + args.batch_size][ok[block : block + args.batch_size]]
-                seed = args.seed + start + block
-                if not len(rows):
-                    continue
+            # A sampled decode is keyed by the latent's row in the file: the same output
+            # whatever --chunk-size and --batch-size. Blocks of --batch-size rows keep the
+            # --attempts decodes of only one block in memory.
+            rows, keys = chunk[ok], start + np.flatnonzero(ok)
+            for block in range(0, len(rows), args.batch_size):
+                part = slice(block, block + args.batch_size)
                 if args.attempts > 1:
-                    decoded += model.decode_valid(rows, attempts=args.attempts, batch_size=args.batch_size, seed=seed,
+                    decoded += model.decode_valid(rows[part], attempts=args.attempts, batch_size=args.batch_size,
+                                                  seed=args.seed, keys=keys[part],
                                                   temperature=0.5 if args.temperature is None else args.temperature)
                 else:
-                    decoded += model.decode(rows, strategy=args.strategy, batch_size=args.batch_size, seed=seed,
+                    decoded += model.decode(rows[part], strategy=args.strategy, batch_size=args.batch_size,
+                                            seed=args.seed, keys=keys[part],
                                             temperature=1.0 if args.temperature is None else args.temperature)
             df = _rows(decoded, ok)
             table_out.write(df)

@@ -20,7 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", "-o", required=True, help="output table (.csv, .tsv, .sdf, each optionally .gz, or .parquet; - for CSV on standard output): one row per draw (smiles, valid, generated)")
     p.add_argument("--strategy", default="sample", choices=["sample", "greedy", "beam"])
     p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None,
+                   help="the same molecules for the same seed whatever --batch-size, --chunk-size or device: "
+                        "--n 100 gives the first 100 of --n 10000")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the decoding step; the first batch waits for the compiler (needs a C++ "
                         "compiler; falls back with a warning). On CPU the eager step already runs its gates in "
@@ -60,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
         digests.append(_digests(valid))
         pending = pending[count:]
 
-    # Batches are decoded as always (the same samples for a seed whatever --chunk-size) and
-    # written every --chunk-size molecules, so memory holds one chunk of strings.
+    # Written every --chunk-size molecules, so memory holds one chunk of strings (the
+    # molecules themselves do not depend on it: molvae.seeding).
     with TableWriter(out) as table_out, tqdm(total=args.n, unit="mol", desc="sample", disable=None) as bar:
         for batch in model.iter_sample(args.n, strategy=args.strategy, temperature=args.temperature, seed=args.seed,
                                        batch_size=args.batch_size):

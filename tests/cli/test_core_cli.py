@@ -31,6 +31,17 @@ def test_train_moses_then_sample(smiles_run, tmp_path, capsys) -> None:
     assert "validity" in capsys.readouterr().out
 
 
+def test_sample_with_a_seed_is_the_same_whatever_the_sizes(smiles_run, tmp_path) -> None:
+    """--n 30 starts with --n 12's molecules, with other --batch-size and --chunk-size."""
+    small, big = tmp_path / "small.csv", tmp_path / "big.csv"
+    assert main(["sample", "--model", smiles_run, "--n", "12", "--seed", "4", "--batch-size", "5", "-o", str(small)]) == 0
+    assert main(["sample", "--model", smiles_run, "--n", "30", "--seed", "4", "--chunk-size", "7", "-o", str(big)]) == 0
+    first = pd.read_csv(small, keep_default_na=False)
+    whole = pd.read_csv(big, keep_default_na=False)
+    assert first.equals(whole.head(12))
+    assert whole["generated"].nunique() > 20
+
+
 def test_selfies_samples_always_parse(tmp_path, capsys) -> None:
     run = tmp_path / "zinc-selfies"
     args = ["train", "--data", "moses", "--limit", "2000", "--epochs", "1", "--representation", "selfies",

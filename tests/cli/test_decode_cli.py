@@ -52,20 +52,26 @@ def test_decode_of_encode_is_reconstruct(small_model_dir, tmp_path, capsys) -> N
 
 
 @pytest.mark.parametrize("options", [["--strategy", "sample"], ["--attempts", "3"]])
-def test_sampled_decodes_do_not_depend_on_chunk_size(tiny_model, tmp_path, options) -> None:
+def test_sampled_decodes_do_not_depend_on_chunk_or_batch_size(tiny_model, tmp_path, options) -> None:
+    """Each row's draws are keyed by its row number in the file (molvae.seeding)."""
     z = np.random.default_rng(0).normal(size=(11, 4)).astype(np.float32)
     z[4] = np.nan
     np.save(tmp_path / "z.npy", z)
     tables = []
-    for chunk in ("3", "100"):
-        out = tmp_path / f"d{chunk}.csv"
+    for chunk, batch in (("3", "2"), ("100", "2"), ("100", "64"), ("5", "3")):
+        out = tmp_path / f"d{chunk}-{batch}.csv"
         assert main(["decode", "--model", tiny_model, "--input", str(tmp_path / "z.npy"), "--out", str(out),
-                     "--chunk-size", chunk, "--batch-size", "2", "--seed", "5", *options]) == 0
+                     "--chunk-size", chunk, "--batch-size", batch, "--seed", "5", *options]) == 0
         tables.append(pd.read_csv(out, keep_default_na=False))
-    assert tables[0].equals(tables[1])
+    for table in tables[1:]:
+        assert tables[0].equals(table)
     assert len(tables[0]) == 11 and tables[0]["decoded"].tolist() == [True] * 4 + [False] + [True] * 6
     # Varied decodes, or the comparison above would prove little.
     assert tables[0].loc[tables[0]["decoded"], "generated"].nunique() >= 3
+    # The seed does matter.
+    assert main(["decode", "--model", tiny_model, "--input", str(tmp_path / "z.npy"), "--out",
+                 str(tmp_path / "other.csv"), "--seed", "6", *options]) == 0
+    assert not pd.read_csv(tmp_path / "other.csv", keep_default_na=False).equals(tables[0])
 
 
 @pytest.mark.parametrize(

@@ -149,6 +149,38 @@ def test_seeded_sampling_is_reproducible(model) -> None:
     assert model.sample(20, seed=3) != model.sample(20, seed=4)
 
 
+def test_a_seed_means_the_same_molecules_however_they_are_batched(model, monkeypatch) -> None:
+    """Draws are keyed by (seed, row), not by batch (molvae.seeding): sample(n) is the start of
+    sample(m); a subset decoded with its keys is that subset of the whole; a batch halved after
+    running out of GPU memory decodes what the whole batch would have."""
+    import molvae.model as model_module
+    from molvae.batching import OUT_OF_MEMORY
+
+    big = model.sample(60, seed=3, batch_size=16)
+    assert len(set(big)) > 30  # random weights: varied draws, so equality below means something
+    assert model.sample(25, seed=3, batch_size=7) == big[:25]
+    assert model.sample(25, seed=3, batch_size=7) != model.sample(25, seed=4, batch_size=7)
+
+    z = torch.randn(40, SMALL["latent_dim"], generator=torch.Generator().manual_seed(2))
+    full = model.decode(z, "sample", seed=1, batch_size=64)
+    assert model.decode(z[10:30], "sample", seed=1, keys=np.arange(10, 30), batch_size=4) == full[10:30]
+    assert model.decode(z[10:30], "sample", seed=1, batch_size=4) != full[10:30]  # other keys, other draws
+    valid = model.decode_valid(z, attempts=4, seed=1)
+    assert model.decode_valid(z[5:9], attempts=4, seed=1, keys=np.arange(5, 9), batch_size=3) == valid[5:9]
+
+    real_generate = model_module.generate
+
+    def small_gpu(net, z, *args, **kwargs):
+        if z.shape[0] > 8:
+            raise OUT_OF_MEMORY("CUDA out of memory. Tried to allocate 1 GiB.")
+        return real_generate(net, z, *args, **kwargs)
+
+    monkeypatch.setattr(model_module, "generate", small_gpu)
+    assert model.decode(z, "sample", seed=1, batch_size=64) == full
+    with pytest.raises(ConfigError, match="one integer per latent"):
+        model.decode(z, "sample", seed=1, keys=[1, 2])
+
+
 def test_encode_errors(model) -> None:
     with pytest.raises(InvalidMoleculeError, match="C1CC"):
         model.encode(["CCO", "C1CC"])
@@ -323,8 +355,8 @@ def test_decoder_stepper_matches_gru_step(model, cells: bool) -> None:
 
 
 def test_next_token_draws_what_multinomial_draws(model) -> None:
-    """The in-step draw reproduces torch.multinomial for the same generator state (so seeded
-    samples did not change when the draw moved into the step), and greedy is the argmax."""
+    """The in-step draw from Exp(1) noise is torch.multinomial's draw for that noise (the same
+    generator state), and greedy is the argmax."""
     from molvae.model import DecoderStepper
 
     torch.manual_seed(0)
@@ -337,14 +369,14 @@ def test_next_token_draws_what_multinomial_draws(model) -> None:
         for temperature in (0.5, 1.0, 2.0):
             expected = torch.multinomial(torch.softmax(logits / temperature, -1), 1,
                                          generator=torch.Generator().manual_seed(7)).squeeze(1)
-            drawn, new_hidden = stepper.next_token(zterm, tokens, hidden, temperature,
-                                                   torch.Generator().manual_seed(7))
+            noise = torch.empty(64, len(model.vocab)).exponential_(generator=torch.Generator().manual_seed(7))
+            drawn, new_hidden = stepper.next_token(zterm, tokens, hidden, temperature, noise)
             assert torch.equal(drawn, expected), temperature
             assert torch.equal(new_hidden, ref_hidden)
         greedy, _ = stepper.next_token(zterm, tokens, hidden)
         assert torch.equal(greedy, logits.argmax(-1))
         # A draw at a high temperature is not the argmax everywhere (the test above is not vacuous).
-        hot, _ = stepper.next_token(zterm, tokens, hidden, 5.0, torch.Generator().manual_seed(7))
+        hot, _ = stepper.next_token(zterm, tokens, hidden, 5.0, noise)
         assert not torch.equal(hot, greedy)
 
 
@@ -378,7 +410,7 @@ def test_compiled_decoder_step_matches_eager(model) -> None:
     seeded noise) and bf16 greedy decoding.
     """
     z = torch.from_numpy(np.random.default_rng(3).normal(size=(40, SMALL["latent_dim"])).astype(np.float32))
-    eager, compiled = (generate(model.net, z, "sample", generator=torch.Generator().manual_seed(5), compile=c)
+    eager, compiled = (generate(model.net, z, "sample", seed=5, compile=c)
                        for c in (False, True))
     agree = (eager == compiled).all(axis=1).mean()
     assert agree == 1.0, agree
