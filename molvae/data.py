@@ -20,6 +20,7 @@ import math
 import multiprocessing
 import os
 import re
+import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -114,12 +115,16 @@ def _base_suffix(path: Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
+#: Column names taken as the SMILES column (any case) when none is given.
+SMILES_COLUMN_NAMES = ("smiles", "canonical_smiles", "smi")
+
+
 def _pick_column(columns: Sequence[str], wanted: str | None, path: Path) -> str:
     if wanted is not None:
         if wanted in columns:
             return wanted
         raise InputFileError(f"{path}: no column {wanted!r}; columns found: {', '.join(map(str, columns))}")
-    matches = [c for c in columns if str(c).strip().lower() in ("smiles", "canonical_smiles", "smi")]
+    matches = [c for c in columns if str(c).strip().lower() in SMILES_COLUMN_NAMES]
     if len(matches) > 1:
         raise InputFileError(f"{path}: several SMILES columns ({', '.join(matches)}); choose one with --smiles-column")
     if matches:
@@ -137,6 +142,38 @@ TEXT_KINDS = (".smi", ".smiles", ".txt", "")
 TABLE_KINDS = (".csv", ".tsv")
 SD_KINDS = (".sdf", ".sd")
 FORMATS = ".smi, .txt, .csv, .tsv, .sdf (optionally .gz) or .parquet"
+
+
+def guess_suffix(head: bytes, column: str | None = None) -> str:
+    """The file suffix that names the format of a molecule file beginning with ``head`` (for input without a name).
+
+    gzip and parquet are told by their magic bytes; an SD file by its ``M  END`` or
+    ``$$$$`` lines. With ``column`` given it is a table (``.tsv`` if its first line
+    has a tab, else ``.csv``); without, a table is one whose first line holds a SMILES
+    column name (as for named files), alone or among tab- or comma-separated fields.
+    Anything else is read as SMILES lines (``.smi``).
+    """
+    if head.startswith(b"\x1f\x8b"):
+        try:
+            inner = zlib.decompressobj(wbits=31).decompress(head, 65_536)
+        except zlib.error:
+            inner = b""  # corrupt: the gzip reader will say so, with the file's name
+        return guess_suffix(inner, column) + ".gz"
+    if head.startswith(b"PAR1"):
+        return ".parquet"
+    text = head.decode("utf-8", errors="replace").lstrip("\ufeff")
+    lines = text.splitlines()
+    if any(line.rstrip() in ("$$$$", "M  END") or line.rstrip().endswith(("V2000", "V3000")) for line in lines):
+        return ".sdf"
+    first = lines[0] if lines else ""
+    if column:
+        # A named column means a table; its reader says so if the header lacks it.
+        return ".tsv" if "\t" in first else ".csv"
+    # A first line of one field under a SMILES header (`cut -d, -f1` of a table) is a .csv too.
+    sep, suffix = ("\t", ".tsv") if "\t" in first else (",", ".csv")
+    if any(f.strip().strip('"').lower() in SMILES_COLUMN_NAMES for f in first.split(sep)):
+        return suffix
+    return ".smi"
 
 
 def iter_smiles(path: str | os.PathLike, column: str | None = None, limit: int | None = None,
@@ -205,8 +242,9 @@ def _records(path: Path, column: str | None, keep: tuple[str, ...], limit: int |
         raise InputFileError(f"{path}: has a .gz suffix but is not gzip-compressed") from None
     except MolvaeError:
         raise
-    except (EOFError, OSError, ValueError) as exc:
-        # EOFError: a truncated .gz; ValueError covers pyarrow's ArrowInvalid for a corrupt parquet file.
+    except (EOFError, OSError, ValueError, zlib.error) as exc:
+        # EOFError: a truncated .gz; zlib.error: a corrupt one; ValueError covers pyarrow's ArrowInvalid for a
+        # corrupt parquet file.
         raise InputFileError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
     if n == 0 and not allow_empty:
         raise InputFileError(f"{path}: no molecules found (empty file?)")
@@ -233,7 +271,7 @@ def record_fields(path: str | os.PathLike) -> list[str]:
                 if mol is not None:
                     fields.update(dict.fromkeys(mol.GetPropNames()))
             return list(fields)
-    except (EOFError, OSError, ValueError) as exc:
+    except (EOFError, OSError, ValueError, zlib.error) as exc:
         raise InputFileError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
     return ["name"]
 
@@ -350,7 +388,7 @@ def _unwrapped_read_errors(supplier: Any) -> Iterator[Any]:
     try:
         yield from supplier
     except SystemError as exc:
-        if isinstance(exc.__context__, (EOFError, OSError)):
+        if isinstance(exc.__context__, (EOFError, OSError, zlib.error)):
             raise exc.__context__ from None
         raise
 

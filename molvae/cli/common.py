@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import io
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import TextIO
 
 import pandas as pd
 
 from molvae.checkpoint import atomic_write, atomic_write_text
-from molvae.errors import MolvaeError
+from molvae.errors import ConfigError, InputFileError, MolvaeError
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +39,47 @@ def shown_output(out: str | Path) -> str:
     from molvae.tables import is_stdout
 
     return "standard output" if is_stdout(out) else str(out)
+
+
+#: Bytes of standard input read before its format is decided.
+SNIFF_BYTES = 65_536
+
+
+def spool_standard_input(cleanup: contextlib.ExitStack, column: str | None = None) -> Path:
+    """Copy standard input into a temporary file named after its format (``stdin.csv``, ``stdin.smi``...).
+
+    The molecule readers count records in a first pass and then read them, so a
+    stream cannot be read in place. The file lives as long as ``cleanup``.
+    """
+    from molvae.data import guess_suffix
+
+    stdin = sys.stdin
+    if stdin is None or stdin.isatty():
+        raise InputFileError("--input -: standard input is a terminal, not a stream of molecules; pipe a file in "
+                             "(`molvae sample -o - | molvae properties -i - -o props.csv`) or name one")
+    source = stdin.buffer
+    head = source.read(SNIFF_BYTES)
+    if not head:
+        raise InputFileError("--input -: standard input is empty")
+    folder = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="molvae-stdin-")))
+    path = folder / f"stdin{guess_suffix(head, column)}"
+    with open(path, "wb") as fh:
+        fh.write(head)
+        shutil.copyfileobj(source, fh, 1 << 20)
+    return path
+
+
+def resolve_standard_input(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> str | None:
+    """Point ``args.input`` at a copy of standard input for ``--input -``; the copy's path, else None.
+
+    Only commands that set ``stdin_input`` read standard input; for the others ``-`` is an error.
+    """
+    if getattr(args, "input", None) != "-":
+        return None
+    if not getattr(args, "stdin_input", False):
+        raise ConfigError(f"--input -: {args.command} does not read standard input; name a file")
+    args.input = str(spool_standard_input(cleanup, getattr(args, "smiles_column", None)))
+    return args.input
 
 
 def load_model(args: argparse.Namespace):

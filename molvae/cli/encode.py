@@ -24,7 +24,7 @@ LATENT_DTYPE = np.dtype("<f4")
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("encode", help="encode molecules to latent vectors (.npy)", description=__doc__)
     add_model_arguments(p)
-    p.add_argument("--input", "-i", required=True, help="molecule file (.smi/.txt/.csv/.tsv/.sdf, optionally .gz, or .parquet)")
+    p.add_argument("--input", "-i", required=True, help="molecule file (.smi/.txt/.csv/.tsv/.sdf, optionally .gz, or .parquet; - for standard input, its format told from its first bytes)")
     p.add_argument("--smiles-column", default=None)
     p.add_argument("--out", "-o", required=True, help="output .npy of shape [N, latent_dim]; NaN rows for skipped molecules")
     p.add_argument("--index", default=None, metavar="TABLE",
@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--on-error", choices=["skip", "raise"], default="skip",
                    help="skip (NaN row, counted) or stop at the first invalid molecule / unknown token")
     add_limit_arguments(p, chunk_size=20_000, batch_size=1024)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, stdin_input=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ taking the parsed arguments and returning an exit code.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from molvae import __version__
+from molvae.cli.common import resolve_standard_input
 from molvae.errors import MolvaeError
 from molvae.runtime import tune_allocator
 
@@ -59,14 +61,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s")
     tune_allocator()
+    with contextlib.ExitStack() as cleanup:
+        return _run(args, cleanup)
+
+
+def _run(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
+    stdin_copy: list[str] = []  # the temporary file holding `--input -`, called "standard input" in messages
+
+    def message(exc: BaseException) -> str:
+        return str(exc).replace(stdin_copy[0], "standard input") if stdin_copy else str(exc)
+
     try:
+        copy = resolve_standard_input(args, cleanup)
+        if copy is not None:
+            stdin_copy.append(copy)
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # inside the try: a reader gone before a buffered print is a broken pipe too
         return code
     except MolvaeError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"molvae {args.command}: error: {exc}", file=sys.stderr)
+        print(f"molvae {args.command}: error: {message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         # a run interrupted after its folder was set up continues where it stopped
@@ -84,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # still one line unless --debug.
         if args.debug:
             traceback.print_exc()
-        print(f"molvae {args.command}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"molvae {args.command}: error: {type(exc).__name__}: {message(exc)}", file=sys.stderr)
         return 1
 
 

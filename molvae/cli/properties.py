@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
             table_out.write(table)
             n_invalid += int((~table["valid"]).sum())
             bar.update(len(chunk))
-    print(f"wrote {table_out.rows} rows ({n_invalid} invalid) to {shown_output(out)}", file=report_stream(out))
+    rows = f"{table_out.rows:,} {'row' if table_out.rows == 1 else 'rows'}"
+    print(f"wrote {rows} ({n_invalid:,} invalid) to {shown_output(out)}", file=report_stream(out))
     return 0
 
 
@@ -76,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "whether it is valid, and the requested properties (empty where invalid)."
         ),
     )
-    parser.add_argument("--input", "-i", required=True, help=".smi/.txt/.csv/.tsv/.sdf (optionally .gz) or .parquet")
+    parser.add_argument("--input", "-i", required=True, help=".smi/.txt/.csv/.tsv/.sdf (optionally .gz) or .parquet; - for standard input, its format told from its first bytes")
     parser.add_argument("--out", "-o", required=True, help="output table (.csv, .tsv, .sdf, each optionally .gz, or .parquet; - for CSV on standard output)")
     parser.add_argument(
         "--properties",
@@ -96,4 +97,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="worker processes (default: all cores for large inputs; 1 = no workers)",
     )
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, stdin_input=True)

@@ -27,13 +27,13 @@ COLUMNS = ["smiles", "reconstruction", "exact", "encoded"]
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reconstruct", help="encode and decode molecules, report exact matches", description=__doc__)
     add_model_arguments(p)
-    p.add_argument("--input", "-i", required=True, help="molecule file (.smi/.txt/.csv/.tsv/.sdf, optionally .gz, or .parquet)")
+    p.add_argument("--input", "-i", required=True, help="molecule file (.smi/.txt/.csv/.tsv/.sdf, optionally .gz, or .parquet; - for standard input, its format told from its first bytes)")
     p.add_argument("--smiles-column", default=None)
     p.add_argument("--out", "-o", required=True, help="output table (.csv, .tsv, .sdf, each optionally .gz, or .parquet; - for CSV on standard output): smiles, reconstruction, exact")
     p.add_argument("--strategy", default="greedy", choices=["greedy", "beam", "sample"])
     add_keep_columns_argument(p)
     add_limit_arguments(p, chunk_size=20_000)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, stdin_input=True)
 
 
 def _rows(inputs: list[str], decoded: list[str | None], stereo: bool) -> pd.DataFrame:
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
             n_exact += int((df["encoded"] & df["exact"]).sum())
             bar.update(len(chunk))
     rate = n_exact / n_enc if n_enc else 0.0
-    print(f"wrote {table_out.rows:,} rows to {shown_output(out)}: exact reconstruction {rate:.3f} of {n_enc:,} encoded "
+    print(f"wrote {table_out.rows:,} {'row' if table_out.rows == 1 else 'rows'} to {shown_output(out)}: exact reconstruction {rate:.3f} of {n_enc:,} encoded "
           f"({table_out.rows - n_enc:,} could not be encoded: invalid SMILES, too long or unknown tokens)",
           file=report_stream(out))
     return 0

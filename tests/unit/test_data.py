@@ -359,3 +359,52 @@ def test_record_fields_of_each_format(tmp_path) -> None:
     assert record_fields(tmp_path / "m.sdf") == ["name", "dock", "vendor"]
     with pytest.raises(InputFileError, match="no such file"):
         record_fields(tmp_path / "missing.csv")
+
+
+@pytest.mark.parametrize("name", ["m.csv", "m.tsv", "m.sdf", "m.csv.gz", "m.sdf.gz", "m.parquet"])
+def test_guess_suffix_names_each_format_molvae_writes(tmp_path, moses_train_1k, name) -> None:
+    """Standard input has no name: its format is told from its first bytes, and reading it so
+    gives the molecules a named file gives."""
+    from molvae.data import guess_suffix, iter_smiles
+    from molvae.tables import TableWriter
+
+    molecules = moses_train_1k[:40]
+    with TableWriter(tmp_path / name) as out:
+        out.write(pd.DataFrame({"name": [f"m{i}" for i in range(40)], "smiles": molecules}))
+    head = (tmp_path / name).read_bytes()[:65_536]
+    suffix = guess_suffix(head)
+    assert suffix == name[1:], suffix
+    unnamed = tmp_path / f"stdin{suffix}"
+    unnamed.write_bytes((tmp_path / name).read_bytes())
+    read = list(iter_smiles(unnamed))
+    assert len(read) == 40 and read == list(iter_smiles(tmp_path / name))
+
+
+@pytest.mark.parametrize("text, column, suffix", [
+    ("CCO\nc1ccccc1 benzene\n", None, ".smi"),  # SMILES lines, with and without names
+    ("C(C)(C)O,x\n", None, ".smi"),  # a comma alone does not make a table
+    ("smiles\nCCO\n", None, ".csv"),  # one column under a SMILES header (`cut -d, -f1`)
+    ('"id","SMILES"\n1,CCO\n', None, ".csv"),
+    ("Canonical_SMILES\tid\nCCO\t1\n", None, ".tsv"),
+    ("ID,Structure\nx,CCO\n", "Structure", ".csv"),
+    ("ID\tStructure\nx\tCCO\n", "structure", ".tsv"),  # a named column means a table; its reader checks the name
+    ("", None, ".smi"),
+])
+def test_guess_suffix_of_text(text, column, suffix) -> None:
+    from molvae.data import guess_suffix
+
+    assert guess_suffix(text.encode(), column) == suffix
+    assert guess_suffix(gzip.compress(text.encode()), column) == suffix + ".gz"
+
+
+@pytest.mark.parametrize("name", ["bad.smi.gz", "bad.csv.gz", "bad.sdf.gz"])
+def test_a_corrupt_gzip_file_is_a_clear_error(tmp_path, name) -> None:
+    """A gzip header over damaged data fails inside zlib, not gzip: still one named error."""
+    from molvae.data import count_records, record_fields
+
+    packed = bytearray(gzip.compress(b"smiles\n" + b"CCO\nc1ccccc1O\n" * 2000))
+    packed[20:40] = b"\xff" * 20  # damage the deflate stream, keep the header
+    (tmp_path / name).write_bytes(bytes(packed))
+    for read in (read_smiles, count_records, record_fields):
+        with pytest.raises(InputFileError, match=rf"{name}: cannot read \(error: "):
+            read(tmp_path / name)
