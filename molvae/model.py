@@ -794,12 +794,13 @@ class MolVAE:
 
     def encode(
         self, smiles: Sequence[str], sample: bool = False, batch_size: int = 512, errors: str = "raise",
-        generator: torch.Generator | None = None, n_jobs: int | None = None,
+        seed: int | None = None, n_jobs: int | None = None,
     ) -> np.ndarray:
         """Latent codes [N, D] (float32): the posterior mean, or a sample with ``sample=True``.
 
         ``errors="raise"`` stops at the first invalid molecule or unknown token with
         an error naming it; ``errors="nan"`` gives NaN rows for those instead.
+        ``seed``: of the posterior samples (see :meth:`encode_ids`).
         ``n_jobs``: RDKit worker processes (see :meth:`token_ids_many`).
         """
         if isinstance(smiles, str):
@@ -813,13 +814,23 @@ class MolVAE:
                     raise item
                 item = None
             ids.append(item)
-        return self.encode_ids(ids, sample=sample, batch_size=batch_size, generator=generator)
+        return self.encode_ids(ids, sample=sample, batch_size=batch_size, seed=seed)
 
     @torch.no_grad()
     def encode_ids(self, ids: Sequence[list[int] | None], sample: bool = False, batch_size: int = 512,
-                   generator: torch.Generator | None = None) -> np.ndarray:
-        """Encode already-tokenized molecules (None → NaN row); batches sorted by length."""
+                   seed: int | None = None, first_key: int = 0) -> np.ndarray:
+        """Encode already-tokenized molecules (None → NaN row); batches sorted by length.
+
+        With ``sample=True`` molecule ``i`` gets ``mu + sigma * eps`` where ``eps`` is row
+        ``first_key + i`` of :func:`molvae.seeding.prior_latents` for ``seed`` (drawn from
+        torch's global generator when None): the same sample whatever the batch size, and
+        a file encoded in chunks (``first_key`` = the chunk's first row) samples as a whole.
+        """
         out = np.full((len(ids), self.config.latent_dim), np.nan, dtype=np.float32)
+        eps = None
+        if sample:
+            eps = torch.from_numpy(prior_latents(len(ids), self.config.latent_dim,
+                                                 random_seed() if seed is None else seed, start=first_key))
         # One flat token array and vectorized padding: per-molecule Python work capped GPU encoding at ~50k mol/s.
         n_tokens = np.fromiter((-1 if x is None else len(x) for x in ids), dtype=np.int64, count=len(ids))
         good = np.flatnonzero(n_tokens >= 0)
@@ -851,9 +862,8 @@ class MolVAE:
             tokens[torch.arange(len(chunk)), n] = EOS_ID
             mu, logvar = net.encode(tokens.to(self.device), n + 1, static_shapes=static)
             z = mu.float()
-            if sample:
-                noise = torch.randn(z.shape, generator=generator, device="cpu").to(self.device)
-                z = z + noise * torch.exp(0.5 * logvar.float())
+            if eps is not None:
+                z = z + eps[torch.from_numpy(chunk)].to(self.device) * torch.exp(0.5 * logvar.float())
             return chunk, z.cpu().numpy()
 
         for chunk, z in iter_batches(encode_batch, len(good), batch_size, "encode"):

@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "it was skipped), after any --keep-columns")
     add_keep_columns_argument(p)
     p.add_argument("--sample", action="store_true", help="sample z ~ q(z|x) instead of the mean")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the --sample draws; each row's draw depends on the seed and its row number only "
+                        "(the same output whatever --chunk-size and --batch-size)")
     p.add_argument("--on-error", choices=["skip", "raise"], default="skip",
                    help="skip (NaN row, counted) or stop at the first invalid molecule / unknown token")
     add_limit_arguments(p, chunk_size=20_000, batch_size=1024)
@@ -86,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
                     else:
                         errors.append("")
                     ids.append(item)
-                z = model.encode_ids(ids, sample=args.sample, batch_size=args.batch_size)
+                z = model.encode_ids(ids, sample=args.sample, batch_size=args.batch_size, seed=args.seed,
+                                     first_key=first)
                 latents.write(np.ascontiguousarray(z, dtype=LATENT_DTYPE).tobytes())
                 if index_out is not None:
                     index_out.write(with_kept_columns(pd.DataFrame({

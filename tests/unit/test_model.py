@@ -197,8 +197,15 @@ def test_encode_mean_is_order_independent_and_sample_differs(model, data) -> Non
     z = model.encode(smiles)
     z_rev = model.encode(smiles[::-1])
     assert np.allclose(z, z_rev[::-1], atol=1e-5)
-    zs = model.encode(smiles, sample=True, generator=torch.Generator().manual_seed(0))
+    zs = model.encode(smiles, sample=True, seed=0)
     assert not np.allclose(z, zs)
+    # A posterior sample is keyed by (seed, position): the same whatever the batch size or
+    # the order molecules are batched in (up to the encoder's rounding, as for the means above),
+    # and another for another seed.
+    assert np.allclose(model.encode(smiles, sample=True, seed=0, batch_size=2), zs, atol=1e-5)
+    assert not np.allclose(model.encode(smiles, sample=True, seed=1), zs, atol=1e-2)
+    ids = [model.token_ids(s) for s in smiles]
+    assert np.allclose(model.encode_ids(ids[2:], sample=True, seed=0, first_key=2), zs[2:], atol=1e-5)
 
 
 def test_encode_ids_matches_one_molecule_at_a_time(model, data) -> None:
