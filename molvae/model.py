@@ -532,6 +532,8 @@ def _beam_search(stepper: DecoderStepper, z: torch.Tensor, width: int, max_lengt
 
 
 # ------------------------------------------------------------------- user-facing
+#: Prior latents drawn at a time by :meth:`MolVAE.iter_sample` (32 MB at latent size 128).
+SAMPLE_BLOCK = 65_536
 #: Molecules above which :meth:`MolVAE.token_ids_many` canonicalizes in worker processes by default.
 PARALLEL_CANONICALIZE = 10_000
 
@@ -1039,11 +1041,18 @@ class MolVAE:
 
     def iter_sample(self, n: int, strategy: Strategy = "sample", temperature: float = 1.0, seed: int | None = None,
                     batch_size: int = 1024) -> Iterator[list[str]]:
-        """:meth:`sample`, one list of strings per batch (of ``batch_size``)."""
+        """:meth:`sample`, one list of strings per batch (of ``batch_size``).
+
+        Latents are drawn a block at a time, so memory does not grow with ``n``.
+        """
         if seed is None:
             seed = random_seed()
-        z = prior_latents(n, self.config.latent_dim, seed)
-        return self.iter_decode(z, strategy=strategy, temperature=temperature, seed=seed, batch_size=batch_size)
+        # Whole batches per block (a batch halved on GPU out-of-memory is halved again in the next block).
+        block = max(1, SAMPLE_BLOCK // batch_size) * batch_size
+        for start in range(0, n, block):
+            z = prior_latents(min(block, n - start), self.config.latent_dim, seed, start=start)
+            yield from self.iter_decode(z, strategy=strategy, temperature=temperature, seed=seed, batch_size=batch_size,
+                                        keys=np.arange(start, start + len(z)))
 
     def reconstruct(self, smiles: Sequence[str], strategy: Strategy = "greedy", errors: str = "raise") -> list[str | None]:
         """Encode (posterior mean) and decode back; None for inputs that could not be encoded."""

@@ -62,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
         digests.append(_digests(valid))
         pending = pending[count:]
 
-    # Written every --chunk-size molecules, so memory holds one chunk of strings (the
-    # molecules themselves do not depend on it: molvae.seeding).
+    # Written every --chunk-size molecules, so memory holds one chunk of strings and one block
+    # of latents (MolVAE.iter_sample); the molecules do not depend on either (molvae.seeding).
     with TableWriter(out) as table_out, tqdm(total=args.n, unit="mol", desc="sample", disable=None) as bar:
         for batch in model.iter_sample(args.n, strategy=args.strategy, temperature=args.temperature, seed=args.seed,
                                        batch_size=args.batch_size):

@@ -181,6 +181,31 @@ def test_a_seed_means_the_same_molecules_however_they_are_batched(model, monkeyp
         model.decode(z, "sample", seed=1, keys=[1, 2])
 
 
+def test_sampling_draws_latents_a_block_at_a_time(model, monkeypatch) -> None:
+    """The first batch of ten million samples needs no more memory than a small sample: the
+    latents are drawn per block (10**7 latents at this size would take 320 MB)."""
+    import tracemalloc
+
+    from molvae.model import SAMPLE_BLOCK
+
+    tracemalloc.start()
+    try:
+        first = next(model.iter_sample(10**7, seed=5, batch_size=16))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * SAMPLE_BLOCK * SMALL["latent_dim"] * 4 + 10_000_000, peak
+    assert first == model.sample(16, seed=5, batch_size=16)
+    # Across block boundaries (small blocks here, for speed) the molecules are those of one long draw.
+    import molvae.model as model_module
+    from molvae.seeding import prior_latents
+
+    whole = model.decode(prior_latents(70, SMALL["latent_dim"], 5), "sample", seed=5)
+    monkeypatch.setattr(model_module, "SAMPLE_BLOCK", 32)
+    assert model.sample(70, seed=5, batch_size=8) == whole
+    assert model.sample(70, seed=5, batch_size=50) == whole  # a block of one batch, larger than SAMPLE_BLOCK
+
+
 def test_encode_errors(model) -> None:
     with pytest.raises(InvalidMoleculeError, match="C1CC"):
         model.encode(["CCO", "C1CC"])
