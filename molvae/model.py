@@ -26,7 +26,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from molvae.batching import iter_batches
+from molvae.batching import check_batch_size, iter_batches
 from molvae.checkpoint import load_weights, read_json, save_weights, write_json
 from molvae.config import config_from_dict, rule, validate_config
 from molvae.errors import ConfigError, InvalidMoleculeError, ModelLoadError, MolvaeError, shorten
@@ -1048,7 +1048,7 @@ class MolVAE:
         if seed is None:
             seed = random_seed()
         # Whole batches per block (a batch halved on GPU out-of-memory is halved again in the next block).
-        block = max(1, SAMPLE_BLOCK // batch_size) * batch_size
+        block = max(1, SAMPLE_BLOCK // check_batch_size(batch_size)) * batch_size
         for start in range(0, n, block):
             z = prior_latents(min(block, n - start), self.config.latent_dim, seed, start=start)
             yield from self.iter_decode(z, strategy=strategy, temperature=temperature, seed=seed, batch_size=batch_size,

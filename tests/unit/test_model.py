@@ -204,6 +204,8 @@ def test_sampling_draws_latents_a_block_at_a_time(model, monkeypatch) -> None:
     monkeypatch.setattr(model_module, "SAMPLE_BLOCK", 32)
     assert model.sample(70, seed=5, batch_size=8) == whole
     assert model.sample(70, seed=5, batch_size=50) == whole  # a block of one batch, larger than SAMPLE_BLOCK
+    with pytest.raises(ConfigError, match="batch size must be a positive integer, got 0"):
+        model.sample(3, batch_size=0)
 
 
 def test_encode_errors(model) -> None:
