@@ -41,6 +41,11 @@ def shown_output(out: str | Path) -> str:
     return "standard output" if is_stdout(out) else str(out)
 
 
+def count_rows(n: int) -> str:
+    """``"1 row"`` or ``"{n:,} rows"``, for summary lines."""
+    return f"{n:,} {'row' if n == 1 else 'rows'}"
+
+
 #: Bytes of standard input read before its format is decided.
 SNIFF_BYTES = 65_536
 

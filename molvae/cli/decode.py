@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from molvae.cli.common import add_model_arguments, generated_rows, load_model, report_stream, shown_output
+from molvae.cli.common import add_model_arguments, count_rows, generated_rows, load_model, report_stream, shown_output
 from molvae.cli.options import add_limit_arguments, positive_int
 from molvae.errors import ConfigError, InputFileError
 
@@ -123,6 +123,6 @@ def run(args: argparse.Namespace) -> int:
             n_skipped += int((~ok).sum())
             bar.update(len(chunk))
     print(f"decoded {n - n_skipped:,} of {n:,} latents to {shown_output(out)}: {n_valid:,} valid molecules"
-          + (f"; {n_skipped:,} {'row' if n_skipped == 1 else 'rows'} with NaN or infinite values not decoded"
+          + (f"; {count_rows(n_skipped)} with NaN or infinite values not decoded"
              if n_skipped else ""), file=report_stream(out))
     return 0

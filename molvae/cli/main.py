@@ -66,15 +66,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
-    stdin_copy: list[str] = []  # the temporary file holding `--input -`, called "standard input" in messages
+    stdin_copy: str | None = None  # the temporary file holding `--input -`, called "standard input" in messages
 
     def message(exc: BaseException) -> str:
-        return str(exc).replace(stdin_copy[0], "standard input") if stdin_copy else str(exc)
+        return str(exc).replace(stdin_copy, "standard input") if stdin_copy else str(exc)
 
     try:
-        copy = resolve_standard_input(args, cleanup)
-        if copy is not None:
-            stdin_copy.append(copy)
+        stdin_copy = resolve_standard_input(args, cleanup)
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # inside the try: a reader gone before a buffered print is a broken pipe too
         return code

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from molvae import chemistry
-    from molvae.cli.common import report_stream, shown_output
+    from molvae.cli.common import count_rows, report_stream, shown_output
     from molvae.cli.options import keep_columns, positive_int, with_kept_columns
     from molvae.data import count_records, iter_record_chunks
     from molvae.tables import TableWriter, check_table_file
@@ -63,8 +63,7 @@ def run(args: argparse.Namespace) -> int:
             table_out.write(table)
             n_invalid += int((~table["valid"]).sum())
             bar.update(len(chunk))
-    rows = f"{table_out.rows:,} {'row' if table_out.rows == 1 else 'rows'}"
-    print(f"wrote {rows} ({n_invalid:,} invalid) to {shown_output(out)}", file=report_stream(out))
+    print(f"wrote {count_rows(table_out.rows)} ({n_invalid:,} invalid) to {shown_output(out)}", file=report_stream(out))
     return 0
 
 

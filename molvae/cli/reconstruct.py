@@ -11,7 +11,7 @@ import argparse
 
 import pandas as pd
 
-from molvae.cli.common import add_model_arguments, load_model, report_stream, shown_output
+from molvae.cli.common import add_model_arguments, count_rows, load_model, report_stream, shown_output
 from molvae.cli.options import (
     add_keep_columns_argument,
     add_limit_arguments,
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
             n_exact += int((df["encoded"] & df["exact"]).sum())
             bar.update(len(chunk))
     rate = n_exact / n_enc if n_enc else 0.0
-    print(f"wrote {table_out.rows:,} {'row' if table_out.rows == 1 else 'rows'} to {shown_output(out)}: exact reconstruction {rate:.3f} of {n_enc:,} encoded "
+    print(f"wrote {count_rows(table_out.rows)} to {shown_output(out)}: exact reconstruction {rate:.3f} of {n_enc:,} encoded "
           f"({table_out.rows - n_enc:,} could not be encoded: invalid SMILES, too long or unknown tokens)",
           file=report_stream(out))
     return 0
