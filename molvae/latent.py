@@ -36,6 +36,7 @@ import pandas as pd
 
 from molvae.chemistry import PROPERTIES, canonicalize_many, property_table, tanimoto_similarity
 from molvae.errors import ConfigError
+from molvae.priors import Prior
 
 __all__ = [
     "DEFAULT_PROPERTIES",
@@ -353,12 +354,15 @@ def neighbourhood(
     attempts: int = 1,
     temperature: float = 0.5,
     properties: Sequence[str] = DEFAULT_PROPERTIES,
+    prior: str | Prior | None = "standard",
 ) -> pd.DataFrame:
     """Decode ``n`` latents around ``molecule`` and rank the distinct valid results by similarity.
 
     Draws ``z = mu + radius * eps`` with ``mu`` the posterior mean of ``molecule`` and
     ``eps ~ N(0, I)`` (seeded by ``seed``); ``radius`` is in units of the prior's
-    standard deviation. Each draw is decoded greedily once (``attempts=1``) or with
+    standard deviation. With a learned ``prior`` (a name of the model's, or ``"auto"``)
+    the steps are taken in that prior's noise instead (:meth:`molvae.priors.Prior.around`),
+    so the draws follow the shape of the codes around ``mu``. Each draw is decoded greedily once (``attempts=1``) or with
     :meth:`MolVAE.decode_valid` (``attempts > 1``); see the module docstring.
 
     Returns one row per distinct valid canonical SMILES, sorted by ``tanimoto`` to the
@@ -383,7 +387,8 @@ def neighbourhood(
 
     rng = np.random.default_rng(seed)
     eps = rng.standard_normal((int(n), mu.shape[0]))
-    z = (mu[None, :] + radius * eps).astype(np.float32)
+    chosen = model.prior(prior)
+    z = chosen.around(mu, eps, radius)
     decoded = model.decode_valid(z, attempts=attempts, temperature=temperature, seed=seed)
     counts = Counter(s for s in decoded if s)
 
@@ -405,6 +410,7 @@ def neighbourhood(
     n_valid = sum(counts.values())
     df.attrs.update({
         "query_name": name, "query_smiles": query, "radius": radius, "seed": seed, "attempts": attempts,
+        "prior": chosen.name,
         "n_draws": int(n), "n_valid_draws": int(n_valid), "validity": n_valid / int(n),
         "novelty_checked": train is not None,
     })

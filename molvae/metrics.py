@@ -72,6 +72,7 @@ __all__ = [
     "evaluate",
     "filters_pass",
     "format_comparison",
+    "format_comparisons",
     "fraction_unique",
     "fraction_valid",
     "internal_diversity",
@@ -663,25 +664,33 @@ def _format_value(value: Any) -> str:
 
 def format_comparison(results: dict[str, float], name: str = "this run") -> str:
     """Plain-text table: the published baseline rows and ``results`` as the last row."""
+    return format_comparisons({name: results})
+
+
+def format_comparisons(rows: dict[str, dict[str, float]]) -> str:
+    """Plain-text table: the published baseline rows, then one row per entry of ``rows`` (name: results)."""
     table = baselines()
     cols = [c for c in BASELINE_COLUMNS if c in table.columns]
-    rows = [[str(r["model"])] + [f"{float(r[c]):.3f}" for c in cols] for _, r in table.iterrows()]
+    lines_of = [[str(r["model"])] + [f"{float(r[c]):.3f}" for c in cols] for _, r in table.iterrows()]
 
-    def fmt(key: str) -> str:
+    def fmt(results: dict[str, float], key: str) -> str:
         value = results.get(key, results.get(key.replace("/Test", "/TestSF")))
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return "-"
         return f"{value:.3f}"
 
-    rows.append([name] + [fmt(c) for c in cols])
+    for name, results in rows.items():
+        lines_of.append([name] + [fmt(results, c) for c in cols])
     header = ["model"] + cols
-    widths = [max(len(header[i]), *(len(r[i]) for r in rows)) for i in range(len(header))]
+    widths = [max(len(header[i]), *(len(r[i]) for r in lines_of)) for i in range(len(header))]
     lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
     lines.append("  ".join("-" * w for w in widths))
-    for r in rows:
+    for r in lines_of:
         lines.append("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths))))
-    extra = [k for k in results if k not in BASELINE_COLUMNS and k.replace("/TestSF", "/Test") not in BASELINE_COLUMNS]
-    if extra:
-        lines.append("")
-        lines.append(f"{name}: " + ", ".join(f"{k}={_format_value(results[k])}" for k in extra))
+    for name, results in rows.items():
+        extra = [k for k in results
+                 if k not in BASELINE_COLUMNS and k.replace("/TestSF", "/Test") not in BASELINE_COLUMNS]
+        if extra:
+            lines.append("")
+            lines.append(f"{name}: " + ", ".join(f"{k}={_format_value(results[k])}" for k in extra))
     return "\n".join(lines)

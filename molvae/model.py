@@ -30,6 +30,7 @@ from molvae.batching import check_batch_size, iter_batches
 from molvae.checkpoint import load_weights, read_json, save_weights, write_json
 from molvae.config import config_from_dict, rule, validate_config
 from molvae.errors import ConfigError, InvalidMoleculeError, ModelLoadError, MolvaeError, shorten
+from molvae.priors import Prior, describe_priors, load_prior
 from molvae.recurrent import DecoderCells, gru_layer, native_gru_layer, run_bidirectional_gru, run_gru
 from molvae.seeding import ATTEMPT_STRIDE, KeyedNoise, prior_latents, random_seed
 from molvae.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocabulary, get_tokenizer
@@ -563,6 +564,7 @@ class MolVAE:
         self._has_stereo: bool | None = None
         self.source: str | None = None  # directory the model was loaded from
         self.card: dict[str, Any] | None = None  # model card of a bundled model
+        self._priors: dict[str, Prior] = {}  # loaded priors by the name they were asked for
 
     def __repr__(self) -> str:
         # A bundled model by its name, as MolVAE.pretrained takes it, not its path inside site-packages.
@@ -689,7 +691,8 @@ class MolVAE:
         it spells stereochemistry, architecture, parameters, weights digest. ``training``: the
         data, epochs done and planned, steps, hours, hardware, the parent of a fine-tuned run,
         and whether a run directory holds a checkpoint to resume from (``molvae train --resume``).
-        ``metrics``: the last epoch's figures. Read from the bundled model card or from the
+        ``metrics``: the last epoch's figures. ``priors``: the default prior and the stored ones
+        (:func:`molvae.priors.describe_priors`). Read from the bundled model card or from the
         run directory's config.json, metrics.csv, data_summary.json and run_info.json.
         """
         from molvae.training import METRICS_FILE, RESUME_FILE
@@ -706,7 +709,8 @@ class MolVAE:
                         "steps": card.get("steps"), "hours": card.get("total_training_hours", card.get("training_hours")),
                         "hardware": card.get("hardware"),
                         "parent": (card.get("initialized_from") or {}).get("model")}
-            return {"model": model, "training": training, "metrics": card.get("final_epoch_metrics")}
+            return {"model": model, "training": training, "metrics": card.get("final_epoch_metrics"),
+                    "priors": describe_priors(self.source)}
         folder = Path(self.source) if self.source else None
 
         def read(name: str) -> Any:
@@ -729,7 +733,7 @@ class MolVAE:
                     "hours": round(float(metrics["elapsed_s"]) / 3600, 2) if metrics and "elapsed_s" in metrics else None,
                     "hardware": info.get("hardware"), "parent": (info.get("init_from") or {}).get("model"),
                     "resumable": folder is not None and (folder / RESUME_FILE).is_file()}
-        return {"model": model, "training": training, "metrics": metrics}
+        return {"model": model, "training": training, "metrics": metrics, "priors": describe_priors(self.source)}
 
     def weights_sha256(self) -> str | None:
         """SHA-256 of the weights file the model was loaded from (None for a model built in memory).
@@ -1031,28 +1035,40 @@ class MolVAE:
         return [tokenizer.to_smiles(tokenizer.detokenize(toks)) for toks in self.vocab.decode_batch(ids)]
 
     def sample(self, n: int, strategy: Strategy = "sample", temperature: float = 1.0, seed: int | None = None,
-               batch_size: int = 1024) -> list[str]:
-        """Draw ``n`` latents from the prior N(0, I) and decode them.
+               batch_size: int = 1024, prior: str | Prior | None = "auto") -> list[str]:
+        """Draw ``n`` latents from a prior and decode them.
 
-        For a given seed, ``sample(n)`` is the first ``n`` molecules of ``sample(m)`` for any
-        ``m > n``, whatever ``batch_size``.
+        ``prior``: ``"auto"`` (the model's default prior: ``molvae info`` names it),
+        ``"standard"`` (N(0, I)), the name of a prior stored with the model, or a
+        :class:`molvae.priors.Prior`. For a given seed, ``sample(n)`` is the first ``n``
+        molecules of ``sample(m)`` for any ``m > n``, whatever ``batch_size``.
         """
-        return [s for batch in self.iter_sample(n, strategy, temperature, seed, batch_size) for s in batch]
+        return [s for batch in self.iter_sample(n, strategy, temperature, seed, batch_size, prior) for s in batch]
 
     def iter_sample(self, n: int, strategy: Strategy = "sample", temperature: float = 1.0, seed: int | None = None,
-                    batch_size: int = 1024) -> Iterator[list[str]]:
+                    batch_size: int = 1024, prior: str | Prior | None = "auto") -> Iterator[list[str]]:
         """:meth:`sample`, one list of strings per batch (of ``batch_size``).
 
         Latents are drawn a block at a time, so memory does not grow with ``n``.
         """
+        prior = self.prior(prior)
         if seed is None:
             seed = random_seed()
         # Whole batches per block (a batch halved on GPU out-of-memory is halved again in the next block).
         block = max(1, SAMPLE_BLOCK // check_batch_size(batch_size)) * batch_size
         for start in range(0, n, block):
-            z = prior_latents(min(block, n - start), self.config.latent_dim, seed, start=start)
+            z = prior.sample(min(block, n - start), seed, start=start)
             yield from self.iter_decode(z, strategy=strategy, temperature=temperature, seed=seed, batch_size=batch_size,
                                         keys=np.arange(start, start + len(z)))
+
+    def prior(self, name: str | Prior | None = "auto") -> Prior:
+        """The prior ``name`` of this model (see :meth:`sample`), loaded once and kept."""
+        if isinstance(name, Prior):
+            return load_prior(self, name)
+        key = "auto" if name is None else name
+        if key not in self._priors:
+            self._priors[key] = load_prior(self, key)
+        return self._priors[key]
 
     def reconstruct(self, smiles: Sequence[str], strategy: Strategy = "greedy", errors: str = "raise") -> list[str | None]:
         """Encode (posterior mean) and decode back; None for inputs that could not be encoded."""

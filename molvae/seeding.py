@@ -23,6 +23,8 @@ variate in (0, 1), whose negative log is Exp(1).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -87,19 +89,34 @@ class KeyedNoise:
 PRIOR_BLOCK = 1024
 
 
-def prior_latents(n: int, dim: int, seed: int, start: int = 0) -> np.ndarray:
-    """Rows ``start .. start + n - 1`` of the seed's sequence of N(0, I) latents [n, dim] (float32).
+def keyed_rows(n: int, dim: int, seed: int, start: int,
+               block_rows: Callable[[np.random.Generator], np.ndarray]) -> np.ndarray:
+    """Rows ``start .. start + n - 1`` [n, dim] (float32) of a seeded sequence made a block of :data:`PRIOR_BLOCK` rows at a time.
 
-    Each block of :data:`PRIOR_BLOCK` rows comes from its own generator, seeded with
-    ``(seed, block)`` through numpy's ``SeedSequence``, so row ``i`` is the same
-    whatever ``n`` and ``start``.
+    ``block_rows(rng)`` makes one whole block from a generator seeded with ``(seed, block)``
+    through numpy's ``SeedSequence``, so row ``i`` is the same whatever ``n`` and ``start``
+    (a block is always made whole, then sliced: its rows never depend on how many are used).
     """
     if n < 0 or start < 0:
         raise ValueError(f"n and start must be >= 0, got {n} and {start}")
-    out = np.empty((n, dim), dtype=np.float32)
+    parts = []
     first, last = start // PRIOR_BLOCK, (start + n - 1) // PRIOR_BLOCK
     for block in range(first, last + 1) if n else ():
-        rows = np.random.default_rng([seed % (1 << 64), block]).standard_normal((PRIOR_BLOCK, dim), dtype=np.float32)
+        rows = block_rows(np.random.default_rng([seed % (1 << 64), block]))
         lo, hi = max(start, block * PRIOR_BLOCK), min(start + n, (block + 1) * PRIOR_BLOCK)
-        out[lo - start : hi - start] = rows[lo - block * PRIOR_BLOCK : hi - block * PRIOR_BLOCK]
-    return out
+        parts.append(rows[lo - block * PRIOR_BLOCK : hi - block * PRIOR_BLOCK])
+    return np.concatenate(parts).astype(np.float32, copy=False) if parts else np.empty((0, dim), dtype=np.float32)
+
+
+def prior_latents(n: int, dim: int, seed: int, start: int = 0) -> np.ndarray:
+    """Rows ``start .. start + n - 1`` of the seed's sequence of N(0, I) latents [n, dim] (float32).
+
+    Each block of :data:`PRIOR_BLOCK` rows comes from its own generator (:func:`keyed_rows`),
+    so row ``i`` is the same whatever ``n`` and ``start``.
+    """
+    return keyed_rows(n, dim, seed, start, lambda rng: standard_block(rng, dim))
+
+
+def standard_block(rng: np.random.Generator, dim: int) -> np.ndarray:
+    """One block of N(0, I) rows [PRIOR_BLOCK, dim] (float32): the first draw of every block's generator."""
+    return rng.standard_normal((PRIOR_BLOCK, dim), dtype=np.float32)

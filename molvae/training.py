@@ -886,7 +886,8 @@ class Trainer:
             hits = sum(canonicalize(d) == s for d, s in zip(decoded, val.smiles[:m]))
             out["val_exact_recon"] = hits / m
         if cfg.val_sample_n:
-            samples = model.sample(cfg.val_sample_n, seed=cfg.seed + self.state["epoch"])
+            # N(0, I), the prior training shapes the codes towards (a stored prior would be stale here)
+            samples = model.sample(cfg.val_sample_n, seed=cfg.seed + self.state["epoch"], prior="standard")
             canon = [canonicalize(s) for s in samples]
             valid = [c for c in canon if c is not None]
             out["prior_validity"] = len(valid) / len(samples)

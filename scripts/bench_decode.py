@@ -3,7 +3,8 @@
     python scripts/bench_decode.py --preset moses-reference --reference [--model runs/zinc-smiles]
 
 With --model the figure reflects real molecule lengths (the bundled zinc-smiles
-samples end after 38 tokens on average). Without it the weights are untrained:
+samples end after 38 tokens on average), and --priors times several of its latent
+priors side by side (``--priors standard,flow``: the cost of a learned prior). Without it the weights are untrained:
 their near-uniform next-token distribution draws EOS early (25 tokens on average
 for a 27-token vocabulary), so that figure flatters molvae. The MOSES reference
 always runs its 100 steps, as the MOSES code does; molvae stops a batch once every
@@ -38,7 +39,11 @@ def main() -> None:
     p.add_argument("--reference", action="store_true")
     p.add_argument("--repeats", type=at_least_one, default=3, help="alternating molvae/reference repeats (medians are printed)")
     p.add_argument("--compile", action="store_true", help="torch.compile the decoding step (MolVAE.compile_decoder)")
+    p.add_argument("--priors", default="standard",
+                   help="comma-separated latent priors to time in turn (standard, or priors stored with --model); "
+                        "the first gives the main figures")
     args = p.parse_args()
+    priors = args.priors.split(",")
 
     device = resolve_device(args.device)
     data = moses_data(2000)
@@ -52,8 +57,9 @@ def main() -> None:
     # Warm-up (and, with --compile, compilation) on a full batch and on a single row, so no
     # compile time is timed: torch.compile specializes a batch of one row (a batch shrinks to
     # one row as its sequences finish) and would otherwise recompile inside the timed run.
-    model.sample(min(args.n, args.batch_size), seed=0, batch_size=args.batch_size)
-    model.sample(1, seed=0)
+    for prior in priors:
+        model.sample(min(args.n, args.batch_size), seed=0, batch_size=args.batch_size, prior=prior)
+        model.sample(1, seed=0, prior=prior)
     ref = None
     if args.reference:
         torch.manual_seed(0)
@@ -63,8 +69,8 @@ def main() -> None:
     generated: list[str] = []
     strings: list[str] = []
 
-    def sample():
-        generated[:] = model.sample(args.n, seed=1, batch_size=args.batch_size)
+    def sample(prior: str) -> None:
+        generated[:] = model.sample(args.n, seed=1, batch_size=args.batch_size, prior=prior)
 
     def ref_sample():
         ids = ref.sample(n_ref)
@@ -73,8 +79,15 @@ def main() -> None:
     # molvae and the reference take turns, so a slow spell of this shared machine hits both
     # and each repeat gives its own side-by-side ratio; the figures are medians over repeats.
     rates: dict[str, list[float]] = {"decode": [], "validate": [], "sample": [], "reference": [], "ratio": []}
+    by_prior: dict[str, list[float]] = {prior: [] for prior in priors}
+    to_first: dict[str, list[float]] = {prior: [] for prior in priors[1:]}
     for _ in range(args.repeats):
-        sample_s = timed(sample)
+        for prior in priors[1:]:  # the others first, so `generated` ends up holding the first prior's molecules
+            by_prior[prior].append(args.n / timed(lambda: sample(prior)))
+        sample_s = timed(lambda: sample(priors[0]))
+        by_prior[priors[0]].append(args.n / sample_s)
+        for prior in priors[1:]:
+            to_first[prior].append(by_prior[prior][-1] / by_prior[priors[0]][-1])
         validate_s = timed(lambda: canonicalize_many(generated, n_jobs=args.jobs))
         rates["decode"].append(args.n / sample_s)
         rates["validate"].append(args.n / validate_s)
@@ -90,6 +103,7 @@ def main() -> None:
         "precision": str(model.dtype).replace("torch.", ""),
         "model": args.model or f"random weights, preset {args.preset}",
         "compiled": args.compile,
+        "prior": priors[0],
         "allocator_tuned": ALLOCATOR_TUNED,
         "n": args.n,
         "repeats": args.repeats,
@@ -99,6 +113,10 @@ def main() -> None:
         "sample_mol_per_s_each": [round(r, 1) for r in rates["sample"]],
         "validity": valid / args.n,
     }
+    if len(priors) > 1:
+        figures["decode_mol_per_s_by_prior"] = {p: round(statistics.median(r), 1) for p, r in by_prior.items()}
+        figures[f"decode_rate_relative_to_{priors[0]}"] = {p: round(statistics.median(r), 3) for p, r in to_first.items()}
+        figures[f"decode_rate_relative_to_{priors[0]}_each"] = {p: [round(x, 3) for x in r] for p, r in to_first.items()}
     if ref is not None:
         figures["reference_sample_mol_per_s"] = statistics.median(rates["reference"])
         figures["sample_speedup"] = statistics.median(rates["ratio"])

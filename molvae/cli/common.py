@@ -27,6 +27,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="inference precision (bf16 is faster on AMX CPUs and GPUs)")
 
 
+def add_prior_argument(parser: argparse.ArgumentParser, several: bool = False, default: str | None = "auto") -> None:
+    """``--prior``: where sampled latents come from (:mod:`molvae.priors`); ``default=None`` for run settings."""
+    text = ("auto (the model's default prior, which `molvae info` names), standard (N(0, I)), or the name of a "
+            "prior stored with the model (`molvae fit-prior`)")
+    if several:
+        text += "; several, comma-separated, or 'all' for one row each"
+    parser.add_argument("--prior", default=default, help=f"{text} (default auto)")
+
+
 def report_stream(out: str | Path | None) -> TextIO:
     """Where a command's closing summary goes: stderr when its table goes to standard output (``--out -``)."""
     from molvae.tables import is_stdout

@@ -1,9 +1,9 @@
 """``molvae evaluate``: MOSES metrics of generated molecules, beside the published baselines.
 
 Either reads molecules (``--samples``: the CSV ``molvae sample`` writes, or any
-molecule file) or samples them from a model (``--model``, ``--n``, ``--seed``),
-then writes ``metrics.json`` and ``metrics.csv`` to ``--out`` and prints a
-comparison table.
+molecule file) or samples them from a model (``--model``, ``--n``, ``--seed``,
+``--prior``: one row per prior), then writes ``metrics.json`` and ``metrics.csv`` to
+``--out`` and prints a comparison table.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from molvae.cli.common import write_table
+from molvae.cli.common import add_prior_argument, write_table
 from molvae.errors import ConfigError
 
 
@@ -26,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                       "--n molecules from the prior, then evaluate")
     p.add_argument("--n", type=int, default=30000, help="molecules to sample with --model (default 30000)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed with --model (default 0)")
+    add_prior_argument(p, several=True)
     p.add_argument("--reconstruction", type=int, default=1000, metavar="N",
                    help="with --model: exact greedy reconstruction of N random MOSES test molecules (seeded by --seed), "
                         "and the active latent units of their codes (default 1000; 0 skips)")
@@ -47,45 +48,71 @@ def _read_samples(path: str) -> list[str]:
     return read_smiles(path, allow_empty=False)
 
 
+def _prior_names(model, text: str) -> list[str]:
+    from molvae.priors import prior_names
+
+    if text == "all":
+        return prior_names(model)
+    names = [n.strip() for n in text.split(",")]
+    if not all(names) or len(set(names)) != len(names):
+        raise ConfigError(f"--prior: expected distinct comma-separated names, got {text!r}")
+    return names
+
+
 def run(args: argparse.Namespace) -> int:
     from molvae.checkpoint import write_json
-    from molvae.metrics import evaluate, format_comparison
+    from molvae.metrics import evaluate, format_comparisons
 
     from molvae.tables import check_output_dir
 
     out = check_output_dir(args.out, create=False)  # fail before the (long) metrics, create only on success
+    train = None if str(args.train).lower() == "none" else args.train
+    device = None if args.device == "auto" else args.device
+    extra: dict[str, float] = {}
     if args.samples is not None:
-        generated = _read_samples(args.samples)
         name = Path(args.samples).name
+        samples = {name: (None, _read_samples(args.samples))}
     else:
         if args.n < 1:
             raise ConfigError(f"--n must be >= 1, got {args.n}")
         from molvae.model import MolVAE
 
         model = MolVAE.load(args.model, device=args.device)
-        generated = model.sample(args.n, seed=args.seed)
+        priors = [model.prior(p) for p in _prior_names(model, args.prior)]  # all of them load before any sampling
         name = Path(args.model).name
+        samples = {f"{name} ({p.name} prior)" if len(priors) > 1 or p.name != "standard" else name:
+                   (p.name, model.sample(args.n, seed=args.seed, prior=p)) for p in priors}
         if args.reconstruction > 0:
-            from molvae.data import resolve_data_source, sample_smiles
-            from molvae.metrics import active_units, reconstruction_rate
+            extra = _reconstruction(model, args.reconstruction, args.seed)
+    rows = {}
+    for label, (_, generated) in samples.items():
+        rows[label] = {**evaluate(generated, reference=args.reference, train=train, n_jobs=args.n_jobs,
+                                  device=device), **extra}
 
-            test_path, column = resolve_data_source("moses-test")
-            # a random sample: the test file is ordered, its first lines are one cluster of similar molecules
-            recon_set = sample_smiles(test_path, args.reconstruction, seed=args.seed, column=column)
-            recon = reconstruction_rate(model, recon_set)
-            units = active_units(model.encode(recon_set, errors="nan")) if len(recon_set) >= 2 else None
-    train = None if str(args.train).lower() == "none" else args.train
-    device = None if args.device == "auto" else args.device
-    results = evaluate(generated, reference=args.reference, train=train, n_jobs=args.n_jobs, device=device)
-    if args.model is not None and args.reconstruction > 0:
-        results[f"reconstruction@{len(recon_set)}"] = recon
-        results[f"active_units@{len(recon_set)}"] = units  # of the model's latent_dim dimensions
+    def clean(results: dict) -> dict:
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in results.items()}
 
-    clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in results.items()}
+    first = next(iter(rows))
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "metrics.json", {"n": len(generated), "reference": args.reference, "train": train,
-                                      "metrics": clean})
-    write_table(pd.DataFrame([{"name": name, "n": len(generated), **results}]), out / "metrics.csv")
-    print(format_comparison(results, name=name))
+    write_json(out / "metrics.json", {
+        "n": len(samples[first][1]), "reference": args.reference, "train": train, "prior": samples[first][0],
+        "metrics": clean(rows[first]),
+        "priors": {prior: clean(rows[label]) for label, (prior, _) in samples.items() if prior is not None}})
+    write_table(pd.DataFrame([{"name": label, "prior": prior, "n": len(generated), **rows[label]}
+                              for label, (prior, generated) in samples.items()]), out / "metrics.csv")
+    print(format_comparisons(rows))
     print(f"\nwrote {out / 'metrics.json'} and {out / 'metrics.csv'}")
     return 0
+
+
+def _reconstruction(model, n: int, seed: int) -> dict[str, float]:
+    """Exact greedy reconstruction of ``n`` random MOSES test molecules, and the active units of their codes."""
+    from molvae.data import resolve_data_source, sample_smiles
+    from molvae.metrics import active_units, reconstruction_rate
+
+    test_path, column = resolve_data_source("moses-test")
+    # a random sample: the test file is ordered, its first lines are one cluster of similar molecules
+    recon_set = sample_smiles(test_path, n, seed=seed, column=column)
+    units = active_units(model.encode(recon_set, errors="nan")) if len(recon_set) >= 2 else None
+    return {f"reconstruction@{len(recon_set)}": reconstruction_rate(model, recon_set),
+            f"active_units@{len(recon_set)}": units}  # of the model's latent_dim dimensions

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 
-from molvae.cli.common import add_model_arguments, load_model, print_table, write_table
+from molvae.cli.common import add_model_arguments, add_prior_argument, load_model, print_table, write_table
 from molvae.errors import MolvaeError
 from molvae.tables import check_output_dir
 
@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("molecule", help="drug name (e.g. celecoxib) or SMILES")
     add_model_arguments(p)
+    add_prior_argument(p, default="standard")
     p.add_argument("--out", "-o", default=None,
                    help="output directory (neighbours.csv, neighbours.png, neighbours.svg); without it the "
                         "--top neighbours are printed and nothing is written")
@@ -80,9 +81,9 @@ def run(args: argparse.Namespace) -> int:
     if args.property not in properties:
         properties.append(args.property)
     df = neighbourhood(model, args.molecule, n=args.n, radius=args.radius, train=train, seed=args.seed,
-                       attempts=args.attempts, temperature=args.temperature, properties=properties)
+                       attempts=args.attempts, temperature=args.temperature, properties=properties, prior=args.prior)
     a = df.attrs
-    summary = (f"{name}: {a['n_draws']} draws at radius {a['radius']:g}, {a['n_valid_draws']} valid "
+    summary = (f"{name}: {a['n_draws']} draws at radius {a['radius']:g} ({a['prior']} prior), {a['n_valid_draws']} valid "
                f"({a['validity']:.0%}), {len(df)} distinct molecules")
     if args.out is None:
         if len(df):

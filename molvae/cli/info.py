@@ -72,9 +72,23 @@ def describe(summary: dict[str, Any]) -> list[str]:
     if metrics:
         shown = [f"{label} {_number(metrics.get(key))}" for key, label in METRICS if key in metrics]
         rows.append(("last epoch", ", ".join(shown)))
+    rows.append(("priors", _priors(summary.get("priors") or {"default": "standard", "stored": {}})))
     width = max(len(name) for name, _ in rows)
     lines += [f"  {name:<{width}}  {text}" for name, text in rows]
     return lines
+
+
+def _priors(priors: dict[str, Any]) -> str:
+    parts = []
+    for name, meta in [("standard", {"kind": "standard"}), *priors["stored"].items()]:
+        text = name if meta["kind"] == name else f"{name} ({meta['kind']})"
+        fit = meta.get("fit") or {}
+        if meta["kind"] != "standard":
+            text += f" over {meta['active_dimensions']} dimensions"
+            if fit.get("molecules"):
+                text += f", fitted to {fit['molecules']:,} molecules of {fit.get('data', 'unknown data')}"
+        parts.append(text + (" [default]" if name == priors["default"] else ""))
+    return "; ".join(parts)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -37,6 +37,7 @@ SUBCOMMANDS: list[str] = [
     "molvae.cli.interpolate",
     "molvae.cli.explore",
     "molvae.cli.info",
+    "molvae.cli.fit_prior",
 ]
 
 

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from molvae.cli.common import add_model_arguments, load_model
+from molvae.cli.common import add_model_arguments, add_prior_argument, load_model
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(active; the bundled zinc-smiles uses 26 of 128) or in all of them (full). auto, the "
                         "default: active, or full with a warning where they cannot be measured "
                         "(docs/BO_BENCHMARK.md)")
+    add_prior_argument(p, default=None)
     p.add_argument("--decode-attempts", type=int, default=None, help="default 5")
     p.add_argument("--decode-temperature", type=float, default=None, help="default 0.5")
     p.add_argument("--similar-to", default=None, help="drug name or SMILES the molecules must stay similar to")
@@ -98,7 +99,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 _RUN_SETTINGS = {
     "batch": "batch", "seed": "seed", "method": "method", "acquisition": "acquisition", "init_file": "init_file",
     "n_init": "n_init", "gp_window": "gp_window", "tr_failure_tolerance": "tr_failure_tolerance",
-    "subspace": "subspace",
+    "subspace": "subspace", "prior": "prior",
     "decode_attempts": "decode_attempts", "decode_temperature": "decode_temperature",
     "similarity_gp": "similarity_gp", "score_infeasible": "score_infeasible", "restarts": "num_restarts",
     "raw_samples": "raw_samples", "patience": "patience", "local_after": "local_after", "top_k": "top_k",

@@ -8,7 +8,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from molvae.cli.common import add_model_arguments, generated_rows, load_model, report_stream, shown_output
+from molvae.cli.common import add_model_arguments, add_prior_argument, generated_rows, load_model, report_stream, shown_output
 from molvae.cli.options import add_limit_arguments, positive_int
 from molvae.errors import ConfigError
 
@@ -16,6 +16,7 @@ from molvae.errors import ConfigError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sample", help="sample molecules from the prior", description=__doc__)
     add_model_arguments(p)
+    add_prior_argument(p)
     p.add_argument("--n", type=int, default=1000, help="number of draws")
     p.add_argument("--out", "-o", required=True, help="output table (.csv, .tsv, .sdf, each optionally .gz, or .parquet; - for CSV on standard output): one row per draw (smiles, valid, generated)")
     p.add_argument("--strategy", default="sample", choices=["sample", "greedy", "beam"])
@@ -49,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     out = check_table_file(args.out, stdout_ok=True)
     model = load_model(args)
     model.compile_decoder = args.compile
+    prior = model.prior(args.prior)  # a bad --prior fails before the output is opened
     n_valid = 0
     digests = []
     pending: list[str] = []
@@ -66,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     # of latents (MolVAE.iter_sample); the molecules do not depend on either (molvae.seeding).
     with TableWriter(out) as table_out, tqdm(total=args.n, unit="mol", desc="sample", disable=None) as bar:
         for batch in model.iter_sample(args.n, strategy=args.strategy, temperature=args.temperature, seed=args.seed,
-                                       batch_size=args.batch_size):
+                                       batch_size=args.batch_size, prior=prior):
             pending.extend(batch)
             bar.update(len(batch))
             while len(pending) >= args.chunk_size:
@@ -75,6 +77,6 @@ def run(args: argparse.Namespace) -> int:
             flush(table_out, len(pending))
     n_unique = len(np.unique(np.concatenate(digests))) if n_valid else 0
     uniq = n_unique / n_valid if n_valid else 0.0
-    print(f"wrote {args.n:,} samples to {shown_output(args.out)}: validity {n_valid / args.n:.3f}, uniqueness {uniq:.3f}",
+    print(f"wrote {args.n:,} samples ({prior.name} prior) to {shown_output(args.out)}: validity {n_valid / args.n:.3f}, uniqueness {uniq:.3f}",
           file=report_stream(args.out))
     return 0

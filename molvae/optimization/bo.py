@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import dataclasses
 import math
 import time
 import warnings
@@ -97,6 +98,10 @@ class OptimizeConfig:
     # another chemistry) or are all of them. At 500 calls active raised the mean best and top-10
     # on ESOL, QED and penalized logP for bo and turbo, all but turbo's best QED (docs/BO_BENCHMARK.md).
     subspace: str = field(default="auto", metadata=rule(choices=SUBSPACES))
+    # latent prior of the prior-sampling rounds (--method prior, --baselines) and of proposals made
+    # before there is data to fit: "auto" (the model's default, resolved to its name when the run
+    # starts, so a resumed run keeps it), "standard" or a prior stored with the model
+    prior: str = "auto"
     decode_attempts: int = field(default=5, metadata=rule(ge=1))
     decode_temperature: float = field(default=0.5, metadata=rule(gt=0.0))
     num_restarts: int = field(default=4, metadata=rule(ge=1))
@@ -410,6 +415,8 @@ class Optimizer:
         self.model_identity = model_identity(model)
         if resume:
             self._check_same_model()
+        self.prior = model.prior(config.prior)
+        self.config = config = dataclasses.replace(config, prior=self.prior.name)
         self.method = config.method
         if self.method == "auto":
             self.method = "turbo" if model.config.latent_dim >= 64 else "bo"
@@ -719,7 +726,7 @@ class Optimizer:
             timing["decode"] = time.perf_counter() - t1
         else:
             if self.method == "prior":
-                z = torch.randn(q, self.model.config.latent_dim, generator=torch.Generator().manual_seed(seed))
+                z = torch.from_numpy(self.prior.sample(q, seed=seed))
             else:
                 z = self._propose(q, timing)
             t1 = time.perf_counter()
@@ -745,7 +752,7 @@ class Optimizer:
         X, Y, S, F = self._training_data()
         d = self.model.config.latent_dim
         if len(X) < 2:  # nothing to model yet: draw from the prior
-            return torch.randn(q, d, dtype=torch.float64)
+            return torch.from_numpy(self.prior.sample(q, seed=_seed_for(self.config.seed, self.round))).double()
         if self.active is None:
             return self._propose_in(X, Y, S, F, q, timing)
         # The collapsed dimensions carry no information about the molecule: as GP inputs they

@@ -19,12 +19,14 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_bench_decode_alternates_with_the_reference_and_prints_json() -> None:
     cmd = [sys.executable, "scripts/bench_decode.py", "--model", "zinc-smiles", "--n", "48", "--batch-size", "16",
-           "--repeats", "2", "--reference"]
+           "--repeats", "2", "--reference", "--priors", "standard,gmm"]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     assert figures["n"] == 48 and figures["repeats"] == 2 and figures["model"] == "zinc-smiles"
     assert len(figures["sample_mol_per_s_each"]) == 2 and len(figures["sample_speedup_each"]) == 2
+    assert figures["prior"] == "standard" and set(figures["decode_mol_per_s_by_prior"]) == {"standard", "gmm"}
+    assert len(figures["decode_rate_relative_to_standard_each"]["gmm"]) == 2
     low, high = sorted(figures["sample_speedup_each"])  # rounded to 0.01 in the output
     assert low - 0.01 <= figures["sample_speedup"] <= high + 0.01
     for key in ("decode_mol_per_s", "validate_mol_per_s", "sample_mol_per_s", "reference_sample_mol_per_s"):

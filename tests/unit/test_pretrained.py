@@ -95,3 +95,20 @@ def test_a_stereo_input_counts_as_reconstructed_when_its_2d_graph_comes_back() -
     assert [model.canonical(s) for s in stereo] == [model.canonical(s) for s in flat]
     rate = reconstruction_rate(model, flat)
     assert rate > 0 and reconstruction_rate(model, stereo) == rate
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_priors_belong_to_their_weights(name) -> None:
+    import numpy as np
+
+    from molvae.priors import default_prior_name, prior_names
+
+    model = MolVAE.pretrained(name, device="cpu")
+    names = prior_names(model)
+    assert {"gmm", "flow"} <= set(names)
+    assert default_prior_name(model.source) in names
+    assert model.prior("auto").name == default_prior_name(model.source) != "standard"
+    for prior in names:  # each was fitted to these very weights (else it would not load)
+        z = model.prior(prior).sample(64, seed=0)
+        assert z.shape == (64, 128) and np.isfinite(z).all()
+        assert np.isfinite(model.prior(prior).log_prob(z[:4])).all()

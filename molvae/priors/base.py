@@ -1,0 +1,124 @@
+"""What every latent prior is: seeded, batch-invariant draws and a log density over the full latent space.
+
+A VAE is trained with z ~ N(0, I) as its prior, but the codes its encoder gives the
+training molecules (the aggregate posterior) fill only part of that space: most
+dimensions are collapsed (the encoder ignores them, the decoder sees noise there) and
+the few active ones hold a lumpy cloud. A learned prior models that cloud over the
+active dimensions and keeps N(0, I) on the collapsed ones, where it is still what the
+decoder was trained on.
+
+Draws are keyed by position (:func:`molvae.seeding.keyed_rows`): each block of
+:data:`~molvae.seeding.PRIOR_BLOCK` rows is made whole from its own generator, starting
+with the same N(0, I) block as :func:`~molvae.seeding.prior_latents`, so a seed gives
+the same latents whatever ``n``, ``start`` or batching, and a learned prior transforms
+the very noise the standard prior would have used.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from molvae.seeding import keyed_rows, standard_block
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+class Prior:
+    """A distribution over latents [N, dim]: the standard normal here; learned kinds override two methods.
+
+    ``active``: indices of the dimensions the learned part models (all dimensions for the
+    standard normal). Subclasses set :attr:`kind`, implement :meth:`_transform` (N(0, I)
+    noise of the active dimensions → a draw) and :meth:`_log_prob_active`, and list their
+    tensors in :meth:`tensors` and JSON-able settings in :meth:`settings` for storage.
+    """
+
+    kind: ClassVar[str] = "standard"
+    #: The dataclass of the kind's fitting settings (None: nothing to fit).
+    config_class: ClassVar[type | None] = None
+    #: What ``molvae info`` and ``--help`` say of this kind.
+    description: ClassVar[str] = "N(0, I), the prior the VAE was trained with"
+
+    def __init__(self, dim: int, active: np.ndarray | None = None):
+        self.dim = int(dim)
+        self.active = np.arange(self.dim) if active is None else np.asarray(active, dtype=np.int64)
+        self.name = self.kind
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, dim {self.dim}, {len(self.active)} modelled dimensions)"
+
+    # ---- drawing
+    def sample(self, n: int, seed: int, start: int = 0) -> np.ndarray:
+        """Rows ``start .. start + n - 1`` of the seed's sequence of draws [n, dim] (float32)."""
+        return keyed_rows(int(n), self.dim, seed, int(start), self._block)
+
+    def _block(self, rng: np.random.Generator) -> np.ndarray:
+        z = standard_block(rng, self.dim)
+        if type(self)._transform is not Prior._transform:
+            uniform = rng.random(len(z))  # after the normals, so the standard block is the same for every kind
+            z[:, self.active] = self._transform(z[:, self.active], uniform)
+        return z
+
+    def _transform(self, noise: np.ndarray, uniform: np.ndarray) -> np.ndarray:
+        """Draws of the active dimensions from their N(0, I) ``noise`` and one U(0, 1) variate per row."""
+        return noise
+
+    # ---- neighbourhoods
+    def around(self, center: np.ndarray, noise: np.ndarray, radius: float) -> np.ndarray:
+        """Latents near ``center`` [dim]: ``noise`` [n, dim] of N(0, I) steps of size ``radius`` in the prior's own noise.
+
+        The standard normal gives ``center + radius * noise``. A learned prior maps the
+        active dimensions of ``center`` back to the noise that draws it, steps there and
+        maps forward, so the neighbours follow the codes' shape instead of a round ball;
+        the other dimensions step as under the standard normal.
+        """
+        center = np.asarray(center, dtype=np.float64)
+        z = center[None, :] + radius * np.asarray(noise, dtype=np.float64)
+        if type(self)._chart is not Prior._chart:
+            u, forward = self._chart(center[self.active])
+            z[:, self.active] = forward(u[None, :] + radius * noise[:, self.active])
+        return z.astype(np.float32)
+
+    def _chart(self, x: np.ndarray):
+        """(noise ``u`` that draws the code ``x`` of the active dimensions, the map from noise back to codes)."""
+        return x, lambda u: u
+
+    # ---- density
+    def log_prob(self, z: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Log density of each row of ``z`` [N, dim] (float64 array of N values, in nats)."""
+        z = np.asarray(z.detach().cpu() if isinstance(z, torch.Tensor) else z, dtype=np.float64)
+        if z.ndim != 2 or z.shape[1] != self.dim:
+            raise ValueError(f"latents must have shape [N, {self.dim}], got {list(z.shape)}")
+        rest = np.setdiff1d(np.arange(self.dim), self.active)
+        standard = -0.5 * (z[:, rest] ** 2).sum(1) - 0.5 * len(rest) * _LOG_2PI
+        return standard + self._log_prob_active(z[:, self.active])
+
+    def _log_prob_active(self, x: np.ndarray) -> np.ndarray:
+        return -0.5 * (x**2).sum(1) - 0.5 * x.shape[1] * _LOG_2PI
+
+    # ---- storage (molvae.priors.store)
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Named tensors that, with :meth:`settings`, rebuild this prior."""
+        return {}
+
+    def settings(self) -> dict[str, Any]:
+        """JSON-able settings beside :meth:`tensors`."""
+        return {}
+
+    @classmethod
+    def from_stored(cls, dim: int, active: np.ndarray, tensors: dict[str, torch.Tensor],
+                    settings: dict[str, Any]) -> "Prior":
+        """Rebuild from what :meth:`tensors` and :meth:`settings` gave (shapes already checked by the caller)."""
+        return cls(dim, active)
+
+    @classmethod
+    def tensor_shapes(cls, n_active: int, settings: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        """The shape each stored tensor must have, so a damaged or foreign file is refused before use."""
+        return {}
+
+
+class StandardNormal(Prior):
+    """N(0, I) over every dimension: what :func:`molvae.seeding.prior_latents` draws."""
