@@ -27,8 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default="moses",
                    help="the model's training molecules: 'moses' (the MOSES training split) or a molecule file")
     p.add_argument("--smiles-column", default=None, help="column holding SMILES in a table")
-    p.add_argument("--kind", default="flow", choices=sorted(_FITTABLE),
-                   help="; ".join(f"{k}: {c.description}" for k, c in sorted(_FITTABLE.items())) + " (default flow)")
+    p.add_argument("--kind", default="gmm", choices=sorted(_FITTABLE),
+                   help="; ".join(f"{k}: {c.description}" for k, c in sorted(_FITTABLE.items()))
+                        + " (default gmm: on zinc-smiles it sampled best and draws at no measurable cost, "
+                          "docs/MODEL_CARD.md)")
     p.add_argument("--name", default=None, help="name to store it under (default: the kind)")
     p.add_argument("--n", type=int, default=200_000, help="random molecules of --data to encode (default 200,000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the molecule sample (default 0)")
