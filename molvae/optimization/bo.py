@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import dataclasses
 import math
 import time
 import warnings
@@ -99,8 +98,8 @@ class OptimizeConfig:
     # on ESOL, QED and penalized logP for bo and turbo, all but turbo's best QED (docs/BO_BENCHMARK.md).
     subspace: str = field(default="auto", metadata=rule(choices=SUBSPACES))
     # latent prior of the prior-sampling rounds (--method prior, --baselines) and of proposals made
-    # before there is data to fit: "auto" (the model's default, resolved to its name when the run
-    # starts, so a resumed run keeps it), "standard" or a prior stored with the model
+    # before there is data to fit: "auto" (the model's default; the name it resolved to when the run
+    # started is recorded in config.json, so a resumed run keeps it), "standard" or a stored prior
     prior: str = "auto"
     decode_attempts: int = field(default=5, metadata=rule(ge=1))
     decode_temperature: float = field(default=0.5, metadata=rule(gt=0.0))
@@ -415,8 +414,7 @@ class Optimizer:
         self.model_identity = model_identity(model)
         if resume:
             self._check_same_model()
-        self.prior = model.prior(config.prior)
-        self.config = config = dataclasses.replace(config, prior=self.prior.name)
+        self.prior = model.prior(self._recorded_prior(resume) or config.prior)
         self.method = config.method
         if self.method == "auto":
             self.method = "turbo" if model.config.latent_dim >= 64 else "bo"
@@ -445,8 +443,16 @@ class Optimizer:
             # A fresh run must not reuse scores a run with other objectives left in this directory.
             (self.out / JOURNAL_FILE).unlink(missing_ok=True)
         write_json(self.out / "config.json", {"optimize": asdict(self.config), "method": self.method,
-                                                  "latent_dim": model.config.latent_dim})
+                                                  "prior": self.prior.name, "latent_dim": model.config.latent_dim})
         self._record_environment(resume)
+
+    def _recorded_prior(self, resume: bool) -> str | None:
+        """The prior a resumed run started with ("auto" is resolved to a name once, when the run starts)."""
+        file = self.out / "config.json"
+        if not resume or self.config.prior != "auto" or not file.is_file():
+            return None
+        recorded = read_json(file, "optimization config").get("prior")
+        return recorded if isinstance(recorded, str) else None
 
     def _search_mask(self, resume: bool) -> torch.Tensor | None:
         """The active-dimension mask of ``subspace="active"`` or ``"auto"`` (None: search them all)."""

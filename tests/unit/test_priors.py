@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 import shutil
@@ -224,11 +225,16 @@ def test_optimizer_prior_rounds_draw_from_the_named_prior(model_copy, tmp_path) 
     cfg = OptimizeConfig(objectives=["qed"], budget=4, batch=4, method="prior", n_init=0, max_rounds=1, seed=3)
     opt = Optimizer(model_copy, cfg, tmp_path / "run", progress=False).run()
     saved = json_.loads((tmp_path / "run" / "config.json").read_text())
-    assert saved["optimize"]["prior"] == "gmm"  # "auto" resolved when the run started
+    assert saved["optimize"]["prior"] == "auto" and saved["prior"] == "gmm"  # resolved when the run started
     from molvae.optimization.bo import _seed_for
 
     assert np.array_equal(drawn[0], prior.sample(4, seed=_seed_for(3, 1)))
     assert opt.prior.name == "gmm"
+    # a resumed run keeps the prior it started with, whatever the model's default is now
+    save_prior(prior, model_copy.source, "other", model_copy.weights_sha256(), info, make_default=True)
+    resumed = Optimizer(model_copy, dataclasses.replace(cfg, budget=8, max_rounds=2), tmp_path / "run", resume=True,
+                        progress=False)
+    assert resumed.prior.name == "gmm"
 
 
 @pytest.mark.parametrize("which,tolerance", [("gmm", 1e-9), ("flow", 0.05)])
