@@ -2,9 +2,9 @@
 
 Encodes a random sample of --data (posterior means), finds the active latent
 dimensions, fits the prior there (N(0, I) stays on the rest) and writes
-priors/NAME.safetensors and priors/NAME.json into the model directory. Commands that
-sample (sample, evaluate, optimize's prior rounds) then take --prior NAME; --default
-makes it the prior they use when --prior is not given.
+priors/NAME.safetensors and priors/NAME.json into the model directory. sample, evaluate,
+explore and optimize (its prior rounds) then take --prior NAME; --default makes it the
+prior they use when --prior is not given (explore keeps standard as its own default).
 """
 
 from __future__ import annotations
