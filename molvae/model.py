@@ -420,6 +420,11 @@ def _compiled_next_token():
     return torch.compile(_gru_stack_next_token, dynamic=True)
 
 
+#: Temperatures below this decode greedily: a draw there is the most likely token but for
+#: near-ties in logit, and far below it logits / T overflows float32 into NaN probabilities.
+GREEDY_BELOW = 1e-6
+
+
 @torch.no_grad()
 def generate(
     net: SequenceVAE,
@@ -448,6 +453,8 @@ def generate(
         raise ConfigError(f"unknown decoding strategy {strategy!r}; choose greedy, sample or beam")
     if strategy == "sample" and not 0 < temperature < math.inf:
         raise ConfigError(f"temperature must be a finite number > 0, got {temperature}")
+    if strategy == "sample" and temperature < GREEDY_BELOW:
+        strategy = "greedy"  # the draw's limit as the temperature falls, reached before logits / T overflows
     batch = z.shape[0]
     noise = streams = None
     if strategy == "sample":
@@ -592,11 +599,15 @@ class MolVAE:
     def load(cls, path: str | Path, device: str | torch.device | None = "auto", precision: str = "fp32") -> "MolVAE":
         """Load a model directory (config.json, vocab.json, model.safetensors) or a bundled model by name.
 
-        A path that exists wins over a pretrained name, so a local ``zinc-smiles/`` run directory
-        is never shadowed by the bundled model.
+        A string that names a bundled model (``"zinc-smiles"``) is that model, even where the
+        working directory holds a file or folder of the same name (a warning says how to reach
+        it: ``./zinc-smiles``); a :class:`~pathlib.Path` is always a directory.
         """
-        if not Path(path).exists() and str(path) in available_pretrained():
-            return cls.pretrained(str(path), device=device, precision=precision)
+        if isinstance(path, str) and path in available_pretrained():
+            if Path(path).exists():
+                log.warning("model %r is the bundled model; the %s %s in this directory is not used (give ./%s "
+                            "for it)", path, "folder" if Path(path).is_dir() else "file", path, path)
+            return cls.pretrained(path, device=device, precision=precision)
         return cls._load_dir(Path(path), device, precision)
 
     @classmethod

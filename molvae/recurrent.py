@@ -29,14 +29,12 @@ the fallback and the fp64 path that the gradient tests check against ``nn.GRU``.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import logging
 import os
 import platform
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from textwrap import shorten
 from types import ModuleType, SimpleNamespace
@@ -44,6 +42,8 @@ from types import ModuleType, SimpleNamespace
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from molvae.extensions import build_lock, extensions_root
 
 log = logging.getLogger(__name__)
 
@@ -74,44 +74,6 @@ def _kernel_flags() -> tuple[list[str], str]:
     return flags, cpu
 
 
-def kernel_build_directory(name: str) -> Path:
-    """Where the kernel ``name`` is built and cached: ``$TORCH_EXTENSIONS_DIR/name``, by default under ``~/.cache``."""
-    from torch.utils.cpp_extension import get_default_build_root
-
-    return Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()) / name
-
-
-@contextlib.contextmanager
-def _build_lock(directory: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the build ``directory``, after removing a lock file an interrupted build left.
-
-    torch marks a build in progress with a plain ``lock`` file and waits, without a time
-    limit or a message, for it to vanish; a build killed by Ctrl-C or a timeout leaves it
-    behind, and every later process would hang. An OS file lock (``flock``) is released
-    when its process dies, so whoever holds it knows that any ``lock`` file is stale.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no flock, leave torch's own locking alone
-        yield
-        return
-    with open(directory / "molvae.lock", "a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("another process is building molvae's CPU GRU kernel in %s; waiting for it", directory)
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            stale = directory / "lock"
-            if stale.exists():
-                log.warning("removing %s, left by an interrupted kernel build", stale)
-                stale.unlink(missing_ok=True)
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 @functools.cache
 def cpu_kernel() -> ModuleType | None:
     """The compiled CPU time loops (``molvae/csrc/gru_cpu.cpp``), or None where they are unavailable.
@@ -133,13 +95,13 @@ def cpu_kernel() -> ModuleType | None:
     try:
         from torch.utils.cpp_extension import load
 
-        directory = kernel_build_directory(name)
+        directory = extensions_root() / name
         if any((directory / f"{name}{ext}").is_file() for ext in (".so", ".pyd")):
             log.debug("loading molvae's CPU GRU kernel %s from %s", name, directory)
         else:  # said only when it is slow: every command on CPU loads the kernel
             log.info("compiling molvae's CPU GRU kernel %s (once per machine, about 25 s; cached in %s)",
                      name, directory)
-        with _build_lock(directory):
+        with build_lock(directory, "molvae's CPU GRU kernel"):
             return load(name=name, sources=[str(KERNEL_SOURCE)], extra_cflags=flags,
                         extra_ldflags=["-fopenmp"], build_directory=str(directory), verbose=False)
     except Exception as exc:  # compilers fail in too many ways to list; the fallback computes the same thing

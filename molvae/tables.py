@@ -115,6 +115,21 @@ def check_output_dir(path: str | os.PathLike, create: bool = True, model_ok: boo
     return path
 
 
+def write_fully(stream: IO[bytes], data: bytes) -> None:
+    """Write all of ``data`` to ``stream``, or raise.
+
+    A buffered stream may take only part of the bytes and say so in its return value alone:
+    on a pipe whose reader has gone, ``sys.stdout.buffer.write`` returns the count the pipe
+    took; the next write raises :class:`BrokenPipeError` (on a full disk, ``OSError``).
+    """
+    view = memoryview(data)
+    while view:
+        written = stream.write(view)
+        if not written:  # None (a non-blocking stream that would block) or 0: no progress possible
+            raise OSError(f"standard output took no more data after {len(data) - len(view):,} of {len(data):,} bytes")
+        view = view[written:]
+
+
 class TableWriter:
     """Append DataFrames to ``path`` (.csv, .tsv, .sdf, each optionally .gz, or .parquet) through a temporary file.
 
@@ -164,9 +179,16 @@ class TableWriter:
             self._write_sd(df)
         else:
             text = df.to_csv(index=False, header=not self._header_written, sep="\t" if self.format == "tsv" else ",")
-            (self._gz or self._raw).write(text.encode("utf-8"))  # type: ignore[union-attr]
+            self._emit(text.encode("utf-8"))
         self._header_written = True
         self.rows += len(df)
+
+    def _emit(self, data: bytes) -> None:
+        """Append encoded bytes: to the file (through gzip for .gz), or all of them to standard output."""
+        if self.to_stdout:
+            write_fully(self._raw, data)  # type: ignore[arg-type]
+        else:
+            (self._gz or self._raw).write(data)  # type: ignore[union-attr]
 
     def _write_sd(self, df: pd.DataFrame) -> None:
         import io
@@ -196,7 +218,7 @@ class TableWriter:
                     mol.SetProp(str(key), str(value))
             writer.write(mol)
         writer.flush()
-        (self._gz or self._raw).write(buffer.getvalue().encode("utf-8"))  # type: ignore[union-attr]
+        self._emit(buffer.getvalue().encode("utf-8"))
         buffer.seek(0)
         buffer.truncate()
 

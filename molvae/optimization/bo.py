@@ -52,6 +52,7 @@ import torch
 from molvae.checkpoint import RunLock, atomic_write_text, environment_info, lock_run_dir, read_json, write_json
 from molvae.config import config_from_dict, rule, validate_config
 from molvae.errors import ConfigError, MolvaeError
+from molvae.extensions import load_botorch_kernels
 from molvae.optimization.objectives import BUILTIN_OBJECTIVES, Constraints, Objective, Oracle, parse_objectives
 from molvae.tables import check_output_dir
 
@@ -260,6 +261,8 @@ def propose_latents(model, X: torch.Tensor, Y: torch.Tensor, bounds: torch.Tenso
     from botorch.optim import optimize_acqf
 
     options = {"maxiter": config.acq_maxiter, "batch_limit": 8}
+    if Y.shape[-1] > 1:
+        load_botorch_kernels()  # outside the filter below: a failed compile warns that it falls back
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if Y.shape[-1] > 1:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -316,11 +317,12 @@ def test_unknown_pretrained_name_lists_bundled_models() -> None:
         assert name in str(info.value)
 
 
-def test_local_directory_wins_over_pretrained_name(model, tmp_path, monkeypatch) -> None:
+def test_a_local_directory_named_like_a_bundled_model_is_reached_by_its_path(model, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     model.save(tmp_path / "zinc-smiles")
-    loaded = MolVAE.load("zinc-smiles", device="cpu")
-    assert loaded.source == "zinc-smiles"
+    for spelled in ("./zinc-smiles", Path("zinc-smiles")):  # a path, not the bundled name
+        loaded = MolVAE.load(spelled, device="cpu")
+        assert loaded.source == "zinc-smiles" and loaded.card is None
     n_params = sum(p.numel() for p in model.net.parameters())
     assert repr(loaded) == (f"MolVAE('zinc-smiles': SMILES, {len(model.vocab)} tokens, latent 8, "
                             f"{n_params / 1e6:.2f}M parameters, cpu, float32)")
@@ -386,6 +388,15 @@ def test_decoder_stepper_matches_gru_step(model, cells: bool) -> None:
             logits, new_hidden = stepper.step(zterm, tokens, hidden)
             assert torch.allclose(logits, ref_logits, atol=tol), dtype
             assert torch.allclose(new_hidden, ref_hidden, atol=tol), dtype
+
+
+def test_a_temperature_too_small_for_float32_decodes_greedily(model) -> None:
+    """logits / 1e-300 overflows: such a draw is the greedy decode (its limit), not NaN probabilities and empty strings."""
+    z = torch.randn(16, model.config.latent_dim, generator=torch.Generator().manual_seed(0))
+    greedy = model.decode(z, strategy="greedy")
+    for temperature in (1e-300, 1e-45, 1e-7):
+        assert model.decode(z, strategy="sample", temperature=temperature, seed=0) == greedy, temperature
+    assert any(greedy)
 
 
 def test_next_token_draws_what_multinomial_draws(model) -> None:

@@ -112,3 +112,21 @@ def test_bundled_priors_belong_to_their_weights(name) -> None:
         z = model.prior(prior).sample(64, seed=0)
         assert z.shape == (64, 128) and np.isfinite(z).all()
         assert np.isfinite(model.prior(prior).log_prob(z[:4])).all()
+
+
+@pytest.mark.parametrize("kind", ["folder", "file"])
+def test_a_local_path_named_like_a_bundled_model_does_not_replace_it_silently(kind, tmp_path, monkeypatch,
+                                                                              caplog) -> None:
+    """`--model zinc-smiles` in a folder that holds `zinc-smiles/` (a run of the README's own command) or a file of
+    that name: the bundled model, with a warning naming the way to the local one (`./zinc-smiles`)."""
+    from molvae.errors import ModelLoadError
+
+    monkeypatch.chdir(tmp_path)
+    local = tmp_path / "zinc-smiles"
+    local.mkdir() if kind == "folder" else local.write_text("not a model")
+    with caplog.at_level("WARNING", logger="molvae.model"):
+        model = MolVAE.load("zinc-smiles", device="cpu")
+    assert model.card["name"] == "zinc-smiles"
+    assert f"the {kind} zinc-smiles in this directory is not used (give ./zinc-smiles for it)" in caplog.text
+    with pytest.raises(ModelLoadError, match="zinc-smiles"):
+        MolVAE.load("./zinc-smiles", device="cpu")
