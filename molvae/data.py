@@ -115,7 +115,8 @@ def _base_suffix(path: Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
-#: Column names taken as the SMILES column (any case) when none is given.
+#: Column names taken as the SMILES column (any case) when none is given, the first present
+#: winning: `molvae properties` writes both ``smiles`` (as given) and ``canonical_smiles``.
 SMILES_COLUMN_NAMES = ("smiles", "canonical_smiles", "smi")
 
 
@@ -124,11 +125,13 @@ def _pick_column(columns: Sequence[str], wanted: str | None, path: Path) -> str:
         if wanted in columns:
             return wanted
         raise InputFileError(f"{path}: no column {wanted!r}; columns found: {', '.join(map(str, columns))}")
-    matches = [c for c in columns if str(c).strip().lower() in SMILES_COLUMN_NAMES]
-    if len(matches) > 1:
-        raise InputFileError(f"{path}: several SMILES columns ({', '.join(matches)}); choose one with --smiles-column")
-    if matches:
-        return matches[0]
+    for name in SMILES_COLUMN_NAMES:
+        matches = [c for c in columns if str(c).strip().lower() == name]
+        if len(matches) > 1:  # "SMILES" and "smiles": nothing says which
+            raise InputFileError(f"{path}: several SMILES columns ({', '.join(matches)}); choose one with "
+                                 "--smiles-column")
+        if matches:
+            return matches[0]
     hint = "choose one with --smiles-column"
     if len(columns) == 1:
         # One column whose name holds another separator: the delimiter is probably wrong.
@@ -250,11 +253,18 @@ def _records(path: Path, column: str | None, keep: tuple[str, ...], limit: int |
         raise InputFileError(f"{path}: no molecules found (empty file?)")
 
 
-def record_fields(path: str | os.PathLike) -> list[str]:
+def is_smiles_list(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a plain SMILES list (.smi, .txt...: a molecule per line, no columns), where a
+    blank line is no record at all, unlike an empty cell of a table."""
+    return _base_suffix(Path(path)) in TEXT_KINDS
+
+
+def record_fields(path: str | os.PathLike, column: str | None = None) -> list[str]:
     """The names :func:`iter_records` can keep from a molecule file: a table's columns, ``name`` for
-    a .smi/.txt file, ``name`` and every data field that occurs in an SD file (one pass over it)."""
+    a .smi/.txt file, ``name`` and every data field that occurs in an SD file (one pass over it).
+    ``column``: the SMILES column, as :func:`iter_records` will be given it."""
     path = Path(path)
-    for _ in _records(path, None, (), 0, True):  # the file checks and their errors, without reading it all
+    for _ in _records(path, column, (), 0, True):  # the file checks and their errors, without reading it all
         pass
     kind = _base_suffix(path)
     try:

@@ -20,6 +20,10 @@ def shorten(item: object, limit: int = 80) -> str:
 class MolvaeError(Exception):
     """Base class for user-facing errors."""
 
+    #: Raised while a run (train, optimize) was under way, with its progress saved: the CLI
+    #: says that --resume continues it once the cause is fixed.
+    resumable = False
+
 
 class InputFileError(MolvaeError):
     """A molecule file is missing, unreadable or has no usable column."""

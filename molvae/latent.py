@@ -171,9 +171,25 @@ def _encode_one(model, smiles: str) -> np.ndarray:
 # --------------------------------------------------------------------------- interpolation
 
 
-def _decode_path(model, z_start, z_end, ts, interp, attempts, temperature, seed) -> list[str | None]:
+#: Path points decoded per call: the progress bar moves this often (the molecules do not depend on it).
+PATH_CHUNK = 256
+
+
+def _decode_path(model, z_start, z_end, ts, interp, attempts, temperature, seed,
+                 progress: bool | None = False) -> list[str | None]:
+    from tqdm.auto import tqdm
+
     points = interp(z_start, z_end, ts).astype(np.float32)
-    return model.decode_valid(points, attempts=attempts, temperature=temperature, seed=seed)
+    decoded: list[str | None] = []
+    with tqdm(total=len(points), unit="point", desc="interpolate",
+              disable=None if progress is None else not progress) as bar:
+        for start in range(0, len(points), PATH_CHUNK):
+            chunk = points[start : start + PATH_CHUNK]
+            # keys: each point's draws are those of its place on the whole path, however it is chunked
+            decoded += model.decode_valid(chunk, attempts=attempts, temperature=temperature, seed=seed,
+                                          keys=np.arange(start, start + len(chunk)))
+            bar.update(len(chunk))
+    return decoded
 
 
 def interpolate(
@@ -190,6 +206,7 @@ def interpolate(
     properties: Sequence[str] = DEFAULT_PROPERTIES,
     endpoints: str = "mean",
     fit_steps: int = 400,
+    progress: bool | None = False,
 ) -> pd.DataFrame:
     """Walk the latent space from ``start`` to ``end`` (drug names or SMILES) and decode the path.
 
@@ -211,8 +228,8 @@ def interpolate(
     points stay on it) until at least ``N`` distinct valid molecules lie on the path
     or the next grid would exceed ``max_points`` points; the table holds the final
     grid and ``attrs["unique_found"]`` says how many distinct molecules were found
-    (``attrs["unique_reached"]`` is False when fewer than ``N``). Each grid is decoded
-    in one batch, so a seeded run is reproducible.
+    (``attrs["unique_reached"]`` is False when fewer than ``N``). A seeded run is
+    reproducible. ``progress``: a bar over the decoded points (None: on a terminal only).
 
     Columns: ``step, t, smiles, valid, tanimoto_start, tanimoto_end``, one column per
     entry of ``properties`` (default ``logp, qed, sa, esol, mw``) and
@@ -242,7 +259,7 @@ def interpolate(
         z_end = _encode_one(model, end_smiles)
     df = decode_path(model, z_start, z_end, steps=steps, method=method, attempts=attempts, temperature=temperature,
                      seed=seed, unique=unique, max_points=max_points, properties=properties,
-                     start_smiles=start_smiles, end_smiles=end_smiles)
+                     start_smiles=start_smiles, end_smiles=end_smiles, progress=progress)
     df.attrs.update({"start_name": start_name, "end_name": end_name, "endpoints": endpoints,
                      "start_fit": fits[0], "end_fit": fits[1],
                      "start_reached": _decodes_to(model, df["smiles"].iloc[0], start_smiles),
@@ -269,6 +286,7 @@ def decode_path(
     properties: Sequence[str] = DEFAULT_PROPERTIES,
     start_smiles: str | None = None,
     end_smiles: str | None = None,
+    progress: bool | None = False,
 ) -> pd.DataFrame:
     """Decode the path between two latent vectors; the table of :func:`interpolate`.
 
@@ -292,11 +310,11 @@ def decode_path(
         raise ConfigError(f"latents must be vectors of length {model.config.latent_dim}, "
                           f"got shapes {z_start.shape} and {z_end.shape}")
 
-    decoded = _decode_path(model, z_start, z_end, ts, interp, attempts, temperature, seed)
+    decoded = _decode_path(model, z_start, z_end, ts, interp, attempts, temperature, seed, progress)
     if unique is not None:
         while len({s for s in decoded if s}) < unique and 2 * len(ts) - 1 <= max_points:
             ts = t_grid(2 * len(ts) - 1)
-            decoded = _decode_path(model, z_start, z_end, ts, interp, attempts, temperature, seed)
+            decoded = _decode_path(model, z_start, z_end, ts, interp, attempts, temperature, seed, progress)
 
     smiles = [s or "" for s in decoded]
     valid = np.array([bool(s) for s in smiles], dtype=bool)

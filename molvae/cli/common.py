@@ -36,6 +36,13 @@ def add_prior_argument(parser: argparse.ArgumentParser, several: bool = False, d
     parser.add_argument("--prior", default=default, help=f"{text} (default auto)")
 
 
+def add_smiles_column_argument(parser: argparse.ArgumentParser, files: str = "the input") -> None:
+    """``--smiles-column``: which column of a table holds the molecules (default: the one named smiles, any case)."""
+    parser.add_argument("--smiles-column", default=None,
+                        help=f"column holding SMILES in {files} when it is a table (.csv, .tsv, .parquet; default: "
+                             "the column named smiles, else canonical_smiles or smi, any case)")
+
+
 def report_stream(out: str | Path | None) -> TextIO:
     """Where a command's closing summary goes: stderr when its table goes to standard output (``--out -``)."""
     from molvae.tables import is_stdout

@@ -16,11 +16,11 @@ demo's outputs look exactly like theirs.
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
 from pathlib import Path
 
 from molvae.errors import MolvaeError
+from molvae.tables import check_output_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,8 +38,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-#: What the demo writes into --out, and all that --overwrite removes.
-OUTPUTS = ("interpolation", "solubility", "SUMMARY.txt")
+#: Every file the demo writes, relative to --out: all that --overwrite removes (a folder goes too
+#: once it is empty). ``*`` is one folder level: the baselines' runs under solubility/baselines/.
+_RUN_FILES = ("config.json", "run_info.json", "evaluations.csv", "state.json", "scores.jsonl", "best.csv",
+              "pareto.csv", "progress.png", "best.png", ".molvae.lock")
+DEMO_FILES = ("SUMMARY.txt", *(f"interpolation/{name}" for name in ("path.csv", "path.png", "path.svg", "profile.png")),
+              *(f"solubility/{name}" for name in _RUN_FILES),
+              *(f"solubility/baselines/*/{name}" for name in _RUN_FILES))
 
 
 def _describe(out: Path) -> list[tuple[str, str]]:
@@ -58,40 +63,21 @@ def _describe(out: Path) -> list[tuple[str, str]]:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from molvae.cli.main import build_parser
-
-    from molvae.tables import check_output_dir
-
     out = check_output_dir(Path(args.out), create=False)
-    if args.overwrite:
-        for name in OUTPUTS:
-            if (out / name).is_dir():
-                shutil.rmtree(out / name)
-            elif (out / name).exists():
-                (out / name).unlink()
-    elif (out / "SUMMARY.txt").exists():
+    if not args.overwrite and (out / "SUMMARY.txt").exists():
         raise MolvaeError(f"{out} already holds a demo; add --overwrite to replace it, or choose another --out")
-    # No SUMMARY.txt yet a journal: an earlier demo was stopped during its optimization.
-    resume = (out / "solubility" / "config.json").exists()
-    parser = build_parser()
+    # No SUMMARY.txt yet a saved run: an earlier demo was stopped during its optimization.
+    resume = not args.overwrite and (out / "solubility" / "config.json").exists()
+    interp, opt = _steps(args, out, resume)
+    _check(args, out, opt, resume)  # every option, before anything is removed or written
+    if args.overwrite:
+        _remove_demo_files(out)
     start = time.perf_counter()
-    common = ["--model", args.model]
 
     print(f"[1/2] interpolating {args.start} -> {args.end} in the latent space of {args.model}")
-    # Fitted ends: the encoder's mean code of aspirin decodes to its methyl ester, and a
-    # path titled "aspirin -> ibuprofen" should start at aspirin.
-    interp = parser.parse_args(["interpolate", args.start, args.end, *common, "--steps", "12", "--endpoints", "fit",
-                                "--out", str(out / "interpolation"), "--seed", str(args.seed)])
     interp.func(interp)
-
-    # Without a size window ESOL is maximised by ever longer polar chains (logS grows as MW
-    # and logP fall): a drug-like 200-450 Da keeps the demo's answers chemically sensible.
     print(f"[2/2] raising aqueous solubility (ESOL logS) of 200-450 Da molecules with {args.budget} oracle calls, "
           "random baselines beside" + (f"; resuming the interrupted run in {out / 'solubility'}" if resume else ""))
-    opt = parser.parse_args(["optimize", *common, "--objective", "esol", "--budget", str(args.budget),
-                             "--range", "mw=200:450", "--batch", "10", "--n-init", "20", "--seed", str(args.seed),
-                             "--baselines", "--out", str(out / "solubility"), "--no-progress"]
-                            + (["--resume"] if resume else []))
     opt.func(opt)
 
     path = pd.read_csv(out / "interpolation" / "path.csv")
@@ -108,3 +94,57 @@ def run(args: argparse.Namespace) -> int:
     (out / "SUMMARY.txt").write_text(summary + "\n")
     print(summary)
     return 0
+
+
+def _steps(args: argparse.Namespace, out: Path, resume: bool) -> tuple[argparse.Namespace, argparse.Namespace]:
+    """The parsed ``interpolate`` and ``optimize`` commands the demo runs."""
+    from molvae.cli.main import build_parser
+
+    parser = build_parser()
+    common = ["--model", args.model]
+    # Fitted ends: the encoder's mean code of aspirin decodes to its methyl ester, and a
+    # path titled "aspirin -> ibuprofen" should start at aspirin.
+    interp = parser.parse_args(["interpolate", args.start, args.end, *common, "--steps", "12", "--endpoints", "fit",
+                                "--out", str(out / "interpolation"), "--seed", str(args.seed)])
+    # Without a size window ESOL is maximised by ever longer polar chains (logS grows as MW
+    # and logP fall): a drug-like 200-450 Da keeps the demo's answers chemically sensible.
+    opt = parser.parse_args(["optimize", *common, "--objective", "esol", "--budget", str(args.budget),
+                             "--range", "mw=200:450", "--batch", "10", "--n-init", "20", "--seed", str(args.seed),
+                             "--baselines", "--out", str(out / "solubility"), "--no-progress"]
+                            + (["--resume"] if resume else []))
+    return interp, opt
+
+
+def _check(args: argparse.Namespace, out: Path, opt: argparse.Namespace, resume: bool) -> None:
+    """Fail on a bad option before the demo removes or writes anything: the two molecules, the model (and
+    that it can spell both), the optimization's settings, and a resumed optimization's agreement with them."""
+    from molvae.cli.optimize import prepare
+    from molvae.latent import resolve_input
+    from molvae.model import MolVAE
+
+    molecules = [resolve_input(args.start)[1], resolve_input(args.end)[1]]
+    MolVAE.load(args.model, device="cpu").encode(molecules)  # an unknown token fails here
+    for sub in ("interpolation", "solubility"):
+        check_output_dir(out / sub, create=False)
+    try:
+        prepare(opt)
+    except MolvaeError as exc:
+        if not resume:
+            raise
+        raise MolvaeError(f"{out / 'solubility'} holds an interrupted demo optimization that these options cannot "
+                          f"continue ({exc}); add --overwrite to start the demo again") from None
+
+
+def _remove_demo_files(out: Path) -> None:
+    """Remove what an earlier demo wrote into ``out`` (:data:`DEMO_FILES`), and the folders that leaves empty.
+
+    Anything else there, a user's own file included, stays.
+    """
+    for pattern in DEMO_FILES:
+        for path in out.glob(pattern):
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+    for folder in ("solubility/baselines/*", "solubility/baselines", "solubility", "interpolation"):
+        for path in out.glob(folder):
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()

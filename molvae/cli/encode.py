@@ -11,7 +11,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from molvae.checkpoint import temp_file_beside
-from molvae.cli.common import add_model_arguments, load_model
+from molvae.cli.common import add_model_arguments, add_smiles_column_argument, load_model
 from molvae.cli.options import add_keep_columns_argument, add_limit_arguments, keep_columns, positive_int, with_kept_columns
 from molvae.data import count_records, iter_record_chunks
 from molvae.errors import ConfigError, InputFileError, MolvaeError
@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("encode", help="encode molecules to latent vectors (.npy)", description=__doc__)
     add_model_arguments(p)
     p.add_argument("--input", "-i", required=True, help="molecule file (.smi/.txt/.csv/.tsv/.sdf, optionally .gz, or .parquet; - for standard input, its format told from its first bytes)")
-    p.add_argument("--smiles-column", default=None)
+    add_smiles_column_argument(p)
     p.add_argument("--out", "-o", required=True, help="output .npy of shape [N, latent_dim]; NaN rows for skipped molecules")
     p.add_argument("--index", default=None, metavar="TABLE",
                    help="also write a table (.csv, .tsv, .sdf, each optionally .gz, or .parquet) with one row per "

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 
 import pandas as pd
 
-from molvae.cli.common import add_prior_argument, write_table
-from molvae.errors import ConfigError
+from molvae.cli.common import add_prior_argument, add_smiles_column_argument, write_table
+from molvae.errors import ConfigError, InputFileError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,17 +36,28 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="moses-test (default), moses-test_scaffolds, or a molecule file")
     p.add_argument("--train", default="moses-train",
                    help="training set for novelty: moses-train (default), a molecule file, or none")
+    add_smiles_column_argument(p, "the --samples file")
     p.add_argument("--n-jobs", type=int, default=None, help="worker processes for RDKit work (default: auto)")
     p.add_argument("--out", "-o", required=True, help="output directory for metrics.json and metrics.csv")
     p.set_defaults(func=run)
 
 
-def _read_samples(path: str) -> list[str]:
-    from molvae.data import read_smiles
+def _read_samples(path: str, column: str | None) -> list[str]:
+    """The generated strings of a samples file: in a table an empty cell is an empty (invalid) generation; in a
+    SMILES list a blank line is nothing, and is left out (and counted)."""
+    from molvae.data import is_smiles_list, read_smiles
 
     # molvae sample's CSV has columns smiles, valid, generated: evaluate `smiles`
     # (the canonical form where valid, the raw string where not).
-    return read_smiles(path, allow_empty=False)
+    smiles = read_smiles(path, column=column, allow_empty=False)
+    if not is_smiles_list(path):
+        return smiles
+    kept = [s for s in smiles if s.strip()]
+    if not kept:
+        raise InputFileError(f"{path}: only blank lines, no molecules")
+    if len(kept) < len(smiles):
+        print(f"{path}: {len(smiles) - len(kept):,} blank lines left out (not molecules)", file=sys.stderr)
+    return kept
 
 
 def _prior_names(model, text: str) -> list[str]:
@@ -71,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     extra: dict[str, float] = {}
     if args.samples is not None:
         name = Path(args.samples).name
-        samples = {name: (None, _read_samples(args.samples))}
+        samples = {name: (None, _read_samples(args.samples, args.smiles_column))}
     else:
         if args.n < 1:
             raise ConfigError(f"--n must be >= 1, got {args.n}")

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import argparse
 
-from molvae.cli.common import add_model_arguments, add_prior_argument, load_model, print_table, write_table
+from molvae.cli.common import (add_model_arguments, add_prior_argument, add_smiles_column_argument, load_model,
+                               print_table, write_table)
 from molvae.errors import MolvaeError
 from molvae.tables import check_output_dir
 
@@ -42,13 +43,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train", default=None, metavar="moses|FILE",
                    help="training molecules for the novelty column: 'moses' or a SMILES file")
+    add_smiles_column_argument(p, "the --train file")
     p.add_argument("--top", type=int, default=24, help="neighbours drawn in the picture (default 24)")
     p.add_argument("--property", default="qed", choices=sorted(PROPERTIES),
                    help="property shown in the picture (default qed)")
     p.set_defaults(func=run)
 
 
-def _training_set(spec: str) -> set[str]:
+def _training_set(spec: str, column: str | None = None) -> set[str]:
     from molvae.data import moses_file, read_smiles
 
     if spec.lower() == "moses":
@@ -56,7 +58,7 @@ def _training_set(spec: str) -> set[str]:
         return set(read_smiles(moses_file("train"), column="SMILES"))
     from molvae.latent import canonical_set
 
-    known = canonical_set(read_smiles(spec, allow_empty=False))
+    known = canonical_set(read_smiles(spec, column=column, allow_empty=False))
     if not known:  # every neighbour would be marked novel against an empty set
         raise MolvaeError(f"{spec}: no valid molecule in the training set given with --train")
     return known
@@ -76,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         check_output_dir(args.out, create=False)  # before the model load and the decoding
     model = load_model(args)
-    train = _training_set(args.train) if args.train else None
+    train = _training_set(args.train, args.smiles_column) if args.train else None
     properties = list(DEFAULT_PROPERTIES)
     if args.property not in properties:
         properties.append(args.property)

@@ -14,7 +14,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from molvae.cli.common import add_model_arguments, load_model
+from molvae.cli.common import add_model_arguments, add_smiles_column_argument, load_model
 from molvae.errors import ConfigError
 from molvae.priors import PRIOR_KINDS
 
@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_arguments(p)
     p.add_argument("--data", default="moses",
                    help="the model's training molecules: 'moses' (the MOSES training split) or a molecule file")
-    p.add_argument("--smiles-column", default=None, help="column holding SMILES in a table")
+    add_smiles_column_argument(p, "a --data file")
     p.add_argument("--kind", default="gmm", choices=sorted(_FITTABLE),
                    help="; ".join(f"{k}: {c.description}" for k, c in sorted(_FITTABLE.items()))
                         + " (default gmm: on zinc-smiles it sampled best and draws at no measurable cost, "

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         properties.append(args.property)
     df = interpolate(model, args.start, args.end, steps=args.steps, method=args.method, attempts=args.attempts,
                      temperature=args.temperature, seed=args.seed, unique=args.unique, max_points=args.max_points,
-                     properties=properties, endpoints=args.endpoints, fit_steps=args.fit_steps)
+                     properties=properties, endpoints=args.endpoints, fit_steps=args.fit_steps, progress=None)
     if args.out is None:
         shown = df.assign(smiles=df["smiles"].where(df["valid"], "(invalid)"))
         print_table(shown, ["step", "t", "smiles", "tanimoto_start", "tanimoto_end", args.property])

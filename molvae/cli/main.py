@@ -80,13 +80,13 @@ def _run(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
     except MolvaeError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"molvae {args.command}: error: {message(exc)}", file=sys.stderr)
+        hint = _resume_hint(args, "fix the cause and add --resume to continue it") if exc.resumable else ""
+        print(f"molvae {args.command}: error: {message(exc)}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         # a run interrupted after its folder was set up continues where it stopped
-        out = getattr(args, "out", None) if args.command in ("train", "optimize") else None
-        hint = f"; the run so far is in {out}: add --resume to continue it" if out and Path(out, "config.json").is_file() else ""
-        print(f"molvae {args.command}: interrupted{hint}", file=sys.stderr)
+        print(f"molvae {args.command}: interrupted{_resume_hint(args, 'add --resume to continue it')}",
+              file=sys.stderr)
         return 130
     except BrokenPipeError:
         # The reader of the printed output has gone (`| head`): stop quietly, as Unix tools do,
@@ -100,6 +100,12 @@ def _run(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
             traceback.print_exc()
         print(f"molvae {args.command}: error: {type(exc).__name__}: {message(exc)}", file=sys.stderr)
         return 1
+
+
+def _resume_hint(args: argparse.Namespace, what: str) -> str:
+    """``"; the run so far is in OUT: {what}"`` for a train or optimize run that saved its settings, else ``""``."""
+    out = getattr(args, "out", None) if args.command in ("train", "optimize") else None
+    return f"; the run so far is in {out}: {what}" if out and Path(out, "config.json").is_file() else ""
 
 
 if __name__ == "__main__":

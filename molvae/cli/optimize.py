@@ -11,8 +11,12 @@ import argparse
 import dataclasses
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from molvae.cli.common import add_model_arguments, add_prior_argument, load_model
+from molvae.cli.common import add_model_arguments, add_prior_argument, add_smiles_column_argument, load_model
+
+if TYPE_CHECKING:
+    from molvae.optimization import OptimizeConfig
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "field per objective (score or score_<objective> holding the objective's value, or a "
                         "property column named as the objective, such as qed or sa, as `molvae properties` writes "
                         "it: sa is raw SA and is negated), their scores are used as given and cost no budget")
+    add_smiles_column_argument(p, "the --init file")
     p.add_argument("--n-init", type=int, default=None, help="random MOSES training molecules scored first (default 100)")
     p.add_argument("--gp-window", type=int, default=None,
                    help="points the GP is fit on, half best, half latest (default 512)")
@@ -98,6 +103,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 # new run takes OptimizeConfig's defaults and a resume knows exactly which ones were given.
 _RUN_SETTINGS = {
     "batch": "batch", "seed": "seed", "method": "method", "acquisition": "acquisition", "init_file": "init_file",
+    "smiles_column": "init_smiles_column",
     "n_init": "n_init", "gp_window": "gp_window", "tr_failure_tolerance": "tr_failure_tolerance",
     "subspace": "subspace", "prior": "prior",
     "decode_attempts": "decode_attempts", "decode_temperature": "decode_temperature",
@@ -121,6 +127,7 @@ def _run_settings(args: argparse.Namespace) -> dict:
 def _given_on_resume(args: argparse.Namespace, saved: dict) -> tuple[dict, dict, dict]:
     """(saved view, given, option names) of the run settings passed with --resume, for check_resume_settings."""
     from molvae.optimization import Constraints
+    from molvae.optimization.objectives import range_table
 
     view, given = dict(saved), {}
     names = {"budget": "--budget", "max_rounds": "--max-rounds"}
@@ -135,7 +142,7 @@ def _given_on_resume(args: argparse.Namespace, saved: dict) -> tuple[dict, dict,
         "--similar-to": (args.similar_to, lambda v: Constraints(reference=v).reference, rules.reference),
         "--min-similarity": (args.min_similarity, float, rules.min_similarity),
         "--alerts": (args.alerts, lambda v: v.split(","), list(rules.alerts) if rules.alerts else None),
-        "--range": (args.ranges or None, lambda v: {k: list(r) for k, r in v},
+        "--range": (args.ranges or None, lambda v: {k: list(r) for k, r in range_table(v).items()},
                     {k: list(r) for k, r in rules.ranges.items()} or None),
     }
     for option, (value, normalize, before) in pieces.items():
@@ -145,21 +152,42 @@ def _given_on_resume(args: argparse.Namespace, saved: dict) -> tuple[dict, dict,
 
 
 def run(args: argparse.Namespace) -> int:
+    from molvae.optimization import Optimizer, load_baseline_tables, run_baselines
+
+    config = prepare(args)
+    out = Path(args.out)
+    model = load_model(args)
+    progress = False if args.no_progress else None
+    opt = Optimizer(model, config, out, resume=args.resume, progress=progress).run()
+    if args.baselines:
+        run_baselines(model, dataclasses.replace(config, method="bo"), out, objectives=opt.objectives,
+                      resume=args.resume, progress=progress)
+        opt.write_reports(baselines=load_baseline_tables(out))
+    _print_summary(out, opt, config)
+    return 0
+
+
+def prepare(args: argparse.Namespace) -> OptimizeConfig:
+    """The run's OptimizeConfig from the options (and, with --resume, the saved settings), every check made
+    before the model loads or anything is written."""
     from molvae.errors import ConfigError, MolvaeError
-    from molvae.optimization import OptimizeConfig, Optimizer, load_baseline_tables, parse_objectives, run_baselines
+    from molvae.optimization import OptimizeConfig, parse_objectives
     from molvae.optimization.bo import check_resume_settings, saved_settings
 
     out = Path(args.out)
     if args.resume and (out / "config.json").exists():
         saved = saved_settings(out)
-        if args.budget is not None:
-            saved["budget"] = args.budget
-        if args.max_rounds is not None:  # a stopping rule, like the budget: a resumed run may go further
-            saved["max_rounds"] = args.max_rounds
         try:
-            config = OptimizeConfig.from_dict(saved)
+            OptimizeConfig.from_dict(saved)
         except ConfigError as exc:  # name the file: the user has to edit it (or start over)
             raise ConfigError(f"{out / 'config.json'}: {exc}") from None
+        # stopping rules, like the budget: a resumed run may go further
+        given = {field: value for field, value in (("budget", args.budget), ("max_rounds", args.max_rounds))
+                 if value is not None}
+        try:
+            config = OptimizeConfig.from_dict({**saved, **given})
+        except ConfigError as exc:  # a bad value on the command line, not in the file
+            raise ConfigError(" ".join(f"--{f.replace('_', '-')} {v}" for f, v in given.items()) + f": {exc}") from None
         spec = args.objectives or args.objective
         if spec and [o.name for o in parse_objectives(spec)] != [o.name for o in parse_objectives(config.objectives)]:
             flag = "--objectives" if args.objectives else "--objective"
@@ -167,7 +195,12 @@ def run(args: argparse.Namespace) -> int:
         check_resume_settings(out, *_given_on_resume(args, saved))
     else:
         if args.resume:
-            raise MolvaeError(f"nothing to resume in {out}: no config.json")
+            where = (f"{out} does not exist" if not out.exists() else
+                     f"{out} holds no saved run (no config.json): it was stopped before its first save")
+            raise MolvaeError(f"nothing to resume: {where}; the same command without --resume starts it")
+        if (out / "evaluations.csv").exists():
+            raise MolvaeError(f"{out} already holds an optimization run; continue it with --resume or choose "
+                              "another --out")
         spec = args.objectives or args.objective
         if not spec:
             raise MolvaeError("give --objective (or --objectives for several)")
@@ -178,11 +211,12 @@ def run(args: argparse.Namespace) -> int:
         if args.similar_to or args.min_similarity is not None or args.alerts or args.ranges:
             from molvae.drugs import resolve_molecule
             from molvae.optimization import Constraints
+            from molvae.optimization.objectives import range_table
 
             ref_name, ref = resolve_molecule(args.similar_to) if args.similar_to else (None, None)
             constraints = Constraints(reference=ref, reference_name=ref_name, min_similarity=args.min_similarity,
                                       alerts=args.alerts.split(",") if args.alerts else None,
-                                      ranges=dict(args.ranges)).to_dict()
+                                      ranges=range_table(args.ranges)).to_dict()
         config = OptimizeConfig(
             objectives=[o.name for o in objectives], budget=500 if args.budget is None else args.budget,
             max_rounds=args.max_rounds, constraints=constraints, **_run_settings(args),
@@ -190,13 +224,11 @@ def run(args: argparse.Namespace) -> int:
     from molvae.tables import check_output_dir
 
     check_output_dir(out, create=False)
-    model = load_model(args)
-    progress = False if args.no_progress else None
-    opt = Optimizer(model, config, out, resume=args.resume, progress=progress).run()
-    if args.baselines:
-        run_baselines(model, dataclasses.replace(config, method="bo"), out, objectives=opt.objectives,
-                      resume=args.resume, progress=progress)
-        opt.write_reports(baselines=load_baseline_tables(out))
+    return config
+
+
+def _print_summary(out: Path, opt, config) -> None:
+    """The closing lines: calls, rounds, what was not scored, why the run stopped, the best molecules."""
     state = opt.state()
     best = state["best"]
     # Shown without constraints too: an objective that returns NaN marks molecules infeasible.
@@ -208,7 +240,6 @@ def run(args: argparse.Namespace) -> int:
           + (f"; stopped after {config.patience} rounds in a row that scored nothing, with "
              f"{config.budget - state['calls']} calls left" if state["stop_reason"] == "patience" else ""))
     _print_top(out, opt)
-    return 0
 
 
 def _count(n: int, noun: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from molvae.cli.common import add_smiles_column_argument
 from molvae.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -83,9 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help=f"comma-separated subset of: {PROPERTY_NAMES} (default: all)",
     )
-    parser.add_argument(
-        "--smiles-column", default=None, help="column holding SMILES in CSV/TSV/parquet (default: 'smiles', any case)"
-    )
+    add_smiles_column_argument(parser)
     from molvae.cli.options import add_keep_columns_argument, add_limit_arguments
 
     add_keep_columns_argument(parser)

@@ -11,7 +11,8 @@ import argparse
 
 import pandas as pd
 
-from molvae.cli.common import add_model_arguments, count_rows, load_model, report_stream, shown_output
+from molvae.cli.common import (add_model_arguments, add_smiles_column_argument, count_rows, load_model, report_stream,
+                               shown_output)
 from molvae.cli.options import (
     add_keep_columns_argument,
     add_limit_arguments,
@@ -28,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reconstruct", help="encode and decode molecules, report exact matches", description=__doc__)
     add_model_arguments(p)
     p.add_argument("--input", "-i", required=True, help="molecule file (.smi/.txt/.csv/.tsv/.sdf, optionally .gz, or .parquet; - for standard input, its format told from its first bytes)")
-    p.add_argument("--smiles-column", default=None)
+    add_smiles_column_argument(p)
     p.add_argument("--out", "-o", required=True, help="output table (.csv, .tsv, .sdf, each optionally .gz, or .parquet; - for CSV on standard output): smiles, reconstruction, exact")
     p.add_argument("--strategy", default="greedy", choices=["greedy", "beam", "sample"])
     add_keep_columns_argument(p)

@@ -81,6 +81,7 @@ class OptimizeConfig:
     acquisition: str = field(default="logei", metadata=rule(choices=ACQUISITIONS))
     n_init: int = field(default=100, metadata=rule(ge=0))
     init_file: str | None = None
+    init_smiles_column: str | None = None  # the --init table's SMILES column (default: the one named smiles)
     # the initial design draws from a seeded random sample of this many MOSES training molecules
     init_pool: int = field(default=100_000, metadata=rule(ge=1))
     # with a similarity constraint: the initial design is the lead plus molecules decoded at this
@@ -132,6 +133,9 @@ class OptimizeConfig:
         validate_config(self, "optimization config")
         if not 1 <= len(self.objectives) <= 3:
             raise ConfigError(f"optimization config: one to three objectives, got {len(self.objectives)}")
+        if self.init_smiles_column is not None and self.init_file is None:
+            raise ConfigError("optimization config: init_smiles_column (--smiles-column) names a column of the "
+                              "init_file (--init), and there is none")
         return self
 
     @classmethod
@@ -309,6 +313,19 @@ def propose_latents(model, X: torch.Tensor, Y: torch.Tensor, bounds: torch.Tenso
 
 
 # --------------------------------------------------------------------------- the run
+def _run_objectives(folder: Path) -> list[str] | None:
+    """The objectives of the optimization run in ``folder`` (its config.json), or None where there is none."""
+    path = folder / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        saved = read_json(path, "run config")
+    except MolvaeError:
+        return None  # not a run's file after all: the score column cannot be traced
+    section = saved.get("optimize") if isinstance(saved, dict) else None
+    objectives = section.get("objectives") if isinstance(section, dict) else None
+    return [str(o) for o in objectives] if isinstance(objectives, list) else None
+
 
 
 @contextmanager
@@ -687,17 +704,21 @@ class Optimizer:
 
         # Scores come with the molecules when the file has a column (or SD data field) per
         # objective, named as in evaluations.csv or by the objective; otherwise they are computed.
-        fields = record_fields(path)
-        cols = self.oracle.score_columns
+        fields = record_fields(path, self.config.init_smiles_column)
         alt = [o.name for o in self.objectives]
-        have = [c if c in fields else a if a in fields else None for c, a in zip(cols, alt)]
+        have = self._init_score_fields(path, fields)
         # A column named like a built-in objective holds the property as `molvae properties` and
         # evaluations.csv write it: raw SA for the objective sa, which is minus SA.
         signs = [BUILTIN_OBJECTIVES[a][1] if h == a and a in BUILTIN_OBJECTIVES else 1.0 for h, a in zip(have, alt)]
         if not all(h is not None for h in have):
-            self._encode_new(self.oracle.evaluate(read_smiles(path, allow_empty=False), round=0, source="init-file"))
+            log.info("--init %s: no column of scores for %s; its molecules are scored", path,
+                     ", ".join(a for a, h in zip(alt, have) if h is None))
+            smiles = read_smiles(path, column=self.config.init_smiles_column, allow_empty=False)
+            self._encode_new(self.oracle.evaluate(smiles, round=0, source="init-file"))
             return
-        records = list(iter_records(path, keep=have, allow_empty=False))
+        log.info("--init %s: scores from %s", path,
+                 ", ".join(f"column {h!r}" + (f" for {a}" if h != a else "") for h, a in zip(have, alt)))
+        records = list(iter_records(path, self.config.init_smiles_column, keep=have, allow_empty=False))
         scores = np.full((len(records), len(have)), np.nan)
         for i, (_, values) in enumerate(records):
             for j, value in enumerate(values):
@@ -710,6 +731,30 @@ class Optimizer:
                                       "not a number") from None
         rows = self.oracle.add_supplied([smiles for smiles, _ in records], scores, round=0, source="init-file")
         self._encode_new(rows)
+
+    def _init_score_fields(self, path: str, fields: list[str]) -> list[str | None]:
+        """Per objective, the field of the --init file holding its values, or None.
+
+        A column named as the objective (``qed``, as `molvae properties` writes it) says what
+        it holds; ``score_<objective>`` too. A bare ``score`` column holds whatever objective
+        the run that wrote it optimized: it is used only where that run's ``config.json``
+        beside the file names these objectives, or where there is none to ask.
+        """
+        ours = [o.name for o in self.objectives]
+        owner = _run_objectives(Path(path).parent)
+        chosen: list[str | None] = []
+        for col, name in zip(self.oracle.score_columns, ours):
+            if name in fields:
+                chosen.append(name)
+            elif col in fields and (col != "score" or owner is None or owner == ours):
+                chosen.append(col)
+            elif col in fields:
+                raise MolvaeError(f"--init {path}: its score column holds {', '.join(owner)} (the run's config.json "
+                                  f"says so), not {name}; give a file with a {name!r} column (`molvae properties` "
+                                  "writes one) or a list of molecules to have them scored")
+            else:
+                chosen.append(None)
+        return chosen
 
     # ---- one round
     def step(self) -> list[dict[str, Any]]:

@@ -59,6 +59,12 @@ class ObjectiveError(MolvaeError):
     """An objective cannot be parsed, imported, or returned something unusable."""
 
 
+class ObjectiveFailure(ObjectiveError):
+    """An objective failed while scoring molecules: it raised, ended the process, or returned unusable values."""
+
+    resumable = True  # the scores paid for so far are in the run's journal
+
+
 # name -> (property name in chemistry.PROPERTIES, sign, description)
 BUILTIN_OBJECTIVES: dict[str, tuple[str, float, str]] = {
     "esol": ("esol", 1.0, "ESOL aqueous solubility logS (higher = more soluble)"),
@@ -102,10 +108,19 @@ class Objective:
     func: Callable[[list[str]], Any]
     description: str = ""
     key: str = field(default="")
+    #: Most molecules per call (None: a whole round's at once). The run journals each call's
+    #: scores as it returns, so a run killed mid-round re-scores at most one call's molecules:
+    #: a slow custom function declares ``score.batch_size = 1`` to lose none.
+    batch_size: int | None = None
 
     def __post_init__(self) -> None:
         if not self.key:
             self.key = re.sub(r"[^0-9A-Za-z]+", "_", self.name).strip("_").lower() or "objective"
+        if self.batch_size is None:
+            self.batch_size = getattr(self.func, "batch_size", None)
+        size = self.batch_size
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise ObjectiveError(f"objective {self.name!r}: batch_size must be a positive integer, got {size!r}")
 
     def __call__(self, smiles: Sequence[str]) -> np.ndarray:
         smiles = list(smiles)
@@ -115,16 +130,20 @@ class Objective:
             raw = self.func(smiles)
         except MolvaeError:
             raise
+        except SystemExit as exc:  # sys.exit() inside an objective must not end the run silently, or with exit 0
+            raise ObjectiveFailure(f"objective {self.name!r} called sys.exit({exc.code!r}) while scoring "
+                                   f"{len(smiles)} molecules; an objective returns scores (NaN for a molecule it "
+                                   "cannot score) and cannot end the run") from None
         except Exception as exc:  # a user callable failed: say which one
-            raise ObjectiveError(f"objective {self.name!r} raised {type(exc).__name__}: {exc}") from exc
+            raise ObjectiveFailure(f"objective {self.name!r} raised {type(exc).__name__}: {exc}") from exc
         try:
             values = np.asarray(raw, dtype=np.float64)
         except (TypeError, ValueError):
-            raise ObjectiveError(
+            raise ObjectiveFailure(
                 f"objective {self.name!r} returned non-numbers ({type(raw).__name__}); expected one float per molecule"
             ) from None
         if values.ndim == 0 or values.shape != (len(smiles),):
-            raise ObjectiveError(
+            raise ObjectiveFailure(
                 f"objective {self.name!r} returned {values.size if values.ndim else 'a scalar'} value(s) with shape "
                 f"{values.shape} for {len(smiles)} molecules; expected one float per molecule"
             )
@@ -333,7 +352,14 @@ def parse_objective(spec: str | Callable | Objective, name: str | None = None) -
     def score(smiles: list[str]) -> np.ndarray:
         return sum(w * obj(smiles) for w, obj in parsed)
 
-    return Objective(spec, score, "weighted sum: " + " + ".join(f"{w:g}*{o.name}" for w, o in parsed))
+    return Objective(spec, score, "weighted sum: " + " + ".join(f"{w:g}*{o.name}" for w, o in parsed),
+                     batch_size=call_size([o for _, o in parsed]))
+
+
+def call_size(objectives: Sequence[Objective]) -> int | None:
+    """Molecules per call that suits every one of ``objectives`` (None: no limit)."""
+    sizes = [o.batch_size for o in objectives if o.batch_size is not None]
+    return min(sizes) if sizes else None
 
 
 def parse_objectives(spec: str | Sequence[str]) -> list[Objective]:
@@ -358,13 +384,32 @@ def parse_objectives(spec: str | Sequence[str]) -> list[Objective]:
 
 
 def parse_range(text: str) -> tuple[str, tuple[float, float]]:
-    """``"mw=200:450"`` -> ``("mw", (200.0, 450.0))``: one property range constraint."""
+    """``"mw=200:450"`` -> ``("mw", (200.0, 450.0))``: one property range constraint (finite bounds)."""
     try:
         prop, value = text.split("=", 1)
         lo, hi = value.split(":", 1)
-        return prop.strip(), (float(lo), float(hi))
+        bounds = (float(lo), float(hi))
     except ValueError:
         raise ObjectiveError(f"expected PROPERTY=LOW:HIGH (e.g. mw=200:500), got {text!r}") from None
+    if not all(math.isfinite(b) for b in bounds):
+        raise ObjectiveError(f"{text!r}: the bounds must be finite numbers (for an open end, a bound beyond any "
+                             "molecule, such as mw=0:100000)")
+    return prop.strip(), bounds
+
+
+def range_table(ranges: Sequence[tuple[str, tuple[float, float]]]) -> dict[str, tuple[float, float]]:
+    """Parsed ranges by property; a property given twice is an error (which one was meant is not known)."""
+    table: dict[str, tuple[float, float]] = {}
+    for prop, bounds in ranges:
+        if prop in table:
+            raise ObjectiveError(f"--range {prop} given twice ({_span(table[prop])} and {_span(bounds)}); give one "
+                                 "range per property")
+        table[prop] = bounds
+    return table
+
+
+def _span(bounds: tuple[float, float]) -> str:
+    return f"{bounds[0]:g}:{bounds[1]:g}"
 
 
 @dataclass
@@ -394,6 +439,8 @@ class Constraints:
         for prop, (lo, hi) in self.ranges.items():
             if prop not in chemistry.PROPERTIES:
                 raise ObjectiveError(f"unknown property {prop!r} in range; known: {', '.join(sorted(chemistry.PROPERTIES))}")
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                raise ObjectiveError(f"range for {prop}: the bounds must be finite numbers, got [{lo}, {hi}]")
             if lo > hi:
                 raise ObjectiveError(f"empty range for {prop}: [{lo}, {hi}]")
         if self.alerts:
@@ -567,10 +614,12 @@ class Oracle:
         if not smiles:
             return np.empty((0, len(self.objectives)))
         todo = [s for s in smiles if s not in self.score_cache]
-        if todo:
-            fresh = np.stack([obj(todo) for obj in self.objectives], axis=1)
-            self._append_journal(todo, fresh)
-            self.score_cache.update(zip(todo, fresh))
+        step = call_size(self.objectives) or max(len(todo), 1)
+        for start in range(0, len(todo), step):  # journaled call by call: a kill loses at most one call's scores
+            part = todo[start : start + step]
+            fresh = np.stack([obj(part) for obj in self.objectives], axis=1)
+            self._append_journal(part, fresh)
+            self.score_cache.update(zip(part, fresh))
         return np.stack([self.score_cache[s] for s in smiles])
 
     # ---- score journal
@@ -634,8 +683,12 @@ class Oracle:
                 ok, reason, similarity, props = checks[new[i]]
                 if not np.all(np.isfinite(scores[i])):
                     ok = False
-                    what = "NaN" if np.isnan(scores[i]).any() else "an infinite value"
-                    reason = "; ".join(r for r in (reason, f"objective returned {what}") if r)
+                    nan = np.isnan(scores[i]).any()
+                    if status == "supplied":
+                        why = "no score given in the --init file" if nan else "the --init file gives an infinite score"
+                    else:
+                        why = f"objective returned {'NaN' if nan else 'an infinite value'}"
+                    reason = "; ".join(r for r in (reason, why) if r)
                 row = self._row(call, round, source, status, smiles=new[i], scores=scores[i], feasible=ok,
                                 reason=reason, similarity=similarity, props=props)
             if row["status"] in self.KNOWN:

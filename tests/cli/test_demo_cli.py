@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from molvae.cli.demo import DEMO_FILES
 from molvae.cli.main import main
 
 pytestmark = pytest.mark.slow
@@ -30,6 +31,9 @@ def test_demo_writes_every_promised_output(tmp_path, capsys) -> None:
     assert (evaluations["status"] == "scored").sum() == 30
     assert (evaluations.loc[evaluations["status"] == "scored", "round"] > 0).sum() == 10
     assert "molvae demo finished" in printed
+    # every file the demo wrote is one that --overwrite removes
+    written = {p for p in out.rglob("*") if p.is_file()}
+    assert written == {p for pattern in DEMO_FILES for p in out.glob(pattern)}, sorted(map(str, written))
     # a second run into the same folder refuses instead of mixing outputs
     assert main(["demo", "--out", str(out), "--budget", "30"]) == 2
     assert "--overwrite" in capsys.readouterr().err
@@ -44,8 +48,10 @@ def test_demo_writes_every_promised_output(tmp_path, capsys) -> None:
 
     # --overwrite starts again from nothing, and leaves other files in the folder alone
     (out / "mine.txt").write_text("keep me")
+    (out / "interpolation" / "notes.txt").write_text("mine too")
     assert main(["demo", "--out", str(out), "--budget", "20", "--overwrite"]) == 0
     assert "resuming" not in capsys.readouterr().out
     fresh = pd.read_csv(out / "solubility" / "evaluations.csv")
     assert (fresh["status"] == "scored").sum() == 20 and (fresh["round"] > 0).sum() == 0
     assert (out / "mine.txt").read_text() == "keep me" and (out / "SUMMARY.txt").exists()
+    assert (out / "interpolation" / "notes.txt").read_text() == "mine too"

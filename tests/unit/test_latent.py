@@ -337,3 +337,13 @@ def test_interpolation_with_fitted_endpoints_starts_and_ends_at_the_drugs(bundle
     assert fit.attrs["endpoints"] == "fit"
     assert fit.attrs["start_fit"]["reconstructed"] and fit.attrs["start_fit"]["steps"] > 0
     _check_table(fit)
+
+
+def test_a_long_path_is_decoded_in_chunks_with_the_same_molecules(small_model, monkeypatch) -> None:
+    """`interpolate --steps 10000` shows progress chunk by chunk; each point keeps the draws of its place."""
+    rng = np.random.default_rng(4)
+    z0, z1 = rng.standard_normal((2, small_model.config.latent_dim))
+    whole = latent.decode_path(small_model, z0, z1, steps=11, attempts=3, temperature=1.0, seed=5)
+    monkeypatch.setattr(latent, "PATH_CHUNK", 4)
+    chunked = latent.decode_path(small_model, z0, z1, steps=11, attempts=3, temperature=1.0, seed=5)
+    assert chunked["smiles"].tolist() == whole["smiles"].tolist()
