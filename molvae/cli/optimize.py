@@ -172,7 +172,7 @@ def prepare(args: argparse.Namespace) -> OptimizeConfig:
     before the model loads or anything is written."""
     from molvae.errors import ConfigError, MolvaeError
     from molvae.optimization import OptimizeConfig, parse_objectives
-    from molvae.optimization.bo import check_resume_settings, saved_settings
+    from molvae.optimization.bo import check_new_run_dir, check_resume_settings, saved_settings
 
     out = Path(args.out)
     if args.resume and (out / "config.json").exists():
@@ -198,9 +198,7 @@ def prepare(args: argparse.Namespace) -> OptimizeConfig:
             where = (f"{out} does not exist" if not out.exists() else
                      f"{out} holds no saved run (no config.json): it was stopped before its first save")
             raise MolvaeError(f"nothing to resume: {where}; the same command without --resume starts it")
-        if (out / "evaluations.csv").exists():
-            raise MolvaeError(f"{out} already holds an optimization run; continue it with --resume or choose "
-                              "another --out")
+        check_new_run_dir(out)
         spec = args.objectives or args.objective
         if not spec:
             raise MolvaeError("give --objective (or --objectives for several)")

@@ -26,8 +26,9 @@ def run_baseline(model, config: OptimizeConfig, out: str | Path, method: str, ob
                  resume: bool = False, progress: bool | None = False) -> Optimizer:
     if method not in BASELINES:
         raise ValueError(f"baseline must be one of {BASELINES}, got {method!r}")
-    cfg = dataclasses.replace(config, method=method, n_init=0, init_file=None)
-    resume = resume and (Path(out) / "evaluations.csv").exists()
+    cfg = dataclasses.replace(config, method=method, n_init=0, init_file=None, init_smiles_column=None)
+    # A baseline the main run's kill stopped before it started has nothing of its own to resume.
+    resume = resume and (Path(out) / "config.json").exists()
     return Optimizer(model, cfg, out, objectives=objectives, resume=resume, progress=progress).run()
 
 

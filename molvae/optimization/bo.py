@@ -313,6 +313,16 @@ def propose_latents(model, X: torch.Tensor, Y: torch.Tensor, bounds: torch.Tenso
 
 
 # --------------------------------------------------------------------------- the run
+def check_new_run_dir(out: Path) -> None:
+    """A one-line error if ``out`` holds an optimization run, or the scores an interrupted one paid for: a new
+    run there would replace them."""
+    if (out / "evaluations.csv").exists():
+        raise MolvaeError(f"{out} already holds an optimization run; continue it with --resume or choose another --out")
+    journal = out / JOURNAL_FILE
+    if journal.is_file() and journal.stat().st_size > 0:
+        raise MolvaeError(f"{out} holds the scores of a run stopped during its initial design ({JOURNAL_FILE}); "
+                          "continue it with --resume, or choose another --out")
+
 def _run_objectives(folder: Path) -> list[str] | None:
     """The objectives of the optimization run in ``folder`` (its config.json), or None where there is none."""
     path = folder / "config.json"
@@ -457,10 +467,9 @@ class Optimizer:
             self.oracle.load_journal()
             if (self.out / "evaluations.csv").exists():
                 self._load()
-        elif (self.out / "evaluations.csv").exists():
-            raise MolvaeError(f"{self.out} already holds an optimization run; continue it with --resume or choose another --out")
         else:
-            # A fresh run must not reuse scores a run with other objectives left in this directory.
+            check_new_run_dir(self.out)
+            # An empty journal left by a run stopped before its first score.
             (self.out / JOURNAL_FILE).unlink(missing_ok=True)
         write_json(self.out / "config.json", {"optimize": asdict(self.config), "method": self.method,
                                                   "prior": self.prior.name, "latent_dim": model.config.latent_dim})
