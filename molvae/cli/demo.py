@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 #: Every file the demo writes, relative to --out: all that --overwrite removes (a folder goes too
 #: once it is empty). ``*`` is one folder level: the baselines' runs under solubility/baselines/.
-_RUN_FILES = ("config.json", "run_info.json", "evaluations.csv", "state.json", "scores.jsonl", "best.csv",
+_RUN_FILES = ("config.json", "run_info.json", "evaluations.csv", "state.json", "scores.jsonl", "best.csv", "best.sdf",
               "pareto.csv", "progress.png", "best.png", ".molvae.lock")
 DEMO_FILES = ("SUMMARY.txt", *(f"interpolation/{name}" for name in ("path.csv", "path.png", "path.svg", "profile.png")),
               *(f"solubility/{name}" for name in _RUN_FILES),
@@ -127,7 +127,7 @@ def _check(args: argparse.Namespace, out: Path, opt: argparse.Namespace, resume:
     for sub in ("interpolation", "solubility"):
         check_output_dir(out / sub, create=False)
     try:
-        prepare(opt)
+        prepare(opt, replacing=args.overwrite)
     except MolvaeError as exc:
         if not resume:
             raise

@@ -167,9 +167,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def prepare(args: argparse.Namespace) -> OptimizeConfig:
+def prepare(args: argparse.Namespace, replacing: bool = False) -> OptimizeConfig:
     """The run's OptimizeConfig from the options (and, with --resume, the saved settings), every check made
-    before the model loads or anything is written."""
+    before the model loads or anything is written. ``replacing``: a run in --out is removed before this one
+    starts (``molvae demo --overwrite``), so it is no reason to refuse."""
     from molvae.errors import ConfigError, MolvaeError
     from molvae.optimization import OptimizeConfig, parse_objectives
     from molvae.optimization.bo import check_new_run_dir, check_resume_settings, saved_settings
@@ -198,7 +199,8 @@ def prepare(args: argparse.Namespace) -> OptimizeConfig:
             where = (f"{out} does not exist" if not out.exists() else
                      f"{out} holds no saved run (no config.json): it was stopped before its first save")
             raise MolvaeError(f"nothing to resume: {where}; the same command without --resume starts it")
-        check_new_run_dir(out)
+        if not replacing:
+            check_new_run_dir(out)
         spec = args.objectives or args.objective
         if not spec:
             raise MolvaeError("give --objective (or --objectives for several)")
