@@ -25,10 +25,10 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from molvae.errors import ModelLoadError, RunInUseError
+from molvae.folders import LOCK_FILE
 
 log = logging.getLogger(__name__)
 
-LOCK_FILE = ".molvae.lock"
 
 
 def temp_file_beside(path: Path) -> tuple[int, str]:

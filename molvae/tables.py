@@ -23,6 +23,7 @@ import pandas as pd
 
 from molvae.checkpoint import temp_file_beside
 from molvae.errors import MolvaeError
+from molvae.folders import RESUME_FILE, VOCAB_FILE, WEIGHTS_FILE
 
 
 def _check_parent_dirs(path: Path) -> None:
@@ -91,7 +92,7 @@ def check_table_file(path: str | os.PathLike, inputs: tuple[str | os.PathLike | 
 
 
 #: Files only a trained model or a training run holds (``molvae train``, ``MolVAE.save``).
-MODEL_FILES = ("model.safetensors", "resume.pt", "vocab.json")
+MODEL_FILES = (WEIGHTS_FILE, RESUME_FILE, VOCAB_FILE)
 
 
 def check_output_dir(path: str | os.PathLike, create: bool = True, model_ok: bool = False) -> Path:

@@ -29,10 +29,10 @@ import torch
 from tqdm import tqdm
 
 from molvae.checkpoint import (
+    RunLock,
     atomic_write_text,
     environment_info,
     load_state,
-    RunLock,
     lock_run_dir,
     read_json,
     save_state,
@@ -46,25 +46,29 @@ from molvae.data import (
     load_dataset,
     train_val_split,
 )
+from molvae.devices import resolve_device, resolve_dtype
 from molvae.errors import ConfigError, MolvaeError
-from molvae.model import (
+from molvae.folders import (
     CONFIG_FILE,
+    DATA_SUMMARY_FILE,
+    METRICS_FILE,
+    RESUME_FILE,
+    RUN_INFO_FILE,
     VOCAB_FILE,
-    MolVAE,
+)
+from molvae.model import (
     ModelConfig,
+    MolVAE,
     SequenceVAE,
-    resolve_device,
-    resolve_dtype,
     run_in_precision,
     vae_loss,
 )
 from molvae.runtime import tune_allocator
+from molvae.schedules import KL_SCHEDULES, LR_SCHEDULES, kl_beta, learning_rate
 from molvae.tokenizers import Vocabulary
 
 log = logging.getLogger(__name__)
 
-RESUME_FILE = "resume.pt"
-METRICS_FILE = "metrics.csv"
 # Consecutive non-finite steps after which training stops instead of skipping.
 MAX_CONSECUTIVE_BAD_STEPS = 20
 
@@ -91,13 +95,13 @@ class TrainConfig:
     epochs: int = field(default=10, metadata=rule(ge=1))
     batch_size: int = field(default=256, metadata=rule(ge=1))
     lr: float = field(default=1e-3, metadata=rule(gt=0.0))
-    lr_schedule: str = field(default="cosine", metadata=rule(choices=("constant", "cosine")))  # after linear warm-up
+    lr_schedule: str = field(default="cosine", metadata=rule(choices=tuple(LR_SCHEDULES)))  # after linear warm-up
     # Linear LR warm-up; a run of fewer than twice as many steps warms up over its first half.
     warmup_steps: int = field(default=100, metadata=rule(ge=0))
     min_lr_ratio: float = field(default=0.05, metadata=rule(ge=0.0, le=1.0))
     weight_decay: float = field(default=1e-4, metadata=rule(ge=0.0))
     grad_clip: float = field(default=5.0, metadata=rule(gt=0.0))
-    kl_schedule: str = field(default="linear", metadata=rule(choices=("linear", "cyclical", "constant")))
+    kl_schedule: str = field(default="linear", metadata=rule(choices=tuple(KL_SCHEDULES)))
     kl_weight: float = field(default=0.5, metadata=rule(ge=0.0))  # β at the end of annealing
     # linear: epochs to reach kl_weight (at most the whole run, so a short run still reaches it)
     kl_warmup_epochs: float = field(default=2.0, metadata=rule(ge=0.0))
@@ -161,35 +165,6 @@ def check_resume_config(out: str | Path, saved: dict[str, Any], training: dict[s
         may = ", ".join(names.get(k, k) for k in RESUME_MAY_CHANGE if k != "progress")
         raise ConfigError(f"{out}: a resumed run keeps the settings it was started with (only {may} may change); "
                           f"got " + "; ".join(changed))
-
-
-# ---------------------------------------------------------------------- schedules
-def kl_beta(step: int, steps_per_epoch: int, total_steps: int, cfg: TrainConfig) -> float:
-    """β at a global step: linear warm-up, cyclical (ramp over the first half of each cycle) or constant."""
-    if cfg.kl_schedule == "constant":
-        return cfg.kl_weight
-    if cfg.kl_schedule == "linear":
-        warm = min(cfg.kl_warmup_epochs * steps_per_epoch, total_steps)
-        return cfg.kl_weight if warm <= 0 else cfg.kl_weight * min(1.0, step / warm)
-    cycle = max(1.0, total_steps / cfg.kl_cycles)
-    phase = (step % cycle) / cycle
-    return cfg.kl_weight * min(1.0, phase / 0.5)
-
-
-def learning_rate(step: int, total_steps: int, cfg: TrainConfig) -> float:
-    """LR at a global step: linear warm-up, then constant or cosine decay to min_lr_ratio·lr.
-
-    The warm-up lasts ``warmup_steps``, but at most half the run: a short run (``--max-steps``,
-    a small data set) must still reach the peak LR and decay from it.
-    """
-    warm = min(cfg.warmup_steps, total_steps // 2)
-    if warm and step < warm:
-        return cfg.lr * (step + 1) / warm
-    if cfg.lr_schedule == "constant":
-        return cfg.lr
-    span = max(1, total_steps - warm)
-    progress = min(1.0, (step - warm) / span)
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 # ----------------------------------------------------------------------- training
@@ -535,7 +510,7 @@ class Trainer:
         if not self.dist.is_main:
             data, summary = load()
         self.echo(summary.format())
-        self._write_json("data_summary.json", summary.to_dict())
+        self._write_json(DATA_SUMMARY_FILE, summary.to_dict())
         self.summary = summary
         return data
 
@@ -609,7 +584,7 @@ class Trainer:
             info = {**environment_info(), "world_size": self.dist.world_size}
             if parent is not None:
                 info["init_from"] = parent_summary(parent, self.cfg.init_from)
-            self._write_json("run_info.json", info)
+            self._write_json(RUN_INFO_FILE, info)
         elif (self.out / RESUME_FILE).is_file():
             self._restore(load_state(self.out / RESUME_FILE))
         else:

@@ -16,9 +16,10 @@ import pandas as pd
 from molvae.cli.common import add_model_arguments, count_rows, generated_rows, load_model, report_stream, shown_output
 from molvae.cli.options import add_limit_arguments, positive_int
 from molvae.errors import ConfigError, InputFileError
+from molvae.cli.commands import add_command
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("decode", help="decode latent vectors (.npy) to molecules", description=__doc__)
+    p = add_command(sub, "decode", description=__doc__)
     add_model_arguments(p)
     p.add_argument("--input", "-i", required=True, help=".npy array of shape [N, latent_dim] (molvae encode writes one)")
     p.add_argument("--out", "-o", required=True,

@@ -20,12 +20,13 @@ import time
 from pathlib import Path
 
 from molvae.errors import MolvaeError
+from molvae.folders import BASELINES_DIR, BEST_FILE, CONFIG_FILE, OPTIMIZATION_FILES
 from molvae.tables import check_output_dir
+from molvae.cli.commands import add_command
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="tour on the bundled model: interpolate two drugs, optimize solubility",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(sub, "demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", "-o", default="runs/demo", help="directory for every output (default runs/demo)")
     p.add_argument("--model", default="zinc-smiles", help="bundled model name or model directory")
     p.add_argument("--start", default="aspirin", help="first molecule of the interpolation (name or SMILES)")
@@ -40,11 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 #: Every file the demo writes, relative to --out: all that --overwrite removes (a folder goes too
 #: once it is empty). ``*`` is one folder level: the baselines' runs under solubility/baselines/.
-_RUN_FILES = ("config.json", "run_info.json", "evaluations.csv", "state.json", "scores.jsonl", "best.csv", "best.sdf",
-              "pareto.csv", "progress.png", "best.png", ".molvae.lock")
 DEMO_FILES = ("SUMMARY.txt", *(f"interpolation/{name}" for name in ("path.csv", "path.png", "path.svg", "profile.png")),
-              *(f"solubility/{name}" for name in _RUN_FILES),
-              *(f"solubility/baselines/*/{name}" for name in _RUN_FILES))
+              *(f"solubility/{name}" for name in OPTIMIZATION_FILES),
+              *(f"solubility/{BASELINES_DIR}/*/{name}" for name in OPTIMIZATION_FILES))
 
 
 def _describe(out: Path) -> list[tuple[str, str]]:
@@ -67,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.overwrite and (out / "SUMMARY.txt").exists():
         raise MolvaeError(f"{out} already holds a demo; add --overwrite to replace it, or choose another --out")
     # No SUMMARY.txt yet a saved run: an earlier demo was stopped during its optimization.
-    resume = not args.overwrite and (out / "solubility" / "config.json").exists()
+    resume = not args.overwrite and (out / "solubility" / CONFIG_FILE).exists()
     interp, opt = _steps(args, out, resume)
     _check(args, out, opt, resume)  # every option, before anything is removed or written
     if args.overwrite:
@@ -81,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     opt.func(opt)
 
     path = pd.read_csv(out / "interpolation" / "path.csv")
-    best = pd.read_csv(out / "solubility" / "best.csv")
+    best = pd.read_csv(out / "solubility" / BEST_FILE)
     elapsed = time.perf_counter() - start
     lines = [f"molvae demo finished in {elapsed / 60:.1f} min on model {args.model}; outputs:"]
     lines += [f"  {p:<38} {what}" for p, what in _describe(out)]

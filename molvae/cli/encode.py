@@ -16,13 +16,14 @@ from molvae.cli.options import add_keep_columns_argument, add_limit_arguments, k
 from molvae.data import count_records, iter_record_chunks
 from molvae.errors import ConfigError, InputFileError, MolvaeError
 from molvae.tables import TableWriter, check_output_file, check_table_file
+from molvae.cli.commands import add_command
 
 INDEX_COLUMNS = ["row", "smiles", "encoded", "error"]
 LATENT_DTYPE = np.dtype("<f4")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("encode", help="encode molecules to latent vectors (.npy)", description=__doc__)
+    p = add_command(sub, "encode", description=__doc__)
     add_model_arguments(p)
     p.add_argument("--input", "-i", required=True, help="molecule file (.smi/.txt/.csv/.tsv/.sdf, optionally .gz, or .parquet; - for standard input, its format told from its first bytes)")
     add_smiles_column_argument(p)

@@ -17,10 +17,11 @@ import pandas as pd
 
 from molvae.cli.common import add_prior_argument, add_smiles_column_argument, write_table
 from molvae.errors import ConfigError, InputFileError
+from molvae.cli.commands import add_command
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="MOSES metrics of generated molecules", description=__doc__)
+    p = add_command(sub, "evaluate", description=__doc__)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--samples", help="molecule file: CSV with a smiles column (molvae sample output), .smi, ...")
     src.add_argument("--model", help="model directory or bundled model name (zinc-smiles, zinc-selfies): sample "

@@ -23,13 +23,13 @@ from molvae.cli.common import (add_model_arguments, add_prior_argument, add_smil
                                print_table, write_table)
 from molvae.errors import MolvaeError
 from molvae.tables import check_output_dir
+from molvae.cli.commands import add_command
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     from molvae.chemistry import PROPERTIES
 
-    p = sub.add_parser("explore", help="decode the latent neighbourhood of a molecule (name or SMILES)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(sub, "explore", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("molecule", help="drug name (e.g. celecoxib) or SMILES")
     add_model_arguments(p)
     add_prior_argument(p, default="standard")

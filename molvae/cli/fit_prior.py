@@ -17,12 +17,13 @@ from pathlib import Path
 from molvae.cli.common import add_model_arguments, add_smiles_column_argument, load_model
 from molvae.errors import ConfigError
 from molvae.priors import PRIOR_KINDS
+from molvae.cli.commands import add_command
 
 _FITTABLE = {kind: cls for kind, cls in PRIOR_KINDS.items() if cls.config_class is not None}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("fit-prior", help="fit a learned latent prior and store it with the model", description=__doc__)
+    p = add_command(sub, "fit-prior", description=__doc__)
     add_model_arguments(p)
     p.add_argument("--data", default="moses",
                    help="the model's training molecules: 'moses' (the MOSES training split) or a molecule file")

@@ -15,6 +15,7 @@ import math
 from typing import Any
 
 from molvae.model import available_pretrained
+from molvae.cli.commands import add_command
 
 #: The last epoch's figures shown, in order, with their labels.
 METRICS = (("val_token_acc", "validation token accuracy"), ("val_exact_recon", "exact reconstruction"),
@@ -22,8 +23,7 @@ METRICS = (("val_token_acc", "validation token accuracy"), ("val_exact_recon", "
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="describe a model: representation, architecture, training, last figures",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(sub, "info", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="zinc-smiles",
                    help="model directory written by `molvae train`, or a bundled model: "
                         f"{', '.join(available_pretrained()) or 'none'} (default zinc-smiles)")

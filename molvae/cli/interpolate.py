@@ -18,13 +18,13 @@ import argparse
 from molvae.cli.common import add_model_arguments, load_model, print_table, write_table
 from molvae.errors import MolvaeError
 from molvae.tables import check_output_dir
+from molvae.cli.commands import add_command
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     from molvae.chemistry import PROPERTIES
 
-    p = sub.add_parser("interpolate", help="decode the latent path between two molecules (names or SMILES)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(sub, "interpolate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("start", help="first molecule: drug name (e.g. aspirin) or SMILES")
     p.add_argument("end", help="second molecule: drug name or SMILES")
     add_model_arguments(p)

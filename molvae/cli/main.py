@@ -14,34 +14,22 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from molvae import __version__
-from molvae.cli.common import resolve_standard_input
+from molvae.cli.commands import COMMANDS
 from molvae.errors import MolvaeError
+from molvae.folders import CONFIG_FILE
 from molvae.runtime import tune_allocator
 
-# Subcommand modules. Listed here so `molvae --help` is fast and
-# a broken optional module does not break every other command.
-SUBCOMMANDS: list[str] = [
-    "molvae.cli.train",
-    "molvae.cli.sample",
-    "molvae.cli.encode",
-    "molvae.cli.decode",
-    "molvae.cli.reconstruct",
-    "molvae.cli.properties",
-    "molvae.cli.demo",
-    "molvae.cli.evaluate",
-    "molvae.cli.optimize",
-    "molvae.cli.interpolate",
-    "molvae.cli.explore",
-    "molvae.cli.info",
-    "molvae.cli.fit_prior",
-]
 
+def build_parser(commands: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The ``molvae`` parser: the full arguments of every subcommand, or of those in ``commands``.
 
-def build_parser() -> argparse.ArgumentParser:
+    The others are then bare entries of :data:`~molvae.cli.commands.COMMANDS` (name and help
+    line), whose modules are not imported: `molvae --help` lists them without loading torch.
+    """
     parser = argparse.ArgumentParser(
         prog="molvae",
         description="GRU sequence VAE for molecules: train, sample, encode, explore and optimize.",
@@ -51,15 +39,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"molvae {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in SUBCOMMANDS:
-        importlib.import_module(name).register(sub)
+    for name, entry in COMMANDS.items():
+        if commands is None or name in commands:
+            importlib.import_module(entry.module).register(sub)
+        else:
+            sub.add_parser(name, help=entry.help)
     return parser
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv`` (the first word that is one), or None (``--help``, ``--version``...)."""
+    return next((word for word in argv if word in COMMANDS), None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = _command_in(argv)
+    args = build_parser([command] if command else []).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s")
     tune_allocator()
     with contextlib.ExitStack() as cleanup:
@@ -71,6 +68,8 @@ def _run(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
 
     def message(exc: BaseException) -> str:
         return str(exc).replace(stdin_copy, "standard input") if stdin_copy else str(exc)
+
+    from molvae.cli.common import resolve_standard_input
 
     try:
         stdin_copy = resolve_standard_input(args, cleanup)
@@ -105,7 +104,7 @@ def _run(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
 def _resume_hint(args: argparse.Namespace, what: str) -> str:
     """``"; the run so far is in OUT: {what}"`` for a train or optimize run that saved its settings, else ``""``."""
     out = getattr(args, "out", None) if args.command in ("train", "optimize") else None
-    return f"; the run so far is in {out}: {what}" if out and Path(out, "config.json").is_file() else ""
+    return f"; the run so far is in {out}: {what}" if out and Path(out, CONFIG_FILE).is_file() else ""
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from molvae.cli.common import add_model_arguments, add_prior_argument, add_smiles_column_argument, load_model
+from molvae.folders import BEST_FILE, CONFIG_FILE, PARETO_FILE
+from molvae.cli.commands import add_command
 
 if TYPE_CHECKING:
     from molvae.optimization import OptimizeConfig
@@ -31,8 +33,7 @@ def _range(text: str) -> tuple[str, tuple[float, float]]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("optimize", help="Bayesian optimization of molecules in latent space", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(sub, "optimize", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(p)
     obj = p.add_mutually_exclusive_group()
     obj.add_argument("--objective", help="one objective (see above)")
@@ -176,7 +177,7 @@ def prepare(args: argparse.Namespace, replacing: bool = False) -> OptimizeConfig
     from molvae.optimization.bo import check_new_run_dir, check_resume_settings, saved_settings
 
     out = Path(args.out)
-    if args.resume and (out / "config.json").exists():
+    if args.resume and (out / CONFIG_FILE).exists():
         saved = saved_settings(out)
         try:
             OptimizeConfig.from_dict(saved)
@@ -251,7 +252,7 @@ def _print_top(out, opt, n: int = 5) -> None:
     import pandas as pd
 
     multi = len(opt.oracle.score_columns) > 1
-    name = "pareto.csv" if multi else "best.csv"
+    name = PARETO_FILE if multi else BEST_FILE
     path = out / name
     if not path.is_file():
         return

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from molvae.cli.commands import add_command
 from molvae.cli.common import add_smiles_column_argument
 from molvae.errors import ConfigError
 
@@ -69,9 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "properties",
-        help="compute RDKit properties (MW, logP, QED, SA, ...) for a file of molecules",
+    parser = add_command(
+        subparsers, "properties",
         description=(
             "Write a CSV with one row per input molecule: the input SMILES, its canonical form, "
             "whether it is valid, and the requested properties (empty where invalid)."

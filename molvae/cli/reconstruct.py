@@ -21,12 +21,13 @@ from molvae.cli.options import (
     with_kept_columns,
 )
 from molvae.data import count_records, iter_record_chunks
+from molvae.cli.commands import add_command
 
 COLUMNS = ["smiles", "reconstruction", "exact", "encoded"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("reconstruct", help="encode and decode molecules, report exact matches", description=__doc__)
+    p = add_command(sub, "reconstruct", description=__doc__)
     add_model_arguments(p)
     p.add_argument("--input", "-i", required=True, help="molecule file (.smi/.txt/.csv/.tsv/.sdf, optionally .gz, or .parquet; - for standard input, its format told from its first bytes)")
     add_smiles_column_argument(p)

@@ -11,10 +11,11 @@ import pandas as pd
 from molvae.cli.common import add_model_arguments, add_prior_argument, generated_rows, load_model, report_stream, shown_output
 from molvae.cli.options import add_limit_arguments, positive_int
 from molvae.errors import ConfigError
+from molvae.cli.commands import add_command
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sample", help="sample molecules from the prior", description=__doc__)
+    p = add_command(sub, "sample", description=__doc__)
     add_model_arguments(p)
     add_prior_argument(p)
     p.add_argument("--n", type=int, default=1000, help="number of draws")

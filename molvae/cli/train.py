@@ -8,6 +8,7 @@ import sys
 
 from molvae.model import ModelConfig
 from molvae.training import TrainConfig, Trainer, TrainingInterrupted
+from molvae.cli.commands import add_command
 
 # (flag, TrainConfig field, type, help); defaults come from TrainConfig so they live in one place.
 _TRAIN_OPTIONS = [
@@ -55,7 +56,7 @@ _MODEL_OPTIONS = [
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a VAE (or resume one)", description=__doc__)
+    p = add_command(sub, "train", description=__doc__)
     p.add_argument("--out", "-o", required=True, help="run directory (checkpoints, config, metrics)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint with its saved "
                    "settings; options may be repeated, and only --epochs, --max-steps, --early-stopping, "

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from molvae.folders import BASELINES_DIR, CONFIG_FILE, EVALUATIONS_FILE
 from molvae.optimization.bo import OptimizeConfig, Optimizer
 from molvae.optimization.objectives import Objective
 
@@ -28,7 +29,7 @@ def run_baseline(model, config: OptimizeConfig, out: str | Path, method: str, ob
         raise ValueError(f"baseline must be one of {BASELINES}, got {method!r}")
     cfg = dataclasses.replace(config, method=method, n_init=0, init_file=None, init_smiles_column=None)
     # A baseline the main run's kill stopped before it started has nothing of its own to resume.
-    resume = resume and (Path(out) / "config.json").exists()
+    resume = resume and (Path(out) / CONFIG_FILE).exists()
     return Optimizer(model, cfg, out, objectives=objectives, resume=resume, progress=progress).run()
 
 
@@ -36,14 +37,14 @@ def run_baselines(model, config: OptimizeConfig, out: str | Path, methods=BASELI
                   objectives: list[Objective] | None = None, resume: bool = False,
                   progress: bool | None = False) -> dict[str, Optimizer]:
     """Run each baseline into ``out/baselines/<name>``."""
-    return {m: run_baseline(model, config, Path(out) / "baselines" / m, m, objectives, resume, progress) for m in methods}
+    return {m: run_baseline(model, config, Path(out) / BASELINES_DIR / m, m, objectives, resume, progress) for m in methods}
 
 
 def load_baseline_tables(out: str | Path) -> dict[str, pd.DataFrame]:
     """evaluations.csv of each baseline run under ``out/baselines``."""
     tables = {}
     for name in BASELINES:
-        path = Path(out) / "baselines" / name / "evaluations.csv"
+        path = Path(out) / BASELINES_DIR / name / EVALUATIONS_FILE
         if path.exists():
             tables[name] = pd.read_csv(path, keep_default_na=False, na_values=[""])
     return tables

@@ -53,6 +53,8 @@ from molvae.checkpoint import RunLock, atomic_write_text, environment_info, lock
 from molvae.config import config_from_dict, rule, validate_config
 from molvae.errors import ConfigError, MolvaeError
 from molvae.extensions import load_botorch_kernels
+from molvae.folders import (BEST_FILE, BEST_PLOT, BEST_SDF, CONFIG_FILE, EVALUATIONS_FILE, JOURNAL_FILE, PARETO_FILE, PROGRESS_PLOT,
+                            RUN_INFO_FILE, STATE_FILE)
 from molvae.optimization.objectives import BUILTIN_OBJECTIVES, Constraints, Objective, Oracle, parse_objectives
 from molvae.tables import check_output_dir
 
@@ -67,7 +69,6 @@ SUBSPACES = ("auto", "active", "full")
 # MOSES training molecules whose codes decide which latent dimensions are active (--subspace active)
 ACTIVE_SAMPLE = 1000
 STATE_VERSION = 1
-JOURNAL_FILE = "scores.jsonl"
 
 
 @dataclass
@@ -316,7 +317,7 @@ def propose_latents(model, X: torch.Tensor, Y: torch.Tensor, bounds: torch.Tenso
 def check_new_run_dir(out: Path) -> None:
     """A one-line error if ``out`` holds an optimization run, or the scores an interrupted one paid for: a new
     run there would replace them."""
-    if (out / "evaluations.csv").exists():
+    if (out / EVALUATIONS_FILE).exists():
         raise MolvaeError(f"{out} already holds an optimization run; continue it with --resume or choose another --out")
     journal = out / JOURNAL_FILE
     if journal.is_file() and journal.stat().st_size > 0:
@@ -325,7 +326,7 @@ def check_new_run_dir(out: Path) -> None:
 
 def _run_objectives(folder: Path) -> list[str] | None:
     """The objectives of the optimization run in ``folder`` (its config.json), or None where there is none."""
-    path = folder / "config.json"
+    path = folder / CONFIG_FILE
     if not path.is_file():
         return None
     try:
@@ -465,19 +466,19 @@ class Optimizer:
         self.tr = TrustRegion(dim=self.search_dim, batch=config.batch, failure_tolerance=config.tr_failure_tolerance)
         if resume:
             self.oracle.load_journal()
-            if (self.out / "evaluations.csv").exists():
+            if (self.out / EVALUATIONS_FILE).exists():
                 self._load()
         else:
             check_new_run_dir(self.out)
             # An empty journal left by a run stopped before its first score.
             (self.out / JOURNAL_FILE).unlink(missing_ok=True)
-        write_json(self.out / "config.json", {"optimize": asdict(self.config), "method": self.method,
+        write_json(self.out / CONFIG_FILE, {"optimize": asdict(self.config), "method": self.method,
                                                   "prior": self.prior.name, "latent_dim": model.config.latent_dim})
         self._record_environment(resume)
 
     def _recorded_prior(self, resume: bool) -> str | None:
         """The prior a resumed run started with ("auto" is resolved to a name once, when the run starts)."""
-        file = self.out / "config.json"
+        file = self.out / CONFIG_FILE
         if not resume or self.config.prior != "auto" or not file.is_file():
             return None
         recorded = read_json(file, "optimization config").get("prior")
@@ -486,7 +487,7 @@ class Optimizer:
     def _search_mask(self, resume: bool) -> torch.Tensor | None:
         """The active-dimension mask of ``subspace="active"`` or ``"auto"`` (None: search them all)."""
         d = self.model.config.latent_dim
-        state_file = self.out / "state.json"
+        state_file = self.out / STATE_FILE
         saved = read_json(state_file, "optimization state") if resume and state_file.exists() else {}
         if "active_dims" in saved:  # a resumed run keeps the dimensions it started with (None: all)
             dims = saved["active_dims"]
@@ -517,7 +518,7 @@ class Optimizer:
         another version can propose other points from the same data, so a resume under other
         versions is said out loud rather than discovered as a mysterious divergence.
         """
-        file = self.out / "run_info.json"
+        file = self.out / RUN_INFO_FILE
         here = environment_info()
         if not resume or not file.is_file():
             write_json(file, {**here, "model": self.model_identity, "resumes": []})
@@ -534,7 +535,7 @@ class Optimizer:
 
     def _check_same_model(self) -> None:
         """A resumed run must decode with the model it started with: codes of one model mean nothing to another."""
-        file = self.out / "run_info.json"
+        file = self.out / RUN_INFO_FILE
         started = read_json(file, "run info").get("model") if file.is_file() else None
         if not started or not self.model_identity:
             return  # runs from before the model was recorded, or a model built in memory
@@ -544,15 +545,15 @@ class Optimizer:
 
     # ---- persistence
     def _load(self) -> None:
-        evals = self.out / "evaluations.csv"
+        evals = self.out / EVALUATIONS_FILE
         if not evals.exists():
             raise MolvaeError(f"nothing to resume in {self.out}: no evaluations.csv")
         # Scores must read back bit for bit, or the GP (and the run) would drift after a resume:
         # pandas 3 parses floats exactly by default (and deprecates the option); pandas 2 needs round_trip.
         exact = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
         df = pd.read_csv(evals, keep_default_na=False, na_values=[""], **exact)
-        has_state = (self.out / "state.json").exists()
-        state = read_json(self.out / "state.json", "optimization state") if has_state else {}
+        has_state = (self.out / STATE_FILE).exists()
+        state = read_json(self.out / STATE_FILE, "optimization state") if has_state else {}
         committed = state.get("n_records") if has_state else 0
         if committed is not None:
             # Rows past the commit point belong to a round a kill interrupted: that round is redone
@@ -579,8 +580,8 @@ class Optimizer:
     def save(self) -> None:
         """Write evaluations.csv, then state.json: the commit point of everything up to this round."""
         df = self.oracle.dataframe()
-        atomic_write_text(self.out / "evaluations.csv", df.to_csv(index=False))
-        write_json(self.out / "state.json", {**self.state(), "n_records": len(self.oracle.records)})
+        atomic_write_text(self.out / EVALUATIONS_FILE, df.to_csv(index=False))
+        write_json(self.out / STATE_FILE, {**self.state(), "n_records": len(self.oracle.records)})
         self.initialized = True
 
     def state(self) -> dict[str, Any]:
@@ -971,18 +972,18 @@ class Optimizer:
         df = self.oracle.dataframe()
         cols = self.oracle.score_columns
         best = best_table(df, cols, self.config.top_k)
-        atomic_write_text(self.out / "best.csv", best.to_csv(index=False))
-        write_rows(self.out / "best.sdf", [best])  # for molecule viewers and docking tools
+        atomic_write_text(self.out / BEST_FILE, best.to_csv(index=False))
+        write_rows(self.out / BEST_SDF, [best])  # for molecule viewers and docking tools
         if len(cols) > 1:
-            atomic_write_text(self.out / "pareto.csv", pareto_table(df, cols).to_csv(index=False))
-        plot_progress(self.out / "progress.png", df, cols, baselines=baselines,
+            atomic_write_text(self.out / PARETO_FILE, pareto_table(df, cols).to_csv(index=False))
+        plot_progress(self.out / PROGRESS_PLOT, df, cols, baselines=baselines,
                       labels=[o.description or o.name for o in self.objectives])
         if len(best):
             from molvae.visualize import draw_grid
 
             legends = [" ".join(f"{row[c]:.3g}" for c in cols) for _, row in best.head(20).iterrows()]
             try:
-                draw_grid(best["smiles"].head(20).tolist(), self.out / "best.png", legends)
+                draw_grid(best["smiles"].head(20).tolist(), self.out / BEST_PLOT, legends)
             except Exception as exc:  # a picture must never lose a run
                 log.warning("could not draw best.png: %s", exc)
 
@@ -994,7 +995,7 @@ def saved_settings(out: str | Path) -> dict[str, Any]:
     molecule; they resume with that accounting. Runs saved before ``local_after`` existed
     resume without local rounds, and runs saved before ``subspace`` existed searched all dimensions.
     """
-    saved = dict(read_json(Path(out) / "config.json", "optimization config").get("optimize", {}))
+    saved = dict(read_json(Path(out) / CONFIG_FILE, "optimization config").get("optimize", {}))
     saved.setdefault("score_infeasible", True)
     saved.setdefault("local_after", None)
     saved.setdefault("subspace", "full")
@@ -1040,7 +1041,7 @@ def optimize(model, objectives: str | list[str], out: str | Path, resume: bool =
 
         specs = _split_top_level(specs, ",")
     config = OptimizeConfig.from_dict({"objectives": list(specs), **options})
-    if resume and (Path(out) / "config.json").exists():
+    if resume and (Path(out) / CONFIG_FILE).exists():
         saved = saved_settings(out)
         given, before = dict(options), dict(saved)
         given["objectives"] = [o.name for o in parse_objectives(config.objectives)]

@@ -39,3 +39,28 @@ def test_version_prints_the_installed_version_without_a_command(capsys) -> None:
         main(["--version"])
     assert stop.value.code == 0
     assert capsys.readouterr().out.strip() == f"molvae {version('molvae')}"
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["optimize", "--help"]])
+def test_version_and_help_start_without_torch_where_the_command_needs_none(argv) -> None:
+    """`molvae --version` and `--help` list the commands from molvae.cli.commands without importing any of them."""
+    import subprocess
+    import sys
+
+    code = (f"import sys; from molvae.cli.main import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'pandas', 'rdkit') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    loaded = done.stdout.strip().splitlines()[-1]
+    # optimize's own parser needs its module, which may import what it uses; the bare listing needs nothing
+    assert loaded == "[]" or argv[0] == "optimize", loaded
+
+
+def test_the_command_table_and_the_parsers_agree() -> None:
+    """Every entry of the table registers a parser of its own name, with the table's help line."""
+    from molvae.cli.commands import COMMANDS
+
+    subparsers = _subparsers()
+    assert set(subparsers) == set(COMMANDS)
+    full = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {c.dest: c.help for c in full._choices_actions}
+    assert helps == {name: entry.help for name, entry in COMMANDS.items()}

@@ -154,7 +154,7 @@ def test_a_seed_means_the_same_molecules_however_they_are_batched(model, monkeyp
     """Draws are keyed by (seed, row), not by batch (molvae.seeding): sample(n) is the start of
     sample(m); a subset decoded with its keys is that subset of the whole; a batch halved after
     running out of GPU memory decodes what the whole batch would have."""
-    import molvae.model as model_module
+    import molvae.model.vae as model_module
     from molvae.batching import OUT_OF_MEMORY
 
     big = model.sample(60, seed=3, batch_size=16)
@@ -187,7 +187,7 @@ def test_sampling_draws_latents_a_block_at_a_time(model, monkeypatch) -> None:
     latents are drawn per block (10**7 latents at this size would take 320 MB)."""
     import tracemalloc
 
-    from molvae.model import SAMPLE_BLOCK
+    from molvae.model.vae import SAMPLE_BLOCK
 
     tracemalloc.start()
     try:
@@ -198,7 +198,7 @@ def test_sampling_draws_latents_a_block_at_a_time(model, monkeypatch) -> None:
     assert peak < 2 * SAMPLE_BLOCK * SMALL["latent_dim"] * 4 + 10_000_000, peak
     assert first == model.sample(16, seed=5, batch_size=16)
     # Across block boundaries (small blocks here, for speed) the molecules are those of one long draw.
-    import molvae.model as model_module
+    import molvae.model.vae as model_module
     from molvae.seeding import prior_latents
 
     whole = model.decode(prior_latents(70, SMALL["latent_dim"], 5), "sample", seed=5)
@@ -464,7 +464,7 @@ def test_compiled_decoder_step_matches_eager(model) -> None:
     # bf16 matmuls may round differently once fused; allow a rare flipped argmax there.
     agree = (eager == compiled).all(axis=1).mean()
     assert agree >= 0.9, agree
-    from molvae.model import _COMPILE_FAILED
+    from molvae.model.decoding import _COMPILE_FAILED
 
     assert not _COMPILE_FAILED, _COMPILE_FAILED  # the comparison above must have run compiled
 

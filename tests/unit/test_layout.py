@@ -1,0 +1,91 @@
+"""The package's shape: no import cycle among molvae's modules, and modules and classes of a readable size."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "molvae"
+
+#: Modules still over the size limit, with their size today: each may only shrink (issue 42 splits them).
+LARGE_MODULES = {"data.py": 840, "optimization/bo.py": 1060, "optimization/objectives.py": 760, "metrics.py": 700,
+                 "chemistry.py": 640, "training.py": 920}
+MAX_MODULE_LINES = 600
+#: Classes over the limit, which may only shrink: MolVAE is the user-facing facade (short methods, long
+#: docstrings); Optimizer, Trainer and Oracle are next to split (issue 42).
+LARGE_CLASSES = {"MolVAE": 340, "Optimizer": 560, "Trainer": 460, "Oracle": 260}
+MAX_CLASS_LINES = 250
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = path
+    return out
+
+
+def _imports(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
+    """molvae modules ``path`` imports, at its top or inside a function (TYPE_CHECKING blocks left out)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    tree = ast.parse(path.read_text())
+    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                   and "TYPE_CHECKING" in ast.unparse(block.test) for n in ast.walk(block)}
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+        for target in targets:
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            # importing a.b.c imports a.b and a first
+            parts = target.split(".")
+            found.update(".".join(parts[:i]) for i in range(1, len(parts) + 1) if ".".join(parts[:i]) in modules)
+    found.discard(name)
+    return found
+
+
+def test_no_import_cycle_among_molvae_modules() -> None:
+    modules = _modules()
+    graph = {name: _imports(path, name, modules) for name, path in modules.items()}
+    # A package importing its own submodules is how packages work; only other cycles count.
+    cycles = []
+    state: dict[str, int] = {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if nxt.startswith(node + "."):
+                continue
+            if state.get(nxt) == 1:
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
+
+
+@pytest.mark.parametrize("rel", sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")))
+def test_modules_and_classes_stay_readable(rel) -> None:
+    path = PACKAGE / rel
+    n_lines = len(path.read_text().splitlines())
+    assert n_lines <= max(MAX_MODULE_LINES, LARGE_MODULES.get(rel, 0)), f"{rel}: {n_lines} lines"
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ClassDef):
+            size = node.end_lineno - node.lineno + 1
+            assert size <= max(MAX_CLASS_LINES, LARGE_CLASSES.get(node.name, 0)), f"{rel}: class {node.name}: {size} lines"
