@@ -401,7 +401,8 @@ def chemnet_activations(canonical: Sequence[str], device: str | None = None, bat
         return np.zeros((0, 512), dtype=np.float32)
     model = fcd.load_ref_model()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
+        # fcd stacks its batches with numpy's deprecated `row_stack` alias: about fcd's code, not the molecules.
+        warnings.filterwarnings("ignore", category=DeprecationWarning, message="`row_stack` alias is deprecated")
         return fcd.get_predictions(model, list(canonical), batch_size=batch_size, n_jobs=0,
                                    device=_fcd_device(device))
 
@@ -419,7 +420,8 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     if not (np.isfinite(mu1).all() and np.isfinite(mu2).all()):
         return math.nan
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        # fcd passes sqrtm's `disp` argument, which SciPy deprecates: a warning about fcd's code, not the data.
+        warnings.filterwarnings("ignore", category=DeprecationWarning, message="The `disp` argument is deprecated")
         return float(fcd.calculate_frechet_distance(mu1, sigma1, mu2, sigma2))
 
 

@@ -11,14 +11,12 @@ import argparse
 import dataclasses
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from molvae.cli.common import add_model_arguments, add_prior_argument, add_smiles_column_argument, load_model
 from molvae.folders import BEST_FILE, CONFIG_FILE, PARETO_FILE
+from molvae.optimization.acquisition import ACQUISITIONS
+from molvae.optimization.bo import OptimizeConfig
 from molvae.cli.commands import add_command
-
-if TYPE_CHECKING:
-    from molvae.optimization import OptimizeConfig
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", default=None, choices=["auto", "bo", "turbo", "prior", "screen"],
                    help="bo: GP + acquisition in the data box; turbo: trust region (auto picks it for latents >= 64); "
                         "prior / screen: baselines (default auto)")
-    p.add_argument("--acquisition", default=None, choices=["logei", "ucb", "ts"],
-                   help="qLogExpectedImprovement (default), qUpperConfidenceBound or Thompson sampling (one objective)")
+    p.add_argument("--acquisition", default=None, choices=list(ACQUISITIONS),
+                   help="with one objective: " + ", ".join(f"{name} ({a.description})" for name, a in ACQUISITIONS.items())
+                        + f" (default {OptimizeConfig.acquisition}); several objectives use qLogNEHVI")
     p.add_argument("--init", dest="init_file", default=None,
                    help="molecule file of initial molecules (.csv, .tsv, .sdf, .smi, .parquet); with a column or SD data "
                         "field per objective (score or score_<objective> holding the objective's value, or a "
@@ -173,7 +172,7 @@ def prepare(args: argparse.Namespace, replacing: bool = False) -> OptimizeConfig
     before the model loads or anything is written. ``replacing``: a run in --out is removed before this one
     starts (``molvae demo --overwrite``), so it is no reason to refuse."""
     from molvae.errors import ConfigError, MolvaeError
-    from molvae.optimization import OptimizeConfig, parse_objectives
+    from molvae.optimization import parse_objectives
     from molvae.optimization.bo import check_new_run_dir, check_resume_settings, saved_settings
 
     out = Path(args.out)

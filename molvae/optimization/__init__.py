@@ -6,17 +6,9 @@
 >>> opt.feasible_table().nlargest(5, "score")
 """
 
+from molvae.optimization.acquisition import ACQUISITIONS, propose_latents
 from molvae.optimization.baselines import BASELINES, load_baseline_tables, run_baseline, run_baselines
-from molvae.optimization.bo import (
-    ACQUISITIONS,
-    METHODS,
-    OptimizeConfig,
-    Optimizer,
-    TrustRegion,
-    fit_gp,
-    optimize,
-    propose_latents,
-)
+from molvae.optimization.bo import METHODS, OptimizeConfig, Optimizer, TrustRegion, fit_gp, optimize
 from molvae.optimization.objectives import (
     BUILTIN_OBJECTIVES,
     Constraints,

@@ -52,19 +52,17 @@ import torch
 from molvae.checkpoint import RunLock, atomic_write_text, environment_info, lock_run_dir, read_json, write_json
 from molvae.config import config_from_dict, rule, validate_config
 from molvae.errors import ConfigError, MolvaeError
-from molvae.extensions import load_botorch_kernels
 from molvae.folders import (BEST_FILE, BEST_PLOT, BEST_SDF, CONFIG_FILE, EVALUATIONS_FILE, JOURNAL_FILE, PARETO_FILE, PROGRESS_PLOT,
                             RUN_INFO_FILE, STATE_FILE)
+from molvae.optimization.acquisition import ACQUISITIONS, propose_latents
 from molvae.optimization.objectives import BUILTIN_OBJECTIVES, Constraints, Objective, Oracle, parse_objectives
 from molvae.tables import check_output_dir
 
 log = logging.getLogger(__name__)
 
-__all__ = ["METHODS", "ACQUISITIONS", "OptimizeConfig", "TrustRegion", "Optimizer", "optimize", "fit_gp", "gp_window_index",
-           "propose_latents"]
+__all__ = ["METHODS", "OptimizeConfig", "TrustRegion", "Optimizer", "optimize", "fit_gp", "gp_window_index"]
 
 METHODS = ("auto", "bo", "turbo", "prior", "screen")
-ACQUISITIONS = ("logei", "ucb", "ts")
 SUBSPACES = ("auto", "active", "full")
 # MOSES training molecules whose codes decide which latent dimensions are active (--subspace active)
 ACTIVE_SAMPLE = 1000
@@ -79,7 +77,7 @@ class OptimizeConfig:
     budget: int = field(default=500, metadata=rule(ge=0))
     batch: int = field(default=10, metadata=rule(ge=1))
     method: str = field(default="auto", metadata=rule(choices=METHODS))  # auto: turbo for latents >= 64 dims, else bo
-    acquisition: str = field(default="logei", metadata=rule(choices=ACQUISITIONS))
+    acquisition: str = field(default="logei", metadata=rule(choices=tuple(ACQUISITIONS)))
     n_init: int = field(default=100, metadata=rule(ge=0))
     init_file: str | None = None
     init_smiles_column: str | None = None  # the --init table's SMILES column (default: the one named smiles)
@@ -223,6 +221,7 @@ def fit_gp(X: torch.Tensor, Y: torch.Tensor, bounds: torch.Tensor, maxiter: int 
     round timing of scripts/bench_bo.py and docs/BO_BENCHMARK.md give the figures in a run).
     """
     from botorch.exceptions import ModelFittingError
+    from botorch.exceptions.warnings import InputDataWarning
     from botorch.fit import fit_gpytorch_mll
     from botorch.models import SingleTaskGP
     from botorch.models.transforms import Normalize, Standardize
@@ -231,7 +230,7 @@ def fit_gp(X: torch.Tensor, Y: torch.Tensor, bounds: torch.Tensor, maxiter: int 
     with warnings.catch_warnings():
         # Constant outcomes (e.g. every molecule so far infeasible) make botorch warn each
         # round that Y is not standardized; the GP is then flat, which is the right answer.
-        warnings.simplefilter("ignore")
+        warnings.filterwarnings("ignore", category=InputDataWarning, message=r"Data \(outcome observations\)")
         model = SingleTaskGP(X, Y, input_transform=Normalize(d=X.shape[-1], bounds=bounds),
                              outcome_transform=Standardize(m=Y.shape[-1]))
         mll = ExactMarginalLogLikelihood(model.likelihood, model)
@@ -253,64 +252,6 @@ def _lengthscale(model) -> torch.Tensor | None:
             return None
     ls = ls.detach().reshape(-1)
     return ls if ls.numel() > 1 else None
-
-
-def propose_latents(model, X: torch.Tensor, Y: torch.Tensor, bounds: torch.Tensor, q: int, config: OptimizeConfig,
-                    ref_point: torch.Tensor | None = None, constraint: tuple[Any, float] | None = None) -> torch.Tensor:
-    """q new latent points maximizing the acquisition inside ``bounds`` (2 x d).
-
-    ``constraint``: ``(gp, floor)``, a model of a quantity that must stay ``>= floor`` (the
-    similarity to a lead). qLogEI then uses BoTorch's constrained form: the improvement
-    of each sample is weighted by a smoothed indicator of the sampled constraint.
-    """
-    from botorch.optim import optimize_acqf
-
-    options = {"maxiter": config.acq_maxiter, "batch_limit": 8}
-    if Y.shape[-1] > 1:
-        load_botorch_kernels()  # outside the filter below: a failed compile warns that it falls back
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if Y.shape[-1] > 1:
-            from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
-
-            acq = qLogNoisyExpectedHypervolumeImprovement(model, ref_point=ref_point.tolist(), X_baseline=X,
-                                                          prune_baseline=True)
-            cand, _ = optimize_acqf(acq, bounds=bounds, q=q, num_restarts=config.num_restarts,
-                                    raw_samples=config.raw_samples, options=options, sequential=True)
-            return cand.detach()
-        if config.acquisition == "ts":
-            from botorch.generation.sampling import MaxPosteriorSampling
-            from torch.quasirandom import SobolEngine
-
-            sobol = SobolEngine(X.shape[-1], scramble=True, seed=int(torch.randint(0, 2**31 - 1, (1,))))
-            pert = sobol.draw(config.ts_candidates).to(X)
-            cand = bounds[0] + (bounds[1] - bounds[0]) * pert
-            with torch.no_grad():
-                return MaxPosteriorSampling(model=model, replacement=False)(cand, num_samples=q).detach()
-        if config.acquisition == "ucb":
-            from botorch.acquisition import qUpperConfidenceBound
-
-            acq = qUpperConfidenceBound(model, beta=config.ucb_beta)
-        else:
-            from botorch.acquisition.logei import qLogExpectedImprovement
-
-            if constraint is None:
-                acq = qLogExpectedImprovement(model, best_f=Y.max())
-            else:
-                from botorch.acquisition.objective import GenericMCObjective
-                from botorch.models import ModelListGP
-
-                constraint_model, floor = constraint
-                acq = qLogExpectedImprovement(
-                    ModelListGP(model, constraint_model), best_f=Y.max(),
-                    objective=GenericMCObjective(lambda samples, X=None: samples[..., 0]),
-                    constraints=[lambda samples: floor - samples[..., 1]])
-        # With a constraint, candidates are chosen one after another (each conditioned on the
-        # ones before): a joint batch leaves the points that add nothing wherever they started,
-        # feasible or not.
-        cand, _ = optimize_acqf(acq, bounds=bounds, q=q, num_restarts=config.num_restarts,
-                                raw_samples=config.raw_samples, options=options, sequential=constraint is not None)
-    return cand.detach()
 
 
 # --------------------------------------------------------------------------- the run
@@ -835,8 +776,8 @@ class Optimizer:
         gp = fit_gp(X, Y, bounds, maxiter=self.config.gp_maxiter)
         constraint = None
         floor = self.constraints.min_similarity
-        if (self.config.similarity_gp and floor is not None and Y.shape[-1] == 1 and self.config.acquisition == "logei"
-                and torch.isfinite(S).all()):
+        if (self.config.similarity_gp and floor is not None and Y.shape[-1] == 1
+                and ACQUISITIONS[self.config.acquisition].constrained and torch.isfinite(S).all()):
             # A second GP on the similarity to the lead: qLogEI then weighs each candidate's
             # improvement by its probability of staying similar enough, instead of learning the
             # constraint only from infeasible molecules scored at the worst value.

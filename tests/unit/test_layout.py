@@ -89,3 +89,17 @@ def test_modules_and_classes_stay_readable(rel) -> None:
         if isinstance(node, ast.ClassDef):
             size = node.end_lineno - node.lineno + 1
             assert size <= max(MAX_CLASS_LINES, LARGE_CLASSES.get(node.name, 0)), f"{rel}: class {node.name}: {size} lines"
+
+
+def test_no_blanket_warning_filter() -> None:
+    """A filter names the warning it silences (category and message), so users still see every other one."""
+    blanket = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) in ("warnings.simplefilter",
+                                                                        "warnings.filterwarnings"):
+                keywords = {k.arg for k in node.keywords}
+                action = ast.unparse(node.args[0]) if node.args else ""
+                if "ignore" in action and not {"category", "message"} <= keywords:
+                    blanket.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert not blanket, blanket
