@@ -333,13 +333,6 @@ def sample_smiles(path: str | os.PathLike, n: int, seed: int = 0, column: str | 
     return sample
 
 
-def iter_smiles_chunks(path: str | os.PathLike, chunk_size: int, column: str | None = None,
-                       allow_empty: bool = False) -> Iterator[list[str]]:
-    """The records of a molecule file in lists of at most ``chunk_size`` (for bounded-memory commands)."""
-    for smiles, _ in iter_record_chunks(path, chunk_size, column, allow_empty=allow_empty):
-        yield smiles
-
-
 def iter_record_chunks(path: str | os.PathLike, chunk_size: int, column: str | None = None, keep: Sequence[str] = (),
                        allow_empty: bool = False) -> Iterator[tuple[list[str], dict[str, list]]]:
     """:func:`iter_records` in chunks of at most ``chunk_size``: (SMILES, {kept column: values})."""

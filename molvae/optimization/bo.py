@@ -255,6 +255,16 @@ def _lengthscale(model) -> torch.Tensor | None:
 
 
 # --------------------------------------------------------------------------- the run
+def read_state(path: Path) -> dict[str, Any]:
+    """A run's state.json; one written by a newer molvae (a higher ``version``) is refused, not misread."""
+    state = read_json(path, "optimization state")
+    if not isinstance(state, dict):
+        raise MolvaeError(f"{path}: not an optimization state (a JSON object is expected)")
+    if isinstance(state.get("version"), int) and state["version"] > STATE_VERSION:
+        raise MolvaeError(f"{path} was written by a newer molvae (state version {state['version']}, this one reads "
+                          f"up to {STATE_VERSION}); resume it with that version")
+    return state
+
 def check_new_run_dir(out: Path) -> None:
     """A one-line error if ``out`` holds an optimization run, or the scores an interrupted one paid for: a new
     run there would replace them."""
@@ -494,7 +504,7 @@ class Optimizer:
         exact = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
         df = pd.read_csv(evals, keep_default_na=False, na_values=[""], **exact)
         has_state = (self.out / STATE_FILE).exists()
-        state = read_json(self.out / STATE_FILE, "optimization state") if has_state else {}
+        state = read_state(self.out / STATE_FILE) if has_state else {}
         committed = state.get("n_records") if has_state else 0
         if committed is not None:
             # Rows past the commit point belong to a round a kill interrupted: that round is redone

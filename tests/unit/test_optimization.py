@@ -297,6 +297,21 @@ def test_python_resume_refuses_settings_that_differ_from_the_run(small_model, tm
     assert opt.config.max_rounds == 1 and opt.config.batch == 4
 
 
+def test_a_state_written_by_a_newer_version_is_refused_on_resume(small_model, tmp_path) -> None:
+    """state.json carries its format's version: a resume refuses one it cannot read instead of misreading it."""
+    from molvae.errors import MolvaeError
+    from molvae.optimization import optimize
+    from molvae.optimization.bo import STATE_VERSION
+
+    optimize(small_model, "qed", tmp_path / "run", budget=4, **FAST)
+    state_file = tmp_path / "run" / "state.json"
+    state = json.loads(state_file.read_text())
+    assert state["version"] == STATE_VERSION
+    state_file.write_text(json.dumps({**state, "version": STATE_VERSION + 1}))
+    with pytest.raises(MolvaeError, match="written by a newer molvae"):
+        optimize(small_model, "qed", tmp_path / "run", resume=True, budget=6, **FAST)
+
+
 def test_run_info_records_the_environment_and_warns_on_a_resume_under_other_versions(small_model, tmp_path,
                                                                                       caplog) -> None:
     import botorch
