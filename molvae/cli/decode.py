@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from molvae.cli.commands import add_command
 from molvae.cli.common import add_model_arguments, count_rows, generated_rows, load_model, report_stream, shown_output
 from molvae.cli.options import add_limit_arguments, positive_int
 from molvae.errors import ConfigError, InputFileError
-from molvae.cli.commands import add_command
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "decode", description=__doc__)

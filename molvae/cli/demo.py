@@ -19,10 +19,10 @@ import argparse
 import time
 from pathlib import Path
 
+from molvae.cli.commands import add_command
 from molvae.errors import MolvaeError
 from molvae.folders import BASELINES_DIR, BEST_FILE, CONFIG_FILE, OPTIMIZATION_FILES
 from molvae.tables import check_output_dir
-from molvae.cli.commands import add_command
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -143,7 +143,7 @@ def _remove_demo_files(out: Path) -> None:
         for path in out.glob(pattern):
             if path.is_file() or path.is_symlink():
                 path.unlink()
-    for folder in ("solubility/baselines/*", "solubility/baselines", "solubility", "interpolation"):
+    for folder in (f"solubility/{BASELINES_DIR}/*", f"solubility/{BASELINES_DIR}", "solubility", "interpolation"):
         for path in out.glob(folder):
             if path.is_dir() and not any(path.iterdir()):
                 path.rmdir()

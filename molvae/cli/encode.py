@@ -11,12 +11,18 @@ import pandas as pd
 from tqdm import tqdm
 
 from molvae.checkpoint import temp_file_beside
+from molvae.cli.commands import add_command
 from molvae.cli.common import add_model_arguments, add_smiles_column_argument, load_model
-from molvae.cli.options import add_keep_columns_argument, add_limit_arguments, keep_columns, positive_int, with_kept_columns
+from molvae.cli.options import (
+    add_keep_columns_argument,
+    add_limit_arguments,
+    keep_columns,
+    positive_int,
+    with_kept_columns,
+)
 from molvae.data import count_records, iter_record_chunks
 from molvae.errors import ConfigError, InputFileError, MolvaeError
 from molvae.tables import TableWriter, check_output_file, check_table_file
-from molvae.cli.commands import add_command
 
 INDEX_COLUMNS = ["row", "smiles", "encoded", "error"]
 LATENT_DTYPE = np.dtype("<f4")

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from molvae.cli.commands import add_command
 from molvae.cli.common import add_prior_argument, add_smiles_column_argument, write_table
 from molvae.errors import ConfigError, InputFileError
-from molvae.cli.commands import add_command
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -75,7 +75,6 @@ def _prior_names(model, text: str) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from molvae.checkpoint import write_json
     from molvae.metrics import evaluate, format_comparisons
-
     from molvae.tables import check_output_dir
 
     out = check_output_dir(args.out, create=False)  # fail before the (long) metrics, create only on success

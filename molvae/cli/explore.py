@@ -19,11 +19,17 @@ from __future__ import annotations
 
 import argparse
 
-from molvae.cli.common import (add_model_arguments, add_prior_argument, add_smiles_column_argument, load_model,
-                               print_table, write_table)
+from molvae.cli.commands import add_command
+from molvae.cli.common import (
+    add_model_arguments,
+    add_prior_argument,
+    add_smiles_column_argument,
+    load_model,
+    print_table,
+    write_table,
+)
 from molvae.errors import MolvaeError
 from molvae.tables import check_output_dir
-from molvae.cli.commands import add_command
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -65,7 +71,7 @@ def _training_set(spec: str, column: str | None = None) -> set[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from molvae.latent import DEFAULT_PROPERTIES, resolve_input, neighbourhood
+    from molvae.latent import DEFAULT_PROPERTIES, neighbourhood, resolve_input
     from molvae.visualize import draw_neighbour_grid
 
     if args.n < 1:

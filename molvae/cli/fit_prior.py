@@ -14,10 +14,10 @@ import dataclasses
 import os
 from pathlib import Path
 
+from molvae.cli.commands import add_command
 from molvae.cli.common import add_model_arguments, add_smiles_column_argument, load_model
 from molvae.errors import ConfigError
 from molvae.priors import PRIOR_KINDS
-from molvae.cli.commands import add_command
 
 _FITTABLE = {kind: cls for kind, cls in PRIOR_KINDS.items() if cls.config_class is not None}
 

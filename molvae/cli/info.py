@@ -14,8 +14,8 @@ import json
 import math
 from typing import Any
 
-from molvae.model import available_pretrained
 from molvae.cli.commands import add_command
+from molvae.model import available_pretrained
 
 #: The last epoch's figures shown, in order, with their labels.
 METRICS = (("val_token_acc", "validation token accuracy"), ("val_exact_recon", "exact reconstruction"),

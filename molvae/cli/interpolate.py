@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import argparse
 
+from molvae.cli.commands import add_command
 from molvae.cli.common import add_model_arguments, load_model, print_table, write_table
 from molvae.errors import MolvaeError
 from molvae.tables import check_output_dir
-from molvae.cli.commands import add_command
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -69,7 +69,7 @@ def _run(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
     def message(exc: BaseException) -> str:
         return str(exc).replace(stdin_copy, "standard input") if stdin_copy else str(exc)
 
-    from molvae.cli.common import resolve_standard_input
+    from molvae.cli.common import resolve_standard_input  # here: it imports pandas and torch, which --help need not
 
     try:
         stdin_copy = resolve_standard_input(args, cleanup)

@@ -12,11 +12,11 @@ import dataclasses
 import logging
 from pathlib import Path
 
+from molvae.cli.commands import add_command
 from molvae.cli.common import add_model_arguments, add_prior_argument, add_smiles_column_argument, load_model
 from molvae.folders import BEST_FILE, CONFIG_FILE, PARETO_FILE
 from molvae.optimization.acquisition import ACQUISITIONS
 from molvae.optimization.bo import OptimizeConfig
-from molvae.cli.commands import add_command
 
 log = logging.getLogger(__name__)
 

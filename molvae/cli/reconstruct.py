@@ -11,8 +11,15 @@ import argparse
 
 import pandas as pd
 
-from molvae.cli.common import (add_model_arguments, add_smiles_column_argument, count_rows, load_model, report_stream,
-                               shown_output)
+from molvae.cli.commands import add_command
+from molvae.cli.common import (
+    add_model_arguments,
+    add_smiles_column_argument,
+    count_rows,
+    load_model,
+    report_stream,
+    shown_output,
+)
 from molvae.cli.options import (
     add_keep_columns_argument,
     add_limit_arguments,
@@ -21,7 +28,6 @@ from molvae.cli.options import (
     with_kept_columns,
 )
 from molvae.data import count_records, iter_record_chunks
-from molvae.cli.commands import add_command
 
 COLUMNS = ["smiles", "reconstruction", "exact", "encoded"]
 

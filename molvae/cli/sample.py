@@ -8,10 +8,17 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from molvae.cli.common import add_model_arguments, add_prior_argument, generated_rows, load_model, report_stream, shown_output
+from molvae.cli.commands import add_command
+from molvae.cli.common import (
+    add_model_arguments,
+    add_prior_argument,
+    generated_rows,
+    load_model,
+    report_stream,
+    shown_output,
+)
 from molvae.cli.options import add_limit_arguments, positive_int
 from molvae.errors import ConfigError
-from molvae.cli.commands import add_command
 
 
 def register(sub: argparse._SubParsersAction) -> None:

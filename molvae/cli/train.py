@@ -6,9 +6,9 @@ import argparse
 import dataclasses
 import sys
 
+from molvae.cli.commands import add_command
 from molvae.model import ModelConfig
 from molvae.training import TrainConfig, Trainer, TrainingInterrupted
-from molvae.cli.commands import add_command
 
 # (flag, TrainConfig field, type, help); defaults come from TrainConfig so they live in one place.
 _TRAIN_OPTIONS = [

@@ -40,6 +40,7 @@ import logging
 import math
 import time
 import warnings
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,8 +53,18 @@ import torch
 from molvae.checkpoint import RunLock, atomic_write_text, environment_info, lock_run_dir, read_json, write_json
 from molvae.config import config_from_dict, rule, validate_config
 from molvae.errors import ConfigError, MolvaeError
-from molvae.folders import (BEST_FILE, BEST_PLOT, BEST_SDF, CONFIG_FILE, EVALUATIONS_FILE, JOURNAL_FILE, PARETO_FILE, PROGRESS_PLOT,
-                            RUN_INFO_FILE, STATE_FILE)
+from molvae.folders import (
+    BEST_FILE,
+    BEST_PLOT,
+    BEST_SDF,
+    CONFIG_FILE,
+    EVALUATIONS_FILE,
+    JOURNAL_FILE,
+    PARETO_FILE,
+    PROGRESS_PLOT,
+    RUN_INFO_FILE,
+    STATE_FILE,
+)
 from molvae.optimization.acquisition import ACQUISITIONS, propose_latents
 from molvae.optimization.objectives import BUILTIN_OBJECTIVES, Constraints, Objective, Oracle, parse_objectives
 from molvae.tables import check_output_dir
@@ -265,6 +276,7 @@ def read_state(path: Path) -> dict[str, Any]:
                           f"up to {STATE_VERSION}); resume it with that version")
     return state
 
+
 def check_new_run_dir(out: Path) -> None:
     """A one-line error if ``out`` holds an optimization run, or the scores an interrupted one paid for: a new
     run there would replace them."""
@@ -274,6 +286,7 @@ def check_new_run_dir(out: Path) -> None:
     if journal.is_file() and journal.stat().st_size > 0:
         raise MolvaeError(f"{out} holds the scores of a run stopped during its initial design ({JOURNAL_FILE}); "
                           "continue it with --resume, or choose another --out")
+
 
 def _run_objectives(folder: Path) -> list[str] | None:
     """The objectives of the optimization run in ``folder`` (its config.json), or None where there is none."""
@@ -288,6 +301,30 @@ def _run_objectives(folder: Path) -> list[str] | None:
     objectives = section.get("objectives") if isinstance(section, dict) else None
     return [str(o) for o in objectives] if isinstance(objectives, list) else None
 
+
+def init_score_fields(path: str, fields: Sequence[str], objectives: Sequence[str],
+                      columns: Sequence[str]) -> list[str | None]:
+    """Per objective, the field of an --init file holding its values, or None (``columns``: the run's score columns).
+
+    A column named as the objective (``qed``, as `molvae properties` writes it) says what
+    it holds; ``score_<objective>`` too. A bare ``score`` column holds whatever objective
+    the run that wrote it optimized: it is used only where that run's ``config.json``
+    beside the file names these objectives, or where there is none to ask.
+    """
+    owner = _run_objectives(Path(path).parent)
+    chosen: list[str | None] = []
+    for col, name in zip(columns, objectives):
+        if name in fields:
+            chosen.append(name)
+        elif col not in fields:
+            chosen.append(None)
+        elif col == "score" and owner is not None and owner != list(objectives):
+            raise MolvaeError(f"--init {path}: its score column holds {', '.join(owner)} (the run's config.json "
+                              f"says so), not {name}; give a file with a {name!r} column (`molvae properties` "
+                              "writes one) or a list of molecules to have them scored")
+        else:
+            chosen.append(col)
+    return chosen
 
 
 @contextmanager
@@ -667,7 +704,7 @@ class Optimizer:
         # objective, named as in evaluations.csv or by the objective; otherwise they are computed.
         fields = record_fields(path, self.config.init_smiles_column)
         alt = [o.name for o in self.objectives]
-        have = self._init_score_fields(path, fields)
+        have = init_score_fields(path, fields, alt, self.oracle.score_columns)
         # A column named like a built-in objective holds the property as `molvae properties` and
         # evaluations.csv write it: raw SA for the objective sa, which is minus SA.
         signs = [BUILTIN_OBJECTIVES[a][1] if h == a and a in BUILTIN_OBJECTIVES else 1.0 for h, a in zip(have, alt)]
@@ -692,30 +729,6 @@ class Optimizer:
                                       "not a number") from None
         rows = self.oracle.add_supplied([smiles for smiles, _ in records], scores, round=0, source="init-file")
         self._encode_new(rows)
-
-    def _init_score_fields(self, path: str, fields: list[str]) -> list[str | None]:
-        """Per objective, the field of the --init file holding its values, or None.
-
-        A column named as the objective (``qed``, as `molvae properties` writes it) says what
-        it holds; ``score_<objective>`` too. A bare ``score`` column holds whatever objective
-        the run that wrote it optimized: it is used only where that run's ``config.json``
-        beside the file names these objectives, or where there is none to ask.
-        """
-        ours = [o.name for o in self.objectives]
-        owner = _run_objectives(Path(path).parent)
-        chosen: list[str | None] = []
-        for col, name in zip(self.oracle.score_columns, ours):
-            if name in fields:
-                chosen.append(name)
-            elif col in fields and (col != "score" or owner is None or owner == ours):
-                chosen.append(col)
-            elif col in fields:
-                raise MolvaeError(f"--init {path}: its score column holds {', '.join(owner)} (the run's config.json "
-                                  f"says so), not {name}; give a file with a {name!r} column (`molvae properties` "
-                                  "writes one) or a list of molecules to have them scored")
-            else:
-                chosen.append(None)
-        return chosen
 
     # ---- one round
     def step(self) -> list[dict[str, Any]]:
