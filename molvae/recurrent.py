@@ -21,8 +21,8 @@ Same equations and parameter layout as ``nn.GRU`` (gates r, z, n):
 On CPU with an fp32 state the two time loops run in a compiled kernel
 (``molvae/csrc/gru_cpu.cpp``, see :func:`cpu_kernel`): each step is the same matmul
 followed by one fused pass over the gates, instead of about 8 (forward) and 15
-(backward) torch ops with casts in between. That made training 1.56× faster on the
-project's 2-core machine (``docs/PERFORMANCE.md``). The torch-op loops below remain
+(backward) torch ops with casts in between, which made CPU training markedly faster
+(``docs/PERFORMANCE.md``). The torch-op loops below remain
 the fallback and the fp64 path that the gradient tests check against ``nn.GRU``.
 :class:`DecoderCells` runs the same fused gate pass one decoding step at a time.
 """
@@ -149,11 +149,11 @@ class _GRULayer(torch.autograd.Function):
             w_nrz = torch.cat([w_ih[2 * H :], w_ih[: 2 * H]])
             d_x = (flat[:, : 3 * H] @ w_nrz).view(steps, batch, -1).to(x.dtype)
         # Weight gradients as (inputᵀ)·(gate gradients): the matmul reads its left operand
-        # row-major, which runs about twice as fast on AMX as reading the wide gradient
+        # row-major, which runs faster on AMX than reading the wide gradient
         # buffer transposed (docs/PERFORMANCE.md), and the transposed copy is of the
         # narrower input (the states' copy, hs_t, is written by the forward loop). They come
         # out transposed, and the input side in [n | r | z] order; the kernel's transpose
-        # turns them back (torch's transposed copy took 6–9× as long).
+        # turns them back (faster than torch's transposed copy).
         if ctx.needs_input_grad[2]:
             x_t = ctx.loops.transpose(x.reshape(steps * batch, -1).to(cd))
             d_w_ih_nrz = ctx.loops.transpose(x_t @ flat[:, : 3 * H])  # [3H, I], rows n, r, z
@@ -239,7 +239,7 @@ class DecoderCells:
 
     For decoding on CPU: each layer's gate arithmetic, bias adds and casts run as one
     pass over [B, 3H] instead of about a dozen torch ops, and in bf16 the step's matmuls
-    use weights packed once for oneDNN (docs/PERFORMANCE.md, session 28). Same equations
+    use weights packed once for oneDNN (docs/PERFORMANCE.md). Same equations
     as ``nn.GRU``. Build with :meth:`build`, which gives None where the kernel cannot run
     the step (GPU, fp64, no kernel).
     """

@@ -2,9 +2,9 @@
 
 glibc's malloc hands every freed block above its mmap/trim thresholds back to the
 operating system. Torch on CPU allocates and frees multi-megabyte activations at
-every GRU step, so each step page-faults fresh memory in again: on the project's
-2-core machine a bf16 matmul whose result is cast to fp32 took 10.2 ms instead of
-1.6 ms, and a training step about 1.6× as long (``scripts/bench_train.py``).
+every GRU step, so each step page-faults fresh memory in again, which made small
+matmuls several times slower and training steps markedly longer (docs/PERFORMANCE.md,
+"Allocator"; ``scripts/bench_train.py`` measures it).
 :func:`tune_allocator` keeps freed memory in the process instead, blocks above 32 MiB
 included (a training step's saved GRU activations are 20–120 MB each): it stops glibc
 from serving any block with its own mmap. The price is a resident size that stays at

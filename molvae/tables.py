@@ -194,7 +194,9 @@ class TableWriter:
     def _write_sd(self, df: pd.DataFrame) -> None:
         import io
 
-        from molvae.chemistry import Chem, to_mol
+        from rdkit import Chem
+
+        from molvae.chemistry import to_mol
 
         if not len(df):
             return

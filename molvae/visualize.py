@@ -9,7 +9,7 @@ from rdkit import Chem
 from rdkit.Chem import Draw
 
 from molvae.checkpoint import atomic_write, atomic_write_text
-from molvae.chemistry import to_mol
+from molvae.chemistry import PROPERTIES, to_mol
 
 
 def draw_grid(
@@ -82,25 +82,10 @@ def _png_bytes(image) -> bytes:
 
 # --------------------------------------------------------------------------- latent-space exploration
 
-#: Short human-readable names of the properties in :data:`molvae.chemistry.PROPERTIES`.
-PROPERTY_LABELS: dict[str, str] = {
-    "mw": "MW",
-    "logp": "logP",
-    "tpsa": "TPSA",
-    "hbd": "H-bond donors",
-    "hba": "H-bond acceptors",
-    "rotatable_bonds": "rotatable bonds",
-    "aromatic_proportion": "aromatic proportion",
-    "qed": "QED",
-    "sa": "SA score",
-    "esol": "ESOL logS",
-    "penalized_logp": "penalized logP",
-    "lipinski_violations": "Lipinski violations",
-}
-
-
 def property_label(name: str) -> str:
-    return PROPERTY_LABELS.get(name, name)
+    """Short human-readable name of a property of :data:`molvae.chemistry.PROPERTIES` (other names as given)."""
+    prop = PROPERTIES.get(name)
+    return name if prop is None else prop.label
 
 
 def _short(text: str, width: int = 32) -> str:

@@ -10,21 +10,15 @@ from __future__ import annotations
 import argparse
 import logging
 
+from molvae import chemistry
 from molvae.cli.commands import add_command
 from molvae.cli.common import add_smiles_column_argument
 from molvae.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-# Listed here for --help so that `molvae --help` does not import RDKit and
-# pandas; a test checks it matches molvae.chemistry.PROPERTIES.
-PROPERTY_NAMES = (
-    "mw,logp,tpsa,hbd,hba,rotatable_bonds,aromatic_proportion,qed,sa,esol,penalized_logp,lipinski_violations"
-)
 
 def _parse_properties(text: str | None) -> list[str]:
-    from molvae import chemistry
-
     if text is None:
         return list(chemistry.PROPERTIES)
     names = [n.strip() for n in text.split(",") if n.strip()]
@@ -46,7 +40,6 @@ def _positive_int(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from molvae import chemistry
     from molvae.cli.common import count_rows, report_stream, shown_output
     from molvae.cli.options import keep_columns, positive_int, with_kept_columns
     from molvae.data import count_records, iter_record_chunks
@@ -82,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--properties",
         default=None,
-        help=f"comma-separated subset of: {PROPERTY_NAMES} (default: all)",
+        help=f"comma-separated subset of: {', '.join(chemistry.PROPERTIES)} (default: all)",
     )
     add_smiles_column_argument(parser)
     from molvae.cli.options import add_keep_columns_argument, add_limit_arguments

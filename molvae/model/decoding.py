@@ -122,7 +122,7 @@ def _gru_stack_step(token_table: torch.Tensor, token: torch.Tensor, zterm: torch
 
     ``cells``: run the layers through :class:`molvae.recurrent.DecoderCells` (eager CPU steps).
     """
-    # F.embedding (index_select) is 2x faster than advanced indexing here, and compiled it fuses with the add.
+    # F.embedding (index_select) is faster than advanced indexing here, and compiled it fuses with the add.
     x_gates = F.embedding(token, token_table) + zterm
     if cells is not None:
         out, hidden = cells.step(x_gates, hidden)
@@ -166,8 +166,8 @@ def _compiled_stack_step():
     """:func:`_gru_stack_step` under ``torch.compile`` (built once per process; dynamic batch size).
 
     Fusing the gate arithmetic and the casts into one kernel per layer is what pays
-    on CPU: the matmuls are already oneDNN's. The first call compiles (about 45 s
-    on 2 cores, a few seconds once torch's on-disk cache holds the kernels).
+    on CPU: the matmuls are already oneDNN's. The first call compiles (tens of seconds
+    on a small machine, a few seconds once torch's on-disk cache holds the kernels).
     """
     return torch.compile(_gru_stack_step, dynamic=True)
 
@@ -258,9 +258,8 @@ def decode_rows(n_running: int) -> int:
 
     Rounded up (powers of two to 64, then multiples of 64) so that a decode meets a
     few dozen batch sizes, not one per count of running rows: oneDNN caches a
-    primitive for each shape it runs, and on CPU in bf16 ``molvae decode``'s peak
-    grew with the input (40,000 MOSES latents: 1.5 GB, 160,000: 2.1 GB; now 0.6 and
-    0.7 GB, and 10% faster; docs/PERFORMANCE.md, session 26).
+    primitive for each shape it runs, and on CPU in bf16 ``molvae decode``'s peak memory
+    would otherwise grow with the input (docs/PERFORMANCE.md, "Streaming encode and decode").
     """
     if n_running <= 64:
         return 1 << (n_running - 1).bit_length()

@@ -153,8 +153,8 @@ def cast_parameters(module: nn.Module, dtype: torch.dtype) -> dict[str, torch.Te
 def run_in_precision(module: nn.Module, dtype: torch.dtype, method: str, *args: Any, **kwargs: Any) -> Any:
     """Call ``module.method`` with its weights cast to ``dtype``; gradients reach the fp32 weights.
 
-    Autocast is not used because on CPU it leaves ``nn.GRU`` in fp32 and runs it
-    about 10× slower than with bf16 weights (measured in scripts/bench_train.py).
+    Autocast is not used because on CPU it leaves ``nn.GRU`` in fp32, which runs far
+    slower than with bf16 weights (``scripts/bench_train.py`` measures it).
     """
     if dtype == torch.float32:
         return getattr(module, method)(*args, **kwargs)

@@ -179,8 +179,8 @@ class MolVAE:
     def token_ids_many(self, smiles: Sequence[str], n_jobs: int | None = None) -> list[list[int] | MolvaeError]:
         """:meth:`token_ids` of each input, or the error it raises, in input order.
 
-        RDKit canonicalization dominates encoding time (the network is 10-100x faster
-        on a GPU), so it runs in ``n_jobs`` worker processes: by default all cores for
+        RDKit canonicalization dominates encoding time (more so on a GPU, where the
+        network is fast), so it runs in ``n_jobs`` worker processes: by default all cores for
         more than :data:`PARALLEL_CANONICALIZE` molecules, below which starting the
         workers costs more than it saves.
         """

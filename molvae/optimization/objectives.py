@@ -65,29 +65,14 @@ class ObjectiveFailure(ObjectiveError):
     resumable = True  # the scores paid for so far are in the run's journal
 
 
-# name -> (property name in chemistry.PROPERTIES, sign, description)
+# name -> (property name in chemistry.PROPERTIES, sign, description): every property is an objective,
+# maximized in its declared direction.
 BUILTIN_OBJECTIVES: dict[str, tuple[str, float, str]] = {
-    "esol": ("esol", 1.0, "ESOL aqueous solubility logS (higher = more soluble)"),
-    "qed": ("qed", 1.0, "quantitative estimate of drug-likeness (0-1)"),
-    "logp": ("logp", 1.0, "Crippen logP"),
-    "penalized_logp": ("penalized_logp", 1.0, "penalized logP (JT-VAE normalized)"),
-    "sa": ("sa", -1.0, "synthetic accessibility, negated (higher = easier to make)"),
-    "tpsa": ("tpsa", 1.0, "topological polar surface area"),
-    "mw": ("mw", 1.0, "molecular weight"),
-    "hbd": ("hbd", 1.0, "H-bond donors"),
-    "hba": ("hba", 1.0, "H-bond acceptors"),
-    "rotatable_bonds": ("rotatable_bonds", 1.0, "rotatable bonds"),
-    "aromatic_proportion": ("aromatic_proportion", 1.0, "aromatic heavy atoms / heavy atoms"),
-    "lipinski_violations": ("lipinski_violations", -1.0, "rule-of-five violations, negated"),
+    name: (name, prop.direction, prop.objective_description) for name, prop in chemistry.PROPERTIES.items()
 }
 
-# Typical spread of each property: target(...) and range(...) divide distances by these,
-# so that "1 unit" is comparable across properties (1 logP unit ~ 20 A^2 TPSA ~ 100 Da).
-TARGET_SCALES: dict[str, float] = {
-    "mw": 100.0, "logp": 1.0, "tpsa": 20.0, "hbd": 1.0, "hba": 1.0, "rotatable_bonds": 1.0,
-    "aromatic_proportion": 0.1, "qed": 0.1, "sa": 1.0, "esol": 1.0, "penalized_logp": 1.0,
-    "lipinski_violations": 1.0,
-}
+# Typical spread of each property: target(...) and range(...) divide distances by these.
+TARGET_SCALES: dict[str, float] = {name: prop.scale for name, prop in chemistry.PROPERTIES.items()}
 
 # Properties recorded for every scored molecule.
 PROPERTY_COLUMNS: tuple[str, ...] = ("mw", "logp", "tpsa", "qed", "sa", "esol")

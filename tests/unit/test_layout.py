@@ -10,8 +10,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "molvae"
 
 #: Modules still over the size limit, with their size today: each may only shrink (issue 42 splits them).
-LARGE_MODULES = {"data.py": 831, "optimization/bo.py": 1021, "optimization/objectives.py": 756, "metrics.py": 698,
-                 "chemistry.py": 636, "training.py": 887}
+LARGE_MODULES = {"data.py": 831, "optimization/bo.py": 1021, "optimization/objectives.py": 741, "metrics.py": 698,
+                 "training.py": 887}
 MAX_MODULE_LINES = 600
 #: Classes over the limit, which may only shrink: MolVAE is the user-facing facade (short methods, long
 #: docstrings); Optimizer, Trainer and Oracle are next to split (issue 42).
@@ -89,6 +89,16 @@ def test_modules_and_classes_stay_readable(rel) -> None:
         if isinstance(node, ast.ClassDef):
             size = node.end_lineno - node.lineno + 1
             assert size <= max(MAX_CLASS_LINES, LARGE_CLASSES.get(node.name, 0)), f"{rel}: class {node.name}: {size} lines"
+
+
+def test_size_exceptions_are_current() -> None:
+    """An exception names a module or class that exists and is still over the limit, so a split retires it."""
+    sizes = {str(p.relative_to(PACKAGE)): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
+    stale = [m for m in LARGE_MODULES if sizes.get(m, 0) <= MAX_MODULE_LINES]
+    classes = {node.name: node.end_lineno - node.lineno + 1 for p in PACKAGE.rglob("*.py")
+               for node in ast.walk(ast.parse(p.read_text())) if isinstance(node, ast.ClassDef)}
+    stale += [c for c in LARGE_CLASSES if classes.get(c, 0) <= MAX_CLASS_LINES]
+    assert not stale, f"under the limit or gone, remove from the exceptions: {stale}"
 
 
 def test_no_blanket_warning_filter() -> None:

@@ -26,6 +26,35 @@ def test_builtins_equal_chemistry(name, func, sign) -> None:
     assert np.isnan(got[3]) and np.isfinite(got[[0, 1, 2, 4]]).all()
 
 
+@pytest.mark.parametrize("name", list(chemistry.PROPERTIES))
+def test_every_property_is_an_objective_in_its_declared_direction(name) -> None:
+    prop = chemistry.PROPERTIES[name]
+    objective = parse_objective(name)
+    got = objective(MOLS)
+    np.testing.assert_allclose(got, prop.direction * prop(MOLS), equal_nan=True)
+    assert np.isnan(got[3]) and np.isfinite(got[[0, 1, 2, 4]]).all()
+    assert objective.description == prop.objective_description
+    assert prop.direction in (1.0, -1.0) and prop.scale > 0 and prop.label and prop.description
+
+
+@pytest.mark.parametrize("name", list(chemistry.PROPERTIES))
+def test_every_property_is_usable_in_target_and_range(name) -> None:
+    prop = chemistry.PROPERTIES[name]
+    values = prop(MOLS)
+    middle = float(np.nanmedian(values))
+    got = parse_objective(f"target({name}={middle})")(MOLS)
+    np.testing.assert_allclose(got, -np.abs(values - middle) / prop.scale, equal_nan=True)
+    inside = parse_objective(f"range({name}={middle}:{middle})")(MOLS)
+    np.testing.assert_allclose(inside, got, equal_nan=True)
+
+
+def test_a_lower_is_better_property_is_maximized_by_the_lower_value() -> None:
+    easy, hard = "CCO", "C1CC2CC3CC1C1(C2)C3(O)C#CC1=C[C@H]1N=N1"
+    assert chemistry.sa_score([easy])[0] < chemistry.sa_score([hard])[0]
+    scores = parse_objective("sa")([easy, hard])
+    assert scores[0] > scores[1]
+
+
 def test_target_is_negative_scaled_distance() -> None:
     got = parse_objective("target(logp=2.5,tpsa=70)")(MOLS)
     lp, tp = chemistry.logp(MOLS), chemistry.tpsa(MOLS)

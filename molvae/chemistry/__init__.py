@@ -1,0 +1,87 @@
+"""Chemistry over lists of SMILES: validity, canonical forms, properties, similarity.
+
+Data flows strings -> RDKit ``Mol`` -> numbers. Every public function takes a sequence of
+SMILES and returns one result per input, in order; an input that does not parse and sanitize
+yields ``None`` (object results) or ``NaN`` (numeric results) instead of raising, so a batch of
+generated molecules can be scored in one call and the invalid ones counted afterwards.
+
+One idea per module: :mod:`~molvae.chemistry.molecules` (parsing, canonical forms),
+:mod:`~molvae.chemistry.properties` (the property functions and their table),
+:mod:`~molvae.chemistry.similarity` (fingerprints, Tanimoto, diverse subsets),
+:mod:`~molvae.chemistry.fragments` (scaffolds, BRICS), :mod:`~molvae.chemistry.alerts`
+(structural alerts) and :mod:`~molvae.chemistry.parallel` (worker processes).
+"""
+
+from __future__ import annotations
+
+from molvae.chemistry.alerts import passes_alerts, structural_alerts
+from molvae.chemistry.fragments import brics_fragments, murcko_scaffolds
+from molvae.chemistry.molecules import (
+    MAX_SMILES_LENGTH,
+    canonicalize,
+    canonicalize_many,
+    is_valid,
+    to_mol,
+    validity_mask,
+)
+from molvae.chemistry.parallel import PARALLEL_THRESHOLD, map_chunks, resolve_workers
+from molvae.chemistry.properties import (
+    PROPERTIES,
+    Property,
+    aromatic_proportion,
+    esol_logs,
+    hba,
+    hbd,
+    lipinski_violations,
+    logp,
+    molecular_weight,
+    penalized_logp,
+    property_table,
+    qed,
+    rotatable_bonds,
+    sa_score,
+    tpsa,
+)
+from molvae.chemistry.similarity import (
+    diverse_subset,
+    morgan_fingerprints,
+    tanimoto_matrix,
+    tanimoto_one_to_many,
+    tanimoto_similarity,
+)
+
+__all__ = [
+    "MAX_SMILES_LENGTH",
+    "PARALLEL_THRESHOLD",
+    "PROPERTIES",
+    "Property",
+    "aromatic_proportion",
+    "brics_fragments",
+    "canonicalize",
+    "canonicalize_many",
+    "diverse_subset",
+    "esol_logs",
+    "hba",
+    "hbd",
+    "is_valid",
+    "lipinski_violations",
+    "logp",
+    "map_chunks",
+    "molecular_weight",
+    "morgan_fingerprints",
+    "murcko_scaffolds",
+    "passes_alerts",
+    "penalized_logp",
+    "property_table",
+    "qed",
+    "resolve_workers",
+    "rotatable_bonds",
+    "sa_score",
+    "structural_alerts",
+    "tanimoto_matrix",
+    "tanimoto_one_to_many",
+    "tanimoto_similarity",
+    "to_mol",
+    "tpsa",
+    "validity_mask",
+]
