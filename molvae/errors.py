@@ -60,3 +60,13 @@ class ResourceLimitError(MolvaeError):
 
 class RunInUseError(MolvaeError):
     """Another process is writing the same run directory."""
+
+
+class ObjectiveError(MolvaeError):
+    """An objective cannot be parsed, imported, or returned something unusable."""
+
+
+class ObjectiveFailure(ObjectiveError):
+    """An objective failed while scoring molecules: it raised, ended the process, or returned unusable values."""
+
+    resumable = True  # the scores paid for so far are in the run's journal

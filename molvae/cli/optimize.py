@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 
 def _range(text: str) -> tuple[str, tuple[float, float]]:
-    from molvae.optimization.objectives import ObjectiveError, parse_range
+    from molvae.errors import ObjectiveError
+    from molvae.optimization.constraints import parse_range
 
     try:
         return parse_range(text)
@@ -127,7 +128,7 @@ def _run_settings(args: argparse.Namespace) -> dict:
 def _given_on_resume(args: argparse.Namespace, saved: dict) -> tuple[dict, dict, dict]:
     """(saved view, given, option names) of the run settings passed with --resume, for check_resume_settings."""
     from molvae.optimization import Constraints
-    from molvae.optimization.objectives import range_table
+    from molvae.optimization.constraints import range_table
 
     view, given = dict(saved), {}
     names = {"budget": "--budget", "max_rounds": "--max-rounds"}
@@ -211,7 +212,7 @@ def prepare(args: argparse.Namespace, replacing: bool = False) -> OptimizeConfig
         if args.similar_to or args.min_similarity is not None or args.alerts or args.ranges:
             from molvae.drugs import resolve_molecule
             from molvae.optimization import Constraints
-            from molvae.optimization.objectives import range_table
+            from molvae.optimization.constraints import range_table
 
             ref_name, ref = resolve_molecule(args.similar_to) if args.similar_to else (None, None)
             constraints = Constraints(reference=ref, reference_name=ref_name, min_similarity=args.min_similarity,

@@ -66,7 +66,9 @@ from molvae.folders import (
     STATE_FILE,
 )
 from molvae.optimization.acquisition import ACQUISITIONS, propose_latents
-from molvae.optimization.objectives import BUILTIN_OBJECTIVES, Constraints, Objective, Oracle, parse_objectives
+from molvae.optimization.constraints import Constraints
+from molvae.optimization.objectives import BUILTIN_OBJECTIVES, Objective, parse_objectives
+from molvae.optimization.oracle import Oracle
 from molvae.tables import check_output_dir
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from molvae.checkpoint import atomic_write
-from molvae.optimization.objectives import Oracle
+from molvae.optimization.oracle import Oracle
 
 __all__ = ["best_table", "feasible_rows", "pareto_mask", "pareto_table", "progress_curves", "progress_figure", "plot_progress"]
 

@@ -242,3 +242,19 @@ def test_infeasible_molecules_are_recorded_without_an_oracle_call() -> None:
     again.load_records(oracle.dataframe())
     assert (again.calls, again.n_unscored, again.n_repeat) == (2, 2, 1)
     assert set(again.known) == set(oracle.known)
+
+
+def test_score_journal_drops_a_torn_last_line_and_appends_after_it(tmp_path) -> None:
+    from molvae.optimization.journal import ScoreJournal
+
+    journal = ScoreJournal(tmp_path / "scores.jsonl")
+    assert journal.read(2) == {}
+    journal.append(["CCO", "CCN"], np.array([[1.0, 2.0], [3.0, np.nan]]))
+    with open(journal.path, "a") as fh:
+        fh.write('{"smiles": "CCC", "sco')  # killed mid-write
+    scores = journal.read(2)
+    assert sorted(scores) == ["CCN", "CCO"] and scores["CCO"].tolist() == [1.0, 2.0] and np.isnan(scores["CCN"][1])
+    journal.append(["CCC"], np.array([[5.0, 6.0]]))
+    assert journal.read(2)["CCC"].tolist() == [5.0, 6.0]
+    with pytest.raises(ObjectiveError, match=r"line 1: unreadable score record"):
+        journal.read(3)  # the objectives changed since the run began
