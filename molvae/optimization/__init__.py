@@ -10,7 +10,13 @@ from molvae.optimization.acquisition import ACQUISITIONS, propose_latents
 from molvae.optimization.baselines import BASELINES, load_baseline_tables, run_baseline, run_baselines
 from molvae.optimization.bo import METHODS, OptimizeConfig, Optimizer, TrustRegion, fit_gp, optimize
 from molvae.optimization.constraints import Constraints, parse_range
-from molvae.optimization.objectives import BUILTIN_OBJECTIVES, Objective, ObjectiveError, parse_objective, parse_objectives
+from molvae.optimization.objectives import (
+    BUILTIN_OBJECTIVES,
+    Objective,
+    ObjectiveError,
+    parse_objective,
+    parse_objectives,
+)
 from molvae.optimization.oracle import Oracle
 from molvae.optimization.report import best_table, pareto_mask, pareto_table, plot_progress, progress_curves
 
