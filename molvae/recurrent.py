@@ -291,12 +291,13 @@ class DecoderCells:
         """
         new = torch.empty(hidden.shape, dtype=torch.float32, device=hidden.device)  # contiguous rows per layer
         dtype = self.w_hh[0][0].dtype
-        for k in range(len(self.w_hh)):
+        n_layers = len(self.w_hh)
+        for k in range(n_layers):
             h = hidden[k].contiguous()
-            if k > 0:
-                x_gates = self._mul(out, self.w_ih[k])  # from the layer below's output
             out = self.kernel.gru_cell(x_gates.contiguous(), self._mul(h.to(dtype), self.w_hh[k]), h, self.bias[k],
                                        self.b_hn[k], new[k])
+            if k + 1 < n_layers:
+                x_gates = self._mul(out, self.w_ih[k + 1])  # the next layer's input side
         return out, new
 
 
