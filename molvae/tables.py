@@ -55,7 +55,7 @@ TABLE_FORMATS = ".csv, .tsv, .sdf (optionally .gz) or .parquet"
 
 def table_format(path: str | os.PathLike) -> str:
     """``"csv"``, ``"tsv"``, ``"sdf"`` or ``"parquet"`` from the name of an output table; a one-line error for any other."""
-    from molvae.data import _base_suffix
+    from molvae.readers import _base_suffix
 
     base = _base_suffix(Path(path))  # the reader's rule: lower case, a final .gz set aside
     gz = Path(path).suffix.lower() == ".gz"

@@ -20,8 +20,8 @@ from molvae.cli.options import (
     positive_int,
     with_kept_columns,
 )
-from molvae.data import count_records, iter_record_chunks
 from molvae.errors import ConfigError, InputFileError, MolvaeError
+from molvae.readers import count_records, iter_record_chunks
 from molvae.tables import TableWriter, check_output_file, check_table_file
 
 INDEX_COLUMNS = ["row", "smiles", "encoded", "error"]
