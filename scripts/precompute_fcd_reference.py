@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from molvae.chemistry import canonicalize_many
-from molvae.metrics import _mu_sigma, chemnet_activations, fcd_resource_file, load_smiles_source
+from molvae.chemnet import _mu_sigma, chemnet_activations
+from molvae.references import fcd_resource_file, load_smiles_source
 
 
 def main() -> None:
