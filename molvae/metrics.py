@@ -145,7 +145,6 @@ def _wasserstein(a: np.ndarray, b: np.ndarray) -> float:
     return float(wasserstein_distance(a, b))
 
 
-
 # --------------------------------------------------------------------------- public API
 
 

@@ -268,7 +268,6 @@ def write_rows(path: str | os.PathLike, chunks: Any) -> int:
     return out.rows
 
 
-
 class NpyWriter:
     """Append row blocks to a 2-D ``.npy`` array of ``n_rows`` x ``n_cols`` through a temporary file beside ``path``.
 
