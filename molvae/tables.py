@@ -1,4 +1,4 @@
-"""Output tables written chunk by chunk, atomically.
+"""Output tables (and ``.npy`` arrays) written chunk by chunk, atomically.
 
 :class:`TableWriter` appends one DataFrame at a time to a temporary file beside
 the target and renames it over the target only when every chunk is written, so
@@ -8,6 +8,7 @@ command leaves either the old file or none, never a partial one. CSV, TSV and SD
 whatever the chunk size; ``.parquet`` output holds the same table (one row group per
 chunk). Any other suffix is refused before work starts, rather than written as CSV under
 a name that promises something else (a ``.smi`` reader would take the header for a molecule).
+:class:`NpyWriter` does the same for a 2-D NumPy array of known shape.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+import numpy as np
 import pandas as pd
 
 from molvae.checkpoint import temp_file_beside
@@ -55,7 +57,7 @@ TABLE_FORMATS = ".csv, .tsv, .sdf (optionally .gz) or .parquet"
 
 def table_format(path: str | os.PathLike) -> str:
     """``"csv"``, ``"tsv"``, ``"sdf"`` or ``"parquet"`` from the name of an output table; a one-line error for any other."""
-    from molvae.data import _base_suffix
+    from molvae.readers import _base_suffix
 
     base = _base_suffix(Path(path))  # the reader's rule: lower case, a final .gz set aside
     gz = Path(path).suffix.lower() == ".gz"
@@ -267,3 +269,64 @@ def write_rows(path: str | os.PathLike, chunks: Any) -> int:
             out.write(df)
     return out.rows
 
+
+class NpyWriter:
+    """Append row blocks to a 2-D ``.npy`` array of ``n_rows`` x ``n_cols`` through a temporary file beside ``path``.
+
+    The header, which holds the row count, is written first and each :meth:`write` appends
+    its rows, so memory holds one block whatever the array's size (a memory-mapped output
+    would keep every written page resident). ``np.load`` reads the file like any other. It
+    is renamed onto ``path`` only when all ``n_rows`` rows are written: a failed or
+    interrupted write leaves the old file or none, never a partial one.
+
+    >>> with NpyWriter("z.npy", n_rows=len(smiles), n_cols=128) as out:
+    ...     for chunk in chunks:
+    ...         out.write(model.encode(chunk, errors="nan"))
+    """
+
+    def __init__(self, path: str | os.PathLike, n_rows: int, n_cols: int, dtype: np.dtype | str = "<f4"):
+        self.path = Path(path)
+        self.n_rows = n_rows
+        self.n_cols = n_cols
+        self.dtype = np.dtype(dtype)
+        self.rows = 0
+        self._tmp: Path | None = None
+        self._raw: IO[bytes] | None = None
+
+    def __enter__(self) -> "NpyWriter":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = temp_file_beside(self.path)
+        self._tmp = Path(tmp)
+        self._raw = os.fdopen(fd, "wb")
+        np.lib.format.write_array_header_1_0(self._raw, {
+            "descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+            "shape": (self.n_rows, self.n_cols)})
+        return self
+
+    def write(self, block: np.ndarray) -> None:
+        """Append the rows of ``block`` ([rows, n_cols]), converted to the array's dtype."""
+        block = np.ascontiguousarray(block, dtype=self.dtype)
+        if block.ndim != 2 or block.shape[1] != self.n_cols:
+            raise MolvaeError(f"{self.path}: rows of {self.n_cols} columns expected, got shape {list(block.shape)}")
+        if self.rows + len(block) > self.n_rows:
+            raise MolvaeError(f"{self.path}: more rows than the {self.n_rows:,} its header announces")
+        assert self._raw is not None
+        self._raw.write(block.tobytes())
+        self.rows += len(block)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        assert self._raw is not None and self._tmp is not None
+        try:
+            if exc_type is None:
+                if self.rows != self.n_rows:
+                    raise MolvaeError(f"{self.path}: {self.rows:,} rows written of the {self.n_rows:,} its header "
+                                      "announces")
+                self._raw.flush()
+                os.fsync(self._raw.fileno())
+            self._raw.close()
+            if exc_type is None:
+                os.replace(self._tmp, self.path)
+        finally:
+            self._raw.close()
+            self._tmp.unlink(missing_ok=True)

@@ -24,6 +24,7 @@ import time
 
 from molvae import metrics
 from molvae.data import moses_file, read_smiles, sample_smiles
+from molvae.metrics import chemnet, references
 
 
 def sample(split: str, n: int | None, seed: int = 0) -> list[str]:
@@ -52,7 +53,7 @@ def main() -> None:
 
     canonical = [c for c in canonicalize_many(gen, n_jobs=1) if c is not None]
     act = metrics.chemnet_activations(canonical)
-    mu, sigma = metrics._mu_sigma(act)
+    mu, sigma = chemnet.mu_sigma(act)
     figures["fcd_s"] = time.perf_counter() - t  # canonicalize + ChemNet + mean/cov of the N molecules
     print(f"ChemNet activations for {len(gen):,} molecules: {figures['fcd_s']:.1f} s ({act.shape})", flush=True)
 
@@ -60,10 +61,10 @@ def main() -> None:
     ref_all = read_smiles(moses_file("test"), column="SMILES") if reference == "moses-test" else reference
     floor_set = [c for c in canonicalize_many(sample("test", len(gen), seed=1) if reference == "moses-test"
                                               else reference[: len(gen)], n_jobs=1) if c is not None]
-    shipped = metrics._shipped_fcd(ref_all)  # the statistics evaluate() uses for moses-test
-    ref_mu, ref_sigma = shipped if shipped is not None else metrics._mu_sigma(
+    shipped = references._shipped_fcd(ref_all)  # the statistics evaluate() uses for moses-test
+    ref_mu, ref_sigma = shipped if shipped is not None else chemnet.mu_sigma(
         metrics.chemnet_activations([c for c in canonicalize_many(ref_all, n_jobs=1) if c is not None]))
-    figures["fcd_floor"] = metrics.frechet_distance(*metrics._mu_sigma(metrics.chemnet_activations(floor_set)),
+    figures["fcd_floor"] = metrics.frechet_distance(*chemnet.mu_sigma(metrics.chemnet_activations(floor_set)),
                                                     ref_mu, ref_sigma)
     print(f"FCD floor at this size ({len(floor_set):,} random reference molecules vs the whole reference): "
           f"{figures['fcd_floor']:.3f}", flush=True)

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from molvae.chemistry import canonicalize_many
-from molvae.metrics import _mu_sigma, chemnet_activations, fcd_resource_file, load_smiles_source
+from molvae.metrics.chemnet import chemnet_activations, mu_sigma
+from molvae.metrics.references import fcd_resource_file, load_smiles_source
 
 
 def main() -> None:
@@ -45,7 +46,7 @@ def main() -> None:
             done = min(i + args.chunk, len(canonical))
             print(f"{done:,}/{len(canonical):,} molecules, {time.perf_counter() - start:.0f} s", flush=True)
         parts.append(np.load(file))
-    mu, sigma = _mu_sigma(np.concatenate(parts))
+    mu, sigma = mu_sigma(np.concatenate(parts))
     dest = fcd_resource_file(smiles)
     dest.parent.mkdir(parents=True, exist_ok=True)
     np.savez(dest, fcd_mu=mu, fcd_sigma=sigma, n=np.array([len(canonical)]))

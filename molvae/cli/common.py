@@ -72,7 +72,7 @@ def spool_standard_input(cleanup: contextlib.ExitStack, column: str | None = Non
     The molecule readers count records in a first pass and then read them, so a
     stream cannot be read in place. The file lives as long as ``cleanup``.
     """
-    from molvae.data import guess_suffix
+    from molvae.readers import guess_suffix
 
     stdin = sys.stdin
     if stdin is None or stdin.isatty():

@@ -1,16 +1,19 @@
-"""``molvae encode``: latent codes (posterior means) of a molecule file, streamed in chunks."""
+"""``molvae encode``: latent codes (posterior means) of a molecule file, streamed in chunks.
+
+The encoding and the ``.npy`` writer are :func:`molvae.model.encoding.encode_chunk` and
+:class:`molvae.tables.NpyWriter` (:func:`molvae.model.encode_to_npy` from Python); this module
+adds the input file, the index table and the progress bar.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from molvae.checkpoint import temp_file_beside
 from molvae.cli.commands import add_command
 from molvae.cli.common import add_model_arguments, add_smiles_column_argument, load_model
 from molvae.cli.options import (
@@ -20,12 +23,12 @@ from molvae.cli.options import (
     positive_int,
     with_kept_columns,
 )
-from molvae.data import count_records, iter_record_chunks
 from molvae.errors import ConfigError, InputFileError, MolvaeError
-from molvae.tables import TableWriter, check_output_file, check_table_file
+from molvae.model.encoding import LATENT_DTYPE, encode_chunk
+from molvae.readers import count_records, iter_record_chunks
+from molvae.tables import NpyWriter, TableWriter, check_output_file, check_table_file
 
 INDEX_COLUMNS = ["row", "smiles", "encoded", "error"]
-LATENT_DTYPE = np.dtype("<f4")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -63,54 +66,27 @@ def run(args: argparse.Namespace) -> int:
     index = check_table_file(args.index, inputs=(args.input,)) if args.index is not None else None
     n = count_records(args.input, args.smiles_column, keep)
     model = load_model(args)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = temp_file_beside(out)
-    os.close(fd)
-    tmp = out.with_name(os.path.basename(tmp_name))
-    skipped = row = 0
-    try:
-        # Rows are appended chunk by chunk after a header that already holds the row count, so
-        # memory stays bounded by one chunk whatever the library size. (A memory-mapped output
-        # kept every written page resident: 811 MB of the peak for all of MOSES.)
-        # disable=None: no bar when stderr is not a terminal (logs, pipes, CI).
-        with open(tmp, "wb") as latents, \
-                (TableWriter(index) if index is not None else contextlib.nullcontext()) as index_out, \
-                tqdm(total=n, unit="mol", desc="encode", dynamic_ncols=True, disable=None) as bar:
-            np.lib.format.write_array_header_1_0(latents, {
-                "descr": np.lib.format.dtype_to_descr(LATENT_DTYPE), "fortran_order": False,
-                "shape": (n, model.config.latent_dim)})
-            for chunk, kept in iter_record_chunks(args.input, args.chunk_size, args.smiles_column, keep):
-                if row + len(chunk) > n:
-                    raise InputFileError(f"{args.input}: the file grew while it was being encoded")
-                first = row
-                ids: list[list[int] | None] = []
-                errors: list[str] = []
-                for item in model.token_ids_many(chunk):
-                    row += 1
-                    if isinstance(item, MolvaeError):
-                        if args.on_error == "raise":
-                            raise MolvaeError(f"{args.input}, record {row}: {item}") from None
-                        errors.append(str(item))
-                        item = None
-                        skipped += 1
-                    else:
-                        errors.append("")
-                    ids.append(item)
-                z = model.encode_ids(ids, sample=args.sample, batch_size=args.batch_size, seed=args.seed,
-                                     first_key=first)
-                latents.write(np.ascontiguousarray(z, dtype=LATENT_DTYPE).tobytes())
-                if index_out is not None:
-                    index_out.write(with_kept_columns(pd.DataFrame({
-                        "row": np.arange(first, row), "smiles": chunk,
-                        "encoded": [i is not None for i in ids], "error": errors}), kept))
-                bar.update(len(chunk))
-            if row != n:
-                raise InputFileError(f"{args.input}: the file shrank while it was being encoded")
-            latents.flush()
-            os.fsync(latents.fileno())
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    skipped = 0
+    # Both outputs go to temporary files, renamed onto their names only once every row is written: a
+    # failed run leaves the old files or none. disable=None: no bar when stderr is not a terminal (logs, CI).
+    with NpyWriter(out, n, model.config.latent_dim, LATENT_DTYPE) as latents, \
+            (TableWriter(index) if index is not None else contextlib.nullcontext()) as index_out, \
+            tqdm(total=n, unit="mol", desc="encode", dynamic_ncols=True, disable=None) as bar:
+        for chunk, kept in iter_record_chunks(args.input, args.chunk_size, args.smiles_column, keep):
+            if latents.rows + len(chunk) > n:
+                raise InputFileError(f"{args.input}: the file grew while it was being encoded")
+            part = encode_chunk(model, chunk, latents.rows, sample=args.sample, seed=args.seed,
+                                batch_size=args.batch_size, errors="raise" if args.on_error == "raise" else "nan",
+                                source=str(args.input))
+            latents.write(part.latents)
+            skipped += part.n_skipped
+            if index_out is not None:
+                index_out.write(with_kept_columns(pd.DataFrame({
+                    "row": np.arange(part.first, part.first + len(chunk)), "smiles": chunk,
+                    "encoded": part.encoded, "error": part.errors}), kept))
+            bar.update(len(chunk))
+        if latents.rows != n:
+            raise InputFileError(f"{args.input}: the file shrank while it was being encoded")
     print(f"encoded {n - skipped:,} of {n:,} molecules to {out} (shape [{n}, {model.config.latent_dim}]); "
           f"skipped {skipped:,} invalid, too long or out-of-vocabulary (NaN rows)"
           + (f"; index with the reasons: {index}" if index is not None else

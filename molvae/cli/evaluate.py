@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _read_samples(path: str, column: str | None) -> list[str]:
     """The generated strings of a samples file: in a table an empty cell is an empty (invalid) generation; in a
     SMILES list a blank line is nothing, and is left out (and counted)."""
-    from molvae.data import is_smiles_list, read_smiles
+    from molvae.readers import is_smiles_list, read_smiles
 
     # molvae sample's CSV has columns smiles, valid, generated: evaluate `smiles`
     # (the canonical form where valid, the raw string where not).
@@ -119,8 +119,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _reconstruction(model, n: int, seed: int) -> dict[str, float]:
     """Exact greedy reconstruction of ``n`` random MOSES test molecules, and the active units of their codes."""
-    from molvae.data import resolve_data_source, sample_smiles
     from molvae.metrics import active_units, reconstruction_rate
+    from molvae.readers import resolve_data_source, sample_smiles
 
     test_path, column = resolve_data_source("moses-test")
     # a random sample: the test file is ordered, its first lines are one cluster of similar molecules

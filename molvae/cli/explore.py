@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _training_set(spec: str, column: str | None = None) -> set[str]:
-    from molvae.data import moses_file, read_smiles
+    from molvae.readers import moses_file, read_smiles
 
     if spec.lower() == "moses":
         # Already RDKit-canonical: no need to canonicalize 1.58M molecules.

@@ -52,10 +52,10 @@ def _config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from molvae.data import resolve_data_source, sample_smiles
     from molvae.priors import save_prior, stored_priors
     from molvae.priors.fit import fit_prior
     from molvae.priors.store import check_prior_name
+    from molvae.readers import resolve_data_source, sample_smiles
 
     name = check_prior_name(args.name or args.kind)
     config = _config(args)

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     from molvae.cli.common import count_rows, report_stream, shown_output
     from molvae.cli.options import keep_columns, positive_int, with_kept_columns
-    from molvae.data import count_records, iter_record_chunks
+    from molvae.readers import count_records, iter_record_chunks
     from molvae.tables import TableWriter, check_table_file
 
     names = _parse_properties(args.properties)

@@ -27,7 +27,7 @@ from molvae.cli.options import (
     positive_int,
     with_kept_columns,
 )
-from molvae.data import count_records, iter_record_chunks
+from molvae.readers import count_records, iter_record_chunks
 
 COLUMNS = ["smiles", "reconstruction", "exact", "encoded"]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 from pathlib import Path
@@ -11,7 +10,7 @@ import pytest
 import torch
 
 from molvae.cli.main import main
-from molvae.model import MolVAE, ModelConfig, SequenceVAE
+from molvae.model import ModelConfig, MolVAE, SequenceVAE
 from molvae.tokenizers import SPECIAL_TOKENS, Vocabulary
 
 
@@ -356,9 +355,9 @@ def test_bulk_command_options_and_strict_mode(tmp_path, capsys, model_dir, line,
 
 
 def test_csv_field_beyond_the_limit_names_its_line(tmp_path, capsys, monkeypatch) -> None:
-    import molvae.data
+    import molvae.readers
 
-    monkeypatch.setattr(molvae.data, "CSV_FIELD_LIMIT", 1000)  # the real limit is 16 MiB; same code path
+    monkeypatch.setattr(molvae.readers, "CSV_FIELD_LIMIT", 1000)  # the real limit is 16 MiB; same code path
     f = tmp_path / "long.csv"
     f.write_text("smiles\nCCO\n" + "C" * 5000 + "\nCCN\n")
     assert main(["properties", "--input", str(f), "--out", str(tmp_path / "p.csv")]) == 2

@@ -9,9 +9,7 @@ from rdkit import Chem
 
 from molvae.chemistry import canonicalize
 from molvae.data import (
-    sample_smiles,
     DataSummary,
-    _gather_index,
     collate,
     length_bucketed_batches,
     load_dataset,
@@ -19,8 +17,10 @@ from molvae.data import (
     prepare_molecules,
     read_smiles,
     remap_vocabulary,
+    sample_smiles,
     train_val_split,
 )
+from molvae.datasets import _gather_index
 from molvae.errors import ConfigError, DataError, InputFileError
 from molvae.tokenizers import BOS_ID, EOS_ID, PAD_ID, SmilesTokenizer, Vocabulary
 from tests.conftest import DATA_DIR
@@ -122,9 +122,9 @@ def test_repeated_molecules_are_dropped_counted_and_kept_out_of_validation(moses
 
 
 def test_parallel_preparation_equals_serial(moses_train_1k, monkeypatch) -> None:
-    import molvae.data as data_module
+    import molvae.datasets as datasets_module
 
-    monkeypatch.setattr(data_module, "PARALLEL_THRESHOLD", 10)
+    monkeypatch.setattr(datasets_module, "PARALLEL_THRESHOLD", 10)
     serial, s1 = prepare_molecules(moses_train_1k[:300], n_jobs=1)
     parallel, s2 = prepare_molecules(moses_train_1k[:300], n_jobs=2)
     assert serial.smiles == parallel.smiles

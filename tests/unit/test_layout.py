@@ -10,7 +10,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "molvae"
 
 #: Modules still over the size limit, with their size today: each may only shrink (issue 42 splits them).
-LARGE_MODULES = {"data.py": 831, "optimization/bo.py": 1023, "metrics.py": 698,
+LARGE_MODULES = {"optimization/bo.py": 1023,
                  "training.py": 887}
 MAX_MODULE_LINES = 600
 #: Classes over the limit, which may only shrink: MolVAE is the user-facing facade (short methods, long

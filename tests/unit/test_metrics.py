@@ -12,6 +12,7 @@ from rdkit import DataStructs
 
 from molvae import chemistry, metrics
 from molvae.data import default_cache_dir
+from molvae.metrics import similarity
 from tests.conftest import moses_smiles
 
 GARBAGE = [f"C1CC(=O{i}" for i in range(30)]  # unclosed ring/branch: never valid
@@ -97,12 +98,12 @@ def test_novelty_subset_and_disjoint():
 
 
 def test_internal_diversity_formula():
-    same = metrics._pack_fps([chemistry.to_mol("CCOc1ccccc1")] * 5)
+    same = similarity.pack_fps([chemistry.to_mol("CCOc1ccccc1")] * 5)
     assert metrics.internal_diversity(same) == pytest.approx(0.0, abs=1e-12)
     assert metrics.internal_diversity(same, p=2) == pytest.approx(0.0, abs=1e-12)
     # two distinct molecules: MOSES includes the diagonal -> 1 - (2*1 + 2*t)/4
     mols = [chemistry.to_mol(s) for s in ("CCOc1ccccc1", "CC(=O)Nc1ccc(O)cc1")]
-    fps = metrics._pack_fps(mols)
+    fps = similarity.pack_fps(mols)
     rd = chemistry.morgan_fingerprints(mols, radius=2, n_bits=1024)
     t = DataStructs.TanimotoSimilarity(rd[0], rd[1])
     assert 0 < t < 1
@@ -114,7 +115,7 @@ def test_bf16_tanimoto_equals_rdkit():
     a_smiles, b_smiles = moses_smiles(200, "test"), moses_smiles(300, "train")
     a_mols = [chemistry.to_mol(s) for s in a_smiles]
     b_mols = [chemistry.to_mol(s) for s in b_smiles]
-    ours = metrics.tanimoto_bf16(metrics._pack_fps(a_mols), metrics._pack_fps(b_mols))
+    ours = metrics.tanimoto_bf16(similarity.pack_fps(a_mols), similarity.pack_fps(b_mols))
     a_rd = chemistry.morgan_fingerprints(a_mols, radius=2, n_bits=1024)
     b_rd = chemistry.morgan_fingerprints(b_mols, radius=2, n_bits=1024)
     expected = np.array([DataStructs.BulkTanimotoSimilarity(fp, b_rd) for fp in a_rd])
@@ -125,8 +126,8 @@ def test_bf16_tanimoto_equals_rdkit():
 
 
 def test_snn_is_mean_of_row_max():
-    gen = metrics._pack_fps([chemistry.to_mol(s) for s in moses_smiles(40, "test")])
-    ref = metrics._pack_fps([chemistry.to_mol(s) for s in moses_smiles(60, "train")])
+    gen = similarity.pack_fps([chemistry.to_mol(s) for s in moses_smiles(40, "test")])
+    ref = similarity.pack_fps([chemistry.to_mol(s) for s in moses_smiles(60, "train")])
     full = metrics.tanimoto_bf16(gen, ref)
     assert metrics.snn(gen, ref) == pytest.approx(full.max(1).mean(), abs=1e-6)
 
@@ -162,14 +163,14 @@ def test_reference_stats_are_cached(ref300, identical_results):
 
 def test_slow_first_computations_are_announced_and_cached_reads_are_quiet(tmp_path, caplog):
     mols = moses_smiles(40, "test", offset=3000)
-    with caplog.at_level(logging.INFO, logger="molvae.metrics"):
+    with caplog.at_level(logging.INFO, logger="molvae.metrics.references"):
         metrics.reference_stats(mols, n_jobs=1, cache_dir=tmp_path)
         metrics.train_set(mols, n_jobs=1, cache_dir=tmp_path)
     said = [r.getMessage() for r in caplog.records]
     assert any("reference set's statistics for the metrics (40 molecules" in m and str(tmp_path) in m for m in said), said
     assert any("training set for novelty (40 molecules" in m for m in said), said
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="molvae.metrics"):
+    with caplog.at_level(logging.INFO, logger="molvae.metrics.references"):
         metrics.reference_stats(mols, n_jobs=1, cache_dir=tmp_path)
         metrics.train_set(mols, n_jobs=1, cache_dir=tmp_path)
     assert not caplog.records

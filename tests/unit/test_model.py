@@ -12,11 +12,12 @@ import torch
 from molvae.data import collate, prepare_molecules
 from molvae.errors import ConfigError, InvalidMoleculeError, ModelLoadError, MolvaeError, UnknownTokenError
 from molvae.model import (
-    MolVAE,
-    available_pretrained,
     ModelConfig,
+    MolVAE,
     SequenceVAE,
+    available_pretrained,
     decode_rows,
+    encode_to_npy,
     generate,
     run_in_precision,
     vae_loss,
@@ -248,6 +249,47 @@ def test_encode_ids_matches_one_molecule_at_a_time(model, data) -> None:
         assert np.allclose(z, one_by_one, atol=1e-5, equal_nan=True)
     assert model.encode_ids([]).shape == (0, SMALL["latent_dim"])
     assert np.allclose(model.encode_ids([[], None])[0], one_by_one[7], atol=1e-5)  # no token at all in the batch
+
+
+def test_encode_to_npy_equals_encode_and_a_failed_write_leaves_no_partial_file(model, data, tmp_path) -> None:
+    """The streamed .npy holds model.encode's rows (NaN where it skips); a failed write keeps the old file."""
+    smiles = list(data.smiles[:11]) + ["C1CC", "CC[Xe]"] + list(data.smiles[11:20])
+    expected = model.encode(smiles, errors="nan")
+    bad_rows = np.flatnonzero(np.isnan(expected).all(axis=1))
+    assert {11, 12} <= set(bad_rows.tolist())
+    out = tmp_path / "z.npy"
+    assert encode_to_npy(model, smiles, out) == len(bad_rows)
+    z = np.load(out)
+    assert z.dtype == np.float32 and z.shape == (len(smiles), SMALL["latent_dim"])
+    assert np.array_equal(z, expected, equal_nan=True)  # one chunk, one batch: the same numbers
+    # A generator in chunks (n given: the header holds the row count). Other batches round differently.
+    chunked = tmp_path / "chunked.npy"
+    assert encode_to_npy(model, iter(smiles), chunked, n=len(smiles), chunk_size=4, batch_size=3) == len(bad_rows)
+    assert np.allclose(np.load(chunked), expected, atol=1e-5, equal_nan=True)
+    # Posterior draws are keyed by row: chunking the stream draws as model.encode does.
+    encode_to_npy(model, smiles, chunked, chunk_size=5, sample=True, seed=3)
+    assert np.allclose(np.load(chunked), model.encode(smiles, sample=True, seed=3, errors="nan"), atol=1e-5,
+                       equal_nan=True)
+
+    out.write_bytes(b"previous result")
+    # Fails in a later chunk, after earlier chunks were written to the temporary file.
+    with pytest.raises(MolvaeError, match=f"^record {bad_rows[0] + 1}: .*C1CC"):
+        encode_to_npy(model, smiles, out, chunk_size=4, errors="raise")
+    assert out.read_bytes() == b"previous result"
+
+    def interrupted():
+        yield from smiles[:9]
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        encode_to_npy(model, interrupted(), out, n=len(smiles), chunk_size=4)
+    assert out.read_bytes() == b"previous result"
+    with pytest.raises(ConfigError, match=f"holds {len(smiles)} molecules, not n=30"):
+        encode_to_npy(model, iter(smiles), tmp_path / "short.npy", n=30)
+    with pytest.raises(ConfigError, match="give n"):
+        encode_to_npy(model, iter(smiles), tmp_path / "short.npy")
+    assert not (tmp_path / "short.npy").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chunked.npy", "z.npy"]  # no temporary file left
 
 
 def test_token_ids_many_in_workers_matches_one_at_a_time(model, data) -> None:
