@@ -1,7 +1,7 @@
 """Training schedules: β of the KL term and the learning rate, as functions of the global step.
 
 Each schedule is one entry of its table: the name ``--kl-schedule`` / ``--lr-schedule`` take
-(the choices of :class:`~molvae.training.TrainConfig` come from the keys) and a function of
+(the choices of :class:`~molvae.training.config.TrainConfig` come from the keys) and a function of
 ``(step, steps_per_epoch, total_steps, cfg)`` for β, of ``(progress, cfg)`` after the warm-up
 for the learning rate.
 """
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from molvae.training import TrainConfig
+    from molvae.training.config import TrainConfig
 
 
 def _kl_constant(step: int, steps_per_epoch: int, total_steps: int, cfg: TrainConfig) -> float:

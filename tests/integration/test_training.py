@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import shutil
 import signal
@@ -17,8 +16,8 @@ import pandas as pd
 import pytest
 import torch
 
-from molvae.chemistry import canonicalize
 from molvae.checkpoint import load_state, load_weights
+from molvae.chemistry import canonicalize
 from molvae.errors import MolvaeError
 from molvae.model import MolVAE
 from molvae.training import TrainConfig, Trainer, kl_beta, learning_rate
@@ -70,9 +69,9 @@ def test_schedules() -> None:
 
 def _stopped_after(calls: int, monkeypatch) -> None:
     """Make the run receive SIGINT during its ``calls``-th training step, as a Ctrl-C would land."""
-    import molvae.training as training_module
+    import molvae.training.trainer as trainer_module  # where Trainer.fit looks make_train_step up
 
-    real = training_module.make_train_step
+    real = trainer_module.make_train_step
 
     def make(*args, **kwargs):
         step, count = real(*args, **kwargs), [0]
@@ -84,7 +83,7 @@ def _stopped_after(calls: int, monkeypatch) -> None:
             return step(*a, **kw)
         return interrupted
 
-    monkeypatch.setattr(training_module, "make_train_step", make)
+    monkeypatch.setattr(trainer_module, "make_train_step", make)
 
 
 @pytest.mark.parametrize("calls", [4, 9], ids=["mid-epoch", "at-the-last-step"])

@@ -10,12 +10,11 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "molvae"
 
 #: Modules still over the size limit, with their size today: each may only shrink (issue 42 splits them).
-LARGE_MODULES = {"optimization/bo.py": 1023,
-                 "training.py": 887}
+LARGE_MODULES = {"optimization/bo.py": 1023}
 MAX_MODULE_LINES = 600
 #: Classes over the limit, which may only shrink: MolVAE is the user-facing facade (short methods, long
-#: docstrings); Optimizer and Trainer are next to split (issue 42).
-LARGE_CLASSES = {"MolVAE": 338, "Optimizer": 535, "Trainer": 452}
+#: docstrings); Optimizer is next to split (issue 42).
+LARGE_CLASSES = {"MolVAE": 338, "Optimizer": 535}
 MAX_CLASS_LINES = 250
 
 
