@@ -385,7 +385,8 @@ def _sd_molecules(path: Path) -> Iterator[Any]:
     n = n_read = 0
     with gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb") as fh:
         has_text = bool(fh.peek(4096).strip())
-        for n, mol in enumerate(_unwrapped_read_errors(Chem.ForwardSDMolSupplier(fh)), start=1):
+        # n counts the records; it is read after the loop
+        for n, mol in enumerate(_unwrapped_read_errors(Chem.ForwardSDMolSupplier(fh)), start=1):  # noqa: B007
             n_read += mol is not None
             yield mol
     if n and not n_read:

@@ -83,7 +83,7 @@ def main() -> None:
     to_first: dict[str, list[float]] = {prior: [] for prior in priors[1:]}
     for _ in range(args.repeats):
         for prior in priors[1:]:  # the others first, so `generated` ends up holding the first prior's molecules
-            by_prior[prior].append(args.n / timed(lambda: sample(prior)))
+            by_prior[prior].append(args.n / timed(lambda prior=prior: sample(prior)))
         sample_s = timed(lambda: sample(priors[0]))
         by_prior[priors[0]].append(args.n / sample_s)
         for prior in priors[1:]:

@@ -172,7 +172,7 @@ def test_sigkill_after_epoch_checkpoint_resumes_to_identical_weights(resume_data
     for attempt in range(4):
         out = tmp_path / f"run{attempt}"
         proc = _molvae(*_train_args(resume_data, out, "--checkpoint-minutes", "1000"))
-        _wait_for(lambda: (s := _resume_state(out)) is not None and s["epoch"] >= 1, proc)
+        _wait_for(lambda out=out: (s := _resume_state(out)) is not None and s["epoch"] >= 1, proc)
         if window is None:
             window = 0.5 * pd.read_csv(out / "metrics.csv")["elapsed_s"].iloc[0]  # epoch 1's training time
         time.sleep(random.uniform(0.0, window) if attempt < 3 else 0.0)
@@ -195,7 +195,7 @@ def test_sigkill_mid_epoch_resumes_from_mid_epoch_checkpoint(resume_data, refere
     # A checkpoint after (almost) every step, so the kill lands after a mid-epoch one.
     proc = _molvae(*_train_args(resume_data, out, "--checkpoint-minutes", "0.0001"))
     target = random.randint(5, 25)
-    _wait_for(lambda: (s := _resume_state(out)) is not None and s["step_in_epoch"] >= target, proc)
+    _wait_for(lambda out=out: (s := _resume_state(out)) is not None and s["step_in_epoch"] >= target, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     state = _resume_state(out)

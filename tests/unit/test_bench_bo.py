@@ -89,11 +89,11 @@ def test_a_failing_cell_is_named_and_stops_the_benchmark(tmp_path, capsys):
     # worker processes need the script run as a script (spawn re-imports it)
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_bo.py"), *common[:-1], str(keep2),
                            "--seeds", "0,1,2", "--jobs", "2"], capture_output=True, text=True, timeout=600)
-    for code, out, err in ((1, out, err), (proc.returncode, proc.stdout, proc.stderr)):
+    for code, stdout, stderr in ((1, out, err), (proc.returncode, proc.stdout, proc.stderr)):
         assert code == 1
-        assert "cell esol/screen/seed 1 failed" in err and "already holds an optimization run" in err
-        assert "--reuse" in err and "Traceback" not in err
-        assert not any(line.startswith("{") for line in out.splitlines())
+        assert "cell esol/screen/seed 1 failed" in stderr and "already holds an optimization run" in stderr
+        assert "--reuse" in stderr and "Traceback" not in stderr
+        assert not any(line.startswith("{") for line in stdout.splitlines())
 
 
 @pytest.mark.slow

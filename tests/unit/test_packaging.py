@@ -56,5 +56,5 @@ def test_environment_lower_bounds_match_pyproject() -> None:
 
 def test_environment_python_is_supported() -> None:
     requires = SpecifierSet(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"])
-    line = next(l for l in (ROOT / "environment.yml").read_text().splitlines() if l.strip().startswith("- python="))
+    line = next(s for s in (ROOT / "environment.yml").read_text().splitlines() if s.strip().startswith("- python="))
     assert Version(line.split("=", 1)[1].strip()) in requires
