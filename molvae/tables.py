@@ -160,7 +160,7 @@ class TableWriter:
         self._parquet: Any = None
         self._schema: Any = None
 
-    def __enter__(self) -> "TableWriter":
+    def __enter__(self) -> TableWriter:
         if self.to_stdout:
             sys.stdout.flush()  # anything printed before goes out before the table
             self._raw = sys.stdout.buffer
@@ -253,11 +253,7 @@ class TableWriter:
                     self._parquet.close()
                 if self._gz is not None:
                     self._gz.close()
-                self._raw.flush()
-                os.fsync(self._raw.fileno())
-            self._raw.close()
-            if exc_type is None:
-                os.replace(self._tmp, self.path)
+            _commit(self._raw, self._tmp, self.path, ok=exc_type is None)
         finally:
             self._tmp.unlink(missing_ok=True)
 
@@ -268,6 +264,16 @@ def write_rows(path: str | os.PathLike, chunks: Any) -> int:
         for df in chunks:
             out.write(df)
     return out.rows
+
+
+def _commit(raw: IO[bytes], tmp: Path, path: Path, ok: bool) -> None:
+    """Close a temporary file written beside ``path``; if the write went well, fsync it and rename it over ``path``."""
+    if ok:
+        raw.flush()
+        os.fsync(raw.fileno())
+    raw.close()
+    if ok:
+        os.replace(tmp, path)
 
 
 class NpyWriter:
@@ -293,7 +299,7 @@ class NpyWriter:
         self._tmp: Path | None = None
         self._raw: IO[bytes] | None = None
 
-    def __enter__(self) -> "NpyWriter":
+    def __enter__(self) -> NpyWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = temp_file_beside(self.path)
         self._tmp = Path(tmp)
@@ -322,11 +328,7 @@ class NpyWriter:
                 if self.rows != self.n_rows:
                     raise MolvaeError(f"{self.path}: {self.rows:,} rows written of the {self.n_rows:,} its header "
                                       "announces")
-                self._raw.flush()
-                os.fsync(self._raw.fileno())
-            self._raw.close()
-            if exc_type is None:
-                os.replace(self._tmp, self.path)
+            _commit(self._raw, self._tmp, self.path, ok=exc_type is None)
         finally:
             self._raw.close()
             self._tmp.unlink(missing_ok=True)

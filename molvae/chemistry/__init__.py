@@ -21,6 +21,7 @@ from molvae.chemistry.molecules import (
     canonicalize,
     canonicalize_many,
     is_valid,
+    map_molecules,
     to_mol,
     validity_mask,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "lipinski_violations",
     "logp",
     "map_chunks",
+    "map_molecules",
     "molecular_weight",
     "morgan_fingerprints",
     "murcko_scaffolds",

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 from rdkit.Chem.FilterCatalog import FilterCatalog, FilterCatalogParams
 
-from molvae.chemistry.molecules import as_mol
+from molvae.chemistry.molecules import as_mol, map_molecules
 
 __all__ = ["passes_alerts", "structural_alerts"]
 
@@ -36,15 +36,9 @@ def structural_alerts(
     clean molecule, ``None`` if invalid.
     """
     catalog = _filter_catalog(tuple(catalogs))
-    out: list[list[str] | None] = []
-    for item in smiles_list:
-        mol = as_mol(item)
-        if mol is None:
-            out.append(None)
-            continue
-        names = [entry.GetDescription() for entry in catalog.GetMatches(mol)]
-        out.append(list(dict.fromkeys(names)))
-    return out
+    return map_molecules(
+        lambda mol: list(dict.fromkeys(entry.GetDescription() for entry in catalog.GetMatches(mol))), smiles_list
+    )
 
 
 def passes_alerts(smiles_list: Sequence[str], catalogs: Sequence[str] = ("PAINS", "BRENK")) -> np.ndarray:

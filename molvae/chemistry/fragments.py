@@ -8,18 +8,14 @@ from rdkit import Chem
 from rdkit.Chem import BRICS
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
-from molvae.chemistry.molecules import as_mol
+from molvae.chemistry.molecules import map_molecules
 
 __all__ = ["brics_fragments", "murcko_scaffolds"]
 
 
 def murcko_scaffolds(smiles_list: Sequence[str]) -> list[str | None]:
     """Bemis-Murcko scaffold as canonical SMILES; ``""`` for acyclic molecules, ``None`` if invalid."""
-    out: list[str | None] = []
-    for item in smiles_list:
-        mol = as_mol(item)
-        out.append(None if mol is None else Chem.MolToSmiles(MurckoScaffold.GetScaffoldForMol(mol)))
-    return out
+    return map_molecules(lambda mol: Chem.MolToSmiles(MurckoScaffold.GetScaffoldForMol(mol)), smiles_list)
 
 
 def brics_fragments(smiles_list: Sequence[str]) -> list[list[str] | None]:
@@ -30,12 +26,9 @@ def brics_fragments(smiles_list: Sequence[str]) -> list[list[str] | None]:
     each connected piece; a fragment occurring twice is listed twice. A
     molecule without BRICS bonds is its own single fragment. ``None`` if invalid.
     """
-    out: list[list[str] | None] = []
-    for item in smiles_list:
-        mol = as_mol(item)
-        if mol is None:
-            out.append(None)
-            continue
-        pieces = Chem.GetMolFrags(BRICS.BreakBRICSBonds(mol), asMols=True)
-        out.append(sorted(Chem.MolToSmiles(piece) for piece in pieces))
-    return out
+    return map_molecules(_brics_pieces, smiles_list)
+
+
+def _brics_pieces(mol: Chem.Mol) -> list[str]:
+    pieces = Chem.GetMolFrags(BRICS.BreakBRICSBonds(mol), asMols=True)
+    return sorted(Chem.MolToSmiles(piece) for piece in pieces)

@@ -7,7 +7,8 @@ reported through return values instead.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 import numpy as np
 from rdkit import Chem, RDLogger
@@ -16,7 +17,18 @@ from molvae.chemistry.parallel import map_chunks, resolve_workers
 
 RDLogger.DisableLog("rdApp.*")
 
-__all__ = ["MAX_SMILES_LENGTH", "as_mol", "canonicalize", "canonicalize_many", "is_valid", "to_mol", "validity_mask"]
+__all__ = [
+    "MAX_SMILES_LENGTH",
+    "as_mol",
+    "canonicalize",
+    "canonicalize_many",
+    "is_valid",
+    "map_molecules",
+    "to_mol",
+    "validity_mask",
+]
+
+T = TypeVar("T")
 
 # RDKit's canonical ranking is super-linear in the atom count, so one absurd line could
 # stall a whole batch. Longer strings are invalid; drug-like molecules are < 200 characters.
@@ -45,6 +57,15 @@ def as_mol(item: str | Chem.Mol | None) -> Chem.Mol | None:
     if isinstance(item, Chem.Mol):
         return item if item.GetNumAtoms() > 0 else None
     return to_mol(item)  # type: ignore[arg-type]
+
+
+def map_molecules(func: Callable[[Chem.Mol], T], items: Iterable[str | Chem.Mol | None]) -> list[T | None]:
+    """``func(mol)`` for each input that is a valid molecule (:func:`as_mol`), ``None`` for the others."""
+    out: list[T | None] = []
+    for item in items:
+        mol = as_mol(item)
+        out.append(None if mol is None else func(mol))
+    return out
 
 
 def canonicalize(smiles: str, isomeric: bool = True) -> str | None:

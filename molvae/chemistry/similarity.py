@@ -11,7 +11,7 @@ from rdkit import Chem, DataStructs
 from rdkit.Chem import rdFingerprintGenerator
 from rdkit.SimDivFilters.rdSimDivPickers import MaxMinPicker
 
-from molvae.chemistry.molecules import as_mol
+from molvae.chemistry.molecules import map_molecules
 
 __all__ = ["diverse_subset", "morgan_fingerprints", "tanimoto_matrix", "tanimoto_one_to_many", "tanimoto_similarity"]
 
@@ -25,12 +25,7 @@ def morgan_fingerprints(
     smiles_or_mols: Sequence[str | Chem.Mol], radius: int = 2, n_bits: int = 2048
 ) -> list[DataStructs.ExplicitBitVect | None]:
     """Morgan (ECFP-like) bit fingerprints; ``None`` where the input is invalid."""
-    generator = _morgan_generator(radius, n_bits)
-    fps: list[DataStructs.ExplicitBitVect | None] = []
-    for item in smiles_or_mols:
-        mol = as_mol(item)
-        fps.append(None if mol is None else generator.GetFingerprint(mol))
-    return fps
+    return map_molecules(_morgan_generator(radius, n_bits).GetFingerprint, smiles_or_mols)
 
 
 def tanimoto_one_to_many(
