@@ -381,8 +381,6 @@ def test_rdkit_errors_are_not_printed(capfd):
 
 
 def test_map_molecules_applies_to_valid_inputs_and_gives_none_for_the_rest() -> None:
-    from rdkit import Chem
-
     mol = Chem.MolFromSmiles("c1ccccc1O")
-    got = chemistry.map_molecules(lambda m: m.GetNumAtoms(), ["CCO", "not a smiles", mol, "", None, Chem.Mol()])
+    got = chem.map_molecules(lambda m: m.GetNumAtoms(), ["CCO", "not a smiles", mol, "", None, Chem.Mol()])
     assert got == [3, None, 7, None, None, None]
