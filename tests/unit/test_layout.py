@@ -10,12 +10,12 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "molvae"
 
 #: Modules still over the size limit, with their size today: each may only shrink (issue 42 splits them).
-LARGE_MODULES = {"data.py": 831, "optimization/bo.py": 1021, "optimization/objectives.py": 756, "metrics.py": 698,
-                 "chemistry.py": 636, "training.py": 887}
+LARGE_MODULES = {"data.py": 831, "optimization/objectives.py": 756, "metrics.py": 698, "chemistry.py": 636,
+                 "training.py": 887}
 MAX_MODULE_LINES = 600
 #: Classes over the limit, which may only shrink: MolVAE is the user-facing facade (short methods, long
-#: docstrings); Optimizer, Trainer and Oracle are next to split (issue 42).
-LARGE_CLASSES = {"MolVAE": 338, "Optimizer": 535, "Trainer": 452, "Oracle": 258}
+#: docstrings); Trainer and Oracle are next to split (issue 42).
+LARGE_CLASSES = {"MolVAE": 338, "Trainer": 452, "Oracle": 258}
 MAX_CLASS_LINES = 250
 
 
