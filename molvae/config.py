@@ -65,6 +65,11 @@ def rule(*, ge: float | None = None, gt: float | None = None, le: float | None =
     return {_RULE: Rule(ge, gt, le, lt, tuple(choices) if choices is not None else None)}
 
 
+def field_rule(f: dataclasses.Field) -> Rule | None:
+    """The :func:`rule` a dataclass field declares (None: none)."""
+    return f.metadata.get(_RULE)
+
+
 # ----------------------------------------------------------------------------- types
 
 
@@ -141,7 +146,7 @@ def validate_config(config: Any, section: str) -> None:
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         hint = hints[f.name]
-        r: Rule | None = f.metadata.get(_RULE)
+        r = field_rule(f)
         ok = _type_ok(value, hint)
         if ok and r is not None and value is not None:
             ok = r.accepts(value)

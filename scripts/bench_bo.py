@@ -45,8 +45,17 @@ import torch
 
 from molvae.errors import MolvaeError
 from molvae.model import MolVAE, SequenceVAE
-from molvae.optimization import Constraints, ObjectiveError, OptimizeConfig, Optimizer, fit_gp, parse_range, propose_latents
-from molvae.optimization.bo import SUBSPACES, gp_window_index, saved_settings
+from molvae.optimization import (
+    Constraints,
+    ObjectiveError,
+    OptimizeConfig,
+    Optimizer,
+    fit_gp,
+    parse_range,
+    propose_latents,
+)
+from molvae.optimization.config import SUBSPACES, saved_settings
+from molvae.optimization.gp import gp_window_index
 
 METHODS = ("bo", "turbo", "prior", "screen")
 BASELINES = ("prior", "screen")

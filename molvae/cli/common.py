@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import gzip
 import io
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import pandas as pd
 
 from molvae.checkpoint import atomic_write, atomic_write_text
+from molvae.config import field_rule
 from molvae.errors import ConfigError, InputFileError, MolvaeError
 
 
@@ -25,6 +28,33 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
                         help="inference precision (bf16 is faster on AMX CPUs and GPUs)")
+
+
+def add_config_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, config_class: type,
+                       rows: Sequence[tuple[Any, ...]], choices: bool = False) -> None:
+    """One option per ``(flag, field, type, help[, argparse keywords])`` row, setting that field of the
+    dataclass ``config_class``: its defaults (and choices) live in the config, not in copies here.
+
+    Each option is stored under the field's name and defaults to None, so that a new run takes the
+    config's default and a resume knows which options were given. The help ends with the config's
+    default unless it speaks of the default itself; ``type`` bool makes a flag (no value). With
+    ``choices``, the choices of the field's :func:`molvae.config.rule` are the option's.
+    """
+    fields = {f.name: f for f in dataclasses.fields(config_class)}
+    for flag, name, typ, text, *extra in rows:
+        f = fields[name]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        kwargs: dict[str, Any] = dict(extra[0]) if extra else {}
+        if typ is bool:
+            kwargs["action"] = "store_true"
+        else:
+            kwargs["type"] = typ
+        rule = field_rule(f)
+        if choices and rule is not None and rule.choices is not None:
+            kwargs["choices"] = list(rule.choices)
+        if typ is not bool and "default" not in text:
+            text = f"{text} (default: {default})"
+        parser.add_argument(flag, dest=name, default=None, help=text, **kwargs)
 
 
 def add_prior_argument(parser: argparse.ArgumentParser, several: bool = False, default: str | None = "auto") -> None:

@@ -7,6 +7,7 @@ import dataclasses
 import sys
 
 from molvae.cli.commands import add_command
+from molvae.cli.common import add_config_options
 from molvae.model import ModelConfig
 from molvae.training import TrainConfig, Trainer, TrainingInterrupted
 
@@ -64,9 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false", default=None,
                    help="launch each GPU training step's kernels one by one instead of replaying CUDA graphs")
-    defaults = TrainConfig()
-    for flag, field, typ, help_ in _TRAIN_OPTIONS:
-        p.add_argument(flag, dest=field, type=typ, default=None, help=help_ if "default" in help_ else f"{help_} (default: {getattr(defaults, field)})")
+    add_config_options(p, TrainConfig, _TRAIN_OPTIONS)
     model_defaults = ModelConfig(vocab_size=5)
     group = p.add_argument_group("model architecture")
     for flag, field, typ in _MODEL_OPTIONS:

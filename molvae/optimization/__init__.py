@@ -8,8 +8,9 @@
 
 from molvae.optimization.acquisition import ACQUISITIONS, propose_latents
 from molvae.optimization.baselines import BASELINES, load_baseline_tables, run_baseline, run_baselines
-from molvae.optimization.bo import METHODS, OptimizeConfig, Optimizer, TrustRegion, fit_gp, optimize
+from molvae.optimization.config import METHODS, OptimizeConfig
 from molvae.optimization.constraints import Constraints, parse_range
+from molvae.optimization.gp import TrustRegion, fit_gp
 from molvae.optimization.objectives import (
     BUILTIN_OBJECTIVES,
     Objective,
@@ -17,6 +18,7 @@ from molvae.optimization.objectives import (
     parse_objective,
     parse_objectives,
 )
+from molvae.optimization.optimizer import Optimizer, optimize
 from molvae.optimization.oracle import Oracle
 from molvae.optimization.report import best_table, pareto_mask, pareto_table, plot_progress, progress_curves
 

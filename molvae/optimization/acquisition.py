@@ -1,7 +1,7 @@
 """Acquisition: the next latent points to decode, given GPs fitted to the scores so far.
 
 One table entry per acquisition: :data:`ACQUISITIONS` maps each name ``--acquisition`` takes
-(and :class:`~molvae.optimization.bo.OptimizeConfig` accepts) to a proposer and what it
+(and :class:`~molvae.optimization.config.OptimizeConfig` accepts) to a proposer and what it
 supports. Several objectives always use :func:`propose_pareto` (qLogNEHVI).
 """
 
@@ -24,7 +24,7 @@ from torch.quasirandom import SobolEngine
 from molvae.extensions import load_botorch_kernels
 
 if TYPE_CHECKING:
-    from molvae.optimization.bo import OptimizeConfig
+    from molvae.optimization.config import OptimizeConfig
 
 
 @dataclass

@@ -15,8 +15,9 @@ from pathlib import Path
 import pandas as pd
 
 from molvae.folders import BASELINES_DIR, CONFIG_FILE, EVALUATIONS_FILE
-from molvae.optimization.bo import OptimizeConfig, Optimizer
+from molvae.optimization.config import OptimizeConfig
 from molvae.optimization.objectives import Objective
+from molvae.optimization.optimizer import Optimizer
 
 __all__ = ["BASELINES", "run_baseline", "run_baselines", "load_baseline_tables"]
 

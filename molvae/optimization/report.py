@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -9,10 +10,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from molvae.checkpoint import atomic_write
+from molvae.checkpoint import atomic_write, atomic_write_text
+from molvae.folders import BEST_FILE, BEST_PLOT, BEST_SDF, PARETO_FILE, PROGRESS_PLOT
 from molvae.optimization.oracle import Oracle
+from molvae.tables import write_rows
+from molvae.visualize import draw_grid
 
-__all__ = ["best_table", "feasible_rows", "pareto_mask", "pareto_table", "progress_curves", "progress_figure", "plot_progress"]
+log = logging.getLogger(__name__)
+
+__all__ = ["best_table", "feasible_rows", "pareto_mask", "pareto_table", "progress_curves", "progress_figure",
+           "plot_progress", "write_reports"]
 
 
 def feasible_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -111,3 +118,21 @@ def plot_progress(path: str | Path, df: pd.DataFrame, score_columns: Sequence[st
     fig.savefig(buf, format="png", dpi=100)
     atomic_write(path, buf.getvalue())
     return Path(path)
+
+
+def write_reports(out: Path, df: pd.DataFrame, score_columns: Sequence[str], top_k: int, labels: Sequence[str],
+                  baselines: dict[str, pd.DataFrame] | None = None) -> None:
+    """A run's reports from its evaluations table ``df``: best.csv and best.sdf, pareto.csv (several
+    objectives), progress.png (``labels``: its axes; ``baselines``: their evaluations, drawn beside) and best.png."""
+    best = best_table(df, score_columns, top_k)
+    atomic_write_text(out / BEST_FILE, best.to_csv(index=False))
+    write_rows(out / BEST_SDF, [best])  # for molecule viewers and docking tools
+    if len(score_columns) > 1:
+        atomic_write_text(out / PARETO_FILE, pareto_table(df, score_columns).to_csv(index=False))
+    plot_progress(out / PROGRESS_PLOT, df, score_columns, baselines=baselines, labels=labels)
+    if len(best):
+        legends = [" ".join(f"{row[c]:.3g}" for c in score_columns) for _, row in best.head(20).iterrows()]
+        try:
+            draw_grid(best["smiles"].head(20).tolist(), out / BEST_PLOT, legends)
+        except Exception as exc:  # a picture must never lose a run
+            log.warning("could not draw best.png: %s", exc)

@@ -10,11 +10,11 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "molvae"
 
 #: Modules still over the size limit, with their size today: each may only shrink (issue 42 splits them).
-LARGE_MODULES = {"optimization/bo.py": 1023}
+LARGE_MODULES: dict[str, int] = {}
 MAX_MODULE_LINES = 600
 #: Classes over the limit, which may only shrink: MolVAE is the user-facing facade (short methods, long
-#: docstrings); Optimizer is next to split (issue 42).
-LARGE_CLASSES = {"MolVAE": 338, "Optimizer": 535}
+#: docstrings; splitting it would scatter the one API a user reads).
+LARGE_CLASSES = {"MolVAE": 338}
 MAX_CLASS_LINES = 250
 
 

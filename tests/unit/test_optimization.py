@@ -15,14 +15,14 @@ from molvae.optimization import (
     ACQUISITIONS,
     Constraints,
     ObjectiveError,
-    Optimizer,
     OptimizeConfig,
+    Optimizer,
     TrustRegion,
     fit_gp,
     parse_objective,
     propose_latents,
 )
-from molvae.optimization.bo import feasible_box, trust_region_box
+from molvae.optimization.gp import feasible_box, trust_region_box
 
 FAST = dict(batch=4, n_init=4, decode_attempts=2, num_restarts=2, raw_samples=32, acq_maxiter=30, patience=15)
 
@@ -220,7 +220,7 @@ def test_zero_budget_scores_nothing_and_finishes(small_model, tmp_path, method, 
 
 def test_runs_saved_before_score_infeasible_resume_with_the_old_accounting(tmp_path) -> None:
     from molvae.checkpoint import write_json
-    from molvae.optimization.bo import saved_settings
+    from molvae.optimization.config import saved_settings
 
     old = {"objectives": ["esol"], "budget": 50, "constraints": {"reference": "CCO", "min_similarity": 0.4}}
     write_json(tmp_path / "config.json", {"optimize": old, "method": "turbo", "latent_dim": 8})
@@ -301,7 +301,7 @@ def test_a_state_written_by_a_newer_version_is_refused_on_resume(small_model, tm
     """state.json carries its format's version: a resume refuses one it cannot read instead of misreading it."""
     from molvae.errors import MolvaeError
     from molvae.optimization import optimize
-    from molvae.optimization.bo import STATE_VERSION
+    from molvae.optimization.store import STATE_VERSION
 
     optimize(small_model, "qed", tmp_path / "run", budget=4, **FAST)
     state_file = tmp_path / "run" / "state.json"
@@ -322,13 +322,13 @@ def test_run_info_records_the_environment_and_warns_on_a_resume_under_other_vers
     info = json.loads(file.read_text())
     assert info["versions"]["botorch"] == botorch.__version__ and info["versions"]["torch"] == torch.__version__
     assert info["resumes"] == []
-    with caplog.at_level(logging.WARNING, logger="molvae.optimization.bo"):
+    with caplog.at_level(logging.WARNING, logger="molvae.optimization.store"):
         Optimizer(small_model, cfg, tmp_path / "run", resume=True, progress=False).run()
     assert not caplog.records  # same environment: nothing to say
     info = json.loads(file.read_text())
     info["versions"]["botorch"] = "0.0.1"  # as if started under another BoTorch
     file.write_text(json.dumps(info))
-    with caplog.at_level(logging.WARNING, logger="molvae.optimization.bo"):
+    with caplog.at_level(logging.WARNING, logger="molvae.optimization.store"):
         Optimizer(small_model, cfg, tmp_path / "run", resume=True, progress=False).run()
     assert f"botorch 0.0.1 -> {botorch.__version__}" in caplog.text and "may differ" in caplog.text
     again = json.loads(file.read_text())
@@ -348,7 +348,7 @@ def _half_collapsed(model_dir):
 
 
 def test_active_subspace_searches_only_the_dimensions_the_encoder_uses(small_model_dir, tmp_path) -> None:
-    from molvae.optimization.bo import active_latent_dimensions
+    from molvae.optimization.subspace import active_latent_dimensions
 
     model = _half_collapsed(small_model_dir)
     mask = active_latent_dimensions(model)
@@ -377,7 +377,7 @@ def test_active_subspace_searches_only_the_dimensions_the_encoder_uses(small_mod
 
 
 def test_auto_subspace_is_the_default_and_finds_the_same_dimensions(small_model_dir, tmp_path) -> None:
-    from molvae.optimization.bo import active_latent_dimensions
+    from molvae.optimization.subspace import active_latent_dimensions
 
     model = _half_collapsed(small_model_dir)
     cfg = OptimizeConfig(objectives=["qed"], method="bo", **FAST)
@@ -414,7 +414,7 @@ def test_auto_subspace_falls_back_to_every_dimension_and_says_why(small_model_di
         Optimizer(model, OptimizeConfig(objectives=["qed"], method="turbo", subspace="active", **FAST),
                   tmp_path / "active", progress=False)
     cfg = OptimizeConfig(objectives=["qed"], method="turbo", subspace="auto", budget=8, seed=0, **FAST)
-    with caplog.at_level(logging.WARNING, logger="molvae.optimization.bo"):
+    with caplog.at_level(logging.WARNING, logger="molvae.optimization.subspace"):
         opt = Optimizer(model, cfg, tmp_path / "auto", progress=False)
     assert opt.active is None and opt.search_dim == d and opt.tr.dim == d
     assert "no latent dimension is active" in caplog.text and f"all {d} latent dimensions" in caplog.text

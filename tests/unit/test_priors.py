@@ -226,9 +226,9 @@ def test_optimizer_prior_rounds_draw_from_the_named_prior(model_copy, tmp_path) 
     opt = Optimizer(model_copy, cfg, tmp_path / "run", progress=False).run()
     saved = json_.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["optimize"]["prior"] == "auto" and saved["prior"] == "gmm"  # resolved when the run started
-    from molvae.optimization.bo import _seed_for
+    from molvae.optimization.proposers import round_seed
 
-    assert np.array_equal(drawn[0], prior.sample(4, seed=_seed_for(3, 1)))
+    assert np.array_equal(drawn[0], prior.sample(4, seed=round_seed(3, 1)))
     assert opt.prior.name == "gmm"
     # a resumed run keeps the prior it started with, whatever the model's default is now
     save_prior(prior, model_copy.source, "other", model_copy.weights_sha256(), info, make_default=True)
