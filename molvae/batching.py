@@ -52,8 +52,9 @@ def iter_batches(fn: Callable[[int, int], T], n: int, batch_size: int, what: str
             if stop - start == 1:
                 # CUDA's message runs to several sentences of allocator advice; its first one says enough.
                 detail = str(exc).strip().split(". ")[0] or type(exc).__name__
-                raise ResourceLimitError(f"{what}: out of GPU memory even with batch size 1 ({detail}); "
-                                         "free GPU memory or use --device cpu") from exc
+                raise ResourceLimitError(
+                    f"{what}: out of GPU memory even with batch size 1 ({detail}); free GPU memory or use --device cpu"
+                ) from exc
             size = max(1, (stop - start) // 2)
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()  # hand back what the failed batch had allocated before retrying

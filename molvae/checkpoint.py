@@ -30,7 +30,6 @@ from molvae.folders import LOCK_FILE
 log = logging.getLogger(__name__)
 
 
-
 def temp_file_beside(path: Path) -> tuple[int, str]:
     """A new hidden temp file in ``path``'s folder (for a rename onto ``path``): its descriptor and name.
 
@@ -81,7 +80,9 @@ def read_json(path: str | os.PathLike, what: str = "file") -> Any:
         raise ModelLoadError(f"{path}: {what} is not valid JSON ({exc})") from None
 
 
-def save_weights(path: str | os.PathLike, state_dict: dict[str, torch.Tensor], metadata_: dict[str, str] | None = None) -> None:
+def save_weights(
+    path: str | os.PathLike, state_dict: dict[str, torch.Tensor], metadata_: dict[str, str] | None = None
+) -> None:
     """Save tensors as safetensors, atomically."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
     atomic_write(path, st_save(tensors, metadata=metadata_))
@@ -209,7 +210,8 @@ def lock_run_dir(directory: str | os.PathLike) -> RunLock:
         if exc.errno in (errno.EACCES, errno.EAGAIN):
             raise RunInUseError(
                 f"{directory} is in use by another molvae process (pid {holder}); two processes writing one run "
-                "would corrupt it: wait for that one to finish, or choose another --out") from None
+                "would corrupt it: wait for that one to finish, or choose another --out"
+            ) from None
         log.warning("cannot lock %s (%s); nothing stops a second process from writing it", directory, exc.strerror)
         return RunLock(None)
     os.ftruncate(fd, 0)

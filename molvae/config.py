@@ -38,8 +38,12 @@ class Rule:
     def accepts(self, value: Any) -> bool:
         if self.choices is not None:
             return value in self.choices
-        return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
-                and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+        return (
+            (self.ge is None or value >= self.ge)
+            and (self.gt is None or value > self.gt)
+            and (self.le is None or value <= self.le)
+            and (self.lt is None or value < self.lt)
+        )
 
     def describe(self) -> str:
         if self.choices is not None:
@@ -59,8 +63,14 @@ def _num(x: float | None) -> str:
     return f"{x:g}" if isinstance(x, float) else str(x)
 
 
-def rule(*, ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None,
-         choices: Sequence[Any] | None = None) -> dict[str, Rule]:
+def rule(
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    choices: Sequence[Any] | None = None,
+) -> dict[str, Rule]:
     """Field metadata for :func:`dataclasses.field`: ``x: int = field(default=1, metadata=rule(ge=1))``."""
     return {_RULE: Rule(ge, gt, le, lt, tuple(choices) if choices is not None else None)}
 

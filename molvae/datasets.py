@@ -118,7 +118,7 @@ class TokenizedData:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
-    def subset(self, index: np.ndarray) -> "TokenizedData":
+    def subset(self, index: np.ndarray) -> TokenizedData:
         index = np.asarray(index, dtype=np.int64)
         lengths = self.lengths[index]
         offsets = np.zeros(len(index) + 1, dtype=np.int64)
@@ -214,8 +214,14 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("MOLVAE_CACHE", Path.home() / ".cache" / "molvae"))
 
 
-def _cache_key(path: Path, column: str | None, limit: int | None, representation: str, max_tokens: int,
-               sample: tuple[int, int] | None = None) -> str:
+def _cache_key(
+    path: Path,
+    column: str | None,
+    limit: int | None,
+    representation: str,
+    max_tokens: int,
+    sample: tuple[int, int] | None = None,
+) -> str:
     stat = path.stat()
     ident = {
         "path": str(path.resolve()),
@@ -304,7 +310,9 @@ def load_dataset(
     cache_dir = default_cache_dir() if cache_dir is None else cache_dir
     cache_file = None
     if path.is_file():
-        cache_file = cache_dir / f"tokenized-{_cache_key(path, column, limit, representation, max_tokens, sampling)}.npz"
+        cache_file = (
+            cache_dir / f"tokenized-{_cache_key(path, column, limit, representation, max_tokens, sampling)}.npz"
+        )
     if cache_file is not None and cache_file.is_file():
         try:
             result, summary = _load_cache(cache_file)
@@ -349,12 +357,7 @@ def train_val_split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray,
 
 # ------------------------------------------------------------------------ batching
 def length_bucketed_batches(
-    lengths: np.ndarray,
-    batch_size: int,
-    seed: int,
-    epoch: int,
-    shuffle: bool = True,
-    bucket_batches: int = 50,
+    lengths: np.ndarray, batch_size: int, seed: int, epoch: int, shuffle: bool = True, bucket_batches: int = 50
 ) -> list[np.ndarray]:
     """Batches of similar-length molecules, in a random order fixed by (seed, epoch).
 

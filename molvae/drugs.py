@@ -19,13 +19,7 @@ from rdkit import Chem, rdBase
 from molvae.chemistry import MAX_SMILES_LENGTH
 from molvae.errors import InvalidMoleculeError, MolvaeError, shorten
 
-__all__ = [
-    "UnknownDrugError",
-    "list_drugs",
-    "load_drug_table",
-    "lookup_drug",
-    "resolve_molecule",
-]
+__all__ = ["UnknownDrugError", "list_drugs", "load_drug_table", "lookup_drug", "resolve_molecule"]
 
 _COLUMNS = ["name", "synonyms", "formula", "smiles"]
 
@@ -145,8 +139,10 @@ def resolve_molecule(text: str) -> tuple[str, str]:
         return hit
     stripped = text.strip()
     if len(stripped) > MAX_SMILES_LENGTH:
-        raise InvalidMoleculeError(f"{shorten(stripped)} is longer than {MAX_SMILES_LENGTH:,} characters: "
-                                   "neither a drug name nor a SMILES molvae accepts")
+        raise InvalidMoleculeError(
+            f"{shorten(stripped)} is longer than {MAX_SMILES_LENGTH:,} characters: "
+            "neither a drug name nor a SMILES molvae accepts"
+        )
     mol = _parse_smiles(stripped)
     if mol is not None:
         return stripped, Chem.MolToSmiles(mol)

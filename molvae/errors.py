@@ -39,7 +39,9 @@ class UnknownTokenError(MolvaeError):
     def __init__(self, token: str, molecule: str):
         self.token = token
         self.molecule = molecule
-        super().__init__(f"unknown token {shorten(token)} in molecule {shorten(molecule)} (not in the model's vocabulary)")
+        super().__init__(
+            f"unknown token {shorten(token)} in molecule {shorten(molecule)} (not in the model's vocabulary)"
+        )
 
 
 class ModelLoadError(MolvaeError):

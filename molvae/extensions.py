@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 @contextlib.contextmanager
 def build_lock(directory: Path, what: str) -> Iterator[None]:
-    """Hold an exclusive lock on the build ``directory`` of ``what``, after removing a ``lock`` file a killed build left.
+    """Hold an exclusive lock on the build ``directory`` of ``what``, after removing a ``lock`` file a killed build
+    left.
 
     A process that finds the lock held waits for it and says so.
     """
@@ -103,7 +104,8 @@ def load_botorch_kernels() -> None:
         return
     directory = torch_build_directory(ext)
     if not any(directory.glob(f"{ext}.*")):  # said only when it is slow
-        log.info("compiling BoTorch's fused hypervolume kernel (once per machine, about a minute; cached in %s)",
-                 directory)
+        log.info(
+            "compiling BoTorch's fused hypervolume kernel (once per machine, about a minute; cached in %s)", directory
+        )
     with build_lock(directory, "BoTorch's fused hypervolume kernel"):
         loader()

@@ -108,8 +108,9 @@ def _pin_ends(out: np.ndarray, a: np.ndarray, b: np.ndarray, t_arr: np.ndarray) 
     return out
 
 
-def slerp(a: np.ndarray, b: np.ndarray, t: float | Sequence[float] | np.ndarray,
-          eps: float = _PARALLEL_EPS) -> np.ndarray:
+def slerp(
+    a: np.ndarray, b: np.ndarray, t: float | Sequence[float] | np.ndarray, eps: float = _PARALLEL_EPS
+) -> np.ndarray:
     """Spherical linear interpolation along the great circle from ``a`` to ``b``.
 
     ``sin((1 - t) W) / sin W * a + sin(t W) / sin W * b`` with ``W`` the angle between
@@ -175,19 +176,22 @@ def _encode_one(model, smiles: str) -> np.ndarray:
 PATH_CHUNK = 256
 
 
-def _decode_path(model, z_start, z_end, ts, interp, attempts, temperature, seed,
-                 progress: bool | None = False) -> list[str | None]:
+def _decode_path(
+    model, z_start, z_end, ts, interp, attempts, temperature, seed, progress: bool | None = False
+) -> list[str | None]:
     from tqdm.auto import tqdm
 
     points = interp(z_start, z_end, ts).astype(np.float32)
     decoded: list[str | None] = []
-    with tqdm(total=len(points), unit="point", desc="interpolate",
-              disable=None if progress is None else not progress) as bar:
+    with tqdm(
+        total=len(points), unit="point", desc="interpolate", disable=None if progress is None else not progress
+    ) as bar:
         for start in range(0, len(points), PATH_CHUNK):
             chunk = points[start : start + PATH_CHUNK]
             # keys: each point's draws are those of its place on the whole path, however it is chunked
-            decoded += model.decode_valid(chunk, attempts=attempts, temperature=temperature, seed=seed,
-                                          keys=np.arange(start, start + len(chunk)))
+            decoded += model.decode_valid(
+                chunk, attempts=attempts, temperature=temperature, seed=seed, keys=np.arange(start, start + len(chunk))
+            )
             bar.update(len(chunk))
     return decoded
 
@@ -257,13 +261,33 @@ def interpolate(
     else:
         z_start = _encode_one(model, start_smiles)
         z_end = _encode_one(model, end_smiles)
-    df = decode_path(model, z_start, z_end, steps=steps, method=method, attempts=attempts, temperature=temperature,
-                     seed=seed, unique=unique, max_points=max_points, properties=properties,
-                     start_smiles=start_smiles, end_smiles=end_smiles, progress=progress)
-    df.attrs.update({"start_name": start_name, "end_name": end_name, "endpoints": endpoints,
-                     "start_fit": fits[0], "end_fit": fits[1],
-                     "start_reached": _decodes_to(model, df["smiles"].iloc[0], start_smiles),
-                     "end_reached": _decodes_to(model, df["smiles"].iloc[-1], end_smiles)})
+    df = decode_path(
+        model,
+        z_start,
+        z_end,
+        steps=steps,
+        method=method,
+        attempts=attempts,
+        temperature=temperature,
+        seed=seed,
+        unique=unique,
+        max_points=max_points,
+        properties=properties,
+        start_smiles=start_smiles,
+        end_smiles=end_smiles,
+        progress=progress,
+    )
+    df.attrs.update(
+        {
+            "start_name": start_name,
+            "end_name": end_name,
+            "endpoints": endpoints,
+            "start_fit": fits[0],
+            "end_fit": fits[1],
+            "start_reached": _decodes_to(model, df["smiles"].iloc[0], start_smiles),
+            "end_reached": _decodes_to(model, df["smiles"].iloc[-1], end_smiles),
+        }
+    )
     return df
 
 
@@ -307,8 +331,9 @@ def decode_path(
     z_start = np.asarray(z_start, dtype=np.float64)
     z_end = np.asarray(z_end, dtype=np.float64)
     if z_start.shape != (model.config.latent_dim,) or z_end.shape != z_start.shape:
-        raise ConfigError(f"latents must be vectors of length {model.config.latent_dim}, "
-                          f"got shapes {z_start.shape} and {z_end.shape}")
+        raise ConfigError(
+            f"latents must be vectors of length {model.config.latent_dim}, got shapes {z_start.shape} and {z_end.shape}"
+        )
 
     decoded = _decode_path(model, z_start, z_end, ts, interp, attempts, temperature, seed, progress)
     if unique is not None:
@@ -332,30 +357,40 @@ def decode_path(
             duplicate[i] = s == previous
             previous = s
 
-    df = pd.DataFrame({
-        "step": np.arange(len(ts)),
-        "t": ts,
-        "smiles": pd.Series(smiles, dtype=object),
-        "valid": valid,
-        "tanimoto_start": sim_start,
-        "tanimoto_end": sim_end,
-    })
+    df = pd.DataFrame(
+        {
+            "step": np.arange(len(ts)),
+            "t": ts,
+            "smiles": pd.Series(smiles, dtype=object),
+            "valid": valid,
+            "tanimoto_start": sim_start,
+            "tanimoto_end": sim_end,
+        }
+    )
     props = _property_columns(smiles, names)
     for name in names:
         df[name] = props[name].to_numpy()
     df["duplicate_of_previous"] = duplicate
 
     n_unique = len(set(valid_smiles))
-    df.attrs.update({
-        "start_name": start_smiles or "start", "start_smiles": start_smiles,
-        "end_name": end_smiles or "end", "end_smiles": end_smiles,
-        "method": "slerp" if interp is slerp else "linear",
-        "attempts": attempts, "temperature": temperature, "seed": seed,
-        "points": len(ts), "n_valid": int(valid.sum()), "unique_found": n_unique,
-        "unique_requested": unique,
-        "unique_reached": None if unique is None else n_unique >= unique,
-        "latent_distance": float(np.linalg.norm(z_end - z_start)),
-    })
+    df.attrs.update(
+        {
+            "start_name": start_smiles or "start",
+            "start_smiles": start_smiles,
+            "end_name": end_smiles or "end",
+            "end_smiles": end_smiles,
+            "method": "slerp" if interp is slerp else "linear",
+            "attempts": attempts,
+            "temperature": temperature,
+            "seed": seed,
+            "points": len(ts),
+            "n_valid": int(valid.sum()),
+            "unique_found": n_unique,
+            "unique_requested": unique,
+            "unique_reached": None if unique is None else n_unique >= unique,
+            "latent_distance": float(np.linalg.norm(z_end - z_start)),
+        }
+    )
     return df
 
 
@@ -380,8 +415,9 @@ def neighbourhood(
     ``eps ~ N(0, I)`` (seeded by ``seed``); ``radius`` is in units of the prior's
     standard deviation. With a learned ``prior`` (a name of the model's, or ``"auto"``)
     the steps are taken in that prior's noise instead (:meth:`molvae.priors.Prior.around`),
-    so the draws follow the shape of the codes around ``mu``. Each draw is decoded greedily once (``attempts=1``) or with
-    :meth:`MolVAE.decode_valid` (``attempts > 1``); see the module docstring.
+    so the draws follow the shape of the codes around ``mu``. Each draw is decoded greedily
+    once (``attempts=1``) or with :meth:`MolVAE.decode_valid` (``attempts > 1``); see the
+    module docstring.
 
     Returns one row per distinct valid canonical SMILES, sorted by ``tanimoto`` to the
     query (descending; ties by ``count`` descending, then SMILES). Columns: ``smiles,
@@ -412,26 +448,37 @@ def neighbourhood(
 
     smiles = list(counts)
     sims = _similarity(query, smiles)
-    df = pd.DataFrame({
-        "smiles": pd.Series(smiles, dtype=object),
-        "tanimoto": sims,
-        "novel": pd.array([pd.NA] * len(smiles), dtype="boolean") if train is None
-        else pd.array([s not in train for s in smiles], dtype="boolean"),
-        "count": np.array([counts[s] for s in smiles], dtype=np.int64),
-        "is_query": np.array([s == query for s in smiles], dtype=bool),
-    })
+    df = pd.DataFrame(
+        {
+            "smiles": pd.Series(smiles, dtype=object),
+            "tanimoto": sims,
+            "novel": pd.array([pd.NA] * len(smiles), dtype="boolean")
+            if train is None
+            else pd.array([s not in train for s in smiles], dtype="boolean"),
+            "count": np.array([counts[s] for s in smiles], dtype=np.int64),
+            "is_query": np.array([s == query for s in smiles], dtype=bool),
+        }
+    )
     props = _property_columns(smiles, names)
     for prop in names:
         df[prop] = props[prop].to_numpy()
     df = df.sort_values(["tanimoto", "count", "smiles"], ascending=[False, False, True], kind="mergesort")
     df = df.reset_index(drop=True)
     n_valid = sum(counts.values())
-    df.attrs.update({
-        "query_name": name, "query_smiles": query, "radius": radius, "seed": seed, "attempts": attempts,
-        "prior": chosen.name,
-        "n_draws": int(n), "n_valid_draws": int(n_valid), "validity": n_valid / int(n),
-        "novelty_checked": train is not None,
-    })
+    df.attrs.update(
+        {
+            "query_name": name,
+            "query_smiles": query,
+            "radius": radius,
+            "seed": seed,
+            "attempts": attempts,
+            "prior": chosen.name,
+            "n_draws": int(n),
+            "n_valid_draws": int(n_valid),
+            "validity": n_valid / int(n),
+            "novelty_checked": train is not None,
+        }
+    )
     return df
 
 

@@ -42,9 +42,7 @@ def moses_file(split: str = "train") -> Path:
     try:
         dist = importlib.metadata.distribution("molsets")
     except importlib.metadata.PackageNotFoundError:
-        raise DataError(
-            "the MOSES data set needs the molsets wheel: pip install --no-deps molsets==0.3.1"
-        ) from None
+        raise DataError("the MOSES data set needs the molsets wheel: pip install --no-deps molsets==0.3.1") from None
     path = Path(str(dist.locate_file(f"moses/dataset/data/{MOSES_SPLITS[split]}")))
     if not path.is_file():
         raise DataError(f"molsets is installed but {path} is missing; reinstall molsets==0.3.1")
@@ -79,8 +77,10 @@ def _checked_lines(fh: io.TextIOBase, path: Path) -> Iterator[str]:
         bad = _UNDECODABLE.search(line)
         if bad:
             byte = ord(bad.group()) - 0xDC00
-            raise InputFileError(f"{path}, line {lineno}: not UTF-8 text (byte 0x{byte:02x} at character "
-                                 f"{bad.start() + 1}); save the file as UTF-8")
+            raise InputFileError(
+                f"{path}, line {lineno}: not UTF-8 text (byte 0x{byte:02x} at character "
+                f"{bad.start() + 1}); save the file as UTF-8"
+            )
         yield line
 
 
@@ -104,14 +104,17 @@ def _pick_column(columns: Sequence[str], wanted: str | None, path: Path) -> str:
     for name in SMILES_COLUMN_NAMES:
         matches = [c for c in columns if str(c).strip().lower() == name]
         if len(matches) > 1:  # "SMILES" and "smiles": nothing says which
-            raise InputFileError(f"{path}: several SMILES columns ({', '.join(matches)}); choose one with "
-                                 "--smiles-column")
+            raise InputFileError(
+                f"{path}: several SMILES columns ({', '.join(matches)}); choose one with --smiles-column"
+            )
         if matches:
             return matches[0]
     hint = "choose one with --smiles-column"
     if len(columns) == 1:
         # One column whose name holds another separator: the delimiter is probably wrong.
-        seps = [name for sep, name in ((";", "';'"), ("\t", "tabs"), ("|", "'|'"), (",", "','")) if sep in str(columns[0])]
+        seps = [
+            name for sep, name in ((";", "';'"), ("\t", "tabs"), ("|", "'|'"), (",", "','")) if sep in str(columns[0])
+        ]
         if seps:
             hint = f"the file seems to be separated by {seps[0]}, not by its extension's delimiter"
     raise InputFileError(f"{path}: no SMILES column; columns found: {', '.join(map(str, columns))} ({hint})")
@@ -155,8 +158,9 @@ def guess_suffix(head: bytes, column: str | None = None) -> str:
     return ".smi"
 
 
-def iter_smiles(path: str | os.PathLike, column: str | None = None, limit: int | None = None,
-                allow_empty: bool = True) -> Iterator[str]:
+def iter_smiles(
+    path: str | os.PathLike, column: str | None = None, limit: int | None = None, allow_empty: bool = True
+) -> Iterator[str]:
     """Yield one SMILES per record of a molecule file, reading lazily (memory stays bounded).
 
     Formats and rules as :func:`read_smiles`. Every problem is an
@@ -166,8 +170,13 @@ def iter_smiles(path: str | os.PathLike, column: str | None = None, limit: int |
     yield from _records(Path(path), column, (), limit, allow_empty)
 
 
-def iter_records(path: str | os.PathLike, column: str | None = None, keep: Sequence[str] = (),
-                 limit: int | None = None, allow_empty: bool = True) -> Iterator[tuple[str, tuple]]:
+def iter_records(
+    path: str | os.PathLike,
+    column: str | None = None,
+    keep: Sequence[str] = (),
+    limit: int | None = None,
+    allow_empty: bool = True,
+) -> Iterator[tuple[str, tuple]]:
     """Like :func:`iter_smiles`, with the values of the ``keep`` columns of each record: ``(smiles, values)``.
 
     ``keep`` names columns of a .csv/.tsv/.parquet file (an ID, a measured activity...), so
@@ -185,8 +194,9 @@ def iter_records(path: str | os.PathLike, column: str | None = None, keep: Seque
             yield smiles, ()
 
 
-def _records(path: Path, column: str | None, keep: tuple[str, ...], limit: int | None,
-             allow_empty: bool) -> Iterator[Any]:
+def _records(
+    path: Path, column: str | None, keep: tuple[str, ...], limit: int | None, allow_empty: bool
+) -> Iterator[Any]:
     """The records of a molecule file with every check: SMILES strings, or (SMILES, values) when ``keep`` is given.
 
     Two shapes so that the common case, SMILES alone, builds no tuple per record
@@ -202,8 +212,10 @@ def _records(path: Path, column: str | None, keep: tuple[str, ...], limit: int |
     if kind in SD_KINDS and column is not None:
         raise InputFileError(f"{path}: an SD file holds molecules, not a SMILES column; drop the column option")
     if kind in TEXT_KINDS and any(k != "name" for k in keep):
-        raise InputFileError(f"{path}: a {kind or 'plain text'} file has no columns; the one field that can be kept "
-                             f"is 'name' (the text after the SMILES), not {', '.join(repr(k) for k in keep if k != 'name')}")
+        raise InputFileError(
+            f"{path}: a {kind or 'plain text'} file has no columns; the one field that can be kept "
+            f"is 'name' (the text after the SMILES), not {', '.join(repr(k) for k in keep if k != 'name')}"
+        )
     n = 0
     try:
         if kind == ".parquet":
@@ -262,8 +274,9 @@ def record_fields(path: str | os.PathLike, column: str | None = None) -> list[st
     return ["name"]
 
 
-def read_smiles(path: str | os.PathLike, column: str | None = None, limit: int | None = None,
-                allow_empty: bool = True) -> list[str]:
+def read_smiles(
+    path: str | os.PathLike, column: str | None = None, limit: int | None = None, allow_empty: bool = True
+) -> list[str]:
     """Read one SMILES per record from .smi/.txt/.csv/.tsv/.sdf (optionally .gz) or .parquet.
 
     Blank records are kept as ``""`` so they are counted, not silently dropped.
@@ -309,8 +322,13 @@ def sample_smiles(path: str | os.PathLike, n: int, seed: int = 0, column: str | 
     return sample
 
 
-def iter_record_chunks(path: str | os.PathLike, chunk_size: int, column: str | None = None, keep: Sequence[str] = (),
-                       allow_empty: bool = False) -> Iterator[tuple[list[str], dict[str, list]]]:
+def iter_record_chunks(
+    path: str | os.PathLike,
+    chunk_size: int,
+    column: str | None = None,
+    keep: Sequence[str] = (),
+    allow_empty: bool = False,
+) -> Iterator[tuple[list[str], dict[str, list]]]:
     """:func:`iter_records` in chunks of at most ``chunk_size``: (SMILES, {kept column: values})."""
     if not (isinstance(chunk_size, int) and chunk_size >= 1):
         raise ConfigError(f"chunk size must be a positive integer, got {chunk_size!r}")
@@ -333,8 +351,10 @@ def count_records(path: str | os.PathLike, column: str | None = None, keep: Sequ
 def _missing_columns(keep: Sequence[str], columns: Sequence[str], path: Path) -> None:
     missing = [k for k in keep if k not in columns]
     if missing:
-        raise InputFileError(f"{path}: no column {', '.join(repr(k) for k in missing)} to keep; "
-                             f"columns found: {', '.join(map(str, columns))}")
+        raise InputFileError(
+            f"{path}: no column {', '.join(repr(k) for k in missing)} to keep; "
+            f"columns found: {', '.join(map(str, columns))}"
+        )
 
 
 def _parquet_records(path: Path, column: str | None, keep: tuple[str, ...]) -> Iterator[Any]:
@@ -416,14 +436,17 @@ def _sd_records(path: Path, keep: tuple[str, ...]) -> Iterator[Any]:
             smiles = Chem.MolToSmiles(mol)
             if tags:
                 seen.update(mol.GetPropNames())
-            values = tuple((mol.GetProp("_Name") if k == "name" else mol.GetProp(k) if mol.HasProp(k) else "")
-                           for k in keep)
+            values = tuple(
+                (mol.GetProp("_Name") if k == "name" else mol.GetProp(k) if mol.HasProp(k) else "") for k in keep
+            )
         yield (smiles, values) if keep else smiles
     missing = [t for t in tags if t not in seen]
     if missing and n_read:
         found = ", ".join(sorted(seen)[:20]) or "none"
-        raise InputFileError(f"{path}: no record has the data field {', '.join(repr(t) for t in missing)} to keep; "
-                             f"data fields found: {found} (and 'name', the title line)")
+        raise InputFileError(
+            f"{path}: no record has the data field {', '.join(repr(t) for t in missing)} to keep; "
+            f"data fields found: {found} (and 'name', the title line)"
+        )
 
 
 def _text_records(path: Path, kind: str, column: str | None, keep: tuple[str, ...]) -> Iterator[Any]:
@@ -444,8 +467,9 @@ def _line_records(lines: Iterator[str], name: bool) -> Iterator[Any]:
         yield (smiles, (fields[1].strip() if len(fields) > 1 else "",)) if name else smiles
 
 
-def _delimited_records(lines: Iterator[str], sep: str, column: str | None, keep: tuple[str, ...],
-                       path: Path) -> Iterator[Any]:
+def _delimited_records(
+    lines: Iterator[str], sep: str, column: str | None, keep: tuple[str, ...], path: Path
+) -> Iterator[Any]:
     csv.field_size_limit(CSV_FIELD_LIMIT)
     reader = csv.reader(lines, delimiter=sep)
     try:

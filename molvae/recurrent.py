@@ -89,8 +89,17 @@ def cpu_kernel() -> ModuleType | None:
         return None
     flags, cpu = _kernel_flags()
     source = KERNEL_SOURCE.read_bytes()
-    key = hashlib.sha256(b"\0".join([source, " ".join(flags).encode(), cpu.encode(), torch.__version__.encode(),
-                                     sys.implementation.cache_tag.encode()]))
+    key = hashlib.sha256(
+        b"\0".join(
+            [
+                source,
+                " ".join(flags).encode(),
+                cpu.encode(),
+                torch.__version__.encode(),
+                sys.implementation.cache_tag.encode(),
+            ]
+        )
+    )
     name = f"molvae_gru_cpu_{key.hexdigest()[:16]}"
     try:
         from torch.utils.cpp_extension import load
@@ -99,14 +108,25 @@ def cpu_kernel() -> ModuleType | None:
         if any((directory / f"{name}{ext}").is_file() for ext in (".so", ".pyd")):
             log.debug("loading molvae's CPU GRU kernel %s from %s", name, directory)
         else:  # said only when it is slow: every command on CPU loads the kernel
-            log.info("compiling molvae's CPU GRU kernel %s (once per machine, about 25 s; cached in %s)",
-                     name, directory)
+            log.info(
+                "compiling molvae's CPU GRU kernel %s (once per machine, about 25 s; cached in %s)", name, directory
+            )
         with build_lock(directory, "molvae's CPU GRU kernel"):
-            return load(name=name, sources=[str(KERNEL_SOURCE)], extra_cflags=flags,
-                        extra_ldflags=["-fopenmp"], build_directory=str(directory), verbose=False)
+            return load(
+                name=name,
+                sources=[str(KERNEL_SOURCE)],
+                extra_cflags=flags,
+                extra_ldflags=["-fopenmp"],
+                build_directory=str(directory),
+                verbose=False,
+            )
     except Exception as exc:  # compilers fail in too many ways to list; the fallback computes the same thing
-        log.warning("could not build molvae's CPU GRU kernel (%s: %s); training and decoding on CPU run with "
-                    "torch ops instead, which is slower", type(exc).__name__, shorten(str(exc), 300))
+        log.warning(
+            "could not build molvae's CPU GRU kernel (%s: %s); training and decoding on CPU run with "
+            "torch ops instead, which is slower",
+            type(exc).__name__,
+            shorten(str(exc), 300),
+        )
         return None
 
 
@@ -115,8 +135,16 @@ class _GRULayer(torch.autograd.Function):
     # columns H: are the hidden-side gradient [r, z, n_h] and columns :3H the input side
     # [n_x, r, z], each one strided matrix for a single matmul.
     @staticmethod
-    def forward(ctx, x: torch.Tensor, h0: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,
-                b_ih: torch.Tensor, b_hh: torch.Tensor, use_kernel: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        ctx,
+        x: torch.Tensor,
+        h0: torch.Tensor,
+        w_ih: torch.Tensor,
+        w_hh: torch.Tensor,
+        b_ih: torch.Tensor,
+        b_hh: torch.Tensor,
+        use_kernel: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         steps, batch, _ = x.shape
         hidden = w_hh.shape[1]
         cd, sd = w_hh.dtype, _state_dtype(w_hh.dtype)
@@ -127,8 +155,12 @@ class _GRULayer(torch.autograd.Function):
         kernel = cpu_kernel() if use_kernel and x.device.type == "cpu" and sd == torch.float32 else None
         ctx.loops = kernel if kernel is not None else _TORCH_LOOPS
         last, hs, rz_all, n_all, hn_all, hs_t = ctx.loops.gru_forward(
-            xp.view(steps, batch, 3 * hidden), bias, h0.to(sd), w_hh.contiguous(),
-            b_hh[2 * hidden :].to(sd).contiguous())
+            xp.view(steps, batch, 3 * hidden),
+            bias,
+            h0.to(sd),
+            w_hh.contiguous(),
+            b_hh[2 * hidden :].to(sd).contiguous(),
+        )
         ctx.save_for_backward(x, w_ih, w_hh, hs, hs_t, rz_all, n_all, hn_all)
         # hs holds the states rounded to the compute dtype, as a cast of the fp32 ones would.
         out = hs[1:] if x.dtype == cd else hs[1:].to(x.dtype)
@@ -171,8 +203,9 @@ def _transpose(a: torch.Tensor) -> torch.Tensor:
     return a.t().contiguous()
 
 
-def _forward_loop(xp: torch.Tensor, bias: torch.Tensor, h0: torch.Tensor, w_hh: torch.Tensor, b_hn: torch.Tensor
-                  ) -> tuple[torch.Tensor, ...]:
+def _forward_loop(
+    xp: torch.Tensor, bias: torch.Tensor, h0: torch.Tensor, w_hh: torch.Tensor, b_hn: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
     """The forward time loop in torch ops; arguments and results as the kernel's ``gru_forward``."""
     steps, batch, _ = xp.shape
     H = w_hh.shape[1]
@@ -200,9 +233,15 @@ def _forward_loop(xp: torch.Tensor, bias: torch.Tensor, h0: torch.Tensor, w_hh: 
     return h, hs, rz_all, n_all, hn_all, _transpose(hs[:steps].reshape(steps * batch, H))
 
 
-def _backward_loop(d_out: torch.Tensor | None, d_last: torch.Tensor | None, w_hh: torch.Tensor, hs: torch.Tensor,
-                   rz_all: torch.Tensor, n_all: torch.Tensor, hn_all: torch.Tensor
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _backward_loop(
+    d_out: torch.Tensor | None,
+    d_last: torch.Tensor | None,
+    w_hh: torch.Tensor,
+    hs: torch.Tensor,
+    rz_all: torch.Tensor,
+    n_all: torch.Tensor,
+    hn_all: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The backward time loop in torch ops; arguments and results as the kernel's ``gru_backward``."""
     steps, batch, H = n_all.shape
     cd, sd = w_hh.dtype, _state_dtype(w_hh.dtype)
@@ -248,8 +287,14 @@ class DecoderCells:
     #: sizes run on them too, faster than a plain matmul from 1 row to 1,024.
     PACK_ROWS = 1024
 
-    def __init__(self, kernel: ModuleType, w_ih: list[torch.Tensor | None], b_ih: list[torch.Tensor | None],
-                 w_hh: list[torch.Tensor], b_hh: list[torch.Tensor]):
+    def __init__(
+        self,
+        kernel: ModuleType,
+        w_ih: list[torch.Tensor | None],
+        b_ih: list[torch.Tensor | None],
+        w_hh: list[torch.Tensor],
+        b_hh: list[torch.Tensor],
+    ):
         self.kernel = kernel
         self.bias, self.b_hn = [], []
         for k, b in enumerate(b_hh):
@@ -274,8 +319,13 @@ class DecoderCells:
         return x @ w_t if packed is None else self.kernel.linear(x.contiguous(), packed)
 
     @classmethod
-    def build(cls, w_ih: list[torch.Tensor | None], b_ih: list[torch.Tensor | None], w_hh: list[torch.Tensor],
-              b_hh: list[torch.Tensor]) -> DecoderCells | None:
+    def build(
+        cls,
+        w_ih: list[torch.Tensor | None],
+        b_ih: list[torch.Tensor | None],
+        w_hh: list[torch.Tensor],
+        b_hh: list[torch.Tensor],
+    ) -> DecoderCells | None:
         """Cells for transposed weights ``w_ih[k]`` [I, 3H] (None for the first layer) and
         ``w_hh[k]`` [H, 3H] in the compute dtype, and fp32 biases; None where the kernel cannot
         run them (not on CPU, fp64, or no kernel)."""
@@ -294,15 +344,23 @@ class DecoderCells:
         n_layers = len(self.w_hh)
         for k in range(n_layers):
             h = hidden[k].contiguous()
-            out = self.kernel.gru_cell(x_gates.contiguous(), self._mul(h.to(dtype), self.w_hh[k]), h, self.bias[k],
-                                       self.b_hn[k], new[k])
+            out = self.kernel.gru_cell(
+                x_gates.contiguous(), self._mul(h.to(dtype), self.w_hh[k]), h, self.bias[k], self.b_hn[k], new[k]
+            )
             if k + 1 < n_layers:
                 x_gates = self._mul(out, self.w_ih[k + 1])  # the next layer's input side
         return out, new
 
 
-def gru_layer(x: torch.Tensor, h0: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor,
-              b_hh: torch.Tensor, use_kernel: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def gru_layer(
+    x: torch.Tensor,
+    h0: torch.Tensor,
+    w_ih: torch.Tensor,
+    w_hh: torch.Tensor,
+    b_ih: torch.Tensor,
+    b_hh: torch.Tensor,
+    use_kernel: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One GRU layer over time-major ``x`` [T, B, I] from ``h0`` [B, H]: outputs [T, B, H] and the last state.
 
     ``use_kernel``: run the time loops through :func:`cpu_kernel` where it is available
@@ -311,14 +369,16 @@ def gru_layer(x: torch.Tensor, h0: torch.Tensor, w_ih: torch.Tensor, w_hh: torch
     return _GRULayer.apply(x, h0, w_ih, w_hh, b_ih, b_hh, use_kernel)
 
 
-def native_gru_layer(x: torch.Tensor, h0: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor,
-                     b_hh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def native_gru_layer(
+    x: torch.Tensor, h0: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor, b_hh: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`gru_layer` through torch's own GRU kernel (cuDNN on a GPU): same arguments and results."""
     # torch._VF.gru is the call nn.GRU.forward makes; going through it directly runs one
     # direction of a bidirectional module's weights without building a second module.
     # train=True whenever gradients flow: cuDNN keeps its backward workspace only in training mode.
-    out, last = torch._VF.gru(x, h0.unsqueeze(0), [w_ih, w_hh, b_ih, b_hh], True, 1, 0.0, torch.is_grad_enabled(),
-                              False, False)
+    out, last = torch._VF.gru(
+        x, h0.unsqueeze(0), [w_ih, w_hh, b_ih, b_hh], True, 1, 0.0, torch.is_grad_enabled(), False, False
+    )
     return out, last[0]
 
 

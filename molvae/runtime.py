@@ -55,8 +55,11 @@ def tune_allocator() -> bool:
     # Setting either threshold also switches off glibc's dynamic adjustment. With no mmapped
     # blocks at all, large blocks come from the heap and are reused once freed; the mmap
     # threshold still matters where glibc falls back to mmap (a heap that cannot grow).
-    ok = (bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
-          and bool(mallopt(_M_MMAP_MAX, 0)))
+    ok = (
+        bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+        and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+        and bool(mallopt(_M_MMAP_MAX, 0))
+    )
     if not ok:
         log.debug("mallopt refused the thresholds; allocator left as it was")
     return ok

@@ -54,10 +54,7 @@ def _lr_cosine(progress: float, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-LR_SCHEDULES: dict[str, Callable[[float, TrainConfig], float]] = {
-    "constant": _lr_constant,
-    "cosine": _lr_cosine,
-}
+LR_SCHEDULES: dict[str, Callable[[float, TrainConfig], float]] = {"constant": _lr_constant, "cosine": _lr_cosine}
 
 
 def learning_rate(step: int, total_steps: int, cfg: TrainConfig) -> float:

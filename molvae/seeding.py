@@ -89,9 +89,11 @@ class KeyedNoise:
 PRIOR_BLOCK = 1024
 
 
-def keyed_rows(n: int, dim: int, seed: int, start: int,
-               block_rows: Callable[[np.random.Generator], np.ndarray]) -> np.ndarray:
-    """Rows ``start .. start + n - 1`` [n, dim] (float32) of a seeded sequence made a block of :data:`PRIOR_BLOCK` rows at a time.
+def keyed_rows(
+    n: int, dim: int, seed: int, start: int, block_rows: Callable[[np.random.Generator], np.ndarray]
+) -> np.ndarray:
+    """Rows ``start .. start + n - 1`` [n, dim] (float32) of a seeded sequence made a block of :data:`PRIOR_BLOCK`
+    rows at a time.
 
     ``block_rows(rng)`` makes one whole block from a generator seeded with ``(seed, block)``
     through numpy's ``SeedSequence``, so row ``i`` is the same whatever ``n`` and ``start``

@@ -45,7 +45,9 @@ def check_output_file(path: str | os.PathLike, inputs: tuple[str | os.PathLike |
     path = Path(path)
     for given in inputs:
         if given is not None and path.exists() and Path(given).exists() and os.path.samefile(path, given):
-            raise MolvaeError(f"{path} is also the input file; writing it would replace the input: choose another output")
+            raise MolvaeError(
+                f"{path} is also the input file; writing it would replace the input: choose another output"
+            )
     if path.is_dir():
         raise MolvaeError(f"{path}: is a directory, expected an output file path")
     _check_parent_dirs(path)
@@ -56,7 +58,8 @@ TABLE_FORMATS = ".csv, .tsv, .sdf (optionally .gz) or .parquet"
 
 
 def table_format(path: str | os.PathLike) -> str:
-    """``"csv"``, ``"tsv"``, ``"sdf"`` or ``"parquet"`` from the name of an output table; a one-line error for any other."""
+    """``"csv"``, ``"tsv"``, ``"sdf"`` or ``"parquet"`` from the name of an output table; a one-line error for any
+    other."""
     from molvae.readers import _base_suffix
 
     base = _base_suffix(Path(path))  # the reader's rule: lower case, a final .gz set aside
@@ -80,8 +83,9 @@ def is_stdout(path: str | os.PathLike | None) -> bool:
     return path is not None and os.fspath(path) == STDOUT
 
 
-def check_table_file(path: str | os.PathLike, inputs: tuple[str | os.PathLike | None, ...] = (),
-                     stdout_ok: bool = False) -> Path:
+def check_table_file(
+    path: str | os.PathLike, inputs: tuple[str | os.PathLike | None, ...] = (), stdout_ok: bool = False
+) -> Path:
     """:func:`check_output_file` for an output table, whose name must also give a format :func:`table_format` knows.
 
     With ``stdout_ok``, ``-`` stands for standard output (written as CSV by :class:`TableWriter`).
@@ -203,8 +207,10 @@ class TableWriter:
         if not len(df):
             return
         if self.molecule_column not in df.columns:
-            raise MolvaeError(f"{self.path}: an SD file needs a {self.molecule_column!r} column of SMILES; "
-                              f"the table has {', '.join(map(str, df.columns))}")
+            raise MolvaeError(
+                f"{self.path}: an SD file needs a {self.molecule_column!r} column of SMILES; "
+                f"the table has {', '.join(map(str, df.columns))}"
+            )
         if self._sd is None:
             # One writer for the whole file: it numbers the data fields of each record.
             buffer = io.StringIO()
@@ -238,8 +244,9 @@ class TableWriter:
             self._parquet = pq.ParquetWriter(self._raw, self._schema)
         self._parquet.write_table(pa.Table.from_pandas(df, schema=self._schema, preserve_index=False))
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self.to_stdout:
             if exc_type is None:
                 self._raw.flush()  # type: ignore[union-attr]
@@ -304,9 +311,14 @@ class NpyWriter:
         fd, tmp = temp_file_beside(self.path)
         self._tmp = Path(tmp)
         self._raw = os.fdopen(fd, "wb")
-        np.lib.format.write_array_header_1_0(self._raw, {
-            "descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
-            "shape": (self.n_rows, self.n_cols)})
+        np.lib.format.write_array_header_1_0(
+            self._raw,
+            {
+                "descr": np.lib.format.dtype_to_descr(self.dtype),
+                "fortran_order": False,
+                "shape": (self.n_rows, self.n_cols),
+            },
+        )
         return self
 
     def write(self, block: np.ndarray) -> None:
@@ -320,14 +332,16 @@ class NpyWriter:
         self._raw.write(block.tobytes())
         self.rows += len(block)
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         assert self._raw is not None and self._tmp is not None
         try:
             if exc_type is None:
                 if self.rows != self.n_rows:
-                    raise MolvaeError(f"{self.path}: {self.rows:,} rows written of the {self.n_rows:,} its header "
-                                      "announces")
+                    raise MolvaeError(
+                        f"{self.path}: {self.rows:,} rows written of the {self.n_rows:,} its header announces"
+                    )
             _commit(self._raw, self._tmp, self.path, ok=exc_type is None)
         finally:
             self._raw.close()

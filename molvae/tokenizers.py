@@ -52,7 +52,9 @@ class SmilesTokenizer:
                 if match.start() != pos:
                     break
                 pos = match.end()
-            raise TokenizationError(f"cannot tokenize {shorten(text)}: unexpected character {text[pos]!r} at position {pos}")
+            raise TokenizationError(
+                f"cannot tokenize {shorten(text)}: unexpected character {text[pos]!r} at position {pos}"
+            )
         return tokens
 
     def detokenize(self, tokens: Iterable[str]) -> str:
@@ -131,7 +133,7 @@ class Vocabulary:
         self.index: dict[str, int] = {t: i for i, t in enumerate(tokens)}
 
     @classmethod
-    def build(cls, tokenized: Iterable[Iterable[str]], min_count: int = 1) -> "Vocabulary":
+    def build(cls, tokenized: Iterable[Iterable[str]], min_count: int = 1) -> Vocabulary:
         """Build from tokenized molecules; order is by frequency, ties alphabetical."""
         counts: Counter[str] = Counter()
         for toks in tokenized:
@@ -181,7 +183,7 @@ class Vocabulary:
         return {"tokens": self.tokens}
 
     @classmethod
-    def from_dict(cls, data: Any) -> "Vocabulary":
+    def from_dict(cls, data: Any) -> Vocabulary:
         if not isinstance(data, dict) or not isinstance(data.get("tokens"), list):
             raise ConfigError("vocabulary JSON must be an object with a 'tokens' list")
         if not all(isinstance(t, str) for t in data["tokens"]):

@@ -82,6 +82,7 @@ def _png_bytes(image) -> bytes:
 
 # --------------------------------------------------------------------------- latent-space exploration
 
+
 def property_label(name: str) -> str:
     """Short human-readable name of a property of :data:`molvae.chemistry.PROPERTIES` (other names as given)."""
     prop = PROPERTIES.get(name)
@@ -103,8 +104,12 @@ def _fmt_property(name: str, value: float) -> str:
 
 
 def draw_path_grid(
-    path_table, path: str | Path, property: str = "qed", mols_per_row: int = 6,
-    size: tuple[int, int] = (260, 230), rows=None,
+    path_table,
+    path: str | Path,
+    property: str = "qed",
+    mols_per_row: int = 6,
+    size: tuple[int, int] = (260, 230),
+    rows=None,
 ) -> Path:
     """Grid picture (.png/.svg) of an interpolation table from :func:`molvae.latent.interpolate`.
 
@@ -126,14 +131,22 @@ def draw_path_grid(
             continue
         smiles.append(row.smiles)
         dup = " (same)" if bool(row.duplicate_of_previous) else ""
-        legends.append(f"step {step}{where}{dup}\nsim {_fmt(row.tanimoto_start)} | "
-                       f"{_fmt_property(property, getattr(row, property))}")
+        legends.append(
+            f"step {step}{where}{dup}\nsim {_fmt(row.tanimoto_start)} | "
+            f"{_fmt_property(property, getattr(row, property))}"
+        )
     return _draw(smiles, path, legends, mols_per_row, size, legend_font_size=16, legend_fraction=0.25)
 
 
 def draw_neighbour_grid(
-    table, query_smiles: str, path: str | Path, property: str = "qed", top: int = 24, mols_per_row: int = 5,
-    size: tuple[int, int] = (260, 230), query_label: str = "query",
+    table,
+    query_smiles: str,
+    path: str | Path,
+    property: str = "qed",
+    top: int = 24,
+    mols_per_row: int = 5,
+    size: tuple[int, int] = (260, 230),
+    query_label: str = "query",
 ) -> Path:
     """Grid picture of the query molecule followed by its ``top`` most similar neighbours.
 
@@ -157,8 +170,10 @@ def draw_neighbour_grid(
             tag = ""
         draws = int(row.count)
         smiles.append(row.smiles)
-        legends.append(f"#{rank}{tag} sim {_fmt(row.tanimoto)}\n"
-                       f"{_fmt_property(property, getattr(row, property))} | {draws} draw{'s' if draws != 1 else ''}")
+        legends.append(
+            f"#{rank}{tag} sim {_fmt(row.tanimoto)}\n"
+            f"{_fmt_property(property, getattr(row, property))} | {draws} draw{'s' if draws != 1 else ''}"
+        )
     return _draw(smiles, path, legends, mols_per_row, size, legend_font_size=16, legend_fraction=0.25)
 
 
@@ -193,8 +208,15 @@ def plot_path_profile(path_table, path: str | Path, property: str = "qed", title
     ax2.plot(steps, path_table[property], "--" if dense else "^--", color="tab:green", label=label)
     dup = path_table["duplicate_of_previous"].to_numpy(dtype=bool)
     if dup.any() and not dense:
-        ax2.plot(steps[dup], path_table[property].to_numpy()[dup], "^", markerfacecolor="white", color="tab:green",
-                 linestyle="none", label="same molecule as previous step")
+        ax2.plot(
+            steps[dup],
+            path_table[property].to_numpy()[dup],
+            "^",
+            markerfacecolor="white",
+            color="tab:green",
+            linestyle="none",
+            label="same molecule as previous step",
+        )
     ax2.set_ylabel(label, color="tab:green")
     ax2.tick_params(axis="y", colors="tab:green")
     handles = []
@@ -206,12 +228,21 @@ def plot_path_profile(path_table, path: str | Path, property: str = "qed", title
         ax.set_xticks(steps)
     lines = ax.get_legend_handles_labels()
     lines2 = ax2.get_legend_handles_labels()
-    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper center", bbox_to_anchor=(0.5, -0.14),
-              ncol=3, frameon=False, fontsize=9)
+    ax.legend(
+        lines[0] + lines2[0],
+        lines[1] + lines2[1],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.14),
+        ncol=3,
+        frameon=False,
+        fontsize=9,
+    )
     attrs = path_table.attrs
     if title is None and attrs.get("start_name"):
-        title = (f"{_short(attrs['start_name'])} to {_short(attrs['end_name'])}: {attrs.get('method', '')} interpolation, "
-                 f"{int(valid.sum())}/{len(valid)} valid, {attrs.get('unique_found', '?')} distinct")
+        title = (
+            f"{_short(attrs['start_name'])} to {_short(attrs['end_name'])}: {attrs.get('method', '')} interpolation, "
+            f"{int(valid.sum())}/{len(valid)} valid, {attrs.get('unique_found', '?')} distinct"
+        )
     if title:
         ax.set_title(title, fontsize=11)
     ax.grid(alpha=0.3)

@@ -23,8 +23,7 @@ import torch
 from benchlib import ALLOCATOR_TUNED, PRESETS, MosesReferenceVAE, at_least_one, emit, moses_data, timed
 
 from molvae.chemistry import canonicalize, canonicalize_many
-from molvae.model import MolVAE, ModelConfig, SequenceVAE, resolve_device
-from molvae.tokenizers import EOS_ID
+from molvae.model import ModelConfig, MolVAE, SequenceVAE, resolve_device
 
 
 def main() -> None:
@@ -37,11 +36,16 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--jobs", type=int, default=None, help="RDKit validation worker processes")
     p.add_argument("--reference", action="store_true")
-    p.add_argument("--repeats", type=at_least_one, default=3, help="alternating molvae/reference repeats (medians are printed)")
+    p.add_argument(
+        "--repeats", type=at_least_one, default=3, help="alternating molvae/reference repeats (medians are printed)"
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile the decoding step (MolVAE.compile_decoder)")
-    p.add_argument("--priors", default="standard",
-                   help="comma-separated latent priors to time in turn (standard, or priors stored with --model); "
-                        "the first gives the main figures")
+    p.add_argument(
+        "--priors",
+        default="standard",
+        help="comma-separated latent priors to time in turn (standard, or priors stored with --model); "
+        "the first gives the main figures",
+    )
     args = p.parse_args()
     priors = args.priors.split(",")
 
@@ -115,8 +119,12 @@ def main() -> None:
     }
     if len(priors) > 1:
         figures["decode_mol_per_s_by_prior"] = {p: round(statistics.median(r), 1) for p, r in by_prior.items()}
-        figures[f"decode_rate_relative_to_{priors[0]}"] = {p: round(statistics.median(r), 3) for p, r in to_first.items()}
-        figures[f"decode_rate_relative_to_{priors[0]}_each"] = {p: [round(x, 3) for x in r] for p, r in to_first.items()}
+        figures[f"decode_rate_relative_to_{priors[0]}"] = {
+            p: round(statistics.median(r), 3) for p, r in to_first.items()
+        }
+        figures[f"decode_rate_relative_to_{priors[0]}_each"] = {
+            p: [round(x, 3) for x in r] for p, r in to_first.items()
+        }
     if ref is not None:
         figures["reference_sample_mol_per_s"] = statistics.median(rates["reference"])
         figures["sample_speedup"] = statistics.median(rates["ratio"])

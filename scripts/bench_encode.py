@@ -14,7 +14,7 @@ import statistics
 import torch
 from benchlib import PRESETS, at_least_one, emit, moses_data, timed
 
-from molvae.model import MolVAE, ModelConfig, SequenceVAE, resolve_device
+from molvae.model import ModelConfig, MolVAE, SequenceVAE, resolve_device
 
 
 def main() -> None:
@@ -39,19 +39,23 @@ def main() -> None:
     ids = [data.ids[data.offsets[i] : data.offsets[i + 1]].tolist() for i in range(len(data))]
     # Warm up on every batch shape the timed runs will see (cuDNN sets up each one at its first call).
     model.encode_ids(ids, batch_size=args.batch_size)
-    encoder_s = statistics.median(timed(lambda: model.encode_ids(ids, batch_size=args.batch_size))
-                                  for _ in range(args.repeats))
-    full_s = statistics.median(timed(lambda: model.encode(data.smiles, batch_size=args.batch_size))
-                               for _ in range(args.repeats))
-    emit({
-        "device": str(device),
-        "threads": torch.get_num_threads(),
-        "precision": str(model.dtype).replace("torch.", ""),
-        "n": len(data),
-        "repeats": args.repeats,
-        "encode_mol_per_s": len(data) / full_s,
-        "encoder_only_mol_per_s": len(data) / encoder_s,
-    })
+    encoder_s = statistics.median(
+        timed(lambda: model.encode_ids(ids, batch_size=args.batch_size)) for _ in range(args.repeats)
+    )
+    full_s = statistics.median(
+        timed(lambda: model.encode(data.smiles, batch_size=args.batch_size)) for _ in range(args.repeats)
+    )
+    emit(
+        {
+            "device": str(device),
+            "threads": torch.get_num_threads(),
+            "precision": str(model.dtype).replace("torch.", ""),
+            "n": len(data),
+            "repeats": args.repeats,
+            "encode_mol_per_s": len(data) / full_s,
+            "encoder_only_mol_per_s": len(data) / encoder_s,
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -59,21 +59,37 @@ def main() -> None:
 
     # the floor: N molecules of the reference set itself against all of it
     ref_all = read_smiles(moses_file("test"), column="SMILES") if reference == "moses-test" else reference
-    floor_set = [c for c in canonicalize_many(sample("test", len(gen), seed=1) if reference == "moses-test"
-                                              else reference[: len(gen)], n_jobs=1) if c is not None]
+    floor_set = [
+        c
+        for c in canonicalize_many(
+            sample("test", len(gen), seed=1) if reference == "moses-test" else reference[: len(gen)], n_jobs=1
+        )
+        if c is not None
+    ]
     shipped = references._shipped_fcd(ref_all)  # the statistics evaluate() uses for moses-test
-    ref_mu, ref_sigma = shipped if shipped is not None else chemnet.mu_sigma(
-        metrics.chemnet_activations([c for c in canonicalize_many(ref_all, n_jobs=1) if c is not None]))
-    figures["fcd_floor"] = metrics.frechet_distance(*chemnet.mu_sigma(metrics.chemnet_activations(floor_set)),
-                                                    ref_mu, ref_sigma)
-    print(f"FCD floor at this size ({len(floor_set):,} random reference molecules vs the whole reference): "
-          f"{figures['fcd_floor']:.3f}", flush=True)
+    ref_mu, ref_sigma = (
+        shipped
+        if shipped is not None
+        else chemnet.mu_sigma(
+            metrics.chemnet_activations([c for c in canonicalize_many(ref_all, n_jobs=1) if c is not None])
+        )
+    )
+    figures["fcd_floor"] = metrics.frechet_distance(
+        *chemnet.mu_sigma(metrics.chemnet_activations(floor_set)), ref_mu, ref_sigma
+    )
+    print(
+        f"FCD floor at this size ({len(floor_set):,} random reference molecules vs the whole reference): "
+        f"{figures['fcd_floor']:.3f}",
+        flush=True,
+    )
 
     t = time.perf_counter()
     first = metrics.evaluate(gen, reference=reference, train=train, n_jobs=args.n_jobs)
     figures["evaluate_s"] = time.perf_counter() - t
     cold = metrics.COMPUTE_CALLS["reference"] == 1
-    label = "cold cache: reference stats + train set computed" if cold else f"warm cache in {os.environ['MOLVAE_CACHE']}"
+    label = (
+        "cold cache: reference stats + train set computed" if cold else f"warm cache in {os.environ['MOLVAE_CACHE']}"
+    )
     print(f"evaluate ({label}): {figures['evaluate_s']:.1f} s", flush=True)
 
     t = time.perf_counter()
@@ -93,7 +109,9 @@ def main() -> None:
         "FCD/Test within 0.05 of the floor": abs(second["FCD/Test"] - figures["fcd_floor"]) <= 0.05,
     }
     # informational: below ~30k molecules the floor itself is above the MOSES VAE's 0.099
-    print(f"  FCD/Test {second['FCD/Test']:.3f} vs the MOSES VAE's 0.099 (floor at this size {figures['fcd_floor']:.3f})")
+    print(
+        f"  FCD/Test {second['FCD/Test']:.3f} vs the MOSES VAE's 0.099 (floor at this size {figures['fcd_floor']:.3f})"
+    )
     for name, ok in checks.items():
         print(f"  {'ok  ' if ok else 'FAIL'} {name}")
     figures.update({k: float(v) for k, v in second.items()})

@@ -71,11 +71,17 @@ def peak_run(args: list[str], log: Path) -> tuple[float, float, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", type=sizes_arg, default=sizes_arg("100000,400000"),
-                   help="molecule counts, increasing (default 100000,400000; all of MOSES train: 1584663)")
+    p.add_argument(
+        "--sizes",
+        type=sizes_arg,
+        default=sizes_arg("100000,400000"),
+        help="molecule counts, increasing (default 100000,400000; all of MOSES train: 1584663)",
+    )
     p.add_argument("--model", default="zinc-smiles")
     p.add_argument("--precision", default="bf16", choices=["auto", "bf16", "fp32"])
-    p.add_argument("--commands", default="encode,decode", help="encode, or encode,decode (decode reads encode's output)")
+    p.add_argument(
+        "--commands", default="encode,decode", help="encode, or encode,decode (decode reads encode's output)"
+    )
     args = p.parse_args()
     commands = args.commands.split(",")
     if commands not in (["encode"], ["encode", "decode"]):
@@ -88,11 +94,14 @@ def main() -> None:
             written = write_first_molecules(smi, n)
             if written < n:
                 raise SystemExit(f"--sizes: MOSES train has {written:,} molecules, fewer than {n:,}")
-            runs = {"encode": ["encode", "--input", str(smi), "--out", str(latents)],
-                    "decode": ["decode", "--input", str(latents), "--out", str(table)]}
+            runs = {
+                "encode": ["encode", "--input", str(smi), "--out", str(latents)],
+                "decode": ["decode", "--input", str(latents), "--out", str(table)],
+            }
             for command in commands:
                 seconds, peak, with_workers = peak_run(
-                    [*runs[command], "--model", args.model, "--precision", args.precision], Path(tmp, "log.txt"))
+                    [*runs[command], "--model", args.model, "--precision", args.precision], Path(tmp, "log.txt")
+                )
                 figures[f"{command}_{n}_s"] = seconds
                 figures[f"{command}_{n}_peak_mb"] = peak
                 figures[f"{command}_{n}_peak_with_workers_mb"] = with_workers

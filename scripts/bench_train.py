@@ -16,11 +16,20 @@ import os
 import statistics
 
 import torch
-from benchlib import ALLOCATOR_TUNED, PRESETS, MosesReferenceVAE, at_least_one, emit, moses_data, reference_batches, timed
+from benchlib import (
+    ALLOCATOR_TUNED,
+    PRESETS,
+    MosesReferenceVAE,
+    at_least_one,
+    emit,
+    moses_data,
+    reference_batches,
+    timed,
+)
 
 from molvae.chemistry import canonicalize
 from molvae.data import collate, length_bucketed_batches
-from molvae.model import MolVAE, ModelConfig, SequenceVAE, resolve_device, resolve_dtype
+from molvae.model import ModelConfig, MolVAE, SequenceVAE, resolve_device, resolve_dtype
 from molvae.recurrent import cpu_kernel
 from molvae.runtime import ENV_SWITCH
 from molvae.training import TrainConfig, make_optimizer, make_train_step
@@ -37,18 +46,32 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--sample-n", type=int, default=2000, help="prior samples for the decoding figure (0: skip)")
     p.add_argument("--reference", action="store_true", help="also time the MOSES reference VAE and print ratios")
-    p.add_argument("--untuned-reference", action="store_true",
-                   help="with --reference: also time the reference in a second process with glibc's default "
-                        "allocator, as MOSES runs (this process tunes it for molvae, which speeds up the "
-                        "reference too); its turns alternate with the others")
-    p.add_argument("--repeats", type=at_least_one, default=1, help="alternating molvae/reference timings (medians are printed)")
-    p.add_argument("--no-cuda-graphs", action="store_true",
-                   help="on a GPU, launch each step's kernels from Python instead of replaying CUDA graphs")
-    p.add_argument("--compare-nn-gru", action="store_true",
-                   help="also time molvae with torch's nn.GRU instead of molvae.recurrent (CPU), same batches")
-    p.add_argument("--compare-torch-loops", action="store_true",
-                   help="CPU: also time molvae.recurrent with its time loops in torch ops instead of the compiled "
-                        "kernel, alternating with the kernel's timings (same batches, same process)")
+    p.add_argument(
+        "--untuned-reference",
+        action="store_true",
+        help="with --reference: also time the reference in a second process with glibc's default "
+        "allocator, as MOSES runs (this process tunes it for molvae, which speeds up the "
+        "reference too); its turns alternate with the others",
+    )
+    p.add_argument(
+        "--repeats", type=at_least_one, default=1, help="alternating molvae/reference timings (medians are printed)"
+    )
+    p.add_argument(
+        "--no-cuda-graphs",
+        action="store_true",
+        help="on a GPU, launch each step's kernels from Python instead of replaying CUDA graphs",
+    )
+    p.add_argument(
+        "--compare-nn-gru",
+        action="store_true",
+        help="also time molvae with torch's nn.GRU instead of molvae.recurrent (CPU), same batches",
+    )
+    p.add_argument(
+        "--compare-torch-loops",
+        action="store_true",
+        help="CPU: also time molvae.recurrent with its time loops in torch ops instead of the compiled "
+        "kernel, alternating with the kernel's timings (same batches, same process)",
+    )
     args = p.parse_args()
 
     device = resolve_device(args.device)

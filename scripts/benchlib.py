@@ -32,8 +32,9 @@ PRESETS = {
     # molvae's defaults
     "default": dict(model=dict(), batch_size=256),
     # the MOSES reference size: encoder GRU 256, decoder 3x512, latent 128, batch 512
-    "moses-reference": dict(model=dict(encoder_hidden=256, decoder_hidden=512, decoder_layers=3, latent_dim=128),
-                            batch_size=512),
+    "moses-reference": dict(
+        model=dict(encoder_hidden=256, decoder_hidden=512, decoder_layers=3, latent_dim=128), batch_size=512
+    ),
 }
 
 
@@ -102,8 +103,9 @@ class MosesReferenceVAE(nn.Module):
         out, _ = self.decoder_rnn(x_input, h0)
         out, _ = pad_packed_sequence(out, batch_first=True)
         y = self.decoder_fc(out)
-        recon = F.cross_entropy(y[:, :-1].contiguous().view(-1, y.size(-1)), xp[:, 1:].contiguous().view(-1),
-                                ignore_index=PAD_ID)
+        recon = F.cross_entropy(
+            y[:, :-1].contiguous().view(-1, y.size(-1)), xp[:, 1:].contiguous().view(-1), ignore_index=PAD_ID
+        )
         return kl_weight * kl + recon
 
     @torch.no_grad()

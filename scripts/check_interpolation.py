@@ -66,7 +66,7 @@ def rule_pairs(model: MolVAE, n: int = 10, seed: int = 0, max_similarity: float 
     for a_pos, a in enumerate(order):
         if a in used:
             continue
-        for b in order[a_pos + 1:]:
+        for b in order[a_pos + 1 :]:
             if b not in used and sim[a, b] <= max_similarity:
                 pairs.append((names[a], names[b]))
                 used.update((a, b))
@@ -76,8 +76,16 @@ def rule_pairs(model: MolVAE, n: int = 10, seed: int = 0, max_similarity: float 
     return pairs
 
 
-def check_pair(model: MolVAE, start: str, end: str, steps: int, method: str, seed: int,
-               endpoints: str = "mean", unique: int | None = None) -> dict:
+def check_pair(
+    model: MolVAE,
+    start: str,
+    end: str,
+    steps: int,
+    method: str,
+    seed: int,
+    endpoints: str = "mean",
+    unique: int | None = None,
+) -> dict:
     """One pair's figures: share of valid inner steps, Spearman rho of similarity to the start along the path."""
     df = interpolate(model, start, end, steps=steps, method=method, seed=seed, endpoints=endpoints, unique=unique)
     inner = df.iloc[1:-1]
@@ -99,37 +107,64 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--method", default="linear", choices=["linear", "slerp"])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--endpoints", default="mean", choices=ENDPOINTS,
-                        help="posterior means, or codes fitted to decode back to the drugs")
+    parser.add_argument(
+        "--endpoints",
+        default="mean",
+        choices=ENDPOINTS,
+        help="posterior means, or codes fitted to decode back to the drugs",
+    )
     parser.add_argument("--pairs", default="named", choices=["named", "rule"], help="which pair set (see above)")
-    parser.add_argument("--unique", type=int, default=None,
-                        help="refine each path (as molvae interpolate --unique) until it holds this many distinct "
-                             "molecules; rho and the valid share are then over the refined grid")
+    parser.add_argument(
+        "--unique",
+        type=int,
+        default=None,
+        help="refine each path (as molvae interpolate --unique) until it holds this many distinct "
+        "molecules; rho and the valid share are then over the refined grid",
+    )
     args = parser.parse_args()
 
     model = MolVAE.load(args.model)
     start = time.perf_counter()
     pairs = PAIRS if args.pairs == "named" else rule_pairs(model, seed=args.seed)
     try:
-        rows = [check_pair(model, a, b, args.steps, args.method, args.seed, args.endpoints, args.unique)
-                for a, b in pairs]
-    except ConfigError as exc:  # a bad --steps or --unique, as molvae interpolate words it; other errors keep their traceback
+        rows = [
+            check_pair(model, a, b, args.steps, args.method, args.seed, args.endpoints, args.unique) for a, b in pairs
+        ]
+    except (
+        ConfigError
+    ) as exc:  # a bad --steps or --unique, as molvae interpolate words it; other errors keep their traceback
         parser.error(str(exc))
     width = max(len(r["pair"]) for r in rows)
     print(f"{'pair':<{width}}  valid(inner)  endpoints  distinct  spearman")
     for r in rows:
-        print(f"{r['pair']:<{width}}  {r['valid_inner']:>12.2f}  {str(r['endpoints_reconstructed']):>9}  "
-              f"{r['distinct']:>8}  {r['spearman_sim_start']:>8.2f}")
+        print(
+            f"{r['pair']:<{width}}  {r['valid_inner']:>12.2f}  {str(r['endpoints_reconstructed']):>9}  "
+            f"{r['distinct']:>8}  {r['spearman_sim_start']:>8.2f}"
+        )
     rhos = np.array([r["spearman_sim_start"] for r in rows])
     valid = np.array([r["valid_inner"] for r in rows])
     passed = int(np.sum((valid >= 0.8) & (rhos <= -0.8)))
-    print(f"{passed}/{len(rows)} pairs meet both bars (>= 0.80 valid inner steps, rho <= -0.8); "
-          f"mean valid {valid.mean():.2f}, median rho {np.nanmedian(rhos):.2f}; {time.perf_counter() - start:.0f} s")
-    print(json.dumps({"model": args.model, "method": args.method, "steps": args.steps, "pair_set": args.pairs,
-                      "endpoints": args.endpoints, "seed": args.seed, "unique": args.unique,
-                      "pairs": rows,
-                      "pairs_passing": passed, "mean_valid_inner": float(valid.mean()),
-                      "median_spearman": float(np.nanmedian(rhos))}))
+    print(
+        f"{passed}/{len(rows)} pairs meet both bars (>= 0.80 valid inner steps, rho <= -0.8); "
+        f"mean valid {valid.mean():.2f}, median rho {np.nanmedian(rhos):.2f}; {time.perf_counter() - start:.0f} s"
+    )
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "method": args.method,
+                "steps": args.steps,
+                "pair_set": args.pairs,
+                "endpoints": args.endpoints,
+                "seed": args.seed,
+                "unique": args.unique,
+                "pairs": rows,
+                "pairs_passing": passed,
+                "mean_valid_inner": float(valid.mean()),
+                "median_spearman": float(np.nanmedian(rhos)),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

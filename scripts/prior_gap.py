@@ -34,8 +34,12 @@ def figures(model: MolVAE, z: np.ndarray, known: set[str], ref, seed: int) -> di
     valid = [c for c in canonicalize_many(decoded) if c is not None]
     act = chemnet_activations(valid).astype(np.float64)
     fcd = frechet_distance(act.mean(0), np.cov(act, rowvar=False), ref.fcd_mu, ref.fcd_sigma)
-    return {"valid": round(len(valid) / len(z), 4), "unique": round(len(set(valid)) / max(len(valid), 1), 4),
-            "novelty": round(float(np.mean([c not in known for c in set(valid)])), 4), "FCD": round(fcd, 3)}
+    return {
+        "valid": round(len(valid) / len(z), 4),
+        "unique": round(len(set(valid)) / max(len(valid), 1), 4),
+        "novelty": round(float(np.mean([c not in known for c in set(valid)])), 4),
+        "FCD": round(fcd, 3),
+    }
 
 
 def main() -> None:
@@ -57,8 +61,9 @@ def main() -> None:
     mu, noise = mu[keep], (sampled - mu)[keep]
     rows = {}
     for scale in (float(s) for s in args.scales.split(",")):
-        rows[f"aggregate posterior x{scale:g}"] = figures(model, (mu + scale * noise).astype(np.float32), known,
-                                                          ref, args.seed)
+        rows[f"aggregate posterior x{scale:g}"] = figures(
+            model, (mu + scale * noise).astype(np.float32), known, ref, args.seed
+        )
     for name in prior_names(model):
         rows[f"{name} prior"] = figures(model, model.prior(name).sample(len(mu), seed=args.seed), known, ref, args.seed)
     width = max(map(len, rows))

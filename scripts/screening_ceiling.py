@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=0, help="a seeded sample of this many training molecules (0: all)")
     p.add_argument("--budget", type=int, default=500, help="molecules per screening draw (the oracle budget)")
     p.add_argument("--draws", type=int, default=5000)
-    p.add_argument("--thresholds", default="", help="comma-separated values; default: the 99th, 99.9th and 99.99th percentile")
+    p.add_argument(
+        "--thresholds", default="", help="comma-separated values; default: the 99th, 99.9th and 99.99th percentile"
+    )
     p.add_argument("--jobs", type=int, default=None, help="worker processes for the property (default: all cores)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -48,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--n must be >= 0, --budget and --draws >= 1")
 
     path = moses_file("train")
-    smiles = sample_smiles(path, args.n, seed=args.seed, column="SMILES") if args.n else read_smiles(path, column="SMILES")
+    smiles = (
+        sample_smiles(path, args.n, seed=args.seed, column="SMILES") if args.n else read_smiles(path, column="SMILES")
+    )
     table = chemistry.property_table(smiles, properties=[args.property], n_jobs=args.jobs)
     values = table[args.property].to_numpy(dtype=float)
     ok = np.isfinite(values)
@@ -56,29 +60,49 @@ def main(argv: list[str] | None = None) -> int:
     if len(values) < args.budget:
         p.error(f"{len(values)} molecules with a {args.property} value, fewer than --budget {args.budget}")
     order = np.argsort(-values, kind="stable")
-    thresholds = ([float(t) for t in args.thresholds.split(",")] if args.thresholds
-                  else [float(np.quantile(values, q)) for q in (0.99, 0.999, 0.9999)])
+    thresholds = (
+        [float(t) for t in args.thresholds.split(",")]
+        if args.thresholds
+        else [float(np.quantile(values, q)) for q in (0.99, 0.999, 0.9999)]
+    )
     best, top10 = best_of_draws(values, args.budget, args.draws, seed=args.seed)
 
-    print(f"{args.property} over {len(values):,} MOSES training molecules ({int((~ok).sum())} without a value): "
-          f"max {values.max():.5f}, mean {values.mean():.4f}")
+    print(
+        f"{args.property} over {len(values):,} MOSES training molecules ({int((~ok).sum())} without a value): "
+        f"max {values.max():.5f}, mean {values.mean():.4f}"
+    )
     for i in order[:5]:
         print(f"  {values[i]:.5f}  {kept[i]}")
-    tail = {f"{t:.6g}": {"count": int((values >= t).sum()), "fraction": float((values >= t).mean())} for t in thresholds}
+    tail = {
+        f"{t:.6g}": {"count": int((values >= t).sum()), "fraction": float((values >= t).mean())} for t in thresholds
+    }
     for t, v in tail.items():
         print(f"  >= {t}: {v['count']:,} molecules ({100 * v['fraction']:.4f}%)")
     q = [0.1, 0.5, 0.9]
-    print(f"best of {args.budget} random molecules, {args.draws} draws: mean {best.mean():.5f} "
-          f"(10/50/90th percentile {' / '.join(f'{v:.5f}' for v in np.quantile(best, q))}); "
-          f"top-10 mean {top10.mean():.5f} (sd {top10.std():.5f})")
-    print(json.dumps({
-        "property": args.property, "molecules": int(len(values)), "no_value": int((~ok).sum()),
-        "max": float(values.max()), "top5": [[kept[i], float(values[i])] for i in order[:5]], "tail": tail,
-        "budget": args.budget, "draws": args.draws,
-        "best_mean": float(best.mean()), "best_sd": float(best.std()),
-        "best_quantiles": dict(zip(("p10", "p50", "p90"), map(float, np.quantile(best, q)))),
-        "top10_mean": float(top10.mean()), "top10_sd": float(top10.std()),
-    }))
+    print(
+        f"best of {args.budget} random molecules, {args.draws} draws: mean {best.mean():.5f} "
+        f"(10/50/90th percentile {' / '.join(f'{v:.5f}' for v in np.quantile(best, q))}); "
+        f"top-10 mean {top10.mean():.5f} (sd {top10.std():.5f})"
+    )
+    print(
+        json.dumps(
+            {
+                "property": args.property,
+                "molecules": int(len(values)),
+                "no_value": int((~ok).sum()),
+                "max": float(values.max()),
+                "top5": [[kept[i], float(values[i])] for i in order[:5]],
+                "tail": tail,
+                "budget": args.budget,
+                "draws": args.draws,
+                "best_mean": float(best.mean()),
+                "best_sd": float(best.std()),
+                "best_quantiles": dict(zip(("p10", "p50", "p90"), map(float, np.quantile(best, q)))),
+                "top10_mean": float(top10.mean()),
+                "top10_sd": float(top10.std()),
+            }
+        )
+    )
     return 0
 
 

@@ -48,8 +48,10 @@ def stages(name: str) -> list[dict]:
     card = raw.get("card") or {}
     parent = (card.get("initialized_from") or {}).get("training")
     if not isinstance(parent, dict) or parent.get("init_from"):
-        raise SystemExit(f"{name} was fine-tuned from {training['init_from']}, but its card holds no "
-                         "from-scratch recipe for that parent")
+        raise SystemExit(
+            f"{name} was fine-tuned from {training['init_from']}, but its card holds no "
+            "from-scratch recipe for that parent"
+        )
     return [parent, training]
 
 
@@ -63,8 +65,10 @@ def export(run: Path, dest: Path, name: str) -> Path:
     info = read_json(run / "run_info.json", "run info") if (run / "run_info.json").exists() else {}
     card = {
         "name": name,
-        "training_data": (f"MOSES training split (molsets==0.3.1 train.csv.gz): {summary.get('n_kept', 0):,} "
-                          f"molecules kept of {summary.get('n_read', 0):,} read"),
+        "training_data": (
+            f"MOSES training split (molsets==0.3.1 train.csv.gz): {summary.get('n_kept', 0):,} "
+            f"molecules kept of {summary.get('n_read', 0):,} read"
+        ),
         "data_summary": summary,
         "epochs": int(last["epoch"]),
         "steps": int(last["step"]),
@@ -92,12 +96,16 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="run directory")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
-    parser.add_argument("--max-steps", type=int, default=None,
-                        help="override the recipe's max_steps (0: no cap, train all --epochs)")
+    parser.add_argument(
+        "--max-steps", type=int, default=None, help="override the recipe's max_steps (0: no cap, train all --epochs)"
+    )
     parser.add_argument("--export-only", action="store_true", help="skip training; export the run in --out")
     parser.add_argument("--dest", default=None, help="export folder (default: OUT/export)")
-    parser.add_argument("--device", default="auto",
-                        help="where to train (auto, cpu, cuda): the recipe records where it ran, not where to rerun it")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="where to train (auto, cpu, cuda): the recipe records where it ran, not where to rerun it",
+    )
     args = parser.parse_args()
 
     out = Path(args.out)
@@ -119,8 +127,9 @@ def main() -> None:
             if (run / CONFIG_FILE).exists() and (args.resume or not last):
                 Trainer(run, resume=True, epochs_override=args.epochs if last else None, echo=print).fit()
             else:
-                Trainer(run, TrainConfig.from_dict(training), None if training.get("init_from") else arch,
-                        echo=print).fit()
+                Trainer(
+                    run, TrainConfig.from_dict(training), None if training.get("init_from") else arch, echo=print
+                ).fit()
         print(f"trained in {(time.perf_counter() - start) / 3600:.2f} h on {hardware_description()}")
     export(out, Path(args.dest) if args.dest else out / "export", args.name)
     os.sync()

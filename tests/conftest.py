@@ -52,8 +52,21 @@ def small_model_dir(tmp_path_factory) -> Path:
     from molvae.training import TrainConfig, Trainer
 
     out = tmp_path_factory.mktemp("small-model") / "run"
-    cfg = TrainConfig(data="moses", limit=3000, epochs=4, batch_size=64, lr=3e-3, warmup_steps=20, kl_weight=0.05,
-                      kl_warmup_epochs=1, val_fraction=0.05, val_recon_n=50, val_sample_n=50, progress=False, seed=0)
+    cfg = TrainConfig(
+        data="moses",
+        limit=3000,
+        epochs=4,
+        batch_size=64,
+        lr=3e-3,
+        warmup_steps=20,
+        kl_weight=0.05,
+        kl_warmup_epochs=1,
+        val_fraction=0.05,
+        val_recon_n=50,
+        val_sample_n=50,
+        progress=False,
+        seed=0,
+    )
     Trainer(out, cfg, SMALL_ARCH).fit()
     return out
 

@@ -334,9 +334,7 @@ def _table_chunk(args: tuple[list[str], tuple[str, ...]]) -> tuple[list[str | No
 
 
 def property_table(
-    smiles_list: Sequence[str],
-    properties: Sequence[str] | None = None,
-    n_jobs: int | None = None,
+    smiles_list: Sequence[str], properties: Sequence[str] | None = None, n_jobs: int | None = None
 ) -> pd.DataFrame:
     """Table of properties, one row per input SMILES, in input order.
 

@@ -23,8 +23,9 @@ COMMANDS: dict[str, Command] = {
     "encode": Command("molvae.cli.encode", "encode molecules to latent vectors (.npy)"),
     "decode": Command("molvae.cli.decode", "decode latent vectors (.npy) to molecules"),
     "reconstruct": Command("molvae.cli.reconstruct", "encode and decode molecules, report exact matches"),
-    "properties": Command("molvae.cli.properties",
-                          "compute RDKit properties (MW, logP, QED, SA, ...) for a file of molecules"),
+    "properties": Command(
+        "molvae.cli.properties", "compute RDKit properties (MW, logP, QED, SA, ...) for a file of molecules"
+    ),
     "demo": Command("molvae.cli.demo", "tour on the bundled model: interpolate two drugs, optimize solubility"),
     "evaluate": Command("molvae.cli.evaluate", "MOSES metrics of generated molecules"),
     "optimize": Command("molvae.cli.optimize", "Bayesian optimization of molecules in latent space"),

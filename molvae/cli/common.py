@@ -22,16 +22,27 @@ from molvae.errors import ConfigError, InputFileError, MolvaeError
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="zinc-smiles",
-                        help="model directory written by `molvae train`, or a bundled pretrained model: "
-                             "zinc-smiles (default) or zinc-selfies")
+    parser.add_argument(
+        "--model",
+        default="zinc-smiles",
+        help="model directory written by `molvae train`, or a bundled pretrained model: "
+        "zinc-smiles (default) or zinc-selfies",
+    )
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
-                        help="inference precision (bf16 is faster on AMX CPUs and GPUs)")
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16", "auto"],
+        help="inference precision (bf16 is faster on AMX CPUs and GPUs)",
+    )
 
 
-def add_config_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, config_class: type,
-                       rows: Sequence[tuple[Any, ...]], choices: bool = False) -> None:
+def add_config_options(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    config_class: type,
+    rows: Sequence[tuple[Any, ...]],
+    choices: bool = False,
+) -> None:
     """One option per ``(flag, field, type, help[, argparse keywords])`` row, setting that field of the
     dataclass ``config_class``: its defaults (and choices) live in the config, not in copies here.
 
@@ -59,8 +70,10 @@ def add_config_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup
 
 def add_prior_argument(parser: argparse.ArgumentParser, several: bool = False, default: str | None = "auto") -> None:
     """``--prior``: where sampled latents come from (:mod:`molvae.priors`); ``default=None`` for run settings."""
-    text = ("auto (the model's default prior, which `molvae info` names), standard (N(0, I)), or the name of a "
-            "prior stored with the model (`molvae fit-prior`)")
+    text = (
+        "auto (the model's default prior, which `molvae info` names), standard (N(0, I)), or the name of a "
+        "prior stored with the model (`molvae fit-prior`)"
+    )
     if several:
         text += "; several, comma-separated, or 'all' for one row each"
     parser.add_argument("--prior", default=default, help=f"{text} (default auto)")
@@ -68,9 +81,12 @@ def add_prior_argument(parser: argparse.ArgumentParser, several: bool = False, d
 
 def add_smiles_column_argument(parser: argparse.ArgumentParser, files: str = "the input") -> None:
     """``--smiles-column``: which column of a table holds the molecules (default: the one named smiles, any case)."""
-    parser.add_argument("--smiles-column", default=None,
-                        help=f"column holding SMILES in {files} when it is a table (.csv, .tsv, .parquet; default: "
-                             "the column named smiles, else canonical_smiles or smi, any case)")
+    parser.add_argument(
+        "--smiles-column",
+        default=None,
+        help=f"column holding SMILES in {files} when it is a table (.csv, .tsv, .parquet; default: "
+        "the column named smiles, else canonical_smiles or smi, any case)",
+    )
 
 
 def report_stream(out: str | Path | None) -> TextIO:
@@ -106,8 +122,10 @@ def spool_standard_input(cleanup: contextlib.ExitStack, column: str | None = Non
 
     stdin = sys.stdin
     if stdin is None or stdin.isatty():
-        raise InputFileError("--input -: standard input is a terminal, not a stream of molecules; pipe a file in "
-                             "(`molvae sample -o - | molvae properties -i - -o props.csv`) or name one")
+        raise InputFileError(
+            "--input -: standard input is a terminal, not a stream of molecules; pipe a file in "
+            "(`molvae sample -o - | molvae properties -i - -o props.csv`) or name one"
+        )
     source = stdin.buffer
     head = source.read(SNIFF_BYTES)
     if not head:
@@ -144,11 +162,13 @@ def generated_rows(generated: list[str]) -> pd.DataFrame:
     from molvae.chemistry import canonicalize
 
     canonical = [canonicalize(s) if s else None for s in generated]
-    return pd.DataFrame({
-        "smiles": [c if c is not None else g for c, g in zip(canonical, generated)],
-        "valid": [c is not None for c in canonical],
-        "generated": generated,
-    })
+    return pd.DataFrame(
+        {
+            "smiles": [c if c is not None else g for c, g in zip(canonical, generated)],
+            "valid": [c is not None for c in canonical],
+            "generated": generated,
+        }
+    )
 
 
 def write_table(df: pd.DataFrame, path: str | Path) -> None:

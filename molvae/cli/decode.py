@@ -22,18 +22,37 @@ from molvae.errors import ConfigError, InputFileError
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "decode", description=__doc__)
     add_model_arguments(p)
-    p.add_argument("--input", "-i", required=True, help=".npy array of shape [N, latent_dim] (molvae encode writes one)")
-    p.add_argument("--out", "-o", required=True,
-                   help="output table (.csv, .tsv, .sdf, each optionally .gz, or .parquet; - for CSV on standard output): smiles, valid, decoded, generated")
+    p.add_argument(
+        "--input", "-i", required=True, help=".npy array of shape [N, latent_dim] (molvae encode writes one)"
+    )
+    p.add_argument(
+        "--out",
+        "-o",
+        required=True,
+        help="output table (.csv, .tsv, .sdf, each optionally .gz, or .parquet; - for CSV on standard output): "
+        "smiles, valid, decoded, generated",
+    )
     p.add_argument("--strategy", default="greedy", choices=["greedy", "sample", "beam"])
-    p.add_argument("--attempts", type=int, default=1,
-                   help="decode each latent this many times (greedy, then samples at --temperature) and keep the "
-                        "most frequent valid molecule, as interpolate and optimize do (default 1: one decode)")
-    p.add_argument("--temperature", type=float, default=None,
-                   help="sampling temperature (default 1.0 with --strategy sample, 0.5 for the --attempts samples)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of the sampled decodes (each row's draws depend on the seed and its row number only: the same "
-                        "output whatever --chunk-size and --batch-size)")
+    p.add_argument(
+        "--attempts",
+        type=int,
+        default=1,
+        help="decode each latent this many times (greedy, then samples at --temperature) and keep the "
+        "most frequent valid molecule, as interpolate and optimize do (default 1: one decode)",
+    )
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="sampling temperature (default 1.0 with --strategy sample, 0.5 for the --attempts samples)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the sampled decodes (each row's draws depend on the seed and its row number only: the same "
+        "output whatever --chunk-size and --batch-size)",
+    )
     add_limit_arguments(p, chunk_size=20_000, batch_size=1024)
     p.set_defaults(func=run)
 
@@ -69,8 +88,9 @@ def latent_rows(z: np.memmap, start: int, stop: int) -> np.ndarray:
         return np.asarray(z[start:stop], dtype=np.float32)
     width = z.shape[1]
     stop = min(stop, z.shape[0])
-    rows = np.fromfile(z.filename, dtype=z.dtype, count=(stop - start) * width,
-                       offset=z.offset + start * width * z.itemsize)
+    rows = np.fromfile(
+        z.filename, dtype=z.dtype, count=(stop - start) * width, offset=z.offset + start * width * z.itemsize
+    )
     return rows.reshape(stop - start, width).astype(np.float32, copy=False)
 
 
@@ -91,8 +111,9 @@ def run(args: argparse.Namespace) -> int:
     positive_int(args.batch_size, "--batch-size")
     positive_int(args.attempts, "--attempts")
     if args.attempts > 1 and args.strategy != "greedy":
-        raise ConfigError("--attempts decodes greedily, then samples; it does not combine with --strategy "
-                          f"{args.strategy}")
+        raise ConfigError(
+            f"--attempts decodes greedily, then samples; it does not combine with --strategy {args.strategy}"
+        )
     if args.temperature is not None and not 0 < args.temperature < float("inf"):
         raise ConfigError(f"--temperature must be a finite number > 0, got {args.temperature}")
     out = check_table_file(args.out, inputs=(args.input,), stdout_ok=True)
@@ -112,19 +133,31 @@ def run(args: argparse.Namespace) -> int:
             for block in range(0, len(rows), args.batch_size):
                 part = slice(block, block + args.batch_size)
                 if args.attempts > 1:
-                    decoded += model.decode_valid(rows[part], attempts=args.attempts, batch_size=args.batch_size,
-                                                  seed=args.seed, keys=keys[part],
-                                                  temperature=0.5 if args.temperature is None else args.temperature)
+                    decoded += model.decode_valid(
+                        rows[part],
+                        attempts=args.attempts,
+                        batch_size=args.batch_size,
+                        seed=args.seed,
+                        keys=keys[part],
+                        temperature=0.5 if args.temperature is None else args.temperature,
+                    )
                 else:
-                    decoded += model.decode(rows[part], strategy=args.strategy, batch_size=args.batch_size,
-                                            seed=args.seed, keys=keys[part],
-                                            temperature=1.0 if args.temperature is None else args.temperature)
+                    decoded += model.decode(
+                        rows[part],
+                        strategy=args.strategy,
+                        batch_size=args.batch_size,
+                        seed=args.seed,
+                        keys=keys[part],
+                        temperature=1.0 if args.temperature is None else args.temperature,
+                    )
             df = _rows(decoded, ok)
             table_out.write(df)
             n_valid += int(df["valid"].sum())
             n_skipped += int((~ok).sum())
             bar.update(len(chunk))
-    print(f"decoded {n - n_skipped:,} of {n:,} latents to {shown_output(out)}: {n_valid:,} valid molecules"
-          + (f"; {count_rows(n_skipped)} with NaN or infinite values not decoded"
-             if n_skipped else ""), file=report_stream(out))
+    print(
+        f"decoded {n - n_skipped:,} of {n:,} latents to {shown_output(out)}: {n_valid:,} valid molecules"
+        + (f"; {count_rows(n_skipped)} with NaN or infinite values not decoded" if n_skipped else ""),
+        file=report_stream(out),
+    )
     return 0

@@ -33,17 +33,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--end", default="ibuprofen", help="last molecule of the interpolation")
     p.add_argument("--budget", type=int, default=60, help="oracle calls of the solubility optimization")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace a previous demo in --out (only the demo's own files: interpolation/, solubility/, "
-                        "SUMMARY.txt)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a previous demo in --out (only the demo's own files: interpolation/, solubility/, SUMMARY.txt)",
+    )
     p.set_defaults(func=run)
 
 
 #: Every file the demo writes, relative to --out: all that --overwrite removes (a folder goes too
 #: once it is empty). ``*`` is one folder level: the baselines' runs under solubility/baselines/.
-DEMO_FILES = ("SUMMARY.txt", *(f"interpolation/{name}" for name in ("path.csv", "path.png", "path.svg", "profile.png")),
-              *(f"solubility/{name}" for name in OPTIMIZATION_FILES),
-              *(f"solubility/{BASELINES_DIR}/*/{name}" for name in OPTIMIZATION_FILES))
+DEMO_FILES = (
+    "SUMMARY.txt",
+    *(f"interpolation/{name}" for name in ("path.csv", "path.png", "path.svg", "profile.png")),
+    *(f"solubility/{name}" for name in OPTIMIZATION_FILES),
+    *(f"solubility/{BASELINES_DIR}/*/{name}" for name in OPTIMIZATION_FILES),
+)
 
 
 def _describe(out: Path) -> list[tuple[str, str]]:
@@ -75,8 +80,10 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"[1/2] interpolating {args.start} -> {args.end} in the latent space of {args.model}")
     interp.func(interp)
-    print(f"[2/2] raising aqueous solubility (ESOL logS) of 200-450 Da molecules with {args.budget} oracle calls, "
-          "random baselines beside" + (f"; resuming the interrupted run in {out / 'solubility'}" if resume else ""))
+    print(
+        f"[2/2] raising aqueous solubility (ESOL logS) of 200-450 Da molecules with {args.budget} oracle calls, "
+        "random baselines beside" + (f"; resuming the interrupted run in {out / 'solubility'}" if resume else "")
+    )
     opt.func(opt)
 
     path = pd.read_csv(out / "interpolation" / "path.csv")
@@ -84,8 +91,10 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - start
     lines = [f"molvae demo finished in {elapsed / 60:.1f} min on model {args.model}; outputs:"]
     lines += [f"  {p:<38} {what}" for p, what in _describe(out)]
-    lines.append(f"interpolation: {int(path['valid'].sum())} of {len(path)} steps valid, "
-                 f"{path.loc[path['valid'], 'smiles'].nunique()} distinct molecules")
+    lines.append(
+        f"interpolation: {int(path['valid'].sum())} of {len(path)} steps valid, "
+        f"{path.loc[path['valid'], 'smiles'].nunique()} distinct molecules"
+    )
     if len(best):
         top = best.iloc[0]
         lines.append(f"solubility: best ESOL logS {top['esol']:.2f} for {top['smiles']}")
@@ -103,14 +112,47 @@ def _steps(args: argparse.Namespace, out: Path, resume: bool) -> tuple[argparse.
     common = ["--model", args.model]
     # Fitted ends: the encoder's mean code of aspirin decodes to its methyl ester, and a
     # path titled "aspirin -> ibuprofen" should start at aspirin.
-    interp = parser.parse_args(["interpolate", args.start, args.end, *common, "--steps", "12", "--endpoints", "fit",
-                                "--out", str(out / "interpolation"), "--seed", str(args.seed)])
+    interp = parser.parse_args(
+        [
+            "interpolate",
+            args.start,
+            args.end,
+            *common,
+            "--steps",
+            "12",
+            "--endpoints",
+            "fit",
+            "--out",
+            str(out / "interpolation"),
+            "--seed",
+            str(args.seed),
+        ]
+    )
     # Without a size window ESOL is maximised by ever longer polar chains (logS grows as MW
     # and logP fall): a drug-like 200-450 Da keeps the demo's answers chemically sensible.
-    opt = parser.parse_args(["optimize", *common, "--objective", "esol", "--budget", str(args.budget),
-                             "--range", "mw=200:450", "--batch", "10", "--n-init", "20", "--seed", str(args.seed),
-                             "--baselines", "--out", str(out / "solubility"), "--no-progress"]
-                            + (["--resume"] if resume else []))
+    opt = parser.parse_args(
+        [
+            "optimize",
+            *common,
+            "--objective",
+            "esol",
+            "--budget",
+            str(args.budget),
+            "--range",
+            "mw=200:450",
+            "--batch",
+            "10",
+            "--n-init",
+            "20",
+            "--seed",
+            str(args.seed),
+            "--baselines",
+            "--out",
+            str(out / "solubility"),
+            "--no-progress",
+        ]
+        + (["--resume"] if resume else [])
+    )
     return interp, opt
 
 
@@ -130,8 +172,10 @@ def _check(args: argparse.Namespace, out: Path, opt: argparse.Namespace, resume:
     except MolvaeError as exc:
         if not resume:
             raise
-        raise MolvaeError(f"{out / 'solubility'} holds an interrupted demo optimization that these options cannot "
-                          f"continue ({exc}); add --overwrite to start the demo again") from None
+        raise MolvaeError(
+            f"{out / 'solubility'} holds an interrupted demo optimization that these options cannot "
+            f"continue ({exc}); add --overwrite to start the demo again"
+        ) from None
 
 
 def _remove_demo_files(out: Path) -> None:

@@ -24,19 +24,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "evaluate", description=__doc__)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--samples", help="molecule file: CSV with a smiles column (molvae sample output), .smi, ...")
-    src.add_argument("--model", help="model directory or bundled model name (zinc-smiles, zinc-selfies): sample "
-                                      "--n molecules from the prior, then evaluate")
+    src.add_argument(
+        "--model",
+        help="model directory or bundled model name (zinc-smiles, zinc-selfies): sample "
+        "--n molecules from the prior, then evaluate",
+    )
     p.add_argument("--n", type=int, default=30000, help="molecules to sample with --model (default 30000)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed with --model (default 0)")
     add_prior_argument(p, several=True)
-    p.add_argument("--reconstruction", type=int, default=1000, metavar="N",
-                   help="with --model: exact greedy reconstruction of N random MOSES test molecules (seeded by --seed), "
-                        "and the active latent units of their codes (default 1000; 0 skips)")
+    p.add_argument(
+        "--reconstruction",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="with --model: exact greedy reconstruction of N random MOSES test molecules (seeded by --seed), "
+        "and the active latent units of their codes (default 1000; 0 skips)",
+    )
     p.add_argument("--device", default="auto", help="device for sampling and ChemNet (auto, cpu, cuda, ...)")
-    p.add_argument("--reference", default="moses-test",
-                   help="moses-test (default), moses-test_scaffolds, or a molecule file")
-    p.add_argument("--train", default="moses-train",
-                   help="training set for novelty: moses-train (default), a molecule file, or none")
+    p.add_argument(
+        "--reference", default="moses-test", help="moses-test (default), moses-test_scaffolds, or a molecule file"
+    )
+    p.add_argument(
+        "--train",
+        default="moses-train",
+        help="training set for novelty: moses-train (default), a molecule file, or none",
+    )
     add_smiles_column_argument(p, "the --samples file")
     p.add_argument("--n-jobs", type=int, default=None, help="worker processes for RDKit work (default: auto)")
     p.add_argument("--out", "-o", required=True, help="output directory for metrics.json and metrics.csv")
@@ -92,26 +104,47 @@ def run(args: argparse.Namespace) -> int:
         model = MolVAE.load(args.model, device=args.device)
         priors = [model.prior(p) for p in _prior_names(model, args.prior)]  # all of them load before any sampling
         name = Path(args.model).name
-        samples = {f"{name} ({p.name} prior)" if len(priors) > 1 or p.name != "standard" else name:
-                   (p.name, model.sample(args.n, seed=args.seed, prior=p)) for p in priors}
+        samples = {
+            f"{name} ({p.name} prior)" if len(priors) > 1 or p.name != "standard" else name: (
+                p.name,
+                model.sample(args.n, seed=args.seed, prior=p),
+            )
+            for p in priors
+        }
         if args.reconstruction > 0:
             extra = _reconstruction(model, args.reconstruction, args.seed)
     rows = {}
     for label, (_, generated) in samples.items():
-        rows[label] = {**evaluate(generated, reference=args.reference, train=train, n_jobs=args.n_jobs,
-                                  device=device), **extra}
+        rows[label] = {
+            **evaluate(generated, reference=args.reference, train=train, n_jobs=args.n_jobs, device=device),
+            **extra,
+        }
 
     def clean(results: dict) -> dict:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in results.items()}
 
     first = next(iter(rows))
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "metrics.json", {
-        "n": len(samples[first][1]), "reference": args.reference, "train": train, "prior": samples[first][0],
-        "metrics": clean(rows[first]),
-        "priors": {prior: clean(rows[label]) for label, (prior, _) in samples.items() if prior is not None}})
-    write_table(pd.DataFrame([{"name": label, "prior": prior, "n": len(generated), **rows[label]}
-                              for label, (prior, generated) in samples.items()]), out / "metrics.csv")
+    write_json(
+        out / "metrics.json",
+        {
+            "n": len(samples[first][1]),
+            "reference": args.reference,
+            "train": train,
+            "prior": samples[first][0],
+            "metrics": clean(rows[first]),
+            "priors": {prior: clean(rows[label]) for label, (prior, _) in samples.items() if prior is not None},
+        },
+    )
+    write_table(
+        pd.DataFrame(
+            [
+                {"name": label, "prior": prior, "n": len(generated), **rows[label]}
+                for label, (prior, generated) in samples.items()
+            ]
+        ),
+        out / "metrics.csv",
+    )
     print(format_comparisons(rows))
     print(f"\nwrote {out / 'metrics.json'} and {out / 'metrics.csv'}")
     return 0
@@ -126,5 +159,7 @@ def _reconstruction(model, n: int, seed: int) -> dict[str, float]:
     # a random sample: the test file is ordered, its first lines are one cluster of similar molecules
     recon_set = sample_smiles(test_path, n, seed=seed, column=column)
     units = active_units(model.encode(recon_set, errors="nan")) if len(recon_set) >= 2 else None
-    return {f"reconstruction@{len(recon_set)}": reconstruction_rate(model, recon_set),
-            f"active_units@{len(recon_set)}": units}  # of the model's latent_dim dimensions
+    return {
+        f"reconstruction@{len(recon_set)}": reconstruction_rate(model, recon_set),
+        f"active_units@{len(recon_set)}": units,
+    }  # of the model's latent_dim dimensions

@@ -39,20 +39,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("molecule", help="drug name (e.g. celecoxib) or SMILES")
     add_model_arguments(p)
     add_prior_argument(p, default="standard")
-    p.add_argument("--out", "-o", default=None,
-                   help="output directory (neighbours.csv, neighbours.png, neighbours.svg); without it the "
-                        "--top neighbours are printed and nothing is written")
+    p.add_argument(
+        "--out",
+        "-o",
+        default=None,
+        help="output directory (neighbours.csv, neighbours.png, neighbours.svg); without it the "
+        "--top neighbours are printed and nothing is written",
+    )
     p.add_argument("--n", type=int, default=200, help="latent draws (default 200)")
     p.add_argument("--radius", type=float, default=0.5, help="spread of the draws in prior standard deviations")
     p.add_argument("--attempts", type=int, default=1, help="decodes per draw (1 = greedy only, default)")
     p.add_argument("--temperature", type=float, default=0.5, help="sampling temperature when --attempts > 1")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train", default=None, metavar="moses|FILE",
-                   help="training molecules for the novelty column: 'moses' or a SMILES file")
+    p.add_argument(
+        "--train",
+        default=None,
+        metavar="moses|FILE",
+        help="training molecules for the novelty column: 'moses' or a SMILES file",
+    )
     add_smiles_column_argument(p, "the --train file")
     p.add_argument("--top", type=int, default=24, help="neighbours drawn in the picture (default 24)")
-    p.add_argument("--property", default="qed", choices=sorted(PROPERTIES),
-                   help="property shown in the picture (default qed)")
+    p.add_argument(
+        "--property", default="qed", choices=sorted(PROPERTIES), help="property shown in the picture (default qed)"
+    )
     p.set_defaults(func=run)
 
 
@@ -88,15 +97,29 @@ def run(args: argparse.Namespace) -> int:
     properties = list(DEFAULT_PROPERTIES)
     if args.property not in properties:
         properties.append(args.property)
-    df = neighbourhood(model, args.molecule, n=args.n, radius=args.radius, train=train, seed=args.seed,
-                       attempts=args.attempts, temperature=args.temperature, properties=properties, prior=args.prior)
+    df = neighbourhood(
+        model,
+        args.molecule,
+        n=args.n,
+        radius=args.radius,
+        train=train,
+        seed=args.seed,
+        attempts=args.attempts,
+        temperature=args.temperature,
+        properties=properties,
+        prior=args.prior,
+    )
     a = df.attrs
-    summary = (f"{name}: {a['n_draws']} draws at radius {a['radius']:g} ({a['prior']} prior), {a['n_valid_draws']} valid "
-               f"({a['validity']:.0%}), {len(df)} distinct molecules")
+    summary = (
+        f"{name}: {a['n_draws']} draws at radius {a['radius']:g} ({a['prior']} prior), {a['n_valid_draws']} valid "
+        f"({a['validity']:.0%}), {len(df)} distinct molecules"
+    )
     if args.out is None:
         if len(df):
-            print_table(df.head(args.top), ["smiles", "tanimoto", "count", *(["novel"] if train is not None else []),
-                                            args.property])
+            print_table(
+                df.head(args.top),
+                ["smiles", "tanimoto", "count", *(["novel"] if train is not None else []), args.property],
+            )
         print(summary)
         if train is not None:
             print(f"novel (not in the training set): {int(df['novel'].sum())} of {len(df)}")
@@ -107,11 +130,19 @@ def run(args: argparse.Namespace) -> int:
     print(summary)
     if len(df):
         for suffix in (".png", ".svg"):
-            draw_neighbour_grid(df, query, out / f"neighbours{suffix}", property=args.property, top=args.top,
-                                query_label=f"query: {name}")
+            draw_neighbour_grid(
+                df,
+                query,
+                out / f"neighbours{suffix}",
+                property=args.property,
+                top=args.top,
+                query_label=f"query: {name}",
+            )
         if train is not None:
             print(f"novel (not in the training set): {int(df['novel'].sum())} of {len(df)}")
         print(f"wrote {out / 'neighbours.csv'}, {out / 'neighbours.png'}, {out / 'neighbours.svg'}")
     else:
-        print(f"nothing valid decoded; wrote an empty {out / 'neighbours.csv'} (try a smaller --radius or --attempts 5)")
+        print(
+            f"nothing valid decoded; wrote an empty {out / 'neighbours.csv'} (try a smaller --radius or --attempts 5)"
+        )
     return 0

@@ -25,13 +25,20 @@ _FITTABLE = {kind: cls for kind, cls in PRIOR_KINDS.items() if cls.config_class 
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "fit-prior", description=__doc__)
     add_model_arguments(p)
-    p.add_argument("--data", default="moses",
-                   help="the model's training molecules: 'moses' (the MOSES training split) or a molecule file")
+    p.add_argument(
+        "--data",
+        default="moses",
+        help="the model's training molecules: 'moses' (the MOSES training split) or a molecule file",
+    )
     add_smiles_column_argument(p, "a --data file")
-    p.add_argument("--kind", default="gmm", choices=sorted(_FITTABLE),
-                   help="; ".join(f"{k}: {c.description}" for k, c in sorted(_FITTABLE.items()))
-                        + " (default gmm: on zinc-smiles it sampled best and draws at no measurable cost, "
-                          "docs/MODEL_CARD.md)")
+    p.add_argument(
+        "--kind",
+        default="gmm",
+        choices=sorted(_FITTABLE),
+        help="; ".join(f"{k}: {c.description}" for k, c in sorted(_FITTABLE.items()))
+        + " (default gmm: on zinc-smiles it sampled best and draws at no measurable cost, "
+        "docs/MODEL_CARD.md)",
+    )
     p.add_argument("--name", default=None, help="name to store it under (default: the kind)")
     p.add_argument("--n", type=int, default=200_000, help="random molecules of --data to encode (default 200,000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the molecule sample (default 0)")
@@ -41,8 +48,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     for kind, cls in sorted(_FITTABLE.items()):
         group = p.add_argument_group(f"{kind} settings")
         for field in dataclasses.fields(cls.config_class):
-            group.add_argument(f"--{kind}-{field.name.replace('_', '-')}", dest=f"{kind}_{field.name}",
-                               type=type(field.default), default=field.default, help=f"default {field.default}")
+            group.add_argument(
+                f"--{kind}-{field.name.replace('_', '-')}",
+                dest=f"{kind}_{field.name}",
+                type=type(field.default),
+                default=field.default,
+                help=f"default {field.default}",
+            )
     p.set_defaults(func=run)
 
 
@@ -64,8 +76,9 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args)
     folder = Path(model.source)
     if name in stored_priors(folder) and not args.overwrite:
-        raise ConfigError(f"{folder} already has a prior named {name!r}: pass --overwrite to replace it, "
-                          "or --name to store another")
+        raise ConfigError(
+            f"{folder} already has a prior named {name!r}: pass --overwrite to replace it, or --name to store another"
+        )
     if not os.access(folder, os.W_OK):
         raise ConfigError(f"cannot write into {folder}: copy the model directory somewhere writable first")
     path, column = resolve_data_source(args.data)

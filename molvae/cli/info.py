@@ -18,15 +18,23 @@ from molvae.cli.commands import add_command
 from molvae.model import available_pretrained
 
 #: The last epoch's figures shown, in order, with their labels.
-METRICS = (("val_token_acc", "validation token accuracy"), ("val_exact_recon", "exact reconstruction"),
-           ("prior_validity", "prior validity"), ("prior_uniqueness", "uniqueness"), ("prior_novelty", "novelty"))
+METRICS = (
+    ("val_token_acc", "validation token accuracy"),
+    ("val_exact_recon", "exact reconstruction"),
+    ("prior_validity", "prior validity"),
+    ("prior_uniqueness", "uniqueness"),
+    ("prior_novelty", "novelty"),
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "info", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="zinc-smiles",
-                   help="model directory written by `molvae train`, or a bundled model: "
-                        f"{', '.join(available_pretrained()) or 'none'} (default zinc-smiles)")
+    p.add_argument(
+        "--model",
+        default="zinc-smiles",
+        help="model directory written by `molvae train`, or a bundled model: "
+        f"{', '.join(available_pretrained()) or 'none'} (default zinc-smiles)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the description")
     p.set_defaults(func=run)
 
@@ -42,19 +50,28 @@ def describe(summary: dict[str, Any]) -> list[str]:
     where = f"bundled with molvae; {model['source']}" if model["bundled"] else model["source"]
     lines = [f"{model['name'] or model['source']}  ({where})"]
     rows = [
-        ("representation", f"{model['representation'].upper()}, {model['vocab_size']} tokens, "
-                           f"{'with' if model['stereo'] else 'no'} stereochemistry, at most {model['max_length']} tokens"),
-        ("architecture", f"embedding {arch['embedding_dim']}, bidirectional GRU encoder {arch['encoder_hidden']}"
-                         f"{'' if arch['encoder_layers'] == 1 else ' x' + str(arch['encoder_layers'])}, "
-                         f"latent {arch['latent_dim']}, GRU decoder {arch['decoder_layers']}x{arch['decoder_hidden']}"),
+        (
+            "representation",
+            f"{model['representation'].upper()}, {model['vocab_size']} tokens, "
+            f"{'with' if model['stereo'] else 'no'} stereochemistry, at most {model['max_length']} tokens",
+        ),
+        (
+            "architecture",
+            f"embedding {arch['embedding_dim']}, bidirectional GRU encoder {arch['encoder_hidden']}"
+            f"{'' if arch['encoder_layers'] == 1 else ' x' + str(arch['encoder_layers'])}, "
+            f"latent {arch['latent_dim']}, GRU decoder {arch['decoder_layers']}x{arch['decoder_hidden']}",
+        ),
         ("parameters", f"{model['parameters']:,}"),
         ("weights", f"sha256 {model['weights_sha256']}" if model["weights_sha256"] else "not from a file"),
     ]
     data = training.get("data_summary") or {}
     if training.get("data") is not None:
         # A bundled model's card describes its data in words, counts included.
-        counts = (f": {data['n_read']:,} read, {data['n_kept']:,} kept"
-                  if not model["bundled"] and "n_read" in data and "n_kept" in data else "")
+        counts = (
+            f": {data['n_read']:,} read, {data['n_kept']:,} kept"
+            if not model["bundled"] and "n_read" in data and "n_kept" in data
+            else ""
+        )
         rows.append(("training data", f"{training['data']}{counts}"))
     planned = training.get("epochs_planned")
     text = f"{training['epochs']}" + (f" of {planned} planned" if planned is not None else "") + " epochs"

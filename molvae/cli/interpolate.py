@@ -28,24 +28,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("start", help="first molecule: drug name (e.g. aspirin) or SMILES")
     p.add_argument("end", help="second molecule: drug name or SMILES")
     add_model_arguments(p)
-    p.add_argument("--out", "-o", default=None,
-                   help="output directory (path.csv, path.png, path.svg, profile.png); without it the path "
-                        "is printed and nothing is written")
+    p.add_argument(
+        "--out",
+        "-o",
+        default=None,
+        help="output directory (path.csv, path.png, path.svg, profile.png); without it the path "
+        "is printed and nothing is written",
+    )
     p.add_argument("--steps", type=int, default=12, help="points on the path, endpoints included (default 12)")
     p.add_argument("--method", default="linear", choices=["linear", "slerp"], help="interpolation (default linear)")
-    p.add_argument("--unique", type=int, default=None, metavar="N",
-                   help="refine the grid until N distinct valid molecules are on the path (or --max-points is hit)")
+    p.add_argument(
+        "--unique",
+        type=int,
+        default=None,
+        metavar="N",
+        help="refine the grid until N distinct valid molecules are on the path (or --max-points is hit)",
+    )
     p.add_argument("--max-points", type=int, default=200, help="largest grid --unique may use (default 200)")
-    p.add_argument("--endpoints", default="mean", choices=["mean", "fit"],
-                   help="mean: the encoder's posterior means (default); fit: move each endpoint until it "
-                        "decodes back to the input molecule (gradient steps on z, see MolVAE.fit_latents)")
-    p.add_argument("--fit-steps", type=int, default=400,
-                   help="most optimizer steps per endpoint with --endpoints fit (default 400)")
+    p.add_argument(
+        "--endpoints",
+        default="mean",
+        choices=["mean", "fit"],
+        help="mean: the encoder's posterior means (default); fit: move each endpoint until it "
+        "decodes back to the input molecule (gradient steps on z, see MolVAE.fit_latents)",
+    )
+    p.add_argument(
+        "--fit-steps",
+        type=int,
+        default=400,
+        help="most optimizer steps per endpoint with --endpoints fit (default 400)",
+    )
     p.add_argument("--attempts", type=int, default=10, help="decodes per point (greedy + samples, default 10)")
     p.add_argument("--temperature", type=float, default=0.5, help="sampling temperature of the extra attempts")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--property", default="qed", choices=sorted(PROPERTIES),
-                   help="property shown in the pictures (default qed)")
+    p.add_argument(
+        "--property", default="qed", choices=sorted(PROPERTIES), help="property shown in the pictures (default qed)"
+    )
     p.set_defaults(func=run)
 
 
@@ -68,9 +86,22 @@ def run(args: argparse.Namespace) -> int:
     properties = list(DEFAULT_PROPERTIES)
     if args.property not in properties:
         properties.append(args.property)
-    df = interpolate(model, args.start, args.end, steps=args.steps, method=args.method, attempts=args.attempts,
-                     temperature=args.temperature, seed=args.seed, unique=args.unique, max_points=args.max_points,
-                     properties=properties, endpoints=args.endpoints, fit_steps=args.fit_steps, progress=None)
+    df = interpolate(
+        model,
+        args.start,
+        args.end,
+        steps=args.steps,
+        method=args.method,
+        attempts=args.attempts,
+        temperature=args.temperature,
+        seed=args.seed,
+        unique=args.unique,
+        max_points=args.max_points,
+        properties=properties,
+        endpoints=args.endpoints,
+        fit_steps=args.fit_steps,
+        progress=None,
+    )
     if args.out is None:
         shown = df.assign(smiles=df["smiles"].where(df["valid"], "(invalid)"))
         print_table(shown, ["step", "t", "smiles", "tanimoto_start", "tanimoto_end", args.property])
@@ -98,22 +129,30 @@ def run(args: argparse.Namespace) -> int:
 def _summary(df, args: argparse.Namespace) -> None:
     """What the path holds: valid and distinct molecules, endpoints not fitted, invalid steps."""
     a = df.attrs
-    print(f"{a['start_name']} -> {a['end_name']}: {a['method']} path of {a['points']} points, "
-          f"{a['n_valid']} valid, {a['unique_found']} distinct molecules")
+    print(
+        f"{a['start_name']} -> {a['end_name']}: {a['method']} path of {a['points']} points, "
+        f"{a['n_valid']} valid, {a['unique_found']} distinct molecules"
+    )
     for which, row in (("start", df.iloc[0]), ("end", df.iloc[-1])):
         fit = a.get(f"{which}_fit")
         if fit is not None and not fit["reconstructed"]:
-            print(f"{which} endpoint: no code within {args.fit_steps} steps decodes back to {a[f'{which}_name']}; "
-                  f"the path starts from the closest one found (NLL {fit['nll']:.1f} nats)")
+            print(
+                f"{which} endpoint: no code within {args.fit_steps} steps decodes back to {a[f'{which}_name']}; "
+                f"the path starts from the closest one found (NLL {fit['nll']:.1f} nats)"
+            )
         elif fit is None and not a.get(f"{which}_reached", True):
             # The encoder's mean code of many drugs decodes to a relative (aspirin to its methyl
             # ester): say so, or the picture's "start" would pass for the input molecule.
             got = f"{row['smiles']} (Tanimoto {row[f'tanimoto_{which}']:.2f})" if row["valid"] else "no valid molecule"
-            print(f"{which} endpoint: the encoder's code of {a[f'{which}_name']} decodes to {got}; "
-                  f"--endpoints fit moves it until it decodes to {a[f'{which}_name']} itself")
+            print(
+                f"{which} endpoint: the encoder's code of {a[f'{which}_name']} decodes to {got}; "
+                f"--endpoints fit moves it until it decodes to {a[f'{which}_name']} itself"
+            )
     invalid = df.loc[~df["valid"], "step"].tolist()
     if invalid:
         print(f"steps that stayed invalid after {args.attempts} attempts: {', '.join(map(str, invalid))}")
     if args.unique is not None and not a["unique_reached"]:
-        print(f"only {a['unique_found']} distinct valid molecules found (asked for {args.unique}) "
-              f"with {a['points']} points; raise --max-points to look harder")
+        print(
+            f"only {a['unique_found']} distinct valid molecules found (asked for {args.unique}) "
+            f"with {a['points']} points; raise --max-points to look harder"
+        )

@@ -31,8 +31,7 @@ def build_parser(commands: Collection[str] | None = None) -> argparse.ArgumentPa
     line), whose modules are not imported: `molvae --help` lists them without loading torch.
     """
     parser = argparse.ArgumentParser(
-        prog="molvae",
-        description="GRU sequence VAE for molecules: train, sample, encode, explore and optimize.",
+        prog="molvae", description="GRU sequence VAE for molecules: train, sample, encode, explore and optimize."
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     # The version alone: importing torch or RDKit to report theirs would slow every --version.
@@ -84,8 +83,7 @@ def _run(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> int:
         return 2
     except KeyboardInterrupt:
         # a run interrupted after its folder was set up continues where it stopped
-        print(f"molvae {args.command}: interrupted{_resume_hint(args, 'add --resume to continue it')}",
-              file=sys.stderr)
+        print(f"molvae {args.command}: interrupted{_resume_hint(args, 'add --resume to continue it')}", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # The reader of the printed output has gone (`| head`): stop quietly, as Unix tools do,

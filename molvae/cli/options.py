@@ -1,4 +1,5 @@
-"""Options shared by the bulk commands (encode, decode, properties, reconstruct, sample): memory and batch limits, kept columns."""
+"""Options shared by the bulk commands (encode, decode, properties, reconstruct, sample): memory and batch limits,
+kept columns."""
 
 from __future__ import annotations
 
@@ -13,12 +14,19 @@ if TYPE_CHECKING:
 
 def add_limit_arguments(parser: argparse.ArgumentParser, chunk_size: int, batch_size: int | None = None) -> None:
     """``--chunk-size`` (molecules held in memory at a time) and, for model commands, ``--batch-size``."""
-    parser.add_argument("--chunk-size", type=int, default=chunk_size,
-                        help=f"molecules read, processed and written at a time: bounds memory (default {chunk_size:,})")
+    parser.add_argument(
+        "--chunk-size",
+        type=int,
+        default=chunk_size,
+        help=f"molecules read, processed and written at a time: bounds memory (default {chunk_size:,})",
+    )
     if batch_size is not None:
-        parser.add_argument("--batch-size", type=int, default=batch_size,
-                            help=f"molecules per model batch; halved automatically on GPU out-of-memory "
-                                 f"(default {batch_size:,})")
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=batch_size,
+            help=f"molecules per model batch; halved automatically on GPU out-of-memory (default {batch_size:,})",
+        )
 
 
 def positive_int(value: object, flag: str) -> int:
@@ -30,9 +38,13 @@ def positive_int(value: object, flag: str) -> int:
 
 def add_keep_columns_argument(parser: argparse.ArgumentParser) -> None:
     """``--keep-columns``: input columns copied into the output table, so rows keep their IDs."""
-    parser.add_argument("--keep-columns", default=None, metavar="COLS",
-                        help="comma-separated input columns to copy into the output, first (an ID, an assay "
-                             "value...); for .smi/.txt input, 'name' is the text after the SMILES")
+    parser.add_argument(
+        "--keep-columns",
+        default=None,
+        metavar="COLS",
+        help="comma-separated input columns to copy into the output, first (an ID, an assay "
+        "value...); for .smi/.txt input, 'name' is the text after the SMILES",
+    )
 
 
 def keep_columns(text: str | None, output_columns: list[str]) -> list[str]:
@@ -47,8 +59,10 @@ def keep_columns(text: str | None, output_columns: list[str]) -> list[str]:
         raise ConfigError(f"--keep-columns: {', '.join(map(repr, repeated))} given twice")
     taken = [n for n in names if n in output_columns]
     if taken:
-        raise ConfigError(f"--keep-columns: the output already has a column {', '.join(map(repr, taken))} "
-                          f"(output columns: {', '.join(output_columns)}); rename it in the input")
+        raise ConfigError(
+            f"--keep-columns: the output already has a column {', '.join(map(repr, taken))} "
+            f"(output columns: {', '.join(output_columns)}); rename it in the input"
+        )
     return names
 
 

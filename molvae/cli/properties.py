@@ -24,9 +24,7 @@ def _parse_properties(text: str | None) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in chemistry.PROPERTIES]
     if unknown or not names:
-        raise ConfigError(
-            f"unknown properties {unknown or text!r}; choose from: {', '.join(chemistry.PROPERTIES)}"
-        )
+        raise ConfigError(f"unknown properties {unknown or text!r}; choose from: {', '.join(chemistry.PROPERTIES)}")
     return names
 
 
@@ -64,14 +62,26 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = add_command(
-        subparsers, "properties",
+        subparsers,
+        "properties",
         description=(
             "Write a CSV with one row per input molecule: the input SMILES, its canonical form, "
             "whether it is valid, and the requested properties (empty where invalid)."
         ),
     )
-    parser.add_argument("--input", "-i", required=True, help=".smi/.txt/.csv/.tsv/.sdf (optionally .gz) or .parquet; - for standard input, its format told from its first bytes")
-    parser.add_argument("--out", "-o", required=True, help="output table (.csv, .tsv, .sdf, each optionally .gz, or .parquet; - for CSV on standard output)")
+    parser.add_argument(
+        "--input",
+        "-i",
+        required=True,
+        help=".smi/.txt/.csv/.tsv/.sdf (optionally .gz) or .parquet; - for standard input, its format told from "
+        "its first bytes",
+    )
+    parser.add_argument(
+        "--out",
+        "-o",
+        required=True,
+        help="output table (.csv, .tsv, .sdf, each optionally .gz, or .parquet; - for CSV on standard output)",
+    )
     parser.add_argument(
         "--properties",
         default=None,

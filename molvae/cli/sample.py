@@ -26,24 +26,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_arguments(p)
     add_prior_argument(p)
     p.add_argument("--n", type=int, default=1000, help="number of draws")
-    p.add_argument("--out", "-o", required=True, help="output table (.csv, .tsv, .sdf, each optionally .gz, or .parquet; - for CSV on standard output): one row per draw (smiles, valid, generated)")
+    p.add_argument(
+        "--out",
+        "-o",
+        required=True,
+        help="output table (.csv, .tsv, .sdf, each optionally .gz, or .parquet; - for CSV on standard output): one "
+        "row per draw (smiles, valid, generated)",
+    )
     p.add_argument("--strategy", default="sample", choices=["sample", "greedy", "beam"])
     p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=None,
-                   help="the same molecules for the same seed whatever --batch-size, --chunk-size or device: "
-                        "--n 100 gives the first 100 of --n 10000")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile the decoding step; the first batch waits for the compiler (needs a C++ "
-                        "compiler; falls back with a warning). On CPU the eager step already runs its gates in "
-                        "molvae's own kernel and measured as fast (docs/PERFORMANCE.md)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="the same molecules for the same seed whatever --batch-size, --chunk-size or device: "
+        "--n 100 gives the first 100 of --n 10000",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the decoding step; the first batch waits for the compiler (needs a C++ "
+        "compiler; falls back with a warning). On CPU the eager step already runs its gates in "
+        "molvae's own kernel and measured as fast (docs/PERFORMANCE.md)",
+    )
     add_limit_arguments(p, chunk_size=100_000, batch_size=1024)
     p.set_defaults(func=run)
 
 
 def _digests(smiles: pd.Series) -> np.ndarray:
     # 8-byte digests instead of the strings: uniqueness over millions of samples in little memory.
-    return np.array([int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little") for s in smiles],
-                    dtype=np.uint64)
+    return np.array(
+        [int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little") for s in smiles], dtype=np.uint64
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,8 +89,14 @@ def run(args: argparse.Namespace) -> int:
     # Written every --chunk-size molecules, so memory holds one chunk of strings and one block
     # of latents (MolVAE.iter_sample); the molecules do not depend on either (molvae.seeding).
     with TableWriter(out) as table_out, tqdm(total=args.n, unit="mol", desc="sample", disable=None) as bar:
-        for batch in model.iter_sample(args.n, strategy=args.strategy, temperature=args.temperature, seed=args.seed,
-                                       batch_size=args.batch_size, prior=prior):
+        for batch in model.iter_sample(
+            args.n,
+            strategy=args.strategy,
+            temperature=args.temperature,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            prior=prior,
+        ):
             pending.extend(batch)
             bar.update(len(batch))
             while len(pending) >= args.chunk_size:
@@ -85,6 +105,9 @@ def run(args: argparse.Namespace) -> int:
             flush(table_out, len(pending))
     n_unique = len(np.unique(np.concatenate(digests))) if n_valid else 0
     uniq = n_unique / n_valid if n_valid else 0.0
-    print(f"wrote {args.n:,} samples ({prior.name} prior) to {shown_output(args.out)}: validity {n_valid / args.n:.3f}, uniqueness {uniq:.3f}",
-          file=report_stream(args.out))
+    print(
+        f"wrote {args.n:,} samples ({prior.name} prior) to {shown_output(args.out)}: validity "
+        f"{n_valid / args.n:.3f}, uniqueness {uniq:.3f}",
+        file=report_stream(args.out),
+    )
     return 0

@@ -13,8 +13,18 @@ from molvae.training import TrainConfig, Trainer, TrainingInterrupted
 
 # (flag, TrainConfig field, type, help); defaults come from TrainConfig so they live in one place.
 _TRAIN_OPTIONS = [
-    ("--data", "data", str, "'moses' (ZINC subset from the molsets wheel) or a .smi/.txt/.csv/.tsv/.sdf (optionally .gz) or .parquet file"),
-    ("--smiles-column", "smiles_column", str, "column holding SMILES in .csv/.tsv/.parquet (default: a column named smiles)"),
+    (
+        "--data",
+        "data",
+        str,
+        "'moses' (ZINC subset from the molsets wheel) or a .smi/.txt/.csv/.tsv/.sdf (optionally .gz) or .parquet file",
+    ),
+    (
+        "--smiles-column",
+        "smiles_column",
+        str,
+        "column holding SMILES in .csv/.tsv/.parquet (default: a column named smiles)",
+    ),
     ("--representation", "representation", str, "smiles or selfies"),
     ("--limit", "limit", int, "use only the first N records (MOSES is ordered: for a subset use --sample)"),
     ("--sample", "sample", int, "use a random sample of N records (seeded by --seed): a representative subset"),
@@ -41,8 +51,13 @@ _TRAIN_OPTIONS = [
     ("--early-stopping", "early_stopping_patience", int, "stop after N epochs without validation improvement"),
     ("--max-steps", "max_steps", int, "stop after N optimizer steps (the LR and KL schedules span them)"),
     ("--checkpoint-minutes", "checkpoint_minutes", float, "also checkpoint mid-epoch every N minutes"),
-    ("--init-from", "init_from", str, "fine-tune: start from this model's weights, architecture and vocabulary "
-                                      "(a bundled name such as zinc-smiles, or a model directory)"),
+    (
+        "--init-from",
+        "init_from",
+        str,
+        "fine-tune: start from this model's weights, architecture and vocabulary "
+        "(a bundled name such as zinc-smiles, or a model directory)",
+    ),
 ]
 _MODEL_OPTIONS = [
     ("--embedding-dim", "embedding_dim", int),
@@ -59,12 +74,21 @@ _MODEL_OPTIONS = [
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "train", description=__doc__)
     p.add_argument("--out", "-o", required=True, help="run directory (checkpoints, config, metrics)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint with its saved "
-                   "settings; options may be repeated, and only --epochs, --max-steps, --early-stopping, "
-                   "--checkpoint-minutes, --device, --precision and --no-cuda-graphs may change")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last checkpoint with its saved "
+        "settings; options may be repeated, and only --epochs, --max-steps, --early-stopping, "
+        "--checkpoint-minutes, --device, --precision and --no-cuda-graphs may change",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false", default=None,
-                   help="launch each GPU training step's kernels one by one instead of replaying CUDA graphs")
+    p.add_argument(
+        "--no-cuda-graphs",
+        dest="cuda_graphs",
+        action="store_false",
+        default=None,
+        help="launch each GPU training step's kernels one by one instead of replaying CUDA graphs",
+    )
     add_config_options(p, TrainConfig, _TRAIN_OPTIONS)
     model_defaults = ModelConfig(vocab_size=5)
     group = p.add_argument_group("model architecture")
@@ -84,8 +108,14 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         names = {field: flag for flag, field, *_ in _TRAIN_OPTIONS + _MODEL_OPTIONS}
         names["cuda_graphs"] = "--no-cuda-graphs"
-        trainer = Trainer(args.out, model_config=model, resume=True, echo=print,
-                          overrides={**given, "progress": not args.no_progress}, option_names=names)
+        trainer = Trainer(
+            args.out,
+            model_config=model,
+            resume=True,
+            echo=print,
+            overrides={**given, "progress": not args.no_progress},
+            option_names=names,
+        )
     else:
         if args.init_from is not None and args.representation is None:
             from molvae.model import MolVAE
@@ -108,10 +138,26 @@ def run(args: argparse.Namespace) -> int:
     last = history[-1] if history else {}
     mc = trainer.model_config
     n_params = sum(p.numel() for p in trainer.net.parameters())
-    print(f"trained a {mc.representation.upper()} VAE ({mc.vocab_size} tokens, latent {mc.latent_dim}, "
-          f"{n_params / 1e6:.2f}M parameters) -> {args.out}")
+    print(
+        f"trained a {mc.representation.upper()} VAE ({mc.vocab_size} tokens, latent {mc.latent_dim}, "
+        f"{n_params / 1e6:.2f}M parameters) -> {args.out}"
+    )
     if last:
-        keys = ("epoch", "train_loss", "val_loss", "val_token_acc", "val_exact_recon", "prior_validity", "train_mol_per_s")
-        print("final: " + ", ".join(f"{k}={last[k]:.4g}" if isinstance(last.get(k), float) else f"{k}={last.get(k)}"
-                                    for k in keys if k in last))
+        keys = (
+            "epoch",
+            "train_loss",
+            "val_loss",
+            "val_token_acc",
+            "val_exact_recon",
+            "prior_validity",
+            "train_mol_per_s",
+        )
+        print(
+            "final: "
+            + ", ".join(
+                f"{k}={last[k]:.4g}" if isinstance(last.get(k), float) else f"{k}={last.get(k)}"
+                for k in keys
+                if k in last
+            )
+        )
     return 0

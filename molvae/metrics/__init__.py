@@ -305,8 +305,9 @@ def format_comparisons(rows: dict[str, dict[str, float]]) -> str:
     for r in lines_of:
         lines.append("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths))))
     for name, results in rows.items():
-        extra = [k for k in results
-                 if k not in BASELINE_COLUMNS and k.replace("/TestSF", "/Test") not in BASELINE_COLUMNS]
+        extra = [
+            k for k in results if k not in BASELINE_COLUMNS and k.replace("/TestSF", "/Test") not in BASELINE_COLUMNS
+        ]
         if extra:
             lines.append("")
             lines.append(f"{name}: " + ", ".join(f"{k}={_format_value(results[k])}" for k in extra))

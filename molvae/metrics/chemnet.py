@@ -30,8 +30,7 @@ def chemnet_activations(canonical: Sequence[str], device: str | None = None, bat
     with warnings.catch_warnings():
         # fcd stacks its batches with numpy's deprecated `row_stack` alias: about fcd's code, not the molecules.
         warnings.filterwarnings("ignore", category=DeprecationWarning, message="`row_stack` alias is deprecated")
-        return fcd.get_predictions(model, list(canonical), batch_size=batch_size, n_jobs=0,
-                                   device=_fcd_device(device))
+        return fcd.get_predictions(model, list(canonical), batch_size=batch_size, n_jobs=0, device=_fcd_device(device))
 
 
 def mu_sigma(act: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -52,4 +51,3 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
         # fcd passes sqrtm's `disp` argument, which SciPy deprecates: a warning about fcd's code, not the data.
         warnings.filterwarnings("ignore", category=DeprecationWarning, message="The `disp` argument is deprecated")
         return float(fcd.calculate_frechet_distance(mu1, sigma1, mu2, sigma2))
-

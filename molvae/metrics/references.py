@@ -59,8 +59,9 @@ def load_smiles_source(source: str | Sequence[str]) -> tuple[list[str], str]:
     if isinstance(source, str):
         path, column = resolve_data_source(source)
         if not path.exists():
-            raise InputFileError(f"{source}: no such file (nor a MOSES split: moses-train, moses-test, "
-                                 "moses-test_scaffolds)")
+            raise InputFileError(
+                f"{source}: no such file (nor a MOSES split: moses-train, moses-test, moses-test_scaffolds)"
+            )
         return read_smiles(path, column=column, allow_empty=False), source
     return list(source), "list"
 
@@ -268,8 +269,9 @@ def reference_cache_file(smiles: Sequence[str], cache_dir: Path | None = None) -
     return (default_cache_dir() if cache_dir is None else Path(cache_dir)) / f"reference-{key}.npz"
 
 
-def reference_stats(smiles: Sequence[str], n_jobs: int | None = None, device: str | None = None,
-                    cache_dir: Path | None = None) -> ReferenceStats:
+def reference_stats(
+    smiles: Sequence[str], n_jobs: int | None = None, device: str | None = None, cache_dir: Path | None = None
+) -> ReferenceStats:
     """Statistics of a reference set, read from the on-disk cache or computed and cached."""
     smiles = list(smiles)
     file = reference_cache_file(smiles, cache_dir)
@@ -279,8 +281,11 @@ def reference_stats(smiles: Sequence[str], n_jobs: int | None = None, device: st
         except (OSError, ValueError, KeyError) as exc:
             log.warning("ignoring unreadable reference cache %s (%s)", file, exc)
     # minutes for the 176k MOSES test molecules on a small CPU: say so rather than sit silent
-    log.info("computing the reference set's statistics for the metrics (%s molecules); done once, then read "
-             "from %s", f"{len(smiles):,}", file)
+    log.info(
+        "computing the reference set's statistics for the metrics (%s molecules); done once, then read from %s",
+        f"{len(smiles):,}",
+        file,
+    )
     stats = _compute_reference(smiles, n_jobs, device)
     try:
         _save_reference(file, stats)
@@ -301,12 +306,14 @@ def train_set(smiles: Sequence[str], n_jobs: int | None = None, cache_dir: Path 
         except (OSError, EOFError, UnicodeDecodeError) as exc:
             log.warning("ignoring unreadable training-set cache %s (%s)", file, exc)
     COMPUTE_CALLS["train"] += 1
-    log.info("canonicalizing the training set for novelty (%s molecules); done once, then read from %s",
-             f"{len(smiles):,}", file)
+    log.info(
+        "canonicalizing the training set for novelty (%s molecules); done once, then read from %s",
+        f"{len(smiles):,}",
+        file,
+    )
     canonical = {c for c in chemistry.canonicalize_many(smiles, n_jobs=n_jobs) if c is not None}
     try:
         atomic_write(file, gzip.compress("\n".join(sorted(canonical)).encode("utf-8"), compresslevel=3))
     except OSError as exc:
         log.warning("could not write training-set cache %s (%s)", file, exc)
     return canonical
-

@@ -105,4 +105,3 @@ def internal_diversity(fps: np.ndarray, p: int = 1) -> float:
     if p != 1:
         per_row = per_row ** (1.0 / p)
     return float(1.0 - per_row.mean())
-

@@ -17,7 +17,21 @@ from molvae.model.store import available_pretrained, pretrained_dir
 from molvae.model.vae import MolVAE
 
 __all__ = [
-    "CONFIG_FILE", "VOCAB_FILE", "WEIGHTS_FILE", "DecoderStepper", "ModelConfig", "MolVAE", "SequenceVAE",
-    "Strategy", "available_pretrained", "decode_rows", "encode_to_npy", "generate", "pretrained_dir",
-    "resolve_device", "resolve_dtype", "run_in_precision", "vae_loss",
+    "CONFIG_FILE",
+    "VOCAB_FILE",
+    "WEIGHTS_FILE",
+    "DecoderStepper",
+    "ModelConfig",
+    "MolVAE",
+    "SequenceVAE",
+    "Strategy",
+    "available_pretrained",
+    "decode_rows",
+    "encode_to_npy",
+    "generate",
+    "pretrained_dir",
+    "resolve_device",
+    "resolve_dtype",
+    "run_in_precision",
+    "vae_loss",
 ]

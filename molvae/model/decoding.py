@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 Strategy = Literal["greedy", "sample", "beam"]
 
+
 class DecoderStepper:
     """Step-by-step decoder built from a :class:`SequenceVAE`'s weights, for inference.
 
@@ -48,9 +49,11 @@ class DecoderStepper:
         emb_dim = c.embedding_dim
         with torch.no_grad():
             w0 = gru.weight_ih_l0.float()
-            self.token_table = (net.embedding.weight.float() @ w0[:, :emb_dim].T + gru.bias_ih_l0.float())
+            self.token_table = net.embedding.weight.float() @ w0[:, :emb_dim].T + gru.bias_ih_l0.float()
             self.w_z = w0[:, emb_dim:].T.contiguous().to(dtype)
-            self.w_ih = [None] + [getattr(gru, f"weight_ih_l{k}").T.contiguous().to(dtype) for k in range(1, self.layers)]
+            self.w_ih = [None] + [
+                getattr(gru, f"weight_ih_l{k}").T.contiguous().to(dtype) for k in range(1, self.layers)
+            ]
             self.b_ih = [None] + [getattr(gru, f"bias_ih_l{k}").float() for k in range(1, self.layers)]
             self.w_hh = [getattr(gru, f"weight_hh_l{k}").T.contiguous().to(dtype) for k in range(self.layers)]
             self.b_hh = [getattr(gru, f"bias_hh_l{k}").float() for k in range(self.layers)]
@@ -72,9 +75,14 @@ class DecoderStepper:
         """Logits [B, V] (fp32) and the new hidden state."""
         return self._run(_gru_stack_step, _compiled_stack_step, self._weights(zterm, token, hidden))
 
-    def next_token(self, zterm: torch.Tensor, token: torch.Tensor, hidden: torch.Tensor,
-                   temperature: float | None = None, noise: torch.Tensor | None = None,
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    def next_token(
+        self,
+        zterm: torch.Tensor,
+        token: torch.Tensor,
+        hidden: torch.Tensor,
+        temperature: float | None = None,
+        noise: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The next token [B] (argmax, or a draw at ``temperature``) and the new hidden state.
 
         A draw needs ``noise``: Exp(1) variates [B, V] (:class:`molvae.seeding.KeyedNoise`).
@@ -84,8 +92,11 @@ class DecoderStepper:
         """
         if temperature is not None and noise is None:
             raise ValueError("a draw at a temperature needs its Exp(1) noise")
-        args = (*self._weights(zterm, token, hidden), noise if temperature is not None else None,
-                self._temperature(temperature))
+        args = (
+            *self._weights(zterm, token, hidden),
+            noise if temperature is not None else None,
+            self._temperature(temperature),
+        )
         return self._run(_gru_stack_next_token, _compiled_next_token, args)
 
     def _temperature(self, value: float | None) -> torch.Tensor:
@@ -97,8 +108,19 @@ class DecoderStepper:
         return self._temperatures[key]
 
     def _weights(self, zterm: torch.Tensor, token: torch.Tensor, hidden: torch.Tensor) -> tuple:
-        return (self.token_table, token, zterm, hidden, self.w_ih, self.b_ih, self.w_hh, self.b_hh,
-                self.w_out, self.b_out, self.dtype)
+        return (
+            self.token_table,
+            token,
+            zterm,
+            hidden,
+            self.w_ih,
+            self.b_ih,
+            self.w_hh,
+            self.b_hh,
+            self.w_out,
+            self.b_out,
+            self.dtype,
+        )
 
     def _run(self, eager, compiled, args: tuple) -> tuple[torch.Tensor, torch.Tensor]:
         if self.compile and not _COMPILE_FAILED:
@@ -110,14 +132,28 @@ class DecoderStepper:
                 if not type(exc).__module__.startswith(("torch._dynamo", "torch._inductor")):
                     raise
                 _COMPILE_FAILED.append(exc)
-                log.warning("torch.compile of the decoder step failed (%s: %s); decoding without it",
-                            type(exc).__name__, shorten(str(exc), 300))
+                log.warning(
+                    "torch.compile of the decoder step failed (%s: %s); decoding without it",
+                    type(exc).__name__,
+                    shorten(str(exc), 300),
+                )
         return eager(*args, cells=self.cells)
 
 
-def _gru_stack_step(token_table: torch.Tensor, token: torch.Tensor, zterm: torch.Tensor, hidden: torch.Tensor,
-                    w_ih: list, b_ih: list, w_hh: list, b_hh: list, w_out: torch.Tensor, b_out: torch.Tensor,
-                    dtype: torch.dtype, cells: DecoderCells | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _gru_stack_step(
+    token_table: torch.Tensor,
+    token: torch.Tensor,
+    zterm: torch.Tensor,
+    hidden: torch.Tensor,
+    w_ih: list,
+    b_ih: list,
+    w_hh: list,
+    b_hh: list,
+    w_out: torch.Tensor,
+    b_out: torch.Tensor,
+    dtype: torch.dtype,
+    cells: DecoderCells | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One step through the stacked GRU and the output layer (matmuls in ``dtype``, state in fp32).
 
     ``cells``: run the layers through :class:`molvae.recurrent.DecoderCells` (eager CPU steps).
@@ -145,13 +181,26 @@ def _gru_stack_step(token_table: torch.Tensor, token: torch.Tensor, zterm: torch
     return logits, torch.stack(new)
 
 
-def _gru_stack_next_token(token_table: torch.Tensor, token: torch.Tensor, zterm: torch.Tensor, hidden: torch.Tensor,
-                          w_ih: list, b_ih: list, w_hh: list, b_hh: list, w_out: torch.Tensor, b_out: torch.Tensor,
-                          dtype: torch.dtype, noise: torch.Tensor | None, temperature: torch.Tensor,
-                          cells: DecoderCells | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _gru_stack_next_token(
+    token_table: torch.Tensor,
+    token: torch.Tensor,
+    zterm: torch.Tensor,
+    hidden: torch.Tensor,
+    w_ih: list,
+    b_ih: list,
+    w_hh: list,
+    b_hh: list,
+    w_out: torch.Tensor,
+    b_out: torch.Tensor,
+    dtype: torch.dtype,
+    noise: torch.Tensor | None,
+    temperature: torch.Tensor,
+    cells: DecoderCells | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`_gru_stack_step`, then the next token: argmax without ``noise``, else argmax(p / noise)."""
-    logits, hidden = _gru_stack_step(token_table, token, zterm, hidden, w_ih, b_ih, w_hh, b_hh, w_out, b_out, dtype,
-                                     cells)
+    logits, hidden = _gru_stack_step(
+        token_table, token, zterm, hidden, w_ih, b_ih, w_hh, b_hh, w_out, b_out, dtype, cells
+    )
     if noise is None:
         return logits.argmax(-1), hidden
     # argmax(p_i / E_i) with E_i ~ Exp(1) picks i with probability p_i: torch.multinomial's own method.
@@ -232,8 +281,9 @@ def generate(
         if noise is None:
             token, hidden = stepper.next_token(zterm, token, hidden)
         else:
-            token, hidden = stepper.next_token(zterm, token, hidden, temperature,
-                                               noise.exponential(streams, t, n_tokens))
+            token, hidden = stepper.next_token(
+                zterm, token, hidden, temperature, noise.exponential(streams, t, n_tokens)
+            )
         # Finished rows kept as padding write PAD, which is already there.
         token = torch.where(running, token, PAD_ID)
         out[rows, t] = token.cpu()

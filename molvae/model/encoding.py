@@ -32,8 +32,14 @@ LATENT_DTYPE = np.dtype("<f4")
 
 
 @torch.no_grad()
-def encode_token_ids(net: SequenceVAE, ids: Sequence[list[int] | None], device: torch.device, batch_size: int,
-                     eps: torch.Tensor | None = None, static_shapes: bool = False) -> np.ndarray:
+def encode_token_ids(
+    net: SequenceVAE,
+    ids: Sequence[list[int] | None],
+    device: torch.device,
+    batch_size: int,
+    eps: torch.Tensor | None = None,
+    static_shapes: bool = False,
+) -> np.ndarray:
     """Codes [N, D] (float32) of token-id lists (None: a NaN row): μ, or μ + σ ⊙ ``eps[i]`` for row ``i``.
 
     ``static_shapes``: encode over the padded width instead of packed sequences (see
@@ -91,8 +97,16 @@ class EncodedChunk:
         return sum(1 for e in self.errors if e)
 
 
-def encode_chunk(model: MolVAE, smiles: Sequence[str], first: int = 0, sample: bool = False, seed: int | None = None,
-                 batch_size: int = 1024, errors: str = "nan", source: str | None = None) -> EncodedChunk:
+def encode_chunk(
+    model: MolVAE,
+    smiles: Sequence[str],
+    first: int = 0,
+    sample: bool = False,
+    seed: int | None = None,
+    batch_size: int = 1024,
+    errors: str = "nan",
+    source: str | None = None,
+) -> EncodedChunk:
     """Encode ``smiles``, rows ``first``... of a longer stream (see :func:`encode_to_npy` for the arguments).
 
     With ``sample`` each row's draw depends on ``seed`` and its row number only, so a stream
@@ -115,9 +129,18 @@ def encode_chunk(model: MolVAE, smiles: Sequence[str], first: int = 0, sample: b
     return EncodedChunk(first, list(smiles), z, reasons)
 
 
-def encode_to_npy(model: MolVAE, smiles: Iterable[str], path: str | os.PathLike, n: int | None = None, *,
-                  chunk_size: int = 20_000, sample: bool = False, seed: int | None = None, batch_size: int = 1024,
-                  errors: str = "nan") -> int:
+def encode_to_npy(
+    model: MolVAE,
+    smiles: Iterable[str],
+    path: str | os.PathLike,
+    n: int | None = None,
+    *,
+    chunk_size: int = 20_000,
+    sample: bool = False,
+    seed: int | None = None,
+    batch_size: int = 1024,
+    errors: str = "nan",
+) -> int:
     """Write the codes of ``smiles`` to the ``.npy`` file ``path``, [n, latent_dim] float32; returns the NaN row count.
 
     Row ``i`` is ``model.encode``'s row for molecule ``i``: the posterior mean, or a draw with
@@ -147,8 +170,7 @@ def encode_to_npy(model: MolVAE, smiles: Iterable[str], path: str | os.PathLike,
         while chunk := list(itertools.islice(molecules, chunk_size)):
             if out.rows + len(chunk) > n:
                 raise ConfigError(f"smiles holds more than n={n:,} molecules")
-            part = encode_chunk(model, chunk, out.rows, sample=sample, seed=seed, batch_size=batch_size,
-                                errors=errors)
+            part = encode_chunk(model, chunk, out.rows, sample=sample, seed=seed, batch_size=batch_size, errors=errors)
             out.write(part.latents)
             skipped += part.n_skipped
         if out.rows != n:

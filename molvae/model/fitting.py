@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def fit_latents(
-    model: MolVAE, smiles: Sequence[str], max_steps: int = 400, lr: float = 0.05, check_every: int = 25,
+    model: MolVAE, smiles: Sequence[str], max_steps: int = 400, lr: float = 0.05, check_every: int = 25
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Latent codes [N, D] whose greedy decode is each input molecule, where one can be found.
 
@@ -54,8 +54,7 @@ def fit_latents(
 
     def reconstructed(z: np.ndarray) -> np.ndarray:
         decoded = model.decode(z, strategy="greedy")
-        return np.array([model.canonical(d) == t if d else False
-                         for d, t in zip(decoded, targets)])
+        return np.array([model.canonical(d) == t if d else False for d, t in zip(decoded, targets)])
 
     length = max(len(x) for x in ids) + 2
     seq = torch.full((n, length), PAD_ID, dtype=torch.long)
@@ -94,6 +93,13 @@ def fit_latents(
     steps[~done] = step
     with torch.no_grad():
         per_mol = nll(torch.as_tensor(best, device=model.device)).cpu().numpy()
-    info = [{"reconstructed": bool(done[i]), "steps": int(steps[i]), "nll": float(per_mol[i]),
-             "distance": float(np.linalg.norm(best[i] - mu[i]))} for i in range(n)]
+    info = [
+        {
+            "reconstructed": bool(done[i]),
+            "steps": int(steps[i]),
+            "nll": float(per_mol[i]),
+            "distance": float(np.linalg.norm(best[i] - mu[i])),
+        }
+        for i in range(n)
+    ]
     return best.astype(np.float32), info

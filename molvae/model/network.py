@@ -39,7 +39,7 @@ class ModelConfig:
     decoder_dropout: float = field(default=0.0, metadata=rule(ge=0.0, lt=1.0))
     max_length: int = field(default=120, metadata=rule(ge=3))  # tokens including BOS/EOS; bounds decoding
 
-    def validate(self) -> "ModelConfig":
+    def validate(self) -> ModelConfig:
         """Check types and ranges (:func:`molvae.config.validate_config`); returns ``self``."""
         validate_config(self, "model config")
         return self
@@ -48,7 +48,7 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Any) -> "ModelConfig":
+    def from_dict(cls, data: Any) -> ModelConfig:
         """Build from parsed JSON; unknown or missing fields and bad values raise :class:`ConfigError`."""
         return config_from_dict(cls, data, "model config")
 
@@ -69,14 +69,21 @@ class SequenceVAE(nn.Module):
         self.config = c
         self.embedding = nn.Embedding(c.vocab_size, c.embedding_dim, padding_idx=PAD_ID)
         self.encoder = nn.GRU(
-            c.embedding_dim, c.encoder_hidden, num_layers=c.encoder_layers, batch_first=True,
-            bidirectional=True, dropout=c.encoder_dropout if c.encoder_layers > 1 else 0.0,
+            c.embedding_dim,
+            c.encoder_hidden,
+            num_layers=c.encoder_layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=c.encoder_dropout if c.encoder_layers > 1 else 0.0,
         )
         self.to_mu = nn.Linear(2 * c.encoder_hidden, c.latent_dim)
         self.to_logvar = nn.Linear(2 * c.encoder_hidden, c.latent_dim)
         self.z_to_hidden = nn.Linear(c.latent_dim, c.decoder_layers * c.decoder_hidden)
         self.decoder = nn.GRU(
-            c.embedding_dim + c.latent_dim, c.decoder_hidden, num_layers=c.decoder_layers, batch_first=True,
+            c.embedding_dim + c.latent_dim,
+            c.decoder_hidden,
+            num_layers=c.decoder_layers,
+            batch_first=True,
             dropout=c.decoder_dropout if c.decoder_layers > 1 else 0.0,
         )
         self.output = nn.Linear(c.decoder_hidden, c.vocab_size)
@@ -88,8 +95,9 @@ class SequenceVAE(nn.Module):
     def _cpu_layer(self, *args: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return gru_layer(*args, use_kernel=self.cpu_gru_kernel)
 
-    def encode(self, tokens: torch.Tensor, lengths: torch.Tensor, static_shapes: bool = False
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(
+        self, tokens: torch.Tensor, lengths: torch.Tensor, static_shapes: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """μ and log σ² of q(z|x) for padded ``tokens`` [B, L] with true ``lengths`` [B].
 
         ``static_shapes``: run the encoder over the whole padded width with torch's GRU kernel
@@ -130,7 +138,11 @@ class SequenceVAE(nn.Module):
         return self.output(out[:, 0]), hidden
 
     def forward(
-        self, seq: torch.Tensor, lengths: torch.Tensor, word_dropout: float = 0.0, sample: bool = True,
+        self,
+        seq: torch.Tensor,
+        lengths: torch.Tensor,
+        word_dropout: float = 0.0,
+        sample: bool = True,
         static_shapes: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Logits, μ, log σ² for ``seq`` = ``BOS x.. EOS PAD..`` with lengths n+2 (see :meth:`encode`)."""
@@ -140,7 +152,11 @@ class SequenceVAE(nn.Module):
         if word_dropout > 0 and self.training:
             # Bowman et al. 2016: hide some teacher-forced tokens so the decoder
             # has to rely on z instead of only on the previous token.
-            drop = (torch.rand(inputs.shape, device=inputs.device) < word_dropout) & (inputs != PAD_ID) & (inputs != BOS_ID)
+            drop = (
+                (torch.rand(inputs.shape, device=inputs.device) < word_dropout)
+                & (inputs != PAD_ID)
+                & (inputs != BOS_ID)
+            )
             inputs = inputs.masked_fill(drop, UNK_ID)
         return self.decode_logits(z, inputs), mu, logvar
 
@@ -176,11 +192,21 @@ class _MethodCaller(nn.Module):
 
 
 def vae_loss(
-    logits: torch.Tensor, targets: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, beta: float, free_bits: float = 0.0
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    beta: float,
+    free_bits: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """Reconstruction (nats per molecule) + β·KL; free bits floor the KL per latent dimension."""
     batch = targets.shape[0]
-    recon = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=PAD_ID, reduction="sum") / batch
+    recon = (
+        F.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=PAD_ID, reduction="sum"
+        )
+        / batch
+    )
     mu, logvar = mu.float(), logvar.float()
     kl_dims = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).mean(0)  # per dimension, batch mean
     kl = kl_dims.sum()

@@ -51,8 +51,13 @@ def model_directory(path: str | Path) -> Path:
     """
     if isinstance(path, str) and path in available_pretrained():
         if Path(path).exists():
-            log.warning("model %r is the bundled model; the %s %s in this directory is not used (give ./%s "
-                        "for it)", path, "folder" if Path(path).is_dir() else "file", path, path)
+            log.warning(
+                "model %r is the bundled model; the %s %s in this directory is not used (give ./%s for it)",
+                path,
+                "folder" if Path(path).is_dir() else "file",
+                path,
+                path,
+            )
         return pretrained_dir() / path
     return Path(path)
 
@@ -79,8 +84,10 @@ def read_model_dir(path: Path) -> tuple[SequenceVAE, Vocabulary, dict[str, Any] 
     except ConfigError as exc:
         raise ModelLoadError(f"{path}: {exc}") from None
     if len(vocab) != config.vocab_size:
-        raise ModelLoadError(f"{path}: vocabulary mismatch: {VOCAB_FILE} has {len(vocab)} tokens, {CONFIG_FILE} "
-                             f"says vocab_size={config.vocab_size}")
+        raise ModelLoadError(
+            f"{path}: vocabulary mismatch: {VOCAB_FILE} has {len(vocab)} tokens, {CONFIG_FILE} "
+            f"says vocab_size={config.vocab_size}"
+        )
     net = SequenceVAE(config)
     net.load_state_dict(_checked_weights(path / WEIGHTS_FILE, net.state_dict()))
     card = raw.get("card") if isinstance(raw.get("card"), dict) else None
@@ -96,16 +103,21 @@ def _checked_weights(file: Path, expected: dict[str, torch.Tensor]) -> dict[str,
         raise ModelLoadError(f"{file}: weights do not match the config (missing {missing[:3]}, unexpected {extra[:3]})")
     for key, tensor in state.items():
         if tensor.shape != expected[key].shape:
-            raise ModelLoadError(f"{file}: {key} has shape {tuple(tensor.shape)}, config implies "
-                                 f"{tuple(expected[key].shape)}")
+            raise ModelLoadError(
+                f"{file}: {key} has shape {tuple(tensor.shape)}, config implies {tuple(expected[key].shape)}"
+            )
         if not torch.isfinite(tensor.float()).all():
             raise ModelLoadError(f"{file}: {key} contains NaN/Inf")
     # Bundled weights are stored in half precision; inference runs from fp32 copies.
     return {k: v.float() for k, v in state.items()}
 
 
-def save_model(model: MolVAE, path: str | Path, extra_config: dict[str, Any] | None = None,
-               weights_dtype: torch.dtype = torch.float32) -> None:
+def save_model(
+    model: MolVAE,
+    path: str | Path,
+    extra_config: dict[str, Any] | None = None,
+    weights_dtype: torch.dtype = torch.float32,
+) -> None:
     """Write weights (safetensors), config.json and vocab.json atomically: :meth:`MolVAE.save`."""
     if weights_dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise MolvaeError(f"weights can be stored as float32, float16 or bfloat16, not {weights_dtype}")

@@ -15,13 +15,7 @@ import torch
 
 from molvae.batching import check_batch_size, iter_batches
 from molvae.devices import resolve_device, resolve_dtype
-from molvae.errors import (
-    ConfigError,
-    InvalidMoleculeError,
-    ModelLoadError,
-    MolvaeError,
-    shorten,
-)
+from molvae.errors import ConfigError, InvalidMoleculeError, ModelLoadError, MolvaeError, shorten
 from molvae.model.decoding import Strategy, generate
 from molvae.model.encoding import encode_token_ids
 from molvae.model.fitting import fit_latents
@@ -53,8 +47,9 @@ class MolVAE:
     >>> model.decode(z)
     """
 
-    def __init__(self, net: SequenceVAE, vocab: Vocabulary, device: str | torch.device | None = "auto",
-                 precision: str = "fp32"):
+    def __init__(
+        self, net: SequenceVAE, vocab: Vocabulary, device: str | torch.device | None = "auto", precision: str = "fp32"
+    ):
         if len(vocab) != net.config.vocab_size:
             raise ModelLoadError(f"vocabulary has {len(vocab)} tokens but the model expects {net.config.vocab_size}")
         self.device = resolve_device(device)
@@ -76,14 +71,17 @@ class MolVAE:
         # A bundled model by its name, as MolVAE.pretrained takes it, not its path inside site-packages.
         source = self.card.get("name", self.source) if self.card is not None else self.source
         where = f"{source!r}: " if source else ""
-        return (f"MolVAE({where}{self.config.representation.upper()}, {self.config.vocab_size} tokens, "
-                f"latent {self.config.latent_dim}, {self.n_parameters / 1e6:.2f}M parameters, {self.device}, "
-                f"{str(self.dtype).removeprefix('torch.')})")
+        return (
+            f"MolVAE({where}{self.config.representation.upper()}, {self.config.vocab_size} tokens, "
+            f"latent {self.config.latent_dim}, {self.n_parameters / 1e6:.2f}M parameters, {self.device}, "
+            f"{str(self.dtype).removeprefix('torch.')})"
+        )
 
     # ---- persistence
     @classmethod
-    def pretrained(cls, name: str = "zinc-smiles", device: str | torch.device | None = "auto",
-                   precision: str = "fp32") -> MolVAE:
+    def pretrained(
+        cls, name: str = "zinc-smiles", device: str | torch.device | None = "auto", precision: str = "fp32"
+    ) -> MolVAE:
         """Load a model bundled with the package: ``"zinc-smiles"`` or ``"zinc-selfies"``.
 
         Both were trained on the MOSES ZINC subset; their model cards are in ``docs/MODEL_CARD.md``
@@ -109,8 +107,9 @@ class MolVAE:
         model.card = card
         return model
 
-    def save(self, path: str | Path, extra_config: dict[str, Any] | None = None,
-             weights_dtype: torch.dtype = torch.float32) -> None:
+    def save(
+        self, path: str | Path, extra_config: dict[str, Any] | None = None, weights_dtype: torch.dtype = torch.float32
+    ) -> None:
         """Write weights (safetensors), config.json and vocab.json atomically.
 
         ``weights_dtype=torch.float16`` halves the file (used for the bundled models); the
@@ -206,13 +205,20 @@ class MolVAE:
         tokens = self.tokenizer.tokenize(self.tokenizer.from_smiles(canonical))
         # +2 for BOS/EOS: the model never saw longer molecules (training drops them), so its code would be noise.
         if len(tokens) + 2 > self.config.max_length:
-            raise InvalidMoleculeError(f"molecule {shorten(smiles)} has {len(tokens)} tokens; this model handles "
-                                       f"at most {self.config.max_length - 2}")
+            raise InvalidMoleculeError(
+                f"molecule {shorten(smiles)} has {len(tokens)} tokens; this model handles "
+                f"at most {self.config.max_length - 2}"
+            )
         return self.vocab.encode(tokens, molecule=smiles)
 
     def encode(
-        self, smiles: Sequence[str], sample: bool = False, batch_size: int = 512, errors: str = "raise",
-        seed: int | None = None, n_jobs: int | None = None,
+        self,
+        smiles: Sequence[str],
+        sample: bool = False,
+        batch_size: int = 512,
+        errors: str = "raise",
+        seed: int | None = None,
+        n_jobs: int | None = None,
     ) -> np.ndarray:
         """Latent codes [N, D] (float32): the posterior mean, or a sample with ``sample=True``.
 
@@ -235,8 +241,14 @@ class MolVAE:
         return self.encode_ids(ids, sample=sample, batch_size=batch_size, seed=seed)
 
     @torch.no_grad()
-    def encode_ids(self, ids: Sequence[list[int] | None], sample: bool = False, batch_size: int = 512,
-                   seed: int | None = None, first_key: int = 0) -> np.ndarray:
+    def encode_ids(
+        self,
+        ids: Sequence[list[int] | None],
+        sample: bool = False,
+        batch_size: int = 512,
+        seed: int | None = None,
+        first_key: int = 0,
+    ) -> np.ndarray:
         """Encode already-tokenized molecules (None → NaN row); batches sorted by length.
 
         With ``sample=True`` molecule ``i`` gets ``mu + sigma * eps`` where ``eps`` is row
@@ -246,14 +258,17 @@ class MolVAE:
         """
         eps = None
         if sample:
-            eps = torch.from_numpy(prior_latents(len(ids), self.config.latent_dim,
-                                                 random_seed() if seed is None else seed, start=first_key))
+            eps = torch.from_numpy(
+                prior_latents(
+                    len(ids), self.config.latent_dim, random_seed() if seed is None else seed, start=first_key
+                )
+            )
         # bf16 on CPU: fixed shapes, or oneDNN's primitive caches grow with the input.
         static = self.device.type == "cpu" and self.dtype != torch.float32
         return encode_token_ids(self._inference_net(), ids, self.device, batch_size, eps, static)
 
     def fit_latents(
-        self, smiles: Sequence[str], max_steps: int = 400, lr: float = 0.05, check_every: int = 25,
+        self, smiles: Sequence[str], max_steps: int = 400, lr: float = 0.05, check_every: int = 25
     ) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """Latent codes [N, D] whose greedy decode is each input molecule, where one can be found:
         :func:`molvae.model.fitting.fit_latents` (the codes, and per molecule whether it worked)."""
@@ -261,8 +276,14 @@ class MolVAE:
 
     @torch.no_grad()
     def decode(
-        self, z: np.ndarray | torch.Tensor, strategy: Strategy = "greedy", temperature: float = 1.0,
-        beam_width: int = 5, batch_size: int = 1024, max_length: int | None = None, seed: int | None = None,
+        self,
+        z: np.ndarray | torch.Tensor,
+        strategy: Strategy = "greedy",
+        temperature: float = 1.0,
+        beam_width: int = 5,
+        batch_size: int = 1024,
+        max_length: int | None = None,
+        seed: int | None = None,
         keys: Sequence[int] | np.ndarray | None = None,
     ) -> list[str]:
         """Decode latents [N, D] to SMILES strings (empty string when nothing valid came out for SELFIES).
@@ -272,13 +293,21 @@ class MolVAE:
         depends only on ``z[i]``, ``seed`` and ``keys[i]`` (default ``i``), not on
         ``batch_size`` or the other latents (:mod:`molvae.seeding`).
         """
-        return [s for batch in self.iter_decode(z, strategy, temperature, beam_width, batch_size, max_length, seed,
-                                                keys)
-                for s in batch]
+        return [
+            s
+            for batch in self.iter_decode(z, strategy, temperature, beam_width, batch_size, max_length, seed, keys)
+            for s in batch
+        ]
 
     def iter_decode(
-        self, z: np.ndarray | torch.Tensor, strategy: Strategy = "greedy", temperature: float = 1.0,
-        beam_width: int = 5, batch_size: int = 1024, max_length: int | None = None, seed: int | None = None,
+        self,
+        z: np.ndarray | torch.Tensor,
+        strategy: Strategy = "greedy",
+        temperature: float = 1.0,
+        beam_width: int = 5,
+        batch_size: int = 1024,
+        max_length: int | None = None,
+        seed: int | None = None,
         keys: Sequence[int] | np.ndarray | None = None,
     ) -> Iterator[list[str]]:
         """:meth:`decode`, one list of strings per batch (so callers can write them out as they come)."""
@@ -293,15 +322,30 @@ class MolVAE:
 
         @torch.no_grad()
         def decode_batch(start: int, stop: int) -> list[str]:
-            ids = generate(self.net, z[start:stop].to(self.device), strategy, temperature, max_length, beam_width,
-                           seed, key_ids[start:stop], self.dtype, compile=self.compile_decoder)
+            ids = generate(
+                self.net,
+                z[start:stop].to(self.device),
+                strategy,
+                temperature,
+                max_length,
+                beam_width,
+                seed,
+                key_ids[start:stop],
+                self.dtype,
+                compile=self.compile_decoder,
+            )
             return self.ids_to_smiles(ids)
 
         yield from iter_batches(decode_batch, z.shape[0], batch_size, "decode")
 
     def decode_valid(
-        self, z: np.ndarray | torch.Tensor, attempts: int = 10, temperature: float = 0.5, seed: int | None = 0,
-        batch_size: int = 1024, keys: Sequence[int] | np.ndarray | None = None,
+        self,
+        z: np.ndarray | torch.Tensor,
+        attempts: int = 10,
+        temperature: float = 0.5,
+        seed: int | None = 0,
+        batch_size: int = 1024,
+        keys: Sequence[int] | np.ndarray | None = None,
     ) -> list[str | None]:
         """The most frequent valid molecule (canonical SMILES) over several decodes of each latent, or None.
 
@@ -323,8 +367,14 @@ class MolVAE:
         if attempts > 1:
             repeated = z.repeat(attempts - 1, 1)
             attempt_keys = np.concatenate([base + k * ATTEMPT_STRIDE for k in range(1, attempts)])
-            decoded += self.decode(repeated, strategy="sample", temperature=temperature, seed=seed,
-                                   batch_size=batch_size, keys=attempt_keys)
+            decoded += self.decode(
+                repeated,
+                strategy="sample",
+                temperature=temperature,
+                seed=seed,
+                batch_size=batch_size,
+                keys=attempt_keys,
+            )
         result: list[str | None] = []
         for i in range(n):
             # Greedy decode first in each Counter, so most_common breaks ties in its favour.
@@ -336,8 +386,15 @@ class MolVAE:
         tokenizer = self.tokenizer
         return [tokenizer.to_smiles(tokenizer.detokenize(toks)) for toks in self.vocab.decode_batch(ids)]
 
-    def sample(self, n: int, strategy: Strategy = "sample", temperature: float = 1.0, seed: int | None = None,
-               batch_size: int = 1024, prior: str | Prior | None = "auto") -> list[str]:
+    def sample(
+        self,
+        n: int,
+        strategy: Strategy = "sample",
+        temperature: float = 1.0,
+        seed: int | None = None,
+        batch_size: int = 1024,
+        prior: str | Prior | None = "auto",
+    ) -> list[str]:
         """Draw ``n`` latents from a prior and decode them.
 
         ``prior``: ``"auto"`` (the model's default prior: ``molvae info`` names it),
@@ -347,8 +404,15 @@ class MolVAE:
         """
         return [s for batch in self.iter_sample(n, strategy, temperature, seed, batch_size, prior) for s in batch]
 
-    def iter_sample(self, n: int, strategy: Strategy = "sample", temperature: float = 1.0, seed: int | None = None,
-                    batch_size: int = 1024, prior: str | Prior | None = "auto") -> Iterator[list[str]]:
+    def iter_sample(
+        self,
+        n: int,
+        strategy: Strategy = "sample",
+        temperature: float = 1.0,
+        seed: int | None = None,
+        batch_size: int = 1024,
+        prior: str | Prior | None = "auto",
+    ) -> Iterator[list[str]]:
         """:meth:`sample`, one list of strings per batch (of ``batch_size``).
 
         Latents are drawn a block at a time, so memory does not grow with ``n``.
@@ -360,8 +424,14 @@ class MolVAE:
         block = max(1, SAMPLE_BLOCK // check_batch_size(batch_size)) * batch_size
         for start in range(0, n, block):
             z = prior.sample(min(block, n - start), seed, start=start)
-            yield from self.iter_decode(z, strategy=strategy, temperature=temperature, seed=seed, batch_size=batch_size,
-                                        keys=np.arange(start, start + len(z)))
+            yield from self.iter_decode(
+                z,
+                strategy=strategy,
+                temperature=temperature,
+                seed=seed,
+                batch_size=batch_size,
+                keys=np.arange(start, start + len(z)),
+            )
 
     def prior(self, name: str | Prior | None = "auto") -> Prior:
         """The prior ``name`` of this model (see :meth:`sample`), loaded once and kept."""
@@ -372,7 +442,9 @@ class MolVAE:
             self._priors[key] = load_prior(self, key)
         return self._priors[key]
 
-    def reconstruct(self, smiles: Sequence[str], strategy: Strategy = "greedy", errors: str = "raise") -> list[str | None]:
+    def reconstruct(
+        self, smiles: Sequence[str], strategy: Strategy = "greedy", errors: str = "raise"
+    ) -> list[str | None]:
         """Encode (posterior mean) and decode back; None for inputs that could not be encoded."""
         z = self.encode(smiles, errors=errors)
         ok = ~np.isnan(z).any(axis=1)

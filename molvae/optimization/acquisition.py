@@ -48,9 +48,15 @@ class Proposal:
 
 def _maximize(acq: Any, p: Proposal, sequential: bool = False) -> torch.Tensor:
     """q points maximizing ``acq`` in the box (multi-start L-BFGS-B, BoTorch's optimize_acqf)."""
-    cand, _ = optimize_acqf(acq, bounds=p.bounds, q=p.q, num_restarts=p.config.num_restarts,
-                            raw_samples=p.config.raw_samples, sequential=sequential,
-                            options={"maxiter": p.config.acq_maxiter, "batch_limit": 8})
+    cand, _ = optimize_acqf(
+        acq,
+        bounds=p.bounds,
+        q=p.q,
+        num_restarts=p.config.num_restarts,
+        raw_samples=p.config.raw_samples,
+        sequential=sequential,
+        options={"maxiter": p.config.acq_maxiter, "batch_limit": 8},
+    )
     return cand.detach()
 
 
@@ -61,9 +67,12 @@ def propose_logei(p: Proposal) -> torch.Tensor:
     if p.constraint is None:
         return _maximize(qLogExpectedImprovement(p.model, best_f=p.Y.max()), p)
     constraint_model, floor = p.constraint
-    acq = qLogExpectedImprovement(ModelListGP(p.model, constraint_model), best_f=p.Y.max(),
-                                  objective=GenericMCObjective(lambda samples, X=None: samples[..., 0]),
-                                  constraints=[lambda samples: floor - samples[..., 1]])
+    acq = qLogExpectedImprovement(
+        ModelListGP(p.model, constraint_model),
+        best_f=p.Y.max(),
+        objective=GenericMCObjective(lambda samples, X=None: samples[..., 0]),
+        constraints=[lambda samples: floor - samples[..., 1]],
+    )
     return _maximize(acq, p, sequential=True)
 
 
@@ -83,8 +92,9 @@ def propose_ts(p: Proposal) -> torch.Tensor:
 def propose_pareto(p: Proposal) -> torch.Tensor:
     """Several objectives: qLogNoisyExpectedHypervolumeImprovement over ``ref_point``, candidates in turn."""
     load_botorch_kernels()  # its fused kernel, built under molvae's lock (molvae.extensions)
-    acq = qLogNoisyExpectedHypervolumeImprovement(p.model, ref_point=p.ref_point.tolist(), X_baseline=p.X,
-                                                  prune_baseline=True)
+    acq = qLogNoisyExpectedHypervolumeImprovement(
+        p.model, ref_point=p.ref_point.tolist(), X_baseline=p.X, prune_baseline=True
+    )
     return _maximize(acq, p, sequential=True)
 
 
@@ -102,9 +112,16 @@ ACQUISITIONS: dict[str, Acquisition] = {
 }
 
 
-def propose_latents(model: Any, X: torch.Tensor, Y: torch.Tensor, bounds: torch.Tensor, q: int,
-                    config: OptimizeConfig, ref_point: torch.Tensor | None = None,
-                    constraint: tuple[Any, float] | None = None) -> torch.Tensor:
+def propose_latents(
+    model: Any,
+    X: torch.Tensor,
+    Y: torch.Tensor,
+    bounds: torch.Tensor,
+    q: int,
+    config: OptimizeConfig,
+    ref_point: torch.Tensor | None = None,
+    constraint: tuple[Any, float] | None = None,
+) -> torch.Tensor:
     """q new latent points maximizing the acquisition inside ``bounds`` (2 x d): ``config.acquisition``
     for one objective, :func:`propose_pareto` for several."""
     p = Proposal(model, X, Y, bounds, q, config, constraint, ref_point)

@@ -24,8 +24,15 @@ __all__ = ["BASELINES", "run_baseline", "run_baselines", "load_baseline_tables"]
 BASELINES = ("prior", "screen")
 
 
-def run_baseline(model, config: OptimizeConfig, out: str | Path, method: str, objectives: list[Objective] | None = None,
-                 resume: bool = False, progress: bool | None = False) -> Optimizer:
+def run_baseline(
+    model,
+    config: OptimizeConfig,
+    out: str | Path,
+    method: str,
+    objectives: list[Objective] | None = None,
+    resume: bool = False,
+    progress: bool | None = False,
+) -> Optimizer:
     if method not in BASELINES:
         raise ValueError(f"baseline must be one of {BASELINES}, got {method!r}")
     cfg = dataclasses.replace(config, method=method, n_init=0, init_file=None, init_smiles_column=None)
@@ -34,11 +41,19 @@ def run_baseline(model, config: OptimizeConfig, out: str | Path, method: str, ob
     return Optimizer(model, cfg, out, objectives=objectives, resume=resume, progress=progress).run()
 
 
-def run_baselines(model, config: OptimizeConfig, out: str | Path, methods=BASELINES,
-                  objectives: list[Objective] | None = None, resume: bool = False,
-                  progress: bool | None = False) -> dict[str, Optimizer]:
+def run_baselines(
+    model,
+    config: OptimizeConfig,
+    out: str | Path,
+    methods=BASELINES,
+    objectives: list[Objective] | None = None,
+    resume: bool = False,
+    progress: bool | None = False,
+) -> dict[str, Optimizer]:
     """Run each baseline into ``out/baselines/<name>``."""
-    return {m: run_baseline(model, config, Path(out) / BASELINES_DIR / m, m, objectives, resume, progress) for m in methods}
+    return {
+        m: run_baseline(model, config, Path(out) / BASELINES_DIR / m, m, objectives, resume, progress) for m in methods
+    }
 
 
 def load_baseline_tables(out: str | Path) -> dict[str, pd.DataFrame]:

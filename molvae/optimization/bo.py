@@ -27,7 +27,28 @@ from molvae.optimization.proposers import round_seed as _seed_for
 from molvae.optimization.store import STATE_VERSION, check_new_run_dir, model_identity, read_state
 from molvae.optimization.subspace import ACTIVE_SAMPLE, active_latent_dimensions
 
-__all__ = ["ACTIVE_SAMPLE", "METHODS", "RESUME_MAY_CHANGE", "STATE_VERSION", "SUBSPACES", "OptimizeConfig",
-           "Optimizer", "TrustRegion", "_seed_for", "active_latent_dimensions", "check_new_run_dir",
-           "check_resume_settings", "data_box", "feasible_box", "fit_gp", "gp_window_index", "init_score_fields",
-           "model_identity", "optimize", "read_state", "resume_config", "saved_settings", "trust_region_box"]
+__all__ = [
+    "ACTIVE_SAMPLE",
+    "METHODS",
+    "RESUME_MAY_CHANGE",
+    "STATE_VERSION",
+    "SUBSPACES",
+    "OptimizeConfig",
+    "Optimizer",
+    "TrustRegion",
+    "_seed_for",
+    "active_latent_dimensions",
+    "check_new_run_dir",
+    "check_resume_settings",
+    "data_box",
+    "feasible_box",
+    "fit_gp",
+    "gp_window_index",
+    "init_score_fields",
+    "model_identity",
+    "optimize",
+    "read_state",
+    "resume_config",
+    "saved_settings",
+    "trust_region_box",
+]

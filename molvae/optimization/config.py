@@ -19,8 +19,16 @@ from molvae.optimization.constraints import Constraints, range_table
 from molvae.optimization.objectives import parse_objectives
 from molvae.optimization.store import read_run_config
 
-__all__ = ["METHODS", "SUBSPACES", "RESUME_MAY_CHANGE", "OptimizeConfig", "check_resume_settings", "resolve_method",
-           "resume_config", "saved_settings"]
+__all__ = [
+    "METHODS",
+    "SUBSPACES",
+    "RESUME_MAY_CHANGE",
+    "OptimizeConfig",
+    "check_resume_settings",
+    "resolve_method",
+    "resume_config",
+    "saved_settings",
+]
 
 METHODS = ("auto", "bo", "turbo", "prior", "screen")
 SUBSPACES = ("auto", "active", "full")
@@ -85,18 +93,20 @@ class OptimizeConfig:
     # scores then appear in evaluations.csv); by default they are recorded, not scored, and cost nothing
     score_infeasible: bool = False
 
-    def validate(self) -> "OptimizeConfig":
+    def validate(self) -> OptimizeConfig:
         """Check types and ranges (:func:`molvae.config.validate_config`); returns ``self``."""
         validate_config(self, "optimization config")
         if not 1 <= len(self.objectives) <= 3:
             raise ConfigError(f"optimization config: one to three objectives, got {len(self.objectives)}")
         if self.init_smiles_column is not None and self.init_file is None:
-            raise ConfigError("optimization config: init_smiles_column (--smiles-column) names a column of the "
-                              "init_file (--init), and there is none")
+            raise ConfigError(
+                "optimization config: init_smiles_column (--smiles-column) names a column of the "
+                "init_file (--init), and there is none"
+            )
         return self
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "OptimizeConfig":
+    def from_dict(cls, data: dict[str, Any]) -> OptimizeConfig:
         """Build from parsed JSON; unknown fields and bad values raise :class:`ConfigError`."""
         return config_from_dict(cls, data, "optimization config").validate()
 
@@ -124,8 +134,9 @@ def saved_settings(out: str | Path) -> dict[str, Any]:
     return saved
 
 
-def check_resume_settings(out: str | Path, saved: dict[str, Any], given: dict[str, Any],
-                          names: Mapping[str, str] | None = None) -> None:
+def check_resume_settings(
+    out: str | Path, saved: dict[str, Any], given: dict[str, Any], names: Mapping[str, str] | None = None
+) -> None:
     """A one-line :class:`ConfigError` when ``given`` settings differ from those the run in ``out`` was saved with.
 
     A resume continues the saved run exactly (same batch, seed, method, constraints...), so a
@@ -133,16 +144,24 @@ def check_resume_settings(out: str | Path, saved: dict[str, Any], given: dict[st
     ``names`` shows a setting under another name (the CLI's option) in the message.
     """
     names = names or {}
-    changed = [names.get(k, k) + ("" if v is None or v is True else f" {v!r}") + f" (the run has {saved.get(k)!r})"
-               for k, v in given.items() if k not in RESUME_MAY_CHANGE and saved.get(k) != v]
+    changed = [
+        names.get(k, k) + ("" if v is None or v is True else f" {v!r}") + f" (the run has {saved.get(k)!r})"
+        for k, v in given.items()
+        if k not in RESUME_MAY_CHANGE and saved.get(k) != v
+    ]
     if changed:
-        raise ConfigError(f"{out}: a resumed run keeps the settings it was started with (only "
-                          f"{' and '.join(names.get(k, k) for k in RESUME_MAY_CHANGE)} may change); got "
-                          + "; ".join(changed))
+        raise ConfigError(
+            f"{out}: a resumed run keeps the settings it was started with (only "
+            f"{' and '.join(names.get(k, k) for k in RESUME_MAY_CHANGE)} may change); got " + "; ".join(changed)
+        )
 
 
-def resume_config(out: str | Path, given: Mapping[str, Any], names: Mapping[str, str] | None = None,
-                  objectives_option: str | None = None) -> OptimizeConfig:
+def resume_config(
+    out: str | Path,
+    given: Mapping[str, Any],
+    names: Mapping[str, str] | None = None,
+    objectives_option: str | None = None,
+) -> OptimizeConfig:
     """The configuration that resumes the run saved in ``out``: its own settings, with the stopping rules of ``given``.
 
     ``given`` holds the settings passed with the resume: ``OptimizeConfig`` fields, or single
@@ -168,8 +187,9 @@ def resume_config(out: str | Path, given: Mapping[str, Any], names: Mapping[str,
     if objectives_option and "objectives" in given:
         spec = given["objectives"]
         if _objective_names(spec) != _objective_names(config.objectives):
-            raise MolvaeError(f"{out} optimizes {', '.join(config.objectives)}, not {spec}; drop {objectives_option} "
-                              "to resume")
+            raise MolvaeError(
+                f"{out} optimizes {', '.join(config.objectives)}, not {spec}; drop {objectives_option} to resume"
+            )
     before = {**saved, **{k: view(saved) for k, (_, view) in _COMPARED.items() if k in given}}
     now = {k: _COMPARED[k][0](v) if k in _COMPARED else v for k, v in given.items()}
     check_resume_settings(out, before, now, names)
@@ -202,10 +222,14 @@ def _range_lists(ranges: Mapping[str, Sequence[float]]) -> dict[str, list[float]
 _COMPARED: dict[str, tuple[Callable[[Any], Any], Callable[[dict[str, Any]], Any]]] = {
     "objectives": (_objective_names, lambda saved: _objective_names(saved.get("objectives", []))),
     "constraints": (_rules, lambda saved: _rules(saved.get("constraints"))),
-    "constraints.reference": (lambda v: Constraints(reference=v).reference,
-                              lambda saved: _saved_rules(saved).reference),
+    "constraints.reference": (
+        lambda v: Constraints(reference=v).reference,
+        lambda saved: _saved_rules(saved).reference,
+    ),
     "constraints.min_similarity": (float, lambda saved: _saved_rules(saved).min_similarity),
     "constraints.alerts": (_alerts, lambda saved: list(_saved_rules(saved).alerts or []) or None),
-    "constraints.ranges": (lambda v: _range_lists(range_table(v)),
-                           lambda saved: _range_lists(_saved_rules(saved).ranges) or None),
+    "constraints.ranges": (
+        lambda v: _range_lists(range_table(v)),
+        lambda saved: _range_lists(_saved_rules(saved).ranges) or None,
+    ),
 }

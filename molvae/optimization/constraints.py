@@ -29,8 +29,10 @@ def parse_range(text: str) -> tuple[str, tuple[float, float]]:
     except ValueError:
         raise ObjectiveError(f"expected PROPERTY=LOW:HIGH (e.g. mw=200:500), got {text!r}") from None
     if not all(math.isfinite(b) for b in bounds):
-        raise ObjectiveError(f"{text!r}: the bounds must be finite numbers (for an open end, a bound beyond any "
-                             "molecule, such as mw=0:100000)")
+        raise ObjectiveError(
+            f"{text!r}: the bounds must be finite numbers (for an open end, a bound beyond any "
+            "molecule, such as mw=0:100000)"
+        )
     return prop.strip(), bounds
 
 
@@ -39,8 +41,9 @@ def range_table(ranges: Sequence[tuple[str, tuple[float, float]]]) -> dict[str, 
     table: dict[str, tuple[float, float]] = {}
     for prop, bounds in ranges:
         if prop in table:
-            raise ObjectiveError(f"--range {prop} given twice ({_span(table[prop])} and {_span(bounds)}); give one "
-                                 "range per property")
+            raise ObjectiveError(
+                f"--range {prop} given twice ({_span(table[prop])} and {_span(bounds)}); give one range per property"
+            )
         table[prop] = bounds
     return table
 
@@ -73,7 +76,9 @@ class Constraints:
                 raise ObjectiveError(f"min similarity must be in [0, 1], got {self.min_similarity}")
         for prop, (lo, hi) in self.ranges.items():
             if prop not in chemistry.PROPERTIES:
-                raise ObjectiveError(f"unknown property {prop!r} in range; known: {', '.join(sorted(chemistry.PROPERTIES))}")
+                raise ObjectiveError(
+                    f"unknown property {prop!r} in range; known: {', '.join(sorted(chemistry.PROPERTIES))}"
+                )
             if not (math.isfinite(lo) and math.isfinite(hi)):
                 raise ObjectiveError(f"range for {prop}: the bounds must be finite numbers, got [{lo}, {hi}]")
             if lo > hi:
@@ -89,8 +94,9 @@ class Constraints:
     def active(self) -> bool:
         return self.min_similarity is not None or bool(self.alerts) or bool(self.ranges)
 
-    def check(self, smiles: Sequence[str], properties: dict[str, np.ndarray] | None = None
-              ) -> tuple[np.ndarray, list[str], np.ndarray]:
+    def check(
+        self, smiles: Sequence[str], properties: dict[str, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, list[str], np.ndarray]:
         """(feasible, reason, similarity) for valid canonical SMILES."""
         smiles = list(smiles)
         n = len(smiles)
@@ -117,12 +123,20 @@ class Constraints:
         return feasible, ["; ".join(r) for r in reasons], similarity
 
     def to_dict(self) -> dict[str, Any]:
-        return {"reference": self.reference, "reference_name": self.reference_name,
-                "min_similarity": self.min_similarity, "alerts": list(self.alerts) if self.alerts else None,
-                "ranges": {k: list(v) for k, v in self.ranges.items()}}
+        return {
+            "reference": self.reference,
+            "reference_name": self.reference_name,
+            "min_similarity": self.min_similarity,
+            "alerts": list(self.alerts) if self.alerts else None,
+            "ranges": {k: list(v) for k, v in self.ranges.items()},
+        }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Constraints":
-        return cls(reference=data.get("reference"), reference_name=data.get("reference_name"),
-                   min_similarity=data.get("min_similarity"), alerts=data.get("alerts"),
-                   ranges={k: (float(v[0]), float(v[1])) for k, v in (data.get("ranges") or {}).items()})
+    def from_dict(cls, data: dict[str, Any]) -> Constraints:
+        return cls(
+            reference=data.get("reference"),
+            reference_name=data.get("reference_name"),
+            min_similarity=data.get("min_similarity"),
+            alerts=data.get("alerts"),
+            ranges={k: (float(v[0]), float(v[1])) for k, v in (data.get("ranges") or {}).items()},
+        )

@@ -32,8 +32,14 @@ __all__ = ["initial_design", "init_score_fields", "lead_design", "moses_design",
 Rows = list[dict[str, Any]]
 
 
-def initial_design(model, oracle: Oracle, config: OptimizeConfig, method: str, constraints: Constraints,
-                   objectives: Sequence[Objective]) -> Rows:
+def initial_design(
+    model,
+    oracle: Oracle,
+    config: OptimizeConfig,
+    method: str,
+    constraints: Constraints,
+    objectives: Sequence[Objective],
+) -> Rows:
     """Score the run's initial design (round 0); returns the oracle's rows."""
     n = min(config.n_init, oracle.remaining)  # 0 with --budget 0: nothing to draw
     if config.init_file:
@@ -100,12 +106,18 @@ def file_design(oracle: Oracle, path: str, smiles_column: str | None, objectives
     alt = [o.name for o in objectives]
     have = init_score_fields(path, fields, alt, oracle.score_columns)
     if not all(h is not None for h in have):
-        log.info("--init %s: no column of scores for %s; its molecules are scored", path,
-                 ", ".join(a for a, h in zip(alt, have) if h is None))
+        log.info(
+            "--init %s: no column of scores for %s; its molecules are scored",
+            path,
+            ", ".join(a for a, h in zip(alt, have) if h is None),
+        )
         smiles = read_smiles(path, column=smiles_column, allow_empty=False)
         return oracle.evaluate(smiles, round=0, source="init-file")
-    log.info("--init %s: scores from %s", path,
-             ", ".join(f"column {h!r}" + (f" for {a}" if h != a else "") for h, a in zip(have, alt)))
+    log.info(
+        "--init %s: scores from %s",
+        path,
+        ", ".join(f"column {h!r}" + (f" for {a}" if h != a else "") for h, a in zip(have, alt)),
+    )
     # A column named like a built-in objective holds the property as `molvae properties` and
     # evaluations.csv write it: raw SA for the objective sa, which is minus SA.
     signs = [BUILTIN_OBJECTIVES[a][1] if h == a and a in BUILTIN_OBJECTIVES else 1.0 for h, a in zip(have, alt)]
@@ -118,13 +130,15 @@ def file_design(oracle: Oracle, path: str, smiles_column: str | None, objectives
             try:
                 scores[i, j] = signs[j] * float(value)
             except (TypeError, ValueError):
-                raise MolvaeError(f"{path}, record {i + 1}: score column {have[j]!r} holds {value!r}, "
-                                  "not a number") from None
+                raise MolvaeError(
+                    f"{path}, record {i + 1}: score column {have[j]!r} holds {value!r}, not a number"
+                ) from None
     return oracle.add_supplied([smiles for smiles, _ in records], scores, round=0, source="init-file")
 
 
-def init_score_fields(path: str, fields: Sequence[str], objectives: Sequence[str],
-                      columns: Sequence[str]) -> list[str | None]:
+def init_score_fields(
+    path: str, fields: Sequence[str], objectives: Sequence[str], columns: Sequence[str]
+) -> list[str | None]:
     """Per objective, the field of an --init file holding its values, or None (``columns``: the run's score columns).
 
     A column named as the objective (``qed``, as `molvae properties` writes it) says what
@@ -140,9 +154,11 @@ def init_score_fields(path: str, fields: Sequence[str], objectives: Sequence[str
         elif col not in fields:
             chosen.append(None)
         elif col == "score" and owner is not None and owner != list(objectives):
-            raise MolvaeError(f"--init {path}: its score column holds {', '.join(owner)} (the run's config.json "
-                              f"says so), not {name}; give a file with a {name!r} column (`molvae properties` "
-                              "writes one) or a list of molecules to have them scored")
+            raise MolvaeError(
+                f"--init {path}: its score column holds {', '.join(owner)} (the run's config.json "
+                f"says so), not {name}; give a file with a {name!r} column (`molvae properties` "
+                "writes one) or a list of molecules to have them scored"
+            )
         else:
             chosen.append(col)
     return chosen

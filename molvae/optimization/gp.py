@@ -27,8 +27,17 @@ from molvae.optimization.constraints import Constraints
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GPData", "TrustRegion", "data_box", "feasible_box", "fit_gp", "gp_data", "gp_window_index", "lengthscale",
-           "trust_region_box"]
+__all__ = [
+    "GPData",
+    "TrustRegion",
+    "data_box",
+    "feasible_box",
+    "fit_gp",
+    "gp_data",
+    "gp_window_index",
+    "lengthscale",
+    "trust_region_box",
+]
 
 
 class GPData(NamedTuple):
@@ -54,15 +63,24 @@ def gp_window_index(Y: np.ndarray, window: int) -> np.ndarray:
     return np.sort(np.concatenate([best, np.array(latest, dtype=int)]))
 
 
-def gp_data(records: Sequence[dict[str, Any]], latents: Mapping[str, np.ndarray], score_columns: Sequence[str],
-            latent_dim: int, window: int) -> GPData:
+def gp_data(
+    records: Sequence[dict[str, Any]],
+    latents: Mapping[str, np.ndarray],
+    score_columns: Sequence[str],
+    latent_dim: int,
+    window: int,
+) -> GPData:
     """The :class:`GPData` of oracle records (scored, supplied or infeasible) whose molecule has a finite code
     in ``latents``, cut to the GP's ``window`` (:func:`gp_window_index`)."""
     recs = [r for r in records if np.all(np.isfinite(latents.get(r["smiles"], np.nan)))]
     if not recs:
         empty = torch.empty(0, latent_dim, dtype=torch.float64)
-        return GPData(empty, torch.empty(0, len(score_columns), dtype=torch.float64),
-                      torch.empty(0, dtype=torch.float64), torch.empty(0, dtype=torch.bool))
+        return GPData(
+            empty,
+            torch.empty(0, len(score_columns), dtype=torch.float64),
+            torch.empty(0, dtype=torch.float64),
+            torch.empty(0, dtype=torch.bool),
+        )
     X = np.stack([latents[r["smiles"]] for r in recs]).astype(np.float64)
     Y = np.array([[r[c] for c in score_columns] for r in recs], dtype=np.float64)
     feasible = np.array([bool(r["feasible"]) for r in recs])
@@ -73,8 +91,12 @@ def gp_data(records: Sequence[dict[str, Any]], latents: Mapping[str, np.ndarray]
         Y[~feasible | ~finite[:, j], j] = worst
     keep = gp_window_index(Y, window)
     sim = np.array([r.get("similarity", np.nan) for r in recs], dtype=np.float64)
-    return GPData(torch.from_numpy(X[keep]), torch.from_numpy(Y[keep]), torch.from_numpy(sim[keep]),
-                  torch.from_numpy(feasible[keep]))
+    return GPData(
+        torch.from_numpy(X[keep]),
+        torch.from_numpy(Y[keep]),
+        torch.from_numpy(sim[keep]),
+        torch.from_numpy(feasible[keep]),
+    )
 
 
 def fit_gp(X: torch.Tensor, Y: torch.Tensor, bounds: torch.Tensor, maxiter: int | None = 100) -> SingleTaskGP:
@@ -88,8 +110,9 @@ def fit_gp(X: torch.Tensor, Y: torch.Tensor, bounds: torch.Tensor, maxiter: int 
         # Constant outcomes (e.g. every molecule so far infeasible) make botorch warn each
         # round that Y is not standardized; the GP is then flat, which is the right answer.
         warnings.filterwarnings("ignore", category=InputDataWarning, message=r"Data \(outcome observations\)")
-        model = SingleTaskGP(X, Y, input_transform=Normalize(d=X.shape[-1], bounds=bounds),
-                             outcome_transform=Standardize(m=Y.shape[-1]))
+        model = SingleTaskGP(
+            X, Y, input_transform=Normalize(d=X.shape[-1], bounds=bounds), outcome_transform=Standardize(m=Y.shape[-1])
+        )
         mll = ExactMarginalLogLikelihood(model.likelihood, model)
         try:
             fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter}} if maxiter else None)
@@ -153,8 +176,9 @@ class TrustRegion:
             self.restarts += 1
             self.successes = self.failures = 0
 
-    def bounds(self, center: torch.Tensor, lengthscale: torch.Tensor | None, lb: torch.Tensor, ub: torch.Tensor
-               ) -> torch.Tensor:
+    def bounds(
+        self, center: torch.Tensor, lengthscale: torch.Tensor | None, lb: torch.Tensor, ub: torch.Tensor
+    ) -> torch.Tensor:
         """Box around ``center`` (raw latent units), widths scaled by the GP lengthscales, inside [lb, ub]."""
         span = ub - lb
         if lengthscale is None:
@@ -186,8 +210,9 @@ def feasible_box(X: torch.Tensor, feasible: torch.Tensor, bounds: torch.Tensor, 
     return torch.stack([torch.maximum(box[0], bounds[0]), torch.minimum(box[1], bounds[1])])
 
 
-def trust_region_box(X: torch.Tensor, feasible: torch.Tensor, bounds: torch.Tensor,
-                     constraints: Constraints) -> torch.Tensor:
+def trust_region_box(
+    X: torch.Tensor, feasible: torch.Tensor, bounds: torch.Tensor, constraints: Constraints
+) -> torch.Tensor:
     """The box TuRBO's region is a fraction of: ``bounds``, or under a similarity constraint
     the :func:`feasible_box`.
 

@@ -27,8 +27,9 @@ class ScoreJournal:
 
     def append(self, smiles: Sequence[str], scores: np.ndarray) -> None:
         """Add one call's scores (one row per molecule) and fsync them."""
-        lines = "".join(json.dumps({"smiles": s, "scores": [float(v) for v in row]}) + "\n"
-                        for s, row in zip(smiles, scores))
+        lines = "".join(
+            json.dumps({"smiles": s, "scores": [float(v) for v in row]}) + "\n" for s, row in zip(smiles, scores)
+        )
         # One write plus fsync per call: a kill leaves at most a torn last line, which read() drops.
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(lines)
@@ -59,5 +60,7 @@ class ScoreJournal:
             entry = json.loads(line)
             return str(entry["smiles"]), np.asarray(entry["scores"], dtype=np.float64).reshape(n_objectives)
         except (ValueError, KeyError, TypeError) as exc:
-            raise ObjectiveError(f"{self.path}, line {lineno}: unreadable score record ({exc}); "
-                                 "the objectives may have changed since the run began") from None
+            raise ObjectiveError(
+                f"{self.path}, line {lineno}: unreadable score record ({exc}); "
+                "the objectives may have changed since the run began"
+            ) from None

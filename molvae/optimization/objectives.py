@@ -95,9 +95,11 @@ class Objective:
         except MolvaeError:
             raise
         except SystemExit as exc:  # sys.exit() inside an objective must not end the run silently, or with exit 0
-            raise ObjectiveFailure(f"objective {self.name!r} called sys.exit({exc.code!r}) while scoring "
-                                   f"{len(smiles)} molecules; an objective returns scores (NaN for a molecule it "
-                                   "cannot score) and cannot end the run") from None
+            raise ObjectiveFailure(
+                f"objective {self.name!r} called sys.exit({exc.code!r}) while scoring "
+                f"{len(smiles)} molecules; an objective returns scores (NaN for a molecule it "
+                "cannot score) and cannot end the run"
+            ) from None
         except Exception as exc:  # a user callable failed: say which one
             raise ObjectiveFailure(f"objective {self.name!r} raised {type(exc).__name__}: {exc}") from exc
         try:
@@ -159,13 +161,16 @@ def _parse_assignments(kind: str, body: str, spec: str) -> list[tuple[str, str]]
     out = []
     for item in body.split(","):
         if "=" not in item:
-            raise ObjectiveError(f"malformed objective {spec!r}: expected property=value in {kind}(...), got {item.strip()!r}")
+            raise ObjectiveError(
+                f"malformed objective {spec!r}: expected property=value in {kind}(...), got {item.strip()!r}"
+            )
         prop, value = (x.strip() for x in item.split("=", 1))
         if prop not in chemistry.PROPERTIES:
             close = difflib.get_close_matches(prop, list(chemistry.PROPERTIES), n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise ObjectiveError(
-                f"malformed objective {spec!r}: unknown property {prop!r}{hint} (known: {', '.join(sorted(chemistry.PROPERTIES))})"
+                f"malformed objective {spec!r}: unknown property {prop!r}{hint} (known: "
+                f"{', '.join(sorted(chemistry.PROPERTIES))})"
             )
         out.append((prop, value))
     return out
@@ -208,7 +213,11 @@ def _range(body: str, spec: str) -> Objective:
         sq = 0.0
         for p, lo, hi in ranges:
             v = table[p].to_numpy()
-            sq = sq + (np.maximum(lo - v, 0.0) / TARGET_SCALES[p]) ** 2 + (np.maximum(v - hi, 0.0) / TARGET_SCALES[p]) ** 2
+            sq = (
+                sq
+                + (np.maximum(lo - v, 0.0) / TARGET_SCALES[p]) ** 2
+                + (np.maximum(v - hi, 0.0) / TARGET_SCALES[p]) ** 2
+            )
         return -np.sqrt(sq)
 
     desc = "minus scaled distance outside " + ", ".join(f"{p} in [{lo:g}, {hi:g}]" for p, lo, hi in ranges)
@@ -222,11 +231,16 @@ def _import_callable(spec: str) -> Objective:
     except ImportError as exc:
         # `molvae` is an installed script: the working directory is not on its import path
         here = Path(*module_name.split(".")).with_suffix(".py")
-        hint = (f"; {here} is in this directory: pass it as a file, --objective {here}:{attr}" if here.is_file()
-                else "; install it, add its folder to PYTHONPATH, or pass a file: path/to/file.py:function")
+        hint = (
+            f"; {here} is in this directory: pass it as a file, --objective {here}:{attr}"
+            if here.is_file()
+            else "; install it, add its folder to PYTHONPATH, or pass a file: path/to/file.py:function"
+        )
         raise ObjectiveError(f"objective {spec!r}: cannot import module {module_name!r} ({exc}){hint}") from None
     except Exception as exc:
-        raise ObjectiveError(f"objective {spec!r}: importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
+        raise ObjectiveError(
+            f"objective {spec!r}: importing {module_name!r} failed: {type(exc).__name__}: {exc}"
+        ) from None
     return _attribute_objective(spec, obj, module_name, attr)
 
 
@@ -275,7 +289,9 @@ def _single(spec: str) -> Objective:
     if m:
         return _target(m.group(2), spec) if m.group(1) == "target" else _range(m.group(2), spec)
     if re.match(r"^(target|range)\b", spec):
-        raise ObjectiveError(f"malformed objective {spec!r}: expected e.g. target(logp=2.5,tpsa=70) or range(mw=250:450)")
+        raise ObjectiveError(
+            f"malformed objective {spec!r}: expected e.g. target(logp=2.5,tpsa=70) or range(mw=250:450)"
+        )
     m = _FILE_CALLABLE_RE.match(spec)  # before module:function, which "scoring.py:score" also matches
     if m:
         return _file_callable(m.group(1), m.group(2))
@@ -316,8 +332,12 @@ def parse_objective(spec: str | Callable | Objective, name: str | None = None) -
     def score(smiles: list[str]) -> np.ndarray:
         return sum(w * obj(smiles) for w, obj in parsed)
 
-    return Objective(spec, score, "weighted sum: " + " + ".join(f"{w:g}*{o.name}" for w, o in parsed),
-                     batch_size=call_size([o for _, o in parsed]))
+    return Objective(
+        spec,
+        score,
+        "weighted sum: " + " + ".join(f"{w:g}*{o.name}" for w, o in parsed),
+        batch_size=call_size([o for _, o in parsed]),
+    )
 
 
 def call_size(objectives: Sequence[Objective]) -> int | None:

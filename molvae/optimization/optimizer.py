@@ -51,16 +51,28 @@ __all__ = ["Optimizer", "optimize"]
 class Optimizer:
     """One optimization run in ``out`` (its files: :mod:`molvae.optimization.store`)."""
 
-    def __init__(self, model, config: OptimizeConfig, out: str | Path, objectives: list[Objective] | None = None,
-                 resume: bool = False, progress: bool | None = None):
+    def __init__(
+        self,
+        model,
+        config: OptimizeConfig,
+        out: str | Path,
+        objectives: list[Objective] | None = None,
+        resume: bool = False,
+        progress: bool | None = None,
+    ):
         self.model = model
         self.out = Path(out)
         self.config = config.validate()
         self.objectives = objectives if objectives is not None else parse_objectives(config.objectives)
         self.constraints = Constraints.from_dict(config.constraints) if config.constraints else Constraints()
         self.store = RunStore(self.out)
-        self.oracle = Oracle(self.objectives, config.budget, self.constraints, journal=self.store.journal,
-                             score_infeasible=config.score_infeasible)
+        self.oracle = Oracle(
+            self.objectives,
+            config.budget,
+            self.constraints,
+            journal=self.store.journal,
+            score_infeasible=config.score_infeasible,
+        )
         check_output_dir(self.out, create=True)  # never a model's directory: config.json would replace its own
         # Held for this object's life: a second process resuming the same run would interleave its rows.
         self._lock: RunLock | None = lock_run_dir(self.out)
@@ -89,13 +101,20 @@ class Optimizer:
                 self._load()
         else:
             self.store.start_new()
-        self.store.write_config({"optimize": asdict(self.config), "method": self.method, "prior": self.prior.name,
-                                 "latent_dim": model.config.latent_dim})
+        self.store.write_config(
+            {
+                "optimize": asdict(self.config),
+                "method": self.method,
+                "prior": self.prior.name,
+                "latent_dim": model.config.latent_dim,
+            }
+        )
         self.store.record_environment(self.model_identity, self.round, resume)
 
     @property
     def search_dim(self) -> int:
-        """Dimensions the GP and the acquisition work in: the active ones unless ``subspace`` is (or fell back to) full."""
+        """Dimensions the GP and the acquisition work in: the active ones unless ``subspace`` is (or fell back to)
+        full."""
         return self.model.config.latent_dim if self.active is None else int(self.active.sum())
 
     # ---- persistence
@@ -116,8 +135,13 @@ class Optimizer:
             self.tr = TrustRegion(**state["trust_region"])
         self.timings = list(state.get("timings", []))
         self._encode_new(self.oracle.known_records())
-        log.info("resuming %s at round %d: %d oracle calls used of %d", self.out, self.round, self.oracle.calls,
-                 self.oracle.budget)
+        log.info(
+            "resuming %s at round %d: %d oracle calls used of %d",
+            self.out,
+            self.round,
+            self.oracle.calls,
+            self.oracle.budget,
+        )
 
     def save(self) -> None:
         """Write evaluations.csv, then state.json: the commit point of everything up to this round."""
@@ -126,14 +150,26 @@ class Optimizer:
 
     def state(self) -> dict[str, Any]:
         """What state.json holds (besides the commit point): round, counters, trust region, why the run stopped."""
-        return {"version": STATE_VERSION, "round": self.round, "method": self.method, "calls": self.oracle.calls,
-                "budget": self.oracle.budget, "n_invalid": self.oracle.n_invalid, "n_repeat": self.oracle.n_repeat,
-                "n_infeasible": sum(1 for r in self.oracle.known_records() if not r["feasible"]),
-                "n_unscored": self.oracle.n_unscored, "best": self.best_value(), "stalled": self.stalled,
-                "idle": self.idle, "screen_pos": self.screen.pos,
-                "active_dims": None if self.active is None else torch.nonzero(self.active).flatten().tolist(),
-                "trust_region": self.tr.to_dict(), "finished": self.finished, "stop_reason": self.stop_reason,
-                "timings": self.timings[-50:]}
+        return {
+            "version": STATE_VERSION,
+            "round": self.round,
+            "method": self.method,
+            "calls": self.oracle.calls,
+            "budget": self.oracle.budget,
+            "n_invalid": self.oracle.n_invalid,
+            "n_repeat": self.oracle.n_repeat,
+            "n_infeasible": sum(1 for r in self.oracle.known_records() if not r["feasible"]),
+            "n_unscored": self.oracle.n_unscored,
+            "best": self.best_value(),
+            "stalled": self.stalled,
+            "idle": self.idle,
+            "screen_pos": self.screen.pos,
+            "active_dims": None if self.active is None else torch.nonzero(self.active).flatten().tolist(),
+            "trust_region": self.tr.to_dict(),
+            "finished": self.finished,
+            "stop_reason": self.stop_reason,
+            "timings": self.timings[-50:],
+        }
 
     @property
     def finished(self) -> bool:
@@ -167,8 +203,13 @@ class Optimizer:
         return data.X, data.Y
 
     def _gp_data(self) -> GPData:
-        return gp_data(self.oracle.known_records(), self.latents, self.oracle.score_columns,
-                       self.model.config.latent_dim, self.config.gp_window)
+        return gp_data(
+            self.oracle.known_records(),
+            self.latents,
+            self.oracle.score_columns,
+            self.model.config.latent_dim,
+            self.config.gp_window,
+        )
 
     def best_value(self) -> float | None:
         """The best feasible score so far (one objective; None with several, or before any)."""
@@ -178,8 +219,9 @@ class Optimizer:
     # ---- rounds
     def initial_design(self) -> None:
         """Score the initial design (:mod:`molvae.optimization.designs`) and commit it."""
-        self._encode_new(initial_design(self.model, self.oracle, self.config, self.method, self.constraints,
-                                        self.objectives))
+        self._encode_new(
+            initial_design(self.model, self.oracle, self.config, self.method, self.constraints, self.objectives)
+        )
         self.save()
 
     def step(self) -> list[dict[str, Any]]:
@@ -216,8 +258,9 @@ class Optimizer:
             return "screen", self.screen.take(q)
         t = time.perf_counter()
         if is_local_round(self.config, self.method, self.stalled, self.constraints, len(self.objectives)):
-            smiles = local_molecules(self.model, self.oracle, self.latents, self.constraints,
-                                     self.config.init_radius, q, seed)
+            smiles = local_molecules(
+                self.model, self.oracle, self.latents, self.constraints, self.config.init_radius, q, seed
+            )
             timing["decode"] = time.perf_counter() - t
             return "local", smiles
         if self.method == "prior":
@@ -225,8 +268,12 @@ class Optimizer:
         else:
             z = self._propose(q, timing)
         t = time.perf_counter()
-        smiles = self.model.decode_valid(z.float().numpy(), attempts=self.config.decode_attempts,
-                                         temperature=self.config.decode_temperature, seed=seed)
+        smiles = self.model.decode_valid(
+            z.float().numpy(),
+            attempts=self.config.decode_attempts,
+            temperature=self.config.decode_temperature,
+            seed=seed,
+        )
         timing["decode"] = time.perf_counter() - t
         return self.method, smiles
 
@@ -235,11 +282,15 @@ class Optimizer:
         data = self._gp_data()
         if len(data.X) < 2:
             return torch.from_numpy(self.prior.sample(q, seed=round_seed(self.config.seed, self.round))).double()
-        return subspace_codes(data, q, self.active, lambda sub: gp_codes(
-            sub, q, self.config, self.constraints, self.method, self.tr, self.idle, timing))
+        return subspace_codes(
+            data,
+            q,
+            self.active,
+            lambda sub: gp_codes(sub, q, self.config, self.constraints, self.method, self.tr, self.idle, timing),
+        )
 
     # ---- driving the run
-    def run(self) -> "Optimizer":
+    def run(self) -> Optimizer:
         """Run to the end (initial design first, unless done), then write the reports; returns ``self``."""
         if self._lock is None:  # run() again after an earlier run() released it
             self._lock = lock_run_dir(self.out)
@@ -250,12 +301,16 @@ class Optimizer:
             self._lock.release()
             self._lock = None
 
-    def _run(self) -> "Optimizer":
+    def _run(self) -> Optimizer:
         if not self.initialized:
             self.initial_design()
-        bar = tqdm(total=self.oracle.budget, initial=self.oracle.calls,
-                   disable=None if self.progress is None else not self.progress,
-                   desc=f"optimize ({self.method})", unit="call")
+        bar = tqdm(
+            total=self.oracle.budget,
+            initial=self.oracle.calls,
+            disable=None if self.progress is None else not self.progress,
+            desc=f"optimize ({self.method})",
+            unit="call",
+        )
         try:
             while not self.finished:
                 rows = self.step()
@@ -270,11 +325,19 @@ class Optimizer:
         if self.oracle.scored_records():
             self.write_reports()
         if self.stop_reason == "patience":
-            log.warning("stopped after %d rounds without a new molecule to score (%d of %d oracle calls used)",
-                        self.stalled, self.oracle.calls, self.oracle.budget)
+            log.warning(
+                "stopped after %d rounds without a new molecule to score (%d of %d oracle calls used)",
+                self.stalled,
+                self.oracle.calls,
+                self.oracle.budget,
+            )
         elif self.stop_reason == "max_rounds":
-            log.warning("stopped at the round limit (%d rounds) with %d of %d oracle calls used",
-                        self.round, self.oracle.calls, self.oracle.budget)
+            log.warning(
+                "stopped at the round limit (%d rounds) with %d of %d oracle calls used",
+                self.round,
+                self.oracle.calls,
+                self.oracle.budget,
+            )
         return self
 
     # ---- reports
@@ -283,9 +346,16 @@ class Optimizer:
         return report.feasible_rows(self.oracle.dataframe())
 
     def write_reports(self, baselines: dict[str, pd.DataFrame] | None = None) -> None:
-        """best.csv, best.sdf, pareto.csv, progress.png and best.png (:func:`molvae.optimization.report.write_reports`)."""
-        report.write_reports(self.out, self.oracle.dataframe(), self.oracle.score_columns, self.config.top_k,
-                             [o.description or o.name for o in self.objectives], baselines=baselines)
+        """best.csv, best.sdf, pareto.csv, progress.png and best.png
+        (:func:`molvae.optimization.report.write_reports`)."""
+        report.write_reports(
+            self.out,
+            self.oracle.dataframe(),
+            self.oracle.score_columns,
+            self.config.top_k,
+            [o.description or o.name for o in self.objectives],
+            baselines=baselines,
+        )
 
 
 @contextmanager
@@ -301,8 +371,14 @@ def _torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
-def optimize(model, objectives: str | list[str], out: str | Path, resume: bool = False, progress: bool | None = False,
-             **options: Any) -> Optimizer:
+def optimize(
+    model,
+    objectives: str | list[str],
+    out: str | Path,
+    resume: bool = False,
+    progress: bool | None = False,
+    **options: Any,
+) -> Optimizer:
     """Run (or resume) an optimization; returns the finished :class:`Optimizer`.
 
     A resume keeps the run's settings: options other than ``budget`` and ``max_rounds`` must match

@@ -48,8 +48,14 @@ class Oracle:
     KNOWN = ("scored", "supplied", "infeasible")  # a distinct valid molecule the run has seen
     SCORED = ("scored", "supplied")  # a molecule with scores (paid for, or from an --init file)
 
-    def __init__(self, objectives: Sequence[Objective], budget: int, constraints: Constraints | None = None,
-                 journal: str | Path | None = None, score_infeasible: bool = False):
+    def __init__(
+        self,
+        objectives: Sequence[Objective],
+        budget: int,
+        constraints: Constraints | None = None,
+        journal: str | Path | None = None,
+        score_infeasible: bool = False,
+    ):
         if budget < 0:
             raise ObjectiveError(f"budget must be >= 0, got {budget}")
         self.objectives = list(objectives)
@@ -65,7 +71,9 @@ class Oracle:
         self.n_unscored = 0  # infeasible molecules recorded without an oracle call
         self.score_infeasible = bool(score_infeasible)
         self.journal = Path(journal) if journal is not None else None
-        self.score_cache: dict[str, np.ndarray] = {}  # canonical SMILES -> scores already paid for (this process or the journal)
+        self.score_cache: dict[
+            str, np.ndarray
+        ] = {}  # canonical SMILES -> scores already paid for (this process or the journal)
 
     # ---- columns
     @property
@@ -76,8 +84,19 @@ class Oracle:
 
     @property
     def columns(self) -> list[str]:
-        return (["call", "round", "source", "status", "smiles", *self.score_columns, "valid", "feasible", "reason",
-                 "similarity", *PROPERTY_COLUMNS])
+        return [
+            "call",
+            "round",
+            "source",
+            "status",
+            "smiles",
+            *self.score_columns,
+            "valid",
+            "feasible",
+            "reason",
+            "similarity",
+            *PROPERTY_COLUMNS,
+        ]
 
     @property
     def remaining(self) -> int:
@@ -102,8 +121,9 @@ class Oracle:
                 feasible, reason, similarity, props = checks[row]
                 if not feasible and not self.score_infeasible:
                     self.n_unscored += 1
-                    row = self._row(None, round, source, "infeasible", smiles=row, reason=reason,
-                                    similarity=similarity, props=props)
+                    row = self._row(
+                        None, round, source, "infeasible", smiles=row, reason=reason, similarity=similarity, props=props
+                    )
                 elif len(new) < self.remaining:
                     new.append(row)
                     row = None  # filled with its score below
@@ -113,8 +133,9 @@ class Oracle:
         scores = self._score(new)
         return self._fill(kept, new, scores, round, source, "scored", checks)
 
-    def add_supplied(self, smiles: Sequence[str], scores: np.ndarray, round: int = 0, source: str = "init-file"
-                     ) -> list[dict[str, Any]]:
+    def add_supplied(
+        self, smiles: Sequence[str], scores: np.ndarray, round: int = 0, source: str = "init-file"
+    ) -> list[dict[str, Any]]:
         """Record molecules whose scores are given (no oracle call); invalid and repeated ones are counted."""
         scores = np.asarray(scores, dtype=np.float64).reshape(len(smiles), len(self.objectives))
         rows: list[dict[str, Any] | None] = []
@@ -126,8 +147,9 @@ class Oracle:
                 new.append(canonical)
                 new_scores.append(sc)
                 rows.append(None)
-        return self._fill(rows, new, np.asarray(new_scores).reshape(len(new), len(self.objectives)), round, source,
-                          "supplied")
+        return self._fill(
+            rows, new, np.asarray(new_scores).reshape(len(new), len(self.objectives)), round, source, "supplied"
+        )
 
     def _classify(self, s: str | None, round: int, source: str, seen_now: set[str], rows: list) -> str | None:
         """Canonical SMILES of a new molecule; invalid ones and repeats are counted and recorded in ``rows``."""
@@ -170,8 +192,16 @@ class Oracle:
         per_row = [{p: props[p][i] for p in props} for i in range(len(smiles))]
         return [bool(f) for f in feasible], list(reasons), [float(v) for v in similarity], per_row
 
-    def _fill(self, rows: list, new: list[str], scores: np.ndarray, round: int, source: str, status: str,
-              checks: dict[str, tuple] | None = None) -> list[dict[str, Any]]:
+    def _fill(
+        self,
+        rows: list,
+        new: list[str],
+        scores: np.ndarray,
+        round: int,
+        source: str,
+        status: str,
+        checks: dict[str, tuple] | None = None,
+    ) -> list[dict[str, Any]]:
         if new and checks is None:
             checks = dict(zip(new, zip(*self._assess(new))))
         it = iter(range(len(new)))
@@ -192,16 +222,27 @@ class Oracle:
                     else:
                         why = f"objective returned {'NaN' if nan else 'an infinite value'}"
                     reason = "; ".join(r for r in (reason, why) if r)
-                row = self._row(call, round, source, status, smiles=new[i], scores=scores[i], feasible=ok,
-                                reason=reason, similarity=similarity, props=props)
+                row = self._row(
+                    call,
+                    round,
+                    source,
+                    status,
+                    smiles=new[i],
+                    scores=scores[i],
+                    feasible=ok,
+                    reason=reason,
+                    similarity=similarity,
+                    props=props,
+                )
             if row["status"] in self.KNOWN:
                 self.known[row["smiles"]] = len(self.records)
             self.records.append(row)
             out.append(row)
         return out
 
-    def _row(self, call, round, source, status, smiles, scores=None, feasible=False, reason="", similarity=np.nan,
-             props=None) -> dict[str, Any]:
+    def _row(
+        self, call, round, source, status, smiles, scores=None, feasible=False, reason="", similarity=np.nan, props=None
+    ) -> dict[str, Any]:
         row: dict[str, Any] = {"call": call, "round": round, "source": source, "status": status, "smiles": smiles}
         for j, col in enumerate(self.score_columns):
             row[col] = float(scores[j]) if scores is not None else np.nan
@@ -210,9 +251,14 @@ class Oracle:
             known = self.records[self.known[smiles]]
             for col in self.score_columns:
                 row[col] = known[col]
-        row.update({"valid": status != "invalid", "feasible": bool(feasible) if status in self.SCORED else False,
-                    "reason": reason if status in self.KNOWN else status,
-                    "similarity": float(similarity)})
+        row.update(
+            {
+                "valid": status != "invalid",
+                "feasible": bool(feasible) if status in self.SCORED else False,
+                "reason": reason if status in self.KNOWN else status,
+                "similarity": float(similarity),
+            }
+        )
         for p in PROPERTY_COLUMNS:
             row[p] = float((props or {}).get(p, np.nan))
         return row
@@ -231,8 +277,10 @@ class Oracle:
         self.records, self.known = [], {}
         self.calls = self.n_invalid = self.n_repeat = self.n_unscored = 0
         for rec in df[self.columns].to_dict("records"):
-            rec = {k: (None if k == "call" and (v is None or (isinstance(v, float) and math.isnan(v))) else v)
-                   for k, v in rec.items()}
+            rec = {
+                k: (None if k == "call" and (v is None or (isinstance(v, float) and math.isnan(v))) else v)
+                for k, v in rec.items()
+            }
             if rec["call"] is not None:
                 rec["call"] = int(rec["call"])
             rec["reason"] = "" if not isinstance(rec["reason"], str) else rec["reason"]

@@ -35,8 +35,9 @@ def round_seed(seed: int, round: int) -> int:
     return (seed * 1_000_003 + round * 7919) % (2**31 - 1)
 
 
-def subspace_codes(data: GPData, q: int, active: torch.Tensor | None,
-                   propose: Callable[[GPData], torch.Tensor]) -> torch.Tensor:
+def subspace_codes(
+    data: GPData, q: int, active: torch.Tensor | None, propose: Callable[[GPData], torch.Tensor]
+) -> torch.Tensor:
     """``q`` full codes from ``propose`` run on the ``active`` columns of the data (all where None); the others
     are held at the data's mean, since the decoder ignores them."""
     if active is None:
@@ -48,8 +49,16 @@ def subspace_codes(data: GPData, q: int, active: torch.Tensor | None,
     return z
 
 
-def gp_codes(data: GPData, q: int, config: OptimizeConfig, constraints: Constraints, method: str,
-             tr: TrustRegion, idle: int, timing: dict[str, float]) -> torch.Tensor:
+def gp_codes(
+    data: GPData,
+    q: int,
+    config: OptimizeConfig,
+    constraints: Constraints,
+    method: str,
+    tr: TrustRegion,
+    idle: int,
+    timing: dict[str, float],
+) -> torch.Tensor:
     """``q`` points in the space of ``data.X``'s columns: GP fit, then the acquisition in the method's box
     (the data box for bo and several objectives, the trust region for turbo). ``idle``: rounds in a row
     that brought no new molecule; ``timing`` gets the seconds of the fit and of the acquisition."""
@@ -60,8 +69,13 @@ def gp_codes(data: GPData, q: int, config: OptimizeConfig, constraints: Constrai
     gp = fit_gp(X, Y, bounds, maxiter=config.gp_maxiter)
     constraint = None
     floor = constraints.min_similarity
-    if (config.similarity_gp and floor is not None and Y.shape[-1] == 1
-            and ACQUISITIONS[config.acquisition].constrained and torch.isfinite(S).all()):
+    if (
+        config.similarity_gp
+        and floor is not None
+        and Y.shape[-1] == 1
+        and ACQUISITIONS[config.acquisition].constrained
+        and torch.isfinite(S).all()
+    ):
         # A second GP on the similarity to the lead: qLogEI then weighs each candidate's
         # improvement by its probability of staying similar enough, instead of learning the
         # constraint only from infeasible molecules scored at the worst value.
@@ -83,8 +97,11 @@ def gp_codes(data: GPData, q: int, config: OptimizeConfig, constraints: Constrai
     # the batch for uniform draws in the data box so the search does not sit on known molecules.
     # A round of new infeasible molecules is not idle: the GP learned where the constraint bites.
     n_explore = min(q, idle * max(1, q // 2))
-    z = (propose_latents(gp, X, Y, box, q - n_explore, config, ref_point=ref, constraint=constraint)
-         if q > n_explore else X[:0])
+    z = (
+        propose_latents(gp, X, Y, box, q - n_explore, config, ref_point=ref, constraint=constraint)
+        if q > n_explore
+        else X[:0]
+    )
     if n_explore:
         u = torch.rand(n_explore, d, dtype=torch.float64)
         z = torch.cat([z, bounds[0] + (bounds[1] - bounds[0]) * u])
@@ -92,16 +109,30 @@ def gp_codes(data: GPData, q: int, config: OptimizeConfig, constraints: Constrai
     return z
 
 
-def is_local_round(config: OptimizeConfig, method: str, stalled: int, constraints: Constraints,
-                   n_objectives: int) -> bool:
+def is_local_round(
+    config: OptimizeConfig, method: str, stalled: int, constraints: Constraints, n_objectives: int
+) -> bool:
     """Whether this round decodes around the best feasible molecules instead of asking the GP."""
     # every local_after-th stalled round, so the GP keeps its turns if the neighbourhood runs dry
-    return (config.local_after is not None and stalled > 0 and stalled % config.local_after == 0
-            and method in ("turbo", "bo") and constraints.min_similarity is not None and n_objectives == 1)
+    return (
+        config.local_after is not None
+        and stalled > 0
+        and stalled % config.local_after == 0
+        and method in ("turbo", "bo")
+        and constraints.min_similarity is not None
+        and n_objectives == 1
+    )
 
 
-def local_molecules(model, oracle: Oracle, latents: Mapping[str, np.ndarray], constraints: Constraints,
-                    init_radius: float, q: int, seed: int) -> list[str]:
+def local_molecules(
+    model,
+    oracle: Oracle,
+    latents: Mapping[str, np.ndarray],
+    constraints: Constraints,
+    init_radius: float,
+    q: int,
+    seed: int,
+) -> list[str]:
     """New feasible molecules decoded around the best feasible ones, for a run whose GP rounds stall.
 
     Under a similarity constraint the GP's proposals mostly decode outside the feasible
@@ -113,9 +144,10 @@ def local_molecules(model, oracle: Oracle, latents: Mapping[str, np.ndarray], co
     """
     col = oracle.score_columns[0]
     # a molecule the model cannot encode (NaN code) has no neighbourhood to draw from
-    top = sorted((r for r in oracle.scored_records()
-                  if r["feasible"] and np.all(np.isfinite(latents.get(r["smiles"], np.nan)))),
-                 key=lambda r: (-r[col], r["smiles"]))[:3]
+    top = sorted(
+        (r for r in oracle.scored_records() if r["feasible"] and np.all(np.isfinite(latents.get(r["smiles"], np.nan)))),
+        key=lambda r: (-r[col], r["smiles"]),
+    )[:3]
     if not top:
         return []
     known = {r["smiles"] for r in oracle.records}

@@ -18,8 +18,16 @@ from molvae.visualize import draw_grid
 
 log = logging.getLogger(__name__)
 
-__all__ = ["best_table", "feasible_rows", "pareto_mask", "pareto_table", "progress_curves", "progress_figure",
-           "plot_progress", "write_reports"]
+__all__ = [
+    "best_table",
+    "feasible_rows",
+    "pareto_mask",
+    "pareto_table",
+    "progress_curves",
+    "progress_figure",
+    "plot_progress",
+    "write_reports",
+]
 
 
 def feasible_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -64,8 +72,10 @@ def progress_curves(df: pd.DataFrame, score_column: str) -> pd.DataFrame:
     scored = df[df["status"] == "scored"].sort_values("call")
     supplied = df[df["status"] == "supplied"]
     best, top10 = [], []
-    values = sorted((float(v) for v, ok in zip(supplied[score_column], supplied["feasible"])
-                     if bool(ok) and np.isfinite(v)), reverse=True)[:10]
+    values = sorted(
+        (float(v) for v, ok in zip(supplied[score_column], supplied["feasible"]) if bool(ok) and np.isfinite(v)),
+        reverse=True,
+    )[:10]
     for _, row in scored.iterrows():
         if bool(row["feasible"]) and np.isfinite(row[score_column]):
             values.append(float(row[score_column]))
@@ -76,8 +86,12 @@ def progress_curves(df: pd.DataFrame, score_column: str) -> pd.DataFrame:
     return pd.DataFrame({"call": scored["call"].to_numpy(dtype=int), "best": best, "top10_mean": top10})
 
 
-def progress_figure(df: pd.DataFrame, score_columns: Sequence[str],
-                    baselines: dict[str, pd.DataFrame] | None = None, labels: Sequence[str] | None = None):
+def progress_figure(
+    df: pd.DataFrame,
+    score_columns: Sequence[str],
+    baselines: dict[str, pd.DataFrame] | None = None,
+    labels: Sequence[str] | None = None,
+):
     """The figure of :func:`plot_progress` (a matplotlib ``Figure``, not attached to pyplot)."""
     if labels is not None and len(labels) != len(score_columns):
         raise ValueError(f"{len(labels)} labels for {len(score_columns)} score columns")
@@ -95,18 +109,26 @@ def progress_figure(df: pd.DataFrame, score_columns: Sequence[str],
             curves = progress_curves(table, col)
             color = f"C{i}"
             ax.plot(curves["call"], curves["best"], color=color, label=f"{run_label}: best")
-            ax.plot(curves["call"], curves["top10_mean"], color=color, linestyle="--",
-                    label=f"{run_label}: top-10 mean")
+            ax.plot(
+                curves["call"], curves["top10_mean"], color=color, linestyle="--", label=f"{run_label}: top-10 mean"
+            )
         ax.set_xlabel("oracle calls")
-        ax.set_ylabel(textwrap.fill(axis_label, 32, break_on_hyphens=False))  # a long description on two lines, not cut off
+        ax.set_ylabel(
+            textwrap.fill(axis_label, 32, break_on_hyphens=False)
+        )  # a long description on two lines, not cut off
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def plot_progress(path: str | Path, df: pd.DataFrame, score_columns: Sequence[str],
-                  baselines: dict[str, pd.DataFrame] | None = None, labels: Sequence[str] | None = None) -> Path:
+def plot_progress(
+    path: str | Path,
+    df: pd.DataFrame,
+    score_columns: Sequence[str],
+    baselines: dict[str, pd.DataFrame] | None = None,
+    labels: Sequence[str] | None = None,
+) -> Path:
     """Best-so-far (solid) and top-10 mean (dashed) vs oracle calls, one panel per objective, as a PNG.
 
     ``labels`` name each panel's axis (the objectives' descriptions); the score column names otherwise.
@@ -120,8 +142,14 @@ def plot_progress(path: str | Path, df: pd.DataFrame, score_columns: Sequence[st
     return Path(path)
 
 
-def write_reports(out: Path, df: pd.DataFrame, score_columns: Sequence[str], top_k: int, labels: Sequence[str],
-                  baselines: dict[str, pd.DataFrame] | None = None) -> None:
+def write_reports(
+    out: Path,
+    df: pd.DataFrame,
+    score_columns: Sequence[str],
+    top_k: int,
+    labels: Sequence[str],
+    baselines: dict[str, pd.DataFrame] | None = None,
+) -> None:
     """A run's reports from its evaluations table ``df``: best.csv and best.sdf, pareto.csv (several
     objectives), progress.png (``labels``: its axes; ``baselines``: their evaluations, drawn beside) and best.png."""
     best = best_table(df, score_columns, top_k)

@@ -43,8 +43,15 @@ from molvae.folders import CONFIG_FILE, EVALUATIONS_FILE, JOURNAL_FILE, RUN_INFO
 
 log = logging.getLogger(__name__)
 
-__all__ = ["STATE_VERSION", "RunStore", "check_new_run_dir", "model_identity", "read_run_config", "read_state",
-           "run_objectives"]
+__all__ = [
+    "STATE_VERSION",
+    "RunStore",
+    "check_new_run_dir",
+    "model_identity",
+    "read_run_config",
+    "read_state",
+    "run_objectives",
+]
 
 STATE_VERSION = 1
 
@@ -55,8 +62,10 @@ def read_state(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise MolvaeError(f"{path}: not an optimization state (a JSON object is expected)")
     if isinstance(state.get("version"), int) and state["version"] > STATE_VERSION:
-        raise MolvaeError(f"{path} was written by a newer molvae (state version {state['version']}, this one reads "
-                          f"up to {STATE_VERSION}); resume it with that version")
+        raise MolvaeError(
+            f"{path} was written by a newer molvae (state version {state['version']}, this one reads "
+            f"up to {STATE_VERSION}); resume it with that version"
+        )
     return state
 
 
@@ -72,8 +81,10 @@ def check_new_run_dir(out: Path) -> None:
         raise MolvaeError(f"{out} already holds an optimization run; continue it with --resume or choose another --out")
     journal = out / JOURNAL_FILE
     if journal.is_file() and journal.stat().st_size > 0:
-        raise MolvaeError(f"{out} holds the scores of a run stopped during its initial design ({JOURNAL_FILE}); "
-                          "continue it with --resume, or choose another --out")
+        raise MolvaeError(
+            f"{out} holds the scores of a run stopped during its initial design ({JOURNAL_FILE}); "
+            "continue it with --resume, or choose another --out"
+        )
 
 
 def run_objectives(folder: Path) -> list[str] | None:
@@ -171,8 +182,10 @@ class RunStore:
         if not started or not identity:
             return  # runs from before the model was recorded, or a model built in memory
         if started["weights_sha256"] != identity["weights_sha256"]:
-            raise MolvaeError(f"{self.out} was started with the model in {started['source']} (other weights than "
-                              f"{identity['source']}); resume it with that model (--model)")
+            raise MolvaeError(
+                f"{self.out} was started with the model in {started['source']} (other weights than "
+                f"{identity['source']}); resume it with that model (--model)"
+            )
 
     def record_environment(self, identity: dict[str, str] | None, round: int, resume: bool) -> None:
         """run_info.json: the environment of the start, plus one entry per resume.
@@ -187,11 +200,17 @@ class RunStore:
         if not resume or info is None:
             write_json(file, {**here, "model": identity, "resumes": []})
             return
-        changed = {k: (v, here["versions"].get(k)) for k, v in (info.get("versions") or {}).items()
-                   if here["versions"].get(k) != v}
+        changed = {
+            k: (v, here["versions"].get(k))
+            for k, v in (info.get("versions") or {}).items()
+            if here["versions"].get(k) != v
+        }
         if changed:
-            log.warning("%s was started with other package versions (%s): rounds from here on may differ from "
-                        "an uninterrupted run", self.out,
-                        ", ".join(f"{k} {a} -> {b}" for k, (a, b) in sorted(changed.items())))
+            log.warning(
+                "%s was started with other package versions (%s): rounds from here on may differ from "
+                "an uninterrupted run",
+                self.out,
+                ", ".join(f"{k} {a} -> {b}" for k, (a, b) in sorted(changed.items())),
+            )
         info = {**info, "resumes": [*info.get("resumes", []), {"round": round, **here}]}
         write_json(file, info)

@@ -31,8 +31,10 @@ def active_latent_dimensions(model) -> np.ndarray:
     z = model.encode(list(_active_sample()), errors="nan")
     n = int(np.isfinite(z).all(axis=1).sum())
     if n < ACTIVE_SAMPLE // 10:
-        raise MolvaeError(f"the model encodes only {n} of {ACTIVE_SAMPLE} MOSES training molecules (its vocabulary "
-                          "is another chemistry), too few to tell its active latent dimensions")
+        raise MolvaeError(
+            f"the model encodes only {n} of {ACTIVE_SAMPLE} MOSES training molecules (its vocabulary "
+            "is another chemistry), too few to tell its active latent dimensions"
+        )
     mask = active_dimensions(z)
     if not mask.any():
         raise MolvaeError("no latent dimension is active (the posterior ignores the molecule: posterior collapse)")
@@ -66,6 +68,7 @@ def search_mask(model, subspace: str, saved_state: dict[str, Any] | None) -> tor
     if mask.all():
         log.info("the model uses all %d latent dimensions; BO searches them all", d)
         return None
-    log.info("BO searches the %d latent dimensions the encoder uses, of %d (--subspace %s)", int(mask.sum()), d,
-             subspace)
+    log.info(
+        "BO searches the %d latent dimensions the encoder uses, of %d (--subspace %s)", int(mask.sum()), d, subspace
+    )
     return torch.as_tensor(mask)

@@ -29,9 +29,21 @@ from molvae.priors.store import (
 )
 
 __all__ = [
-    "PRIOR_KINDS", "FlowConfig", "FlowPrior", "GaussianMixturePrior", "MixtureConfig", "Prior", "StalePriorError",
+    "PRIOR_KINDS",
+    "FlowConfig",
+    "FlowPrior",
+    "GaussianMixturePrior",
+    "MixtureConfig",
+    "Prior",
+    "StalePriorError",
     "StandardNormal",
-    "default_prior_name", "describe_priors", "load_prior", "prior_names", "read_prior", "save_prior", "stored_priors",
+    "default_prior_name",
+    "describe_priors",
+    "load_prior",
+    "prior_names",
+    "read_prior",
+    "save_prior",
+    "stored_priors",
 ]
 
 log = logging.getLogger(__name__)
@@ -46,8 +58,9 @@ def load_prior(model, name: str | Prior | None = "auto") -> Prior:
     """The prior ``name`` of ``model``: ``"standard"``, ``"auto"`` (its default), a stored name, or a Prior as is."""
     if isinstance(name, Prior):
         if name.dim != model.config.latent_dim:
-            raise ConfigError(f"the prior is over {name.dim} dimensions, the model's latent space has "
-                              f"{model.config.latent_dim}")
+            raise ConfigError(
+                f"the prior is over {name.dim} dimensions, the model's latent space has {model.config.latent_dim}"
+            )
         return name
     auto = name in (None, "auto")
     if auto:

@@ -68,7 +68,8 @@ class Prior:
 
     # ---- neighbourhoods
     def around(self, center: np.ndarray, noise: np.ndarray, radius: float) -> np.ndarray:
-        """Latents near ``center`` [dim]: ``noise`` [n, dim] of N(0, I) steps of size ``radius`` in the prior's own noise.
+        """Latents near ``center`` [dim]: ``noise`` [n, dim] of N(0, I) steps of size ``radius`` in the prior's own
+        noise.
 
         The standard normal gives ``center + radius * noise``. A learned prior maps the
         active dimensions of ``center`` back to the noise that draws it, steps there and
@@ -109,8 +110,9 @@ class Prior:
         return {}
 
     @classmethod
-    def from_stored(cls, dim: int, active: np.ndarray, tensors: dict[str, torch.Tensor],
-                    settings: dict[str, Any]) -> "Prior":
+    def from_stored(
+        cls, dim: int, active: np.ndarray, tensors: dict[str, torch.Tensor], settings: dict[str, Any]
+    ) -> Prior:
         """Rebuild from what :meth:`tensors` and :meth:`settings` gave (shapes already checked by the caller)."""
         return cls(dim, active)
 

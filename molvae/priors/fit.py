@@ -14,8 +14,14 @@ from molvae.priors.base import Prior
 from molvae.priors.store import PRIOR_KINDS
 
 
-def fit_prior(model, smiles: Sequence[str], kind: str, config: Any = None, n_jobs: int | None = None,
-              echo: Callable[[str], None] | None = None) -> tuple[Prior, dict[str, Any]]:
+def fit_prior(
+    model,
+    smiles: Sequence[str],
+    kind: str,
+    config: Any = None,
+    n_jobs: int | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> tuple[Prior, dict[str, Any]]:
     """Fit a prior of ``kind`` to the posterior means of ``smiles`` under ``model`` (a :class:`MolVAE`).
 
     The learned part covers the active dimensions of those codes
@@ -37,9 +43,16 @@ def fit_prior(model, smiles: Sequence[str], kind: str, config: Any = None, n_job
         raise DataError("the encoder uses none of the latent dimensions: nothing for a prior to model")
     encoded = time.perf_counter()
     if echo is not None:
-        echo(f"encoded {len(codes):,} molecules in {encoded - start:.0f} s: {len(active)} active dimensions "
-             f"of {model.config.latent_dim}")
+        echo(
+            f"encoded {len(codes):,} molecules in {encoded - start:.0f} s: {len(active)} active dimensions "
+            f"of {model.config.latent_dim}"
+        )
     prior = cls.fit(codes[:, active], model.config.latent_dim, active, config, echo=echo)
-    info = {"molecules": int(len(codes)), "active_dimensions": int(len(active)), "config": vars(config),
-            "encode_seconds": round(encoded - start, 1), "fit_seconds": round(time.perf_counter() - encoded, 1)}
+    info = {
+        "molecules": int(len(codes)),
+        "active_dimensions": int(len(active)),
+        "config": vars(config),
+        "encode_seconds": round(encoded - start, 1),
+        "fit_seconds": round(time.perf_counter() - encoded, 1),
+    }
     return prior, info

@@ -38,7 +38,7 @@ class FlowConfig:
     ode_steps: int = 8
     seed: int = 0
 
-    def validate(self) -> "FlowConfig":
+    def validate(self) -> FlowConfig:
         if min(self.hidden, self.layers, self.steps, self.batch_size, self.ode_steps) < 1 or not self.lr > 0:
             raise ConfigError(f"flow: sizes and steps must be >= 1 and lr > 0, got {asdict(self)}")
         return self
@@ -49,8 +49,9 @@ class VelocityField(nn.Module):
 
     def __init__(self, dim: int, hidden: int, layers: int):
         super().__init__()
-        self.register_buffer("frequencies", math.pi * torch.arange(1, TIME_FREQUENCIES + 1, dtype=torch.float64),
-                             persistent=False)
+        self.register_buffer(
+            "frequencies", math.pi * torch.arange(1, TIME_FREQUENCIES + 1, dtype=torch.float64), persistent=False
+        )
         sizes = [dim + 2 * TIME_FREQUENCIES] + [hidden] * layers
         blocks: list[nn.Module] = []
         for a, b in zip(sizes[:-1], sizes[1:]):
@@ -69,8 +70,15 @@ class FlowPrior(Prior):
     kind = "flow"
     description = "flow matching over the active dimensions (a small velocity network, ODE draws)"
 
-    def __init__(self, dim: int, active: np.ndarray, field: VelocityField, shift: np.ndarray, scale: np.ndarray,
-                 config: FlowConfig):
+    def __init__(
+        self,
+        dim: int,
+        active: np.ndarray,
+        field: VelocityField,
+        shift: np.ndarray,
+        scale: np.ndarray,
+        config: FlowConfig,
+    ):
         super().__init__(dim, active)
         # float64: a block's draws then do not move with the thread count's rounding.
         self.field = field.double().eval()
@@ -79,8 +87,7 @@ class FlowPrior(Prior):
         self.config = config
 
     @classmethod
-    def fit(cls, codes: np.ndarray, dim: int, active: np.ndarray, config: FlowConfig,
-            echo=None) -> "FlowPrior":
+    def fit(cls, codes: np.ndarray, dim: int, active: np.ndarray, config: FlowConfig, echo=None) -> FlowPrior:
         """Train on posterior means ``codes`` [N, len(active)] of the active dimensions."""
         config.validate()
         codes = np.asarray(codes, dtype=np.float64)
@@ -103,8 +110,10 @@ class FlowPrior(Prior):
             opt.step()
             sched.step()
             if echo is not None and (step + 1) % report == 0:
-                echo(f"flow step {step + 1:,}/{config.steps:,}: loss {loss.item():.4f} "
-                     f"({time.perf_counter() - start:.0f} s)")
+                echo(
+                    f"flow step {step + 1:,}/{config.steps:,}: loss {loss.item():.4f} "
+                    f"({time.perf_counter() - start:.0f} s)"
+                )
         return cls(dim, active, field, shift, scale, config)
 
     def _transform(self, noise: np.ndarray, uniform: np.ndarray | None = None) -> np.ndarray:
@@ -116,7 +125,8 @@ class FlowPrior(Prior):
 
     @torch.no_grad()
     def _integrate(self, x: np.ndarray, forward: bool) -> np.ndarray:
-        """Carry standardized points from noise to codes (``forward``) or back (Heun: Euler predictor, trapezoid corrector)."""
+        """Carry standardized points from noise to codes (``forward``) or back (Heun: Euler predictor, trapezoid
+        corrector)."""
         x = torch.from_numpy(np.asarray(x, dtype=np.float64))
         h = 1.0 / self.config.ode_steps if forward else -1.0 / self.config.ode_steps
         for k in range(self.config.ode_steps):
@@ -150,9 +160,12 @@ class FlowPrior(Prior):
         return (base - integral).numpy() - np.log(self.scale).sum()
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {"shift": torch.from_numpy(self.shift), "scale": torch.from_numpy(self.scale),
-                # trained in float32, so float32 storage is exact
-                **{f"field.{k}": v.float() for k, v in self.field.state_dict().items()}}
+        return {
+            "shift": torch.from_numpy(self.shift),
+            "scale": torch.from_numpy(self.scale),
+            # trained in float32, so float32 storage is exact
+            **{f"field.{k}": v.float() for k, v in self.field.state_dict().items()},
+        }
 
     def settings(self) -> dict[str, Any]:
         return asdict(self.config)
@@ -160,15 +173,20 @@ class FlowPrior(Prior):
     @classmethod
     def tensor_shapes(cls, n_active: int, settings: dict[str, Any]) -> dict[str, tuple[int, ...]]:
         config = FlowConfig(**settings).validate()
-        shapes = {k: tuple(v.shape) for k, v in VelocityField(n_active, config.hidden, config.layers).state_dict().items()}
+        shapes = {
+            k: tuple(v.shape) for k, v in VelocityField(n_active, config.hidden, config.layers).state_dict().items()
+        }
         return {"shift": (n_active,), "scale": (n_active,), **{f"field.{k}": v for k, v in shapes.items()}}
 
     @classmethod
-    def from_stored(cls, dim: int, active: np.ndarray, tensors: dict[str, torch.Tensor],
-                    settings: dict[str, Any]) -> "FlowPrior":
+    def from_stored(
+        cls, dim: int, active: np.ndarray, tensors: dict[str, torch.Tensor], settings: dict[str, Any]
+    ) -> FlowPrior:
         config = FlowConfig(**settings).validate()
         field = VelocityField(len(active), config.hidden, config.layers)
-        field.load_state_dict({k.removeprefix("field."): v.float() for k, v in tensors.items() if k.startswith("field.")})
+        field.load_state_dict(
+            {k.removeprefix("field."): v.float() for k, v in tensors.items() if k.startswith("field.")}
+        )
         scale = tensors["scale"].double().numpy()
         if not (scale > 0).all():
             raise ConfigError("flow scales must be positive")

@@ -24,7 +24,7 @@ class MixtureConfig:
     reg_covar: float = 1e-6
     seed: int = 0
 
-    def validate(self) -> "MixtureConfig":
+    def validate(self) -> MixtureConfig:
         if self.components < 1 or self.max_iter < 1 or not self.reg_covar > 0:
             raise ConfigError(f"mixture: components and max_iter must be >= 1 and reg_covar > 0, got {asdict(self)}")
         return self
@@ -45,20 +45,30 @@ class GaussianMixturePrior(Prior):
         self._cumulative = np.cumsum(self.weights / self.weights.sum())
 
     @classmethod
-    def fit(cls, codes: np.ndarray, dim: int, active: np.ndarray, config: MixtureConfig,
-            echo=None) -> "GaussianMixturePrior":
+    def fit(
+        cls, codes: np.ndarray, dim: int, active: np.ndarray, config: MixtureConfig, echo=None
+    ) -> GaussianMixturePrior:
         """Fit to posterior means ``codes`` [N, len(active)] of the active dimensions."""
         from sklearn.mixture import GaussianMixture
 
         config.validate()
         if len(codes) < 2 * config.components:
-            raise ConfigError(f"a {config.components}-component mixture needs at least {2 * config.components} "
-                              f"molecules, got {len(codes)}")
-        gmm = GaussianMixture(config.components, covariance_type="full", max_iter=config.max_iter,
-                              reg_covar=config.reg_covar, random_state=config.seed).fit(codes)
+            raise ConfigError(
+                f"a {config.components}-component mixture needs at least {2 * config.components} "
+                f"molecules, got {len(codes)}"
+            )
+        gmm = GaussianMixture(
+            config.components,
+            covariance_type="full",
+            max_iter=config.max_iter,
+            reg_covar=config.reg_covar,
+            random_state=config.seed,
+        ).fit(codes)
         if echo is not None:
-            echo(f"mixture: EM {'converged' if gmm.converged_ else 'stopped unconverged'} after {gmm.n_iter_} "
-                 f"iterations, mean log-likelihood {gmm.score(codes):.3f}")
+            echo(
+                f"mixture: EM {'converged' if gmm.converged_ else 'stopped unconverged'} after {gmm.n_iter_} "
+                f"iterations, mean log-likelihood {gmm.score(codes):.3f}"
+            )
         return cls(dim, active, gmm.weights_, gmm.means_, np.linalg.cholesky(gmm.covariances_))
 
     def _transform(self, noise: np.ndarray, uniform: np.ndarray) -> np.ndarray:
@@ -86,8 +96,11 @@ class GaussianMixturePrior(Prior):
         return per_component + np.log(self.weights)
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {"weights": torch.from_numpy(self.weights), "means": torch.from_numpy(self.means),
-                "cholesky": torch.from_numpy(self.cholesky)}
+        return {
+            "weights": torch.from_numpy(self.weights),
+            "means": torch.from_numpy(self.means),
+            "cholesky": torch.from_numpy(self.cholesky),
+        }
 
     def settings(self) -> dict[str, Any]:
         return {"components": len(self.weights)}
@@ -98,8 +111,9 @@ class GaussianMixturePrior(Prior):
         return {"weights": (k,), "means": (k, n_active), "cholesky": (k, n_active, n_active)}
 
     @classmethod
-    def from_stored(cls, dim: int, active: np.ndarray, tensors: dict[str, torch.Tensor],
-                    settings: dict[str, Any]) -> "GaussianMixturePrior":
+    def from_stored(
+        cls, dim: int, active: np.ndarray, tensors: dict[str, torch.Tensor], settings: dict[str, Any]
+    ) -> GaussianMixturePrior:
         weights = tensors["weights"].double().numpy()
         if (weights < 0).any() or not math.isclose(weights.sum(), 1.0, abs_tol=1e-6):
             raise ConfigError("mixture weights must be non-negative and sum to 1")

@@ -39,8 +39,9 @@ class StalePriorError(ModelLoadError):
 def check_prior_name(name: str) -> str:
     """``name`` if it can name a stored prior (lower-case letters, digits, ``-``, ``_``; not reserved)."""
     if not isinstance(name, str) or not _NAME.fullmatch(name) or name in RESERVED_NAMES:
-        raise ConfigError(f"prior name {name!r}: use lower-case letters, digits, '-' and '_' "
-                          f"(not {', '.join(RESERVED_NAMES)})")
+        raise ConfigError(
+            f"prior name {name!r}: use lower-case letters, digits, '-' and '_' (not {', '.join(RESERVED_NAMES)})"
+        )
     return name
 
 
@@ -49,7 +50,9 @@ def stored_priors(model_dir: str | Path | None) -> list[str]:
     folder = Path(model_dir) / PRIORS_DIR if model_dir is not None else None
     if folder is None or not folder.is_dir():
         return []
-    return sorted(p.stem for p in folder.glob("*.json") if p.name != DEFAULT_FILE and (p.with_suffix(".safetensors")).is_file())
+    return sorted(
+        p.stem for p in folder.glob("*.json") if p.name != DEFAULT_FILE and (p.with_suffix(".safetensors")).is_file()
+    )
 
 
 def default_prior_name(model_dir: str | Path | None) -> str:
@@ -60,7 +63,7 @@ def default_prior_name(model_dir: str | Path | None) -> str:
     raw = read_json(file, "default prior")
     name = raw.get("prior") if isinstance(raw, dict) else None
     if not isinstance(name, str):
-        raise ModelLoadError(f"{file}: expected {{\"prior\": NAME}}")
+        raise ModelLoadError(f'{file}: expected {{"prior": NAME}}')
     return name
 
 
@@ -70,22 +73,39 @@ def describe_priors(model_dir: str | Path | None) -> dict[str, Any]:
     for name in stored_priors(model_dir):
         meta = read_json(Path(model_dir) / PRIORS_DIR / f"{name}.json", "prior description")
         meta = meta if isinstance(meta, dict) else {}
-        stored[name] = {"kind": meta.get("kind"), "active_dimensions": len(meta.get("active") or []),
-                        "fit": meta.get("fit")}
+        stored[name] = {
+            "kind": meta.get("kind"),
+            "active_dimensions": len(meta.get("active") or []),
+            "fit": meta.get("fit"),
+        }
     return {"default": default_prior_name(model_dir), "stored": stored}
 
 
-def save_prior(prior: Prior, model_dir: str | Path, name: str, weights_sha256: str | None,
-               fit_info: dict[str, Any], make_default: bool = False) -> Path:
+def save_prior(
+    prior: Prior,
+    model_dir: str | Path,
+    name: str,
+    weights_sha256: str | None,
+    fit_info: dict[str, Any],
+    make_default: bool = False,
+) -> Path:
     """Write ``prior`` as ``model_dir/priors/NAME.{json,safetensors}`` (atomically); returns the JSON path."""
     check_prior_name(name)
     folder = Path(model_dir) / PRIORS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     save_weights(folder / f"{name}.safetensors", {k: v.detach().cpu() for k, v in prior.tensors().items()})
-    write_json(folder / f"{name}.json", {
-        "format": FORMAT_VERSION, "kind": prior.kind, "dim": prior.dim, "active": [int(i) for i in prior.active],
-        "settings": prior.settings(), "model_weights_sha256": weights_sha256, "fit": fit_info,
-    })
+    write_json(
+        folder / f"{name}.json",
+        {
+            "format": FORMAT_VERSION,
+            "kind": prior.kind,
+            "dim": prior.dim,
+            "active": [int(i) for i in prior.active],
+            "settings": prior.settings(),
+            "model_weights_sha256": weights_sha256,
+            "fit": fit_info,
+        },
+    )
     if make_default:
         write_json(folder / DEFAULT_FILE, {"prior": name})
     return folder / f"{name}.json"
@@ -97,13 +117,17 @@ def read_prior(model_dir: str | Path, name: str, dim: int, weights_sha256: str |
     json_file, tensor_file = folder / f"{name}.json", folder / f"{name}.safetensors"
     if not json_file.is_file():
         stored = stored_priors(model_dir)
-        raise ModelLoadError(f"no prior named {name!r} in {model_dir} (stored: {', '.join(stored) or 'none'}; "
-                             "'standard' is always there)")
+        raise ModelLoadError(
+            f"no prior named {name!r} in {model_dir} (stored: {', '.join(stored) or 'none'}; "
+            "'standard' is always there)"
+        )
     meta = read_json(json_file, "prior description")
     recorded = meta.get("model_weights_sha256") if isinstance(meta, dict) else None
     if recorded and weights_sha256 and recorded != weights_sha256:
-        raise StalePriorError(f"{json_file}: prior {name!r} was fitted to other weights than this model's; "
-                              f"fit it again with `molvae fit-prior --name {name} --overwrite`")
+        raise StalePriorError(
+            f"{json_file}: prior {name!r} was fitted to other weights than this model's; "
+            f"fit it again with `molvae fit-prior --name {name} --overwrite`"
+        )
     try:
         cls, active, settings = _check_meta(meta, dim)
         tensors = load_weights(tensor_file)
@@ -124,8 +148,13 @@ def _check_meta(meta: Any, dim: int) -> tuple[type[Prior], np.ndarray, dict[str,
     if meta.get("dim") != dim:
         raise ConfigError(f"the prior is over {meta.get('dim')} latent dimensions, the model has {dim}")
     active = np.asarray(meta.get("active"), dtype=np.int64)
-    if active.ndim != 1 or len(active) == 0 or len(np.unique(active)) != len(active) or active.min() < 0 \
-            or active.max() >= dim:
+    if (
+        active.ndim != 1
+        or len(active) == 0
+        or len(np.unique(active)) != len(active)
+        or active.min() < 0
+        or active.max() >= dim
+    ):
         raise ConfigError(f"'active' must list distinct dimensions in [0, {dim})")
     settings = meta.get("settings")
     if not isinstance(settings, dict):

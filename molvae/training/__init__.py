@@ -36,7 +36,22 @@ from molvae.training.steps import StepFn, make_optimizer, train_step
 from molvae.training.trainer import Trainer, train
 
 __all__ = [
-    "MAX_CONSECUTIVE_BAD_STEPS", "RESUME_MAY_CHANGE", "CudaGraphTrainStep", "DistributedContext", "StepFn",
-    "TrainConfig", "Trainer", "TrainingDiverged", "TrainingInterrupted", "check_resume_config", "init_distributed",
-    "kl_beta", "learning_rate", "make_optimizer", "make_train_step", "parent_summary", "train", "train_step",
+    "MAX_CONSECUTIVE_BAD_STEPS",
+    "RESUME_MAY_CHANGE",
+    "CudaGraphTrainStep",
+    "DistributedContext",
+    "StepFn",
+    "TrainConfig",
+    "Trainer",
+    "TrainingDiverged",
+    "TrainingInterrupted",
+    "check_resume_config",
+    "init_distributed",
+    "kl_beta",
+    "learning_rate",
+    "make_optimizer",
+    "make_train_step",
+    "parent_summary",
+    "train",
+    "train_step",
 ]

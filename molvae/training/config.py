@@ -66,7 +66,7 @@ class TrainConfig:
     init_from: str | None = None
     progress: bool = True
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Check types and ranges (:func:`molvae.config.validate_config`); returns ``self``."""
         validate_config(self, "training config")
         if self.limit is not None and self.sample is not None:
@@ -77,19 +77,32 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Any) -> "TrainConfig":
+    def from_dict(cls, data: Any) -> TrainConfig:
         """Build from parsed JSON; unknown fields and bad values raise :class:`ConfigError`."""
         return config_from_dict(cls, data, "training config")
 
 
 # Settings a resumed run may change: stopping rules and where/how steps run, not what they
 # compute. Everything else (data, split, architecture, optimizer, schedules) stays as saved.
-RESUME_MAY_CHANGE = ("epochs", "max_steps", "early_stopping_patience", "checkpoint_minutes",
-                     "device", "precision", "cuda_graphs", "progress")
+RESUME_MAY_CHANGE = (
+    "epochs",
+    "max_steps",
+    "early_stopping_patience",
+    "checkpoint_minutes",
+    "device",
+    "precision",
+    "cuda_graphs",
+    "progress",
+)
 
 
-def check_resume_config(out: str | Path, saved: dict[str, Any], training: dict[str, Any],
-                        model: dict[str, Any] | None = None, names: dict[str, str] | None = None) -> None:
+def check_resume_config(
+    out: str | Path,
+    saved: dict[str, Any],
+    training: dict[str, Any],
+    model: dict[str, Any] | None = None,
+    names: dict[str, str] | None = None,
+) -> None:
     """A one-line :class:`ConfigError` when settings given for a resume differ from the run's saved ones.
 
     ``saved`` is the run's ``config.json`` (``{"model": ..., "training": ...}``); ``training`` and
@@ -98,14 +111,22 @@ def check_resume_config(out: str | Path, saved: dict[str, Any], training: dict[s
     may differ. ``names`` shows a field under another name (the CLI's option) in the message.
     """
     names = names or {}
-    changed = [f"{names.get(k, k)} {v!r} (the run has {saved['training'].get(k)!r})"
-               for k, v in training.items() if k not in RESUME_MAY_CHANGE and saved["training"].get(k) != v]
-    changed += [f"{names.get(k, k)} {v!r} (the run has {saved['model'].get(k)!r})"
-                for k, v in (model or {}).items() if saved["model"].get(k) != v]
+    changed = [
+        f"{names.get(k, k)} {v!r} (the run has {saved['training'].get(k)!r})"
+        for k, v in training.items()
+        if k not in RESUME_MAY_CHANGE and saved["training"].get(k) != v
+    ]
+    changed += [
+        f"{names.get(k, k)} {v!r} (the run has {saved['model'].get(k)!r})"
+        for k, v in (model or {}).items()
+        if saved["model"].get(k) != v
+    ]
     if changed:
         may = ", ".join(names.get(k, k) for k in RESUME_MAY_CHANGE if k != "progress")
-        raise ConfigError(f"{out}: a resumed run keeps the settings it was started with (only {may} may change); "
-                          f"got " + "; ".join(changed))
+        raise ConfigError(
+            f"{out}: a resumed run keeps the settings it was started with (only {may} may change); "
+            f"got " + "; ".join(changed)
+        )
 
 
 def changed_on_resume(saved: TrainConfig, cfg: TrainConfig) -> bool:

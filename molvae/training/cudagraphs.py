@@ -77,9 +77,11 @@ class CudaGraphTrainStep:
         return {"loss": loss, "recon": recon, "kl": kl}
 
 
-def make_train_step(net: SequenceVAE, optimizer: torch.optim.Optimizer, dtype: torch.dtype, cfg: TrainConfig,
-                    world_size: int = 1) -> StepFn:
-    """``step(seq, lengths, beta)`` for a training loop: CUDA graphs on one GPU (``cfg.cuda_graphs``), else :func:`train_step`."""
+def make_train_step(
+    net: SequenceVAE, optimizer: torch.optim.Optimizer, dtype: torch.dtype, cfg: TrainConfig, world_size: int = 1
+) -> StepFn:
+    """``step(seq, lengths, beta)`` for a training loop: CUDA graphs on one GPU (``cfg.cuda_graphs``), else
+    :func:`train_step`."""
     device = next(net.parameters()).device
     if cfg.cuda_graphs and device.type == "cuda" and world_size == 1:
         return CudaGraphTrainStep(net, optimizer, dtype, cfg)

@@ -107,5 +107,7 @@ def check_replicas_in_sync(net: torch.nn.Module, ctx: DistributedContext) -> Non
     dist.all_reduce(low, op=dist.ReduceOp.MIN)
     dist.all_reduce(high, op=dist.ReduceOp.MAX)
     if low.item() != high.item():
-        raise MolvaeError(f"model replicas diverged across {ctx.world_size} processes "
-                          f"(parameter checksums {low.item()!r} vs {high.item()!r})")
+        raise MolvaeError(
+            f"model replicas diverged across {ctx.world_size} processes "
+            f"(parameter checksums {low.item()!r} vs {high.item()!r})"
+        )

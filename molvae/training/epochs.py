@@ -33,8 +33,17 @@ def fresh_partial() -> dict[str, float]:
 
 def new_state() -> dict[str, Any]:
     """A run's position and records before its first step."""
-    return {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_val": math.inf, "bad_epochs": 0,
-            "skipped_steps": 0, "history": [], "elapsed": 0.0, "partial": fresh_partial()}
+    return {
+        "epoch": 0,
+        "step_in_epoch": 0,
+        "global_step": 0,
+        "best_val": math.inf,
+        "bad_epochs": 0,
+        "skipped_steps": 0,
+        "history": [],
+        "elapsed": 0.0,
+        "partial": fresh_partial(),
+    }
 
 
 def plan_steps(train_data: TokenizedData, n_kept: int, cfg: TrainConfig, world_size: int) -> tuple[int, int]:
@@ -43,26 +52,36 @@ def plan_steps(train_data: TokenizedData, n_kept: int, cfg: TrainConfig, world_s
     # Each rank takes every world_size-th batch of the same plan; a remainder is dropped.
     steps_per_epoch = n_batches // world_size
     if len(train_data) == 0:
-        raise MolvaeError(f"no molecule left to train on: {n_kept} kept, all in the validation split "
-                          f"(--val-fraction {cfg.val_fraction}); use more data or a smaller --val-fraction")
+        raise MolvaeError(
+            f"no molecule left to train on: {n_kept} kept, all in the validation split "
+            f"(--val-fraction {cfg.val_fraction}); use more data or a smaller --val-fraction"
+        )
     if steps_per_epoch == 0:
-        raise MolvaeError(f"{n_batches} batches cannot be shared by {world_size} processes; "
-                          "use more data or a smaller --batch-size")
+        raise MolvaeError(
+            f"{n_batches} batches cannot be shared by {world_size} processes; use more data or a smaller --batch-size"
+        )
     total_steps = steps_per_epoch * cfg.epochs
     if cfg.max_steps is not None:
         total_steps = min(total_steps, cfg.max_steps)
     return steps_per_epoch, total_steps
 
 
-def epoch_batches(train_data: TokenizedData, cfg: TrainConfig, epoch: int, ctx: DistributedContext,
-                  steps_per_epoch: int) -> list[np.ndarray]:
+def epoch_batches(
+    train_data: TokenizedData, cfg: TrainConfig, epoch: int, ctx: DistributedContext, steps_per_epoch: int
+) -> list[np.ndarray]:
     """This rank's batches of ``epoch``, in order: a pure function of (seed, epoch), so a resume replays them."""
     plan = length_bucketed_batches(train_data.lengths, cfg.batch_size, cfg.seed, epoch)
     return plan[ctx.rank :: ctx.world_size][:steps_per_epoch]
 
 
-def count_step(state: dict[str, Any], losses: dict[str, float] | None, n_molecules: int, world_size: int,
-               bad_run: int, resume_file: Path) -> int:
+def count_step(
+    state: dict[str, Any],
+    losses: dict[str, float] | None,
+    n_molecules: int,
+    world_size: int,
+    bad_run: int,
+    resume_file: Path,
+) -> int:
     """Add a step taken to the epoch's sums and the run's counters; returns the run of NaN/Inf steps so far.
 
     ``losses`` is None for a step skipped for NaN/Inf; after :data:`MAX_CONSECUTIVE_BAD_STEPS`
@@ -75,8 +94,11 @@ def count_step(state: dict[str, Any], losses: dict[str, float] | None, n_molecul
         if bad_run >= MAX_CONSECUTIVE_BAD_STEPS:
             # The weights in memory are suspect, so nothing is written: the last
             # checkpoint on disk (if any) stays the one to go back to.
-            kept = (f"the last checkpoint ({resume_file}) is kept unchanged"
-                    if resume_file.exists() else "no checkpoint had been written yet")
+            kept = (
+                f"the last checkpoint ({resume_file}) is kept unchanged"
+                if resume_file.exists()
+                else "no checkpoint had been written yet"
+            )
             raise TrainingDiverged(
                 f"loss/gradients were NaN or Inf for {bad_run} consecutive steps (epoch {state['epoch'] + 1}, "
                 f"step {state['step_in_epoch']}); stopped: {kept}; lower --lr or --kl-weight, or raise --grad-clip"
@@ -95,12 +117,18 @@ def count_step(state: dict[str, Any], losses: dict[str, float] | None, n_molecul
 class EpochProgress:
     """An epoch's progress: a tqdm bar, or without one (logs, batch jobs) a line a minute to show the run is alive."""
 
-    def __init__(self, n_batches: int, state: dict[str, Any], cfg: TrainConfig, is_main: bool,
-                 echo: Callable[[str], None]):
+    def __init__(
+        self, n_batches: int, state: dict[str, Any], cfg: TrainConfig, is_main: bool, echo: Callable[[str], None]
+    ):
         self.n_batches, self.state, self.cfg, self.echo = n_batches, state, cfg, echo
-        self.bar = tqdm(total=n_batches, initial=state["step_in_epoch"],
-                        desc=f"epoch {state['epoch'] + 1}/{cfg.epochs}",
-                        disable=True if not (cfg.progress and is_main) else None, leave=False, dynamic_ncols=True)
+        self.bar = tqdm(
+            total=n_batches,
+            initial=state["step_in_epoch"],
+            desc=f"epoch {state['epoch'] + 1}/{cfg.epochs}",
+            disable=True if not (cfg.progress and is_main) else None,
+            leave=False,
+            dynamic_ncols=True,
+        )
         self.log_lines = self.bar.disable and is_main
         self.last_log = time.monotonic()
         self.last = {"loss": math.nan, "kl": math.nan}  # of the last step not skipped
@@ -112,12 +140,15 @@ class EpochProgress:
         st, last = self.state, self.last
         self.bar.update(1)
         if st["global_step"] % 10 == 0:
-            self.bar.set_postfix(loss=f"{last['loss']:.2f}", kl=f"{last['kl']:.1f}",
-                                 beta=f"{beta:.3f}", mol_s=f"{rate:.0f}")
+            self.bar.set_postfix(
+                loss=f"{last['loss']:.2f}", kl=f"{last['kl']:.1f}", beta=f"{beta:.3f}", mol_s=f"{rate:.0f}"
+            )
         if self.log_lines and time.monotonic() - self.last_log > 60:
             self.last_log = time.monotonic()
-            self.echo(f"epoch {st['epoch'] + 1}/{self.cfg.epochs} step {st['step_in_epoch']}/{self.n_batches} "
-                      f"loss {last['loss']:.3f} kl {last['kl']:.2f} beta {beta:.3f} lr {lr:.2e} {rate:.0f} mol/s")
+            self.echo(
+                f"epoch {st['epoch'] + 1}/{self.cfg.epochs} step {st['step_in_epoch']}/{self.n_batches} "
+                f"loss {last['loss']:.3f} kl {last['kl']:.2f} beta {beta:.3f} lr {lr:.2e} {rate:.0f} mol/s"
+            )
 
     def close(self) -> None:
         self.bar.close()
@@ -128,7 +159,9 @@ def epoch_means(state: dict[str, Any], steps_per_epoch: int, total_steps: int, c
     sums, step = state["partial"], state["global_step"]
     n = max(1, sums["n"])
     return {
-        "train_loss": sums["loss"] / n, "train_recon": sums["recon"] / n, "train_kl": sums["kl"] / n,
+        "train_loss": sums["loss"] / n,
+        "train_recon": sums["recon"] / n,
+        "train_kl": sums["kl"] / n,
         "beta": kl_beta(step, steps_per_epoch, total_steps, cfg),
         "lr": learning_rate(max(0, step - 1), total_steps, cfg),
         "train_mol_per_s": sums["mol"] / max(1e-9, sums["seconds"]),

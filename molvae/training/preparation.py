@@ -21,14 +21,22 @@ from molvae.training.config import TrainConfig
 from molvae.training.distributed import DistributedContext, barrier
 
 
-def load_run_data(cfg: TrainConfig, vocab: Vocabulary | None,
-                  ctx: DistributedContext) -> tuple[TokenizedData, DataSummary]:
+def load_run_data(
+    cfg: TrainConfig, vocab: Vocabulary | None, ctx: DistributedContext
+) -> tuple[TokenizedData, DataSummary]:
     """The run's molecules, tokenized with ``vocab`` when given (a parent's or a resumed run's), and their summary."""
 
     def load() -> tuple[TokenizedData, DataSummary]:
-        return load_dataset(cfg.data, representation=cfg.representation, column=cfg.smiles_column,
-                            max_tokens=cfg.max_tokens, limit=cfg.limit, vocab=vocab,
-                            sample=cfg.sample, sample_seed=cfg.seed)
+        return load_dataset(
+            cfg.data,
+            representation=cfg.representation,
+            column=cfg.smiles_column,
+            max_tokens=cfg.max_tokens,
+            limit=cfg.limit,
+            vocab=vocab,
+            sample=cfg.sample,
+            sample_seed=cfg.seed,
+        )
 
     # Rank 0 prepares (and caches) the data first; the other ranks then read the cache.
     if ctx.is_main:
@@ -46,14 +54,18 @@ def load_parent(cfg: TrainConfig, model_overrides: dict[str, Any], resume: bool)
     parent = MolVAE.load(cfg.init_from, device="cpu")
     where = f"--init-from {cfg.init_from}"
     if parent.config.representation != cfg.representation:
-        raise ConfigError(f"{where} is a {parent.config.representation} model; this run is set to "
-                          f"{cfg.representation} (pass --representation {parent.config.representation})")
+        raise ConfigError(
+            f"{where} is a {parent.config.representation} model; this run is set to "
+            f"{cfg.representation} (pass --representation {parent.config.representation})"
+        )
     if not resume:
         arch = parent.config.to_dict()
         differ = sorted(k for k, v in model_overrides.items() if arch.get(k) != v)
         if differ:
-            raise ConfigError(f"{where} fixes the architecture; drop the options that change it: "
-                              + ", ".join(f"{k}={model_overrides[k]} (model: {arch.get(k)})" for k in differ))
+            raise ConfigError(
+                f"{where} fixes the architecture; drop the options that change it: "
+                + ", ".join(f"{k}={model_overrides[k]} (model: {arch.get(k)})" for k in differ)
+            )
     return parent
 
 
@@ -69,8 +81,9 @@ def parent_summary(parent: MolVAE, name: str) -> dict[str, Any]:
     return {"model": name, "source": parent.source, "weights_sha256": digest, **lineage}
 
 
-def run_model_config(cfg: TrainConfig, model_overrides: dict[str, Any], vocab_size: int,
-                     parent: MolVAE | None) -> ModelConfig:
+def run_model_config(
+    cfg: TrainConfig, model_overrides: dict[str, Any], vocab_size: int, parent: MolVAE | None
+) -> ModelConfig:
     """The network's configuration: the run's architecture options over the defaults, or the parent's."""
     model_dict = {**model_overrides, "vocab_size": vocab_size, "representation": cfg.representation}
     if parent is not None:

@@ -24,18 +24,18 @@ from molvae.training.config import RESUME_MAY_CHANGE, TrainConfig, check_resume_
 from molvae.training.epochs import fresh_partial
 
 
-def new_run_config(out: Path, train_config: TrainConfig | None,
-                   model_config: dict[str, Any] | None) -> tuple[TrainConfig, dict[str, Any]]:
+def new_run_config(
+    out: Path, train_config: TrainConfig | None, model_config: dict[str, Any] | None
+) -> tuple[TrainConfig, dict[str, Any]]:
     """A new run's settings and architecture options, checked; ``out`` must not hold a run yet."""
     if (out / RESUME_FILE).exists() or (out / CONFIG_FILE).exists():
-        raise MolvaeError(
-            f"{out} already holds a run; continue it with --resume or choose another --out"
-        )
+        raise MolvaeError(f"{out} already holds a run; continue it with --resume or choose another --out")
     cfg = (train_config or TrainConfig()).validate()
     model_overrides = dict(model_config or {})
     # Checked now with a stand-in vocabulary size, not after minutes of data preparation.
-    ModelConfig.from_dict({"vocab_size": 5, "max_length": cfg.max_tokens, **model_overrides,
-                           "representation": cfg.representation})
+    ModelConfig.from_dict(
+        {"vocab_size": 5, "max_length": cfg.max_tokens, **model_overrides, "representation": cfg.representation}
+    )
     return cfg, model_overrides
 
 
@@ -53,9 +53,14 @@ def _read_run_config(out: Path) -> tuple[TrainConfig, dict[str, Any]]:
     return cfg, saved["model"]
 
 
-def resumed_config(out: Path, train_config: TrainConfig | None, model_config: dict[str, Any] | None,
-                   epochs_override: int | None, overrides: dict[str, Any] | None,
-                   option_names: dict[str, str] | None) -> tuple[TrainConfig, TrainConfig, dict[str, Any]]:
+def resumed_config(
+    out: Path,
+    train_config: TrainConfig | None,
+    model_config: dict[str, Any] | None,
+    epochs_override: int | None,
+    overrides: dict[str, Any] | None,
+    option_names: dict[str, str] | None,
+) -> tuple[TrainConfig, TrainConfig, dict[str, Any]]:
     """The settings a resumed run continues with, the ones it was saved with, and its architecture.
 
     Settings given with the resume must match the saved ones (:func:`check_resume_config`),
@@ -83,17 +88,21 @@ def remove_stale_temp_files(out: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
-def save_resume_state(path: Path, net: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
-                      state: dict[str, Any]) -> None:
+def save_resume_state(
+    path: Path, net: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device, state: dict[str, Any]
+) -> None:
     """Write ``resume.pt``: weights, optimizer, RNG states and the loop's ``state``."""
-    save_state(path, {
-        "model": net.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "torch_rng": torch.get_rng_state(),
-        # The reparameterization noise and word dropout draw from the GPU's generator.
-        **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
-        "state": state,
-    })
+    save_state(
+        path,
+        {
+            "model": net.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            # The reparameterization noise and word dropout draw from the GPU's generator.
+            **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
+            "state": state,
+        },
+    )
 
 
 def check_resume_state(where: Path, saved: Any, net: torch.nn.Module, vocab_size: int) -> None:
@@ -108,14 +117,25 @@ def check_resume_state(where: Path, saved: Any, net: torch.nn.Module, vocab_size
         raise MolvaeError(f"{where}: weights do not match {CONFIG_FILE} (missing {absent[:3]}, unexpected {extra[:3]})")
     for key, tensor in saved["model"].items():
         if tuple(tensor.shape) != tuple(expected[key].shape):
-            hint = f" (vocabulary mismatch: {VOCAB_FILE} has {vocab_size} tokens)" if key in (
-                "embedding.weight", "output.weight", "output.bias") else ""
-            raise MolvaeError(f"{where}: {key} has shape {tuple(tensor.shape)}, but {CONFIG_FILE} and "
-                              f"{VOCAB_FILE} imply {tuple(expected[key].shape)}{hint}")
+            hint = (
+                f" (vocabulary mismatch: {VOCAB_FILE} has {vocab_size} tokens)"
+                if key in ("embedding.weight", "output.weight", "output.bias")
+                else ""
+            )
+            raise MolvaeError(
+                f"{where}: {key} has shape {tuple(tensor.shape)}, but {CONFIG_FILE} and "
+                f"{VOCAB_FILE} imply {tuple(expected[key].shape)}{hint}"
+            )
 
 
-def restore_resume_state(where: Path, saved: Any, net: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                         device: torch.device, vocab_size: int) -> dict[str, Any]:
+def restore_resume_state(
+    where: Path,
+    saved: Any,
+    net: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    vocab_size: int,
+) -> dict[str, Any]:
     """Load a checked resume state into ``net``, ``optimizer`` and the RNGs; returns the loop's state."""
     check_resume_state(where, saved, net, vocab_size)
     net.load_state_dict(saved["model"])

@@ -13,7 +13,7 @@ class SignalFlag:
         self.received: int | None = None
         self._old: dict[int, Any] = {}
 
-    def __enter__(self) -> "SignalFlag":
+    def __enter__(self) -> SignalFlag:
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 self._old[sig] = signal.signal(sig, self._handle)

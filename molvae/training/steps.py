@@ -26,17 +26,31 @@ def batch_tensors(data: TokenizedData, index: np.ndarray, device: torch.device) 
     return torch.from_numpy(seq).to(device, non_blocking=True), torch.from_numpy(lengths)
 
 
-def step_losses(net: SequenceVAE, dtype: torch.dtype, seq: torch.Tensor, lengths: torch.Tensor,
-                beta: float | torch.Tensor, cfg: TrainConfig, static_shapes: bool = False) -> dict[str, torch.Tensor]:
+def step_losses(
+    net: SequenceVAE,
+    dtype: torch.dtype,
+    seq: torch.Tensor,
+    lengths: torch.Tensor,
+    beta: float | torch.Tensor,
+    cfg: TrainConfig,
+    static_shapes: bool = False,
+) -> dict[str, torch.Tensor]:
     """Forward pass in ``dtype`` and the VAE losses of one training batch (eager and CUDA-graph steps)."""
-    logits, mu, logvar = run_in_precision(net, dtype, "forward", seq, lengths, cfg.word_dropout,
-                                          static_shapes=static_shapes)
+    logits, mu, logvar = run_in_precision(
+        net, dtype, "forward", seq, lengths, cfg.word_dropout, static_shapes=static_shapes
+    )
     return vae_loss(logits, seq[:, 1:], mu, logvar, beta, cfg.free_bits)
 
 
 def train_step(
-    net: SequenceVAE, optimizer: torch.optim.Optimizer, seq: torch.Tensor, lengths: torch.Tensor,
-    dtype: torch.dtype, beta: float, cfg: TrainConfig, world_size: int = 1,
+    net: SequenceVAE,
+    optimizer: torch.optim.Optimizer,
+    seq: torch.Tensor,
+    lengths: torch.Tensor,
+    dtype: torch.dtype,
+    beta: float,
+    cfg: TrainConfig,
+    world_size: int = 1,
 ) -> dict[str, float] | None:
     """One optimizer step; returns the losses, or None (step skipped) if loss or gradients are NaN/Inf.
 
@@ -51,8 +65,9 @@ def train_step(
         loss_check = all_reduce_gradients(list(net.parameters()), world_size, losses["loss"])
     grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
     # One device-to-host copy for every figure: on a GPU each .item() is a sync that stalls the queue.
-    loss, recon, kl, check, norm = torch.stack(
-        [losses["loss"], losses["recon"], losses["kl"], loss_check, grad_norm]).detach().float().tolist()
+    loss, recon, kl, check, norm = (
+        torch.stack([losses["loss"], losses["recon"], losses["kl"], loss_check, grad_norm]).detach().float().tolist()
+    )
     if not (math.isfinite(check) and math.isfinite(norm)):
         optimizer.zero_grad(set_to_none=True)
         return None

@@ -12,24 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from molvae.checkpoint import (
-    RunLock,
-    environment_info,
-    load_state,
-    lock_run_dir,
-    read_json,
-    write_json,
-)
+from molvae.checkpoint import RunLock, environment_info, load_state, lock_run_dir, read_json, write_json
 from molvae.datasets import train_val_split
 from molvae.devices import resolve_dtype
-from molvae.folders import (
-    CONFIG_FILE,
-    DATA_SUMMARY_FILE,
-    METRICS_FILE,
-    RESUME_FILE,
-    RUN_INFO_FILE,
-    VOCAB_FILE,
-)
+from molvae.folders import CONFIG_FILE, DATA_SUMMARY_FILE, METRICS_FILE, RESUME_FILE, RUN_INFO_FILE, VOCAB_FILE
 from molvae.model import MolVAE
 from molvae.runtime import tune_allocator
 from molvae.schedules import kl_beta, learning_rate
@@ -54,13 +40,7 @@ from molvae.training.epochs import (
     new_state,
     plan_steps,
 )
-from molvae.training.preparation import (
-    build_network,
-    load_parent,
-    load_run_data,
-    parent_summary,
-    run_model_config,
-)
+from molvae.training.preparation import build_network, load_parent, load_run_data, parent_summary, run_model_config
 from molvae.training.rundir import (
     new_run_config,
     remove_stale_temp_files,
@@ -105,7 +85,8 @@ class Trainer:
         self.on_epoch_end = on_epoch_end
         if resume:
             self.cfg, self._saved_cfg, self.model_overrides = resumed_config(
-                self.out, train_config, model_config, epochs_override, overrides, option_names)
+                self.out, train_config, model_config, epochs_override, overrides, option_names
+            )
         else:
             self.cfg, self.model_overrides = new_run_config(self.out, train_config, model_config)
         self.dist = init_distributed(self.cfg.device)
@@ -165,10 +146,18 @@ class Trainer:
                 info["init_from"] = parent_summary(parent, self.cfg.init_from)
             self._write_json(RUN_INFO_FILE, info)
         elif (self.out / RESUME_FILE).is_file():
-            self.state = restore_resume_state(self.out / RESUME_FILE, load_state(self.out / RESUME_FILE), self.net,
-                                              self.optimizer, self.device, len(self.vocab))
-            self.echo(f"resumed from {self.out / RESUME_FILE}: epoch {self.state['epoch'] + 1}, "
-                      f"step {self.state['step_in_epoch']} of {self.steps_per_epoch}")
+            self.state = restore_resume_state(
+                self.out / RESUME_FILE,
+                load_state(self.out / RESUME_FILE),
+                self.net,
+                self.optimizer,
+                self.device,
+                len(self.vocab),
+            )
+            self.echo(
+                f"resumed from {self.out / RESUME_FILE}: epoch {self.state['epoch'] + 1}, "
+                f"step {self.state['step_in_epoch']} of {self.steps_per_epoch}"
+            )
         else:
             self.echo(f"{self.out}: no {RESUME_FILE} yet; starting this run from the beginning")
         if self.resume and changed_on_resume(self._saved_cfg, self.cfg):
@@ -189,8 +178,9 @@ class Trainer:
                 self.step = make_train_step(self.net, self.optimizer, self.dtype, cfg, self.dist.world_size)
                 # An epoch stopped after its last step (a signal, a kill during validation) is still
                 # open (step_in_epoch > 0): it is closed (validated, saved) before the run ends.
-                while self.state["epoch"] < cfg.epochs and (self.state["global_step"] < self.total_steps
-                                                            or self.state["step_in_epoch"] > 0):
+                while self.state["epoch"] < cfg.epochs and (
+                    self.state["global_step"] < self.total_steps or self.state["step_in_epoch"] > 0
+                ):
                     stopped = self._train_epoch(flag)
                     if stopped:
                         self._checkpoint()
@@ -202,7 +192,9 @@ class Trainer:
                     if self.on_epoch_end is not None:
                         self.on_epoch_end(row)
                     if cfg.early_stopping_patience and self.state["bad_epochs"] >= cfg.early_stopping_patience:
-                        self.echo(f"early stopping: validation loss did not improve for {self.state['bad_epochs']} epochs")
+                        self.echo(
+                            f"early stopping: validation loss did not improve for {self.state['bad_epochs']} epochs"
+                        )
                         break
             barrier(self.dist)
         finally:
@@ -284,14 +276,29 @@ class Trainer:
         return row
 
     def validate(self) -> dict[str, float]:
-        """Validation loss, token accuracy, active latent units, exact reconstruction and prior-sample validity/uniqueness."""
+        """Validation loss, token accuracy, active latent units, exact reconstruction and prior-sample
+        validity/uniqueness."""
         beta = kl_beta(self.state["global_step"], self.steps_per_epoch, self.total_steps, self.cfg)
-        return validate_network(self.net, self.vocab, self.val_data, self.all_smiles, self.cfg, self.dtype,
-                                self.device, beta, self.state["epoch"])
+        return validate_network(
+            self.net,
+            self.vocab,
+            self.val_data,
+            self.all_smiles,
+            self.cfg,
+            self.dtype,
+            self.device,
+            beta,
+            self.state["epoch"],
+        )
 
 
-def train(out: str | Path, train_config: TrainConfig | None = None, model_config: dict[str, Any] | None = None,
-          resume: bool = False, epochs_override: int | None = None) -> MolVAE:
+def train(
+    out: str | Path,
+    train_config: TrainConfig | None = None,
+    model_config: dict[str, Any] | None = None,
+    resume: bool = False,
+    epochs_override: int | None = None,
+) -> MolVAE:
     """Train (or resume) a run and return the trained model.
 
     On resume, a ``train_config`` or ``model_config`` given must match the saved run, except

@@ -18,8 +18,17 @@ from molvae.training.steps import batch_tensors
 
 
 @torch.no_grad()
-def validate_network(net: SequenceVAE, vocab: Vocabulary, val_data: TokenizedData, known: set[str], cfg: TrainConfig,
-                     dtype: torch.dtype, device: torch.device, beta: float, epoch: int) -> dict[str, float]:
+def validate_network(
+    net: SequenceVAE,
+    vocab: Vocabulary,
+    val_data: TokenizedData,
+    known: set[str],
+    cfg: TrainConfig,
+    dtype: torch.dtype,
+    device: torch.device,
+    beta: float,
+    epoch: int,
+) -> dict[str, float]:
     """Validation loss, token accuracy, active latent units, exact reconstruction and prior-sample validity/uniqueness.
 
     ``known`` holds the run's molecules (canonical SMILES), against which prior samples count
@@ -38,8 +47,9 @@ def validate_network(net: SequenceVAE, vocab: Vocabulary, val_data: TokenizedDat
     return out
 
 
-def validation_losses(net: SequenceVAE, val_data: TokenizedData, cfg: TrainConfig, dtype: torch.dtype,
-                      device: torch.device, beta: float) -> dict[str, float]:
+def validation_losses(
+    net: SequenceVAE, val_data: TokenizedData, cfg: TrainConfig, dtype: torch.dtype, device: torch.device, beta: float
+) -> dict[str, float]:
     """Loss, its terms, token accuracy and active units over the first ``cfg.val_max`` validation molecules."""
     from molvae.metrics import active_units
 
@@ -48,8 +58,7 @@ def validation_losses(net: SequenceVAE, val_data: TokenizedData, cfg: TrainConfi
     totals = {"recon": 0.0, "kl": 0.0, "correct": 0, "tokens": 0}
     means = []
     # Validation must not shift the training RNG streams (the CPU's and this GPU's).
-    gpus = [device.index if device.index is not None else torch.cuda.current_device()] \
-        if device.type == "cuda" else []
+    gpus = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=gpus):
         torch.manual_seed(cfg.seed + 7919)
         for index in length_bucketed_batches(sub.lengths, cfg.batch_size, 0, 0, shuffle=False):

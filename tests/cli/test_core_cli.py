@@ -16,7 +16,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def smiles_run(tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("cli") / "zinc-smiles"
-    assert main(["train", "--data", "moses", "--limit", "2000", "--epochs", "1", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(["train", "--data", "moses", "--limit", "2000", "--epochs", "1", "--out", str(out), "--no-progress"]) == 0
+    )
     return str(out)
 
 
@@ -34,7 +36,9 @@ def test_train_moses_then_sample(smiles_run, tmp_path, capsys) -> None:
 def test_sample_with_a_seed_is_the_same_whatever_the_sizes(smiles_run, tmp_path) -> None:
     """--n 30 starts with --n 12's molecules, with other --batch-size and --chunk-size."""
     small, big = tmp_path / "small.csv", tmp_path / "big.csv"
-    assert main(["sample", "--model", smiles_run, "--n", "12", "--seed", "4", "--batch-size", "5", "-o", str(small)]) == 0
+    assert (
+        main(["sample", "--model", smiles_run, "--n", "12", "--seed", "4", "--batch-size", "5", "-o", str(small)]) == 0
+    )
     assert main(["sample", "--model", smiles_run, "--n", "30", "--seed", "4", "--chunk-size", "7", "-o", str(big)]) == 0
     first = pd.read_csv(small, keep_default_na=False)
     whole = pd.read_csv(big, keep_default_na=False)
@@ -49,8 +53,27 @@ def test_encode_sample_is_seeded_by_row(smiles_run, tmp_path) -> None:
     arrays = []
     for seed, chunk in (("3", "4"), ("3", "100"), ("4", "100")):
         out = tmp_path / f"z{seed}-{chunk}.npy"
-        assert main(["encode", "--model", smiles_run, "-i", str(library), "-o", str(out), "--sample", "--seed", seed,
-                     "--chunk-size", chunk, "--batch-size", "3"]) == 0
+        assert (
+            main(
+                [
+                    "encode",
+                    "--model",
+                    smiles_run,
+                    "-i",
+                    str(library),
+                    "-o",
+                    str(out),
+                    "--sample",
+                    "--seed",
+                    seed,
+                    "--chunk-size",
+                    chunk,
+                    "--batch-size",
+                    "3",
+                ]
+            )
+            == 0
+        )
         arrays.append(np.load(out))
     # Equal up to the encoder's float rounding, which follows the batches' make-up.
     assert np.allclose(arrays[0], arrays[1], atol=1e-5, equal_nan=True) and np.isnan(arrays[0][9]).all()
@@ -61,14 +84,28 @@ def test_encode_sample_is_seeded_by_row(smiles_run, tmp_path) -> None:
 
 def test_selfies_samples_always_parse(tmp_path, capsys) -> None:
     run = tmp_path / "zinc-selfies"
-    args = ["train", "--data", "moses", "--limit", "2000", "--epochs", "1", "--representation", "selfies",
-            "--out", str(run), "--no-progress"]
+    args = [
+        "train",
+        "--data",
+        "moses",
+        "--limit",
+        "2000",
+        "--epochs",
+        "1",
+        "--representation",
+        "selfies",
+        "--out",
+        str(run),
+        "--no-progress",
+    ]
     assert main(args) == 0
     from molvae.model import MolVAE
 
     model = MolVAE.load(run)
-    summary = (f"trained a SELFIES VAE ({len(model.vocab)} tokens, latent {model.config.latent_dim}, "
-               f"{model.n_parameters / 1e6:.2f}M parameters) -> {run}")
+    summary = (
+        f"trained a SELFIES VAE ({len(model.vocab)} tokens, latent {model.config.latent_dim}, "
+        f"{model.n_parameters / 1e6:.2f}M parameters) -> {run}"
+    )
     assert summary in capsys.readouterr().out.splitlines()
     out = tmp_path / "samples.csv"
     assert main(["sample", "--model", str(run), "--n", "100", "--out", str(out), "--seed", "1"]) == 0
@@ -81,8 +118,24 @@ def test_selfies_samples_always_parse(tmp_path, capsys) -> None:
 
 def test_messy_file_reports_drops(tmp_path, capsys) -> None:
     run = tmp_path / "messy"
-    args = ["train", "--data", str(DATA_DIR / "messy.smi"), "--epochs", "1", "--out", str(run), "--no-progress",
-            "--val-fraction", "0", "--latent-dim", "8", "--decoder-hidden", "32", "--decoder-layers", "1"]
+    args = [
+        "train",
+        "--data",
+        str(DATA_DIR / "messy.smi"),
+        "--epochs",
+        "1",
+        "--out",
+        str(run),
+        "--no-progress",
+        "--val-fraction",
+        "0",
+        "--latent-dim",
+        "8",
+        "--decoder-hidden",
+        "32",
+        "--decoder-layers",
+        "1",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "read 9 records, kept 4, dropped 5" in out
@@ -115,11 +168,28 @@ def test_encode_and_reconstruct(smiles_run, tmp_path, capsys) -> None:
 def test_reconstruct_keeps_id_columns(small_model_dir, tmp_path) -> None:
     mols = moses_smiles(5, split="test")
     library = tmp_path / "library.tsv"
-    library.write_text("id\tsmiles\tseries\n" + "".join(f"M{i}\t{m}\tS{i % 2}\n" for i, m in enumerate(mols))
-                       + "M5\tCC[Xe]\tS1\n")
+    library.write_text(
+        "id\tsmiles\tseries\n" + "".join(f"M{i}\t{m}\tS{i % 2}\n" for i, m in enumerate(mols)) + "M5\tCC[Xe]\tS1\n"
+    )
     recon = tmp_path / "recon.csv"
-    assert main(["reconstruct", "--model", str(small_model_dir), "--input", str(library), "--out", str(recon),
-                 "--keep-columns", "id,series", "--chunk-size", "4"]) == 0
+    assert (
+        main(
+            [
+                "reconstruct",
+                "--model",
+                str(small_model_dir),
+                "--input",
+                str(library),
+                "--out",
+                str(recon),
+                "--keep-columns",
+                "id,series",
+                "--chunk-size",
+                "4",
+            ]
+        )
+        == 0
+    )
     df = pd.read_csv(recon, keep_default_na=False)
     assert list(df.columns) == ["id", "series", "smiles", "reconstruction", "exact", "encoded"]
     assert df["id"].tolist() == [f"M{i}" for i in range(6)]
@@ -134,8 +204,26 @@ def test_encode_index_carries_ids_and_reasons(small_model_dir, tmp_path, capsys)
     library.write_text("id\tsmiles\tpIC50\n" + "".join(f"M{i}\t{m}\t{i / 2}\n" for i, m in enumerate(rows)))
     latents, index = tmp_path / "z.npy", tmp_path / "z_index.csv"
     # --chunk-size 3 puts chunk boundaries inside the file: row numbers must run on across them.
-    assert main(["encode", "--model", str(small_model_dir), "--input", str(library), "--out", str(latents),
-                 "--index", str(index), "--keep-columns", "id,pIC50", "--chunk-size", "3"]) == 0
+    assert (
+        main(
+            [
+                "encode",
+                "--model",
+                str(small_model_dir),
+                "--input",
+                str(library),
+                "--out",
+                str(latents),
+                "--index",
+                str(index),
+                "--keep-columns",
+                "id,pIC50",
+                "--chunk-size",
+                "3",
+            ]
+        )
+        == 0
+    )
     assert str(index) in capsys.readouterr().out
     z = np.load(latents)
     df = pd.read_csv(index, keep_default_na=False)
@@ -155,10 +243,12 @@ def test_encode_index_option_errors(small_model_dir, tmp_path, capsys) -> None:
     library = tmp_path / "library.smi"
     library.write_text("CCO first\n")
     base = ["encode", "--model", str(small_model_dir), "--input", str(library), "--out", str(tmp_path / "z.npy")]
-    for extra, message in [(["--keep-columns", "name"], "--keep-columns needs --index"),
-                           (["--index", str(tmp_path / "z.npy")], "cannot write an output table as .npy"),
-                           (["--index", str(tmp_path / "i.csv"), "--keep-columns", "smiles"], "already has a column"),
-                           (["--index", str(tmp_path / "i.csv"), "--keep-columns", "id"], "id")]:
+    for extra, message in [
+        (["--keep-columns", "name"], "--keep-columns needs --index"),
+        (["--index", str(tmp_path / "z.npy")], "cannot write an output table as .npy"),
+        (["--index", str(tmp_path / "i.csv"), "--keep-columns", "smiles"], "already has a column"),
+        (["--index", str(tmp_path / "i.csv"), "--keep-columns", "id"], "id"),
+    ]:
         assert main(base + extra) == 2, extra
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, (extra, err)
@@ -171,8 +261,19 @@ def test_encode_index_option_errors(small_model_dir, tmp_path, capsys) -> None:
 def test_encode_on_error_raise_names_record(smiles_run, tmp_path, capsys) -> None:
     library = tmp_path / "library.smi"
     library.write_text("CCO\nC1CC\n")
-    code = main(["encode", "--model", smiles_run, "--input", str(library), "--out", str(tmp_path / "z.npy"),
-                 "--on-error", "raise"])
+    code = main(
+        [
+            "encode",
+            "--model",
+            smiles_run,
+            "--input",
+            str(library),
+            "--out",
+            str(tmp_path / "z.npy"),
+            "--on-error",
+            "raise",
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert "record 2" in err and "C1CC" in err and len(err.splitlines()) == 1
@@ -199,8 +300,20 @@ def test_a_closed_pipe_ends_the_command_quietly(tmp_path) -> None:
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-m", "molvae.cli.main", "properties", "--input", str(DATA_DIR / "messy.smi"),
-                             "--out", str(tmp_path / "p.csv")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "molvae.cli.main",
+            "properties",
+            "--input",
+            str(DATA_DIR / "messy.smi"),
+            "--out",
+            str(tmp_path / "p.csv"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     proc.stdout.close()  # the reader is gone before the command prints anything
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141, err
@@ -222,12 +335,16 @@ def test_reconstruct_exact_compares_what_the_model_can_spell() -> None:
     assert _rows(["C[C@H](N)C(=O)O"], ["C[C@H](N)C(=O)O"], stereo=True)["exact"].tolist() == [True]
 
 
-@pytest.mark.parametrize("command", [
-    ["sample", "--n", "30", "--seed", "3", "--chunk-size", "7"],
-    ["properties", "--input", str(DATA_DIR / "messy.smi"), "--properties", "mw,qed"],
-    ["reconstruct", "--input", str(DATA_DIR / "messy.smi")],
-    ["decode", "--input", "{z}", "--attempts", "2"],
-], ids=lambda c: c[0])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["sample", "--n", "30", "--seed", "3", "--chunk-size", "7"],
+        ["properties", "--input", str(DATA_DIR / "messy.smi"), "--properties", "mw,qed"],
+        ["reconstruct", "--input", str(DATA_DIR / "messy.smi")],
+        ["decode", "--input", "{z}", "--attempts", "2"],
+    ],
+    ids=lambda c: c[0],
+)
 def test_out_dash_writes_the_same_table_to_standard_output(small_model_dir, tmp_path, capsys, command) -> None:
     """`-o -` streams the CSV a file would hold, for pipes; the summary line goes to stderr, out of the table's way."""
     z = tmp_path / "z.npy"
@@ -249,6 +366,8 @@ def test_out_dash_is_refused_where_no_table_is_written(small_model_dir, tmp_path
     smi.write_text("CCO\n")
     assert main(["encode", "--model", str(small_model_dir), "-i", str(smi), "-o", "-"]) == 2
     assert "name the output .npy" in capsys.readouterr().err
-    assert main(["encode", "--model", str(small_model_dir), "-i", str(smi), "-o", str(tmp_path / "z.npy"),
-                 "--index", "-"]) == 2
+    assert (
+        main(["encode", "--model", str(small_model_dir), "-i", str(smi), "-o", str(tmp_path / "z.npy"), "--index", "-"])
+        == 2
+    )
     assert "cannot write an output table without a suffix" in capsys.readouterr().err

@@ -20,8 +20,17 @@ def tiny_model(tmp_path):
     vary, valid or not, which is all these tests need."""
     vocab = Vocabulary([*SPECIAL_TOKENS, "C", "O", "c", "1", "N", "(", ")", "="])
     torch.manual_seed(0)
-    net = SequenceVAE(ModelConfig(vocab_size=len(vocab), embedding_dim=8, encoder_hidden=8, latent_dim=4,
-                                  decoder_hidden=8, decoder_layers=1, max_length=20))
+    net = SequenceVAE(
+        ModelConfig(
+            vocab_size=len(vocab),
+            embedding_dim=8,
+            encoder_hidden=8,
+            latent_dim=4,
+            decoder_hidden=8,
+            decoder_layers=1,
+            max_length=20,
+        )
+    )
     with torch.no_grad():
         net.output.bias[vocab.index["C"]] = 2.0
         net.output.bias[EOS_ID] = 2.0
@@ -45,8 +54,22 @@ def test_decode_of_encode_is_reconstruct(small_model_dir, tmp_path, capsys) -> N
     assert decoded["decoded"].tolist() == [True] * 30 + [False]
     assert "decoded 30 of 31 latents" in capsys.readouterr().out
     # Several attempts keep a valid molecule wherever one of them is valid.
-    assert main(["decode", "--model", model, "--input", str(tmp_path / "z.npy"), "--out", str(tmp_path / "d10.csv"),
-                 "--attempts", "10"]) == 0
+    assert (
+        main(
+            [
+                "decode",
+                "--model",
+                model,
+                "--input",
+                str(tmp_path / "z.npy"),
+                "--out",
+                str(tmp_path / "d10.csv"),
+                "--attempts",
+                "10",
+            ]
+        )
+        == 0
+    )
     best = pd.read_csv(tmp_path / "d10.csv", keep_default_na=False)
     assert best["valid"].sum() >= decoded["valid"].sum()
 
@@ -60,8 +83,27 @@ def test_sampled_decodes_do_not_depend_on_chunk_or_batch_size(tiny_model, tmp_pa
     tables = []
     for chunk, batch in (("3", "2"), ("100", "2"), ("100", "64"), ("5", "3")):
         out = tmp_path / f"d{chunk}-{batch}.csv"
-        assert main(["decode", "--model", tiny_model, "--input", str(tmp_path / "z.npy"), "--out", str(out),
-                     "--chunk-size", chunk, "--batch-size", batch, "--seed", "5", *options]) == 0
+        assert (
+            main(
+                [
+                    "decode",
+                    "--model",
+                    tiny_model,
+                    "--input",
+                    str(tmp_path / "z.npy"),
+                    "--out",
+                    str(out),
+                    "--chunk-size",
+                    chunk,
+                    "--batch-size",
+                    batch,
+                    "--seed",
+                    "5",
+                    *options,
+                ]
+            )
+            == 0
+        )
         tables.append(pd.read_csv(out, keep_default_na=False))
     for table in tables[1:]:
         assert tables[0].equals(table)
@@ -69,8 +111,23 @@ def test_sampled_decodes_do_not_depend_on_chunk_or_batch_size(tiny_model, tmp_pa
     # Varied decodes, or the comparison above would prove little.
     assert tables[0].loc[tables[0]["decoded"], "generated"].nunique() >= 3
     # The seed does matter.
-    assert main(["decode", "--model", tiny_model, "--input", str(tmp_path / "z.npy"), "--out",
-                 str(tmp_path / "other.csv"), "--seed", "6", *options]) == 0
+    assert (
+        main(
+            [
+                "decode",
+                "--model",
+                tiny_model,
+                "--input",
+                str(tmp_path / "z.npy"),
+                "--out",
+                str(tmp_path / "other.csv"),
+                "--seed",
+                "6",
+                *options,
+            ]
+        )
+        == 0
+    )
     assert not pd.read_csv(tmp_path / "other.csv", keep_default_na=False).equals(tables[0])
 
 
@@ -78,15 +135,30 @@ def test_sampled_decodes_do_not_depend_on_chunk_or_batch_size(tiny_model, tmp_pa
     "make, options, needles",
     [
         (lambda p: np.save(p, np.zeros((3, 5), np.float32)), [], ["shape [3, 5], but the model's latents are [N, 4]"]),
-        (lambda p: np.save(p, np.array([{"a": 1}], dtype=object), allow_pickle=True), [], ["not a NumPy array of numbers"]),
+        (
+            lambda p: np.save(p, np.array([{"a": 1}], dtype=object), allow_pickle=True),
+            [],
+            ["not a NumPy array of numbers"],
+        ),
         (lambda p: p.write_bytes(b"not numpy"), [], ["not a NumPy array of numbers"]),
         (lambda p: np.save(p, np.array(["CCO"])), [], ["holds <U3 values, not numbers"]),
         (lambda p: np.save(p, np.zeros((0, 4), np.float32)), [], ["no latents (0 rows)"]),
         (lambda p: None, [], ["z.npy: no such file"]),
-        (lambda p: np.save(p, np.zeros((3, 4), np.float32)), ["--attempts", "5", "--strategy", "beam"],
-         ["--attempts decodes greedily, then samples; it does not combine with --strategy beam"]),
-        (lambda p: np.save(p, np.zeros((3, 4), np.float32)), ["--temperature", "0"], ["--temperature must be a finite number > 0"]),
-        (lambda p: np.save(p, np.zeros((3, 4), np.float32)), ["--temperature", "inf"], ["--temperature must be a finite number > 0"]),
+        (
+            lambda p: np.save(p, np.zeros((3, 4), np.float32)),
+            ["--attempts", "5", "--strategy", "beam"],
+            ["--attempts decodes greedily, then samples; it does not combine with --strategy beam"],
+        ),
+        (
+            lambda p: np.save(p, np.zeros((3, 4), np.float32)),
+            ["--temperature", "0"],
+            ["--temperature must be a finite number > 0"],
+        ),
+        (
+            lambda p: np.save(p, np.zeros((3, 4), np.float32)),
+            ["--temperature", "inf"],
+            ["--temperature must be a finite number > 0"],
+        ),
         (lambda p: np.save(p, np.zeros((3, 4), np.float32)), ["--attempts", "0"], ["--attempts must be a positive"]),
     ],
 )
@@ -103,7 +175,10 @@ def test_bad_latents_are_one_line_errors(tiny_model, tmp_path, capsys, make, opt
 
 def test_latents_must_be_npy(tiny_model, tmp_path, capsys) -> None:
     (tmp_path / "z.csv").write_text("0,0,0,0\n")
-    assert main(["decode", "--model", tiny_model, "--input", str(tmp_path / "z.csv"), "--out", str(tmp_path / "d.csv")]) == 2
+    assert (
+        main(["decode", "--model", tiny_model, "--input", str(tmp_path / "z.csv"), "--out", str(tmp_path / "d.csv")])
+        == 2
+    )
     assert "decode reads a NumPy .npy array" in capsys.readouterr().err
 
 

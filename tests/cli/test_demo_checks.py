@@ -28,8 +28,29 @@ def test_overwrite_with_a_bad_option_removes_nothing(tmp_path, capsys) -> None:
 def test_an_interrupted_demo_that_other_options_cannot_continue_is_refused_before_writing(tmp_path, capsys) -> None:
     out = tmp_path / "demo"
     # the optimization an interrupted `molvae demo --seed 1` leaves (nothing scored yet)
-    assert main(["optimize", "--objective", "esol", "--budget", "0", "--range", "mw=200:450", "--batch", "10",
-                 "--n-init", "20", "--seed", "1", "--out", str(out / "solubility"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "optimize",
+                "--objective",
+                "esol",
+                "--budget",
+                "0",
+                "--range",
+                "mw=200:450",
+                "--batch",
+                "10",
+                "--n-init",
+                "20",
+                "--seed",
+                "1",
+                "--out",
+                str(out / "solubility"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["demo", "--out", str(out), "--budget", "0"]) == 2
     err = capsys.readouterr().err.strip()

@@ -16,8 +16,14 @@ def test_demo_writes_every_promised_output(tmp_path, capsys) -> None:
     assert main(["demo", "--out", str(out), "--budget", "30"]) == 0
     printed = capsys.readouterr().out
     summary = (out / "SUMMARY.txt").read_text()
-    for rel in ["interpolation/path.csv", "interpolation/path.png", "interpolation/profile.png",
-                "solubility/evaluations.csv", "solubility/best.csv", "solubility/progress.png"]:
+    for rel in [
+        "interpolation/path.csv",
+        "interpolation/path.png",
+        "interpolation/profile.png",
+        "solubility/evaluations.csv",
+        "solubility/best.csv",
+        "solubility/progress.png",
+    ]:
         assert (out / rel).stat().st_size > 0, rel
         assert str(out / rel) in summary, rel
     assert (out / "interpolation" / "path.svg").stat().st_size > 0

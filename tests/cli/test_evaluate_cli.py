@@ -19,12 +19,24 @@ def test_evaluate_samples_csv(tmp_path, capsys):
     gen = moses_smiles(700, "test", offset=3000) + [f"C1CC(=O{i}" for i in range(300)]
     # the CSV molvae sample writes: smiles, valid, generated
     pd.DataFrame({"smiles": gen, "valid": [True] * 700 + [False] * 300, "generated": gen}).to_csv(
-        tmp_path / "samples.csv", index=False)
+        tmp_path / "samples.csv", index=False
+    )
     ref = _write_smi(tmp_path / "ref.smi", moses_smiles(2000, "test"))
     train = _write_smi(tmp_path / "train.smi", moses_smiles(2000, "train"))
     out = tmp_path / "eval"
-    code = main(["evaluate", "--samples", str(tmp_path / "samples.csv"), "--reference", ref,
-                 "--train", train, "--out", str(out)])
+    code = main(
+        [
+            "evaluate",
+            "--samples",
+            str(tmp_path / "samples.csv"),
+            "--reference",
+            ref,
+            "--train",
+            train,
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "MOSES VAE" in printed and "samples.csv" in printed
@@ -50,8 +62,23 @@ def test_evaluate_model_samples_and_reconstructs(small_model_dir, small_model, t
 
     ref = _write_smi(tmp_path / "ref.smi", moses_smiles(300, "test"))
     out = tmp_path / "eval"
-    code = main(["evaluate", "--model", str(small_model_dir), "--n", "60", "--reconstruction", "25",
-                 "--reference", ref, "--train", "none", "--out", str(out)])
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            str(small_model_dir),
+            "--n",
+            "60",
+            "--reconstruction",
+            "25",
+            "--reference",
+            ref,
+            "--train",
+            "none",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     data = json.loads((out / "metrics.json").read_text())
     assert data["n"] == 60

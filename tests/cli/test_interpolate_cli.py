@@ -40,8 +40,21 @@ def test_invalid_smiles(command, tmp_path, capsys) -> None:
 def test_bad_steps(tmp_path, capsys) -> None:
     code = main(["interpolate", "CCO", "CCN", "--model", str(tmp_path), "--out", str(tmp_path / "o"), "--steps", "1"])
     assert "--steps" in _one_line_error(capsys, code)
-    code = main(["interpolate", "CCO", "CCN", "--model", str(tmp_path), "--out", str(tmp_path / "o"),
-                 "--endpoints", "fit", "--fit-steps", "0"])
+    code = main(
+        [
+            "interpolate",
+            "CCO",
+            "CCN",
+            "--model",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o"),
+            "--endpoints",
+            "fit",
+            "--fit-steps",
+            "0",
+        ]
+    )
     assert "--fit-steps" in _one_line_error(capsys, code)
 
 
@@ -56,8 +69,25 @@ def test_token_outside_vocabulary(command, small_model_dir, tmp_path, capsys) ->
 @pytest.mark.slow
 def test_interpolate_two_smiles(small_model_dir, tmp_path, capsys) -> None:
     out = tmp_path / "interp"
-    args = ["interpolate", START, END, "--model", str(small_model_dir), "--steps", "6", "--method", "slerp",
-            "--attempts", "3", "--out", str(out), "--property", "tpsa", "--device", "cpu"]
+    args = [
+        "interpolate",
+        START,
+        END,
+        "--model",
+        str(small_model_dir),
+        "--steps",
+        "6",
+        "--method",
+        "slerp",
+        "--attempts",
+        "3",
+        "--out",
+        str(out),
+        "--property",
+        "tpsa",
+        "--device",
+        "cpu",
+    ]
     assert main(args) == 0
     stdout = capsys.readouterr().out
     assert "slerp path of 6 points" in stdout
@@ -65,8 +95,19 @@ def test_interpolate_two_smiles(small_model_dir, tmp_path, capsys) -> None:
         assert (out / name).stat().st_size > 500, name
     df = pd.read_csv(out / "path.csv", keep_default_na=False)
     assert len(df) == 6 and df["step"].tolist() == list(range(6))
-    assert {"smiles", "valid", "tanimoto_start", "tanimoto_end", "qed", "sa", "esol", "mw", "logp", "tpsa",
-            "duplicate_of_previous"} <= set(df.columns)
+    assert {
+        "smiles",
+        "valid",
+        "tanimoto_start",
+        "tanimoto_end",
+        "qed",
+        "sa",
+        "esol",
+        "mw",
+        "logp",
+        "tpsa",
+        "duplicate_of_previous",
+    } <= set(df.columns)
     for smi, valid in zip(df["smiles"], df["valid"]):
         assert bool(valid) == (smi != "")
         if smi:
@@ -77,11 +118,25 @@ def test_interpolate_two_smiles(small_model_dir, tmp_path, capsys) -> None:
 
 
 @pytest.mark.slow
-def test_interpolate_without_out_prints_the_path_and_writes_nothing(small_model_dir, tmp_path, capsys,
-                                                                     monkeypatch) -> None:
+def test_interpolate_without_out_prints_the_path_and_writes_nothing(
+    small_model_dir, tmp_path, capsys, monkeypatch
+) -> None:
     monkeypatch.chdir(tmp_path)  # the issue's own example has no --out: it must run and leave no files
-    args = ["interpolate", START, END, "--model", str(small_model_dir), "--steps", "5", "--attempts", "2",
-            "--property", "tpsa", "--device", "cpu"]
+    args = [
+        "interpolate",
+        START,
+        END,
+        "--model",
+        str(small_model_dir),
+        "--steps",
+        "5",
+        "--attempts",
+        "2",
+        "--property",
+        "tpsa",
+        "--device",
+        "cpu",
+    ]
     assert main(args) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["step", "t", "smiles", "tanimoto_start", "tanimoto_end", "tpsa"]
@@ -114,8 +169,25 @@ def test_explore_without_out_prints_the_top_neighbours(small_model_dir, tmp_path
 @pytest.mark.slow
 def test_interpolate_unique_says_when_short(small_model_dir, tmp_path, capsys) -> None:
     out = tmp_path / "u"
-    args = ["interpolate", START, END, "--model", str(small_model_dir), "--steps", "3", "--unique", "500",
-            "--max-points", "10", "--attempts", "1", "--out", str(out), "--device", "cpu"]
+    args = [
+        "interpolate",
+        START,
+        END,
+        "--model",
+        str(small_model_dir),
+        "--steps",
+        "3",
+        "--unique",
+        "500",
+        "--max-points",
+        "10",
+        "--attempts",
+        "1",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
     assert main(args) == 0
     assert "asked for 500" in capsys.readouterr().out
     assert len(pd.read_csv(out / "path.csv")) == 9  # 3 -> 5 -> 9
@@ -126,8 +198,22 @@ def test_explore(small_model_dir, tmp_path, capsys) -> None:
     train = tmp_path / "train.smi"
     train.write_text(f"smiles\n{START}\nOC(=O)c1ccccc1\n")
     out = tmp_path / "explore"
-    args = ["explore", START, "--model", str(small_model_dir), "--n", "40", "--radius", "0.5", "--train", str(train),
-            "--out", str(out), "--device", "cpu"]
+    args = [
+        "explore",
+        START,
+        "--model",
+        str(small_model_dir),
+        "--n",
+        "40",
+        "--radius",
+        "0.5",
+        "--train",
+        str(train),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
     assert main(args) == 0
     stdout = capsys.readouterr().out
     assert "40 draws at radius 0.5" in stdout
@@ -141,8 +227,21 @@ def test_explore(small_model_dir, tmp_path, capsys) -> None:
 @pytest.mark.slow
 def test_interpolate_fitted_endpoints_with_the_bundled_model(tmp_path, capsys) -> None:
     out = tmp_path / "fit"
-    args = ["interpolate", "aspirin", "lidocaine", "--endpoints", "fit", "--steps", "4", "--attempts", "2",
-            "--out", str(out), "--device", "cpu"]
+    args = [
+        "interpolate",
+        "aspirin",
+        "lidocaine",
+        "--endpoints",
+        "fit",
+        "--steps",
+        "4",
+        "--attempts",
+        "2",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
     assert main(args) == 0
     df = pd.read_csv(out / "path.csv", keep_default_na=False)
     assert df["smiles"].iloc[0] == canonicalize("CC(=O)Oc1ccccc1C(=O)O")
@@ -160,8 +259,10 @@ def test_interpolate_says_when_an_endpoint_decodes_to_another_molecule(capsys) -
     from molvae.model import MolVAE
 
     path = interpolate(MolVAE.pretrained("zinc-smiles", device="cpu"), "aspirin", "ibuprofen", steps=3, attempts=1)
-    for which, row, smiles in (("start", path.iloc[0], "CC(=O)Oc1ccccc1C(=O)O"),
-                               ("end", path.iloc[-1], "CC(C)Cc1ccc(C(C)C(=O)O)cc1")):
+    for which, row, smiles in (
+        ("start", path.iloc[0], "CC(=O)Oc1ccccc1C(=O)O"),
+        ("end", path.iloc[-1], "CC(C)Cc1ccc(C(C)C(=O)O)cc1"),
+    ):
         reached = row["smiles"] == canonicalize(smiles)
         assert path.attrs[f"{which}_reached"] == reached
         said = f"{which} endpoint: the encoder's code of" in printed
@@ -174,8 +275,19 @@ def test_interpolate_says_when_an_endpoint_decodes_to_another_molecule(capsys) -
 
 def test_bad_endpoints_option(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
-        main(["interpolate", "CCO", "CCN", "--model", str(tmp_path), "--out", str(tmp_path / "o"),
-              "--endpoints", "nearest"])
+        main(
+            [
+                "interpolate",
+                "CCO",
+                "CCN",
+                "--model",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "o"),
+                "--endpoints",
+                "nearest",
+            ]
+        )
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "--endpoints" in err and "Traceback" not in err

@@ -22,8 +22,21 @@ from molvae.optimization import OptimizeConfig, Optimizer
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-FAST = ["--batch", "4", "--n-init", "4", "--decode-attempts", "2", "--restarts", "2", "--raw-samples", "32",
-        "--method", "bo", "--no-progress"]
+FAST = [
+    "--batch",
+    "4",
+    "--n-init",
+    "4",
+    "--decode-attempts",
+    "2",
+    "--restarts",
+    "2",
+    "--raw-samples",
+    "32",
+    "--method",
+    "bo",
+    "--no-progress",
+]
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -44,8 +57,23 @@ def test_resume_after_sigkill_scores_nothing_twice(small_model_dir, tmp_path) ->
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
     out = tmp_path / "run"
     budget = 20
-    cmd = [sys.executable, "-m", "molvae.cli.main", "optimize", "--model", str(small_model_dir), "--objective",
-           "logged_objective:score", "--budget", str(budget), "--out", str(out), "--seed", "3", *FAST]
+    cmd = [
+        sys.executable,
+        "-m",
+        "molvae.cli.main",
+        "optimize",
+        "--model",
+        str(small_model_dir),
+        "--objective",
+        "logged_objective:score",
+        "--budget",
+        str(budget),
+        "--out",
+        str(out),
+        "--seed",
+        "3",
+        *FAST,
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 240
     try:
@@ -63,9 +91,24 @@ def test_resume_after_sigkill_scores_nothing_twice(small_model_dir, tmp_path) ->
     before = (_read(out / "evaluations.csv")["status"] == "scored").sum()
     assert before < budget
     # resume: the objective comes from config.json
-    done = subprocess.run([sys.executable, "-m", "molvae.cli.main", "optimize", "--model", str(small_model_dir),
-                           "--out", str(out), "--resume", "--no-progress"], env=env, capture_output=True, text=True,
-                          timeout=400)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "molvae.cli.main",
+            "optimize",
+            "--model",
+            str(small_model_dir),
+            "--out",
+            str(out),
+            "--resume",
+            "--no-progress",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert done.returncode == 0, done.stderr
     df = _read(out / "evaluations.csv")
     scored = df[df["status"] == "scored"]
@@ -81,8 +124,25 @@ def test_same_seed_same_evaluations(small_model_dir, tmp_path) -> None:
     runs = []
     for name in ("a", "b"):
         out = tmp_path / name
-        assert main(["optimize", "--model", str(small_model_dir), "--objective", "qed", "--budget", "10",
-                     "--out", str(out), "--seed", "7", *FAST]) == 0
+        assert (
+            main(
+                [
+                    "optimize",
+                    "--model",
+                    str(small_model_dir),
+                    "--objective",
+                    "qed",
+                    "--budget",
+                    "10",
+                    "--out",
+                    str(out),
+                    "--seed",
+                    "7",
+                    *FAST,
+                ]
+            )
+            == 0
+        )
         runs.append((out / "evaluations.csv").read_bytes())
     assert runs[0] == runs[1]
     assert (_read(tmp_path / "a" / "evaluations.csv")["status"] == "scored").sum() == 10
@@ -91,8 +151,27 @@ def test_same_seed_same_evaluations(small_model_dir, tmp_path) -> None:
 def test_trust_region_options_reach_the_saved_state(small_model_dir, tmp_path) -> None:
     out = tmp_path / "turbo"
     fast = [a for a in FAST if a not in ("--method", "bo")]
-    assert main(["optimize", "--model", str(small_model_dir), "--objective", "qed", "--budget", "8", "--out", str(out),
-                 "--method", "turbo", "--tr-failure-tolerance", "3", *fast]) == 0
+    assert (
+        main(
+            [
+                "optimize",
+                "--model",
+                str(small_model_dir),
+                "--objective",
+                "qed",
+                "--budget",
+                "8",
+                "--out",
+                str(out),
+                "--method",
+                "turbo",
+                "--tr-failure-tolerance",
+                "3",
+                *fast,
+            ]
+        )
+        == 0
+    )
     config = json.loads((out / "config.json").read_text())
     state = json.loads((out / "state.json").read_text())
     assert config["method"] == "turbo" and config["optimize"]["tr_failure_tolerance"] == 3
@@ -103,12 +182,42 @@ def test_trust_region_options_reach_the_saved_state(small_model_dir, tmp_path) -
 def test_similarity_constraint_holds_in_best(small_model_dir, tmp_path, extra, capsys) -> None:
     celecoxib = "Cc1ccc(-c2cc(C(F)(F)F)nn2-c2ccc(S(N)(=O)=O)cc2)cc1"
     init = tmp_path / "init.csv"
-    pd.DataFrame({"smiles": [celecoxib, "Cc1ccc(-c2cc(C(F)(F)F)nn2-c2ccc(S(C)(=O)=O)cc2)cc1", "CCO", "c1ccccc1O",
-                             "CC(=O)Nc1ccc(O)cc1"]}).to_csv(init, index=False)
+    pd.DataFrame(
+        {
+            "smiles": [
+                celecoxib,
+                "Cc1ccc(-c2cc(C(F)(F)F)nn2-c2ccc(S(C)(=O)=O)cc2)cc1",
+                "CCO",
+                "c1ccccc1O",
+                "CC(=O)Nc1ccc(O)cc1",
+            ]
+        }
+    ).to_csv(init, index=False)
     out = tmp_path / "lead"
-    assert main(["optimize", "--model", str(small_model_dir), "--objective", "esol", "--similar-to", "celecoxib",
-                 "--min-similarity", "0.4", "--init", str(init), "--budget", "12", "--out", str(out), *FAST,
-                 *extra]) == 0
+    assert (
+        main(
+            [
+                "optimize",
+                "--model",
+                str(small_model_dir),
+                "--objective",
+                "esol",
+                "--similar-to",
+                "celecoxib",
+                "--min-similarity",
+                "0.4",
+                "--init",
+                str(init),
+                "--budget",
+                "12",
+                "--out",
+                str(out),
+                *FAST,
+                *extra,
+            ]
+        )
+        == 0
+    )
     saved = json.loads((out / "config.json").read_text())["optimize"]
     assert saved["similarity_gp"] is bool(extra)
     assert saved["local_after"] == (None if extra else 5)
@@ -127,8 +236,12 @@ def test_similarity_constraint_holds_in_best(small_model_dir, tmp_path, extra, c
     state = json.loads((out / "state.json").read_text())
     assert state["n_unscored"] == len(infeasible) and state["n_infeasible"] == len(infeasible)
     # the GP still learns where the constraint bites: the infeasible codes are in its data, at the worst score
-    opt = Optimizer(MolVAE.load(small_model_dir), OptimizeConfig.from_dict(
-        json.loads((out / "config.json").read_text())["optimize"]), out, resume=True)
+    opt = Optimizer(
+        MolVAE.load(small_model_dir),
+        OptimizeConfig.from_dict(json.loads((out / "config.json").read_text())["optimize"]),
+        out,
+        resume=True,
+    )
     X, Y = opt.training_data()
     known = evals[evals["status"].isin(["scored", "supplied", "infeasible"])]
     assert len(X) == len(known) == len(Y)
@@ -145,12 +258,34 @@ def test_similarity_constraint_holds_in_best(small_model_dir, tmp_path, extra, c
 
 def test_score_infeasible_spends_calls_on_infeasible_molecules(small_model_dir, tmp_path) -> None:
     init = tmp_path / "init.csv"
-    pd.DataFrame({"smiles": ["Cc1ccc(-c2cc(C(F)(F)F)nn2-c2ccc(S(N)(=O)=O)cc2)cc1", "CCO", "c1ccccc1O",
-                             "CC(=O)Nc1ccc(O)cc1"]}).to_csv(init, index=False)
+    pd.DataFrame(
+        {"smiles": ["Cc1ccc(-c2cc(C(F)(F)F)nn2-c2ccc(S(N)(=O)=O)cc2)cc1", "CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1"]}
+    ).to_csv(init, index=False)
     out = tmp_path / "lead"
-    assert main(["optimize", "--model", str(small_model_dir), "--objective", "esol", "--similar-to", "celecoxib",
-                 "--min-similarity", "0.4", "--init", str(init), "--budget", "6", "--out", str(out),
-                 "--score-infeasible", *FAST]) == 0
+    assert (
+        main(
+            [
+                "optimize",
+                "--model",
+                str(small_model_dir),
+                "--objective",
+                "esol",
+                "--similar-to",
+                "celecoxib",
+                "--min-similarity",
+                "0.4",
+                "--init",
+                str(init),
+                "--budget",
+                "6",
+                "--out",
+                str(out),
+                "--score-infeasible",
+                *FAST,
+            ]
+        )
+        == 0
+    )
     evals = _read(out / "evaluations.csv")
     assert "infeasible" not in set(evals["status"])
     init_rows = evals[evals["source"] == "init-file"]
@@ -166,9 +301,30 @@ def test_lead_optimization_starts_from_the_lead(small_model_dir, tmp_path) -> No
     lead = canonicalize(read_smiles(moses_file("train"), column="SMILES", limit=20)[7])
     out = tmp_path / "lead"
     i = FAST.index("--n-init")
-    fast = FAST[:i] + FAST[i + 2:]
-    assert main(["optimize", "--model", str(small_model_dir), "--objective", "esol", "--similar-to", lead,
-                 "--min-similarity", "0.4", "--n-init", "8", "--budget", "12", "--out", str(out), *fast]) == 0
+    fast = FAST[:i] + FAST[i + 2 :]
+    assert (
+        main(
+            [
+                "optimize",
+                "--model",
+                str(small_model_dir),
+                "--objective",
+                "esol",
+                "--similar-to",
+                lead,
+                "--min-similarity",
+                "0.4",
+                "--n-init",
+                "8",
+                "--budget",
+                "12",
+                "--out",
+                str(out),
+                *fast,
+            ]
+        )
+        == 0
+    )
     evals = _read(out / "evaluations.csv")
     init = evals[(evals["round"] == 0) & evals["status"].isin(["scored", "infeasible"])]
     assert init["smiles"].iloc[0] == lead and init["similarity"].iloc[0] == pytest.approx(1.0)
@@ -185,8 +341,23 @@ def test_lead_optimization_starts_from_the_lead(small_model_dir, tmp_path) -> No
 
 def test_pareto_front_is_non_dominated(small_model_dir, tmp_path, capsys) -> None:
     out = tmp_path / "pareto"
-    assert main(["optimize", "--model", str(small_model_dir), "--objectives", "esol,qed", "--budget", "12",
-                 "--out", str(out), *FAST]) == 0
+    assert (
+        main(
+            [
+                "optimize",
+                "--model",
+                str(small_model_dir),
+                "--objectives",
+                "esol,qed",
+                "--budget",
+                "12",
+                "--out",
+                str(out),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     front = _read(out / "pareto.csv")
     assert len(front) >= 1
     Y = front[["score_esol", "score_qed"]].to_numpy()
@@ -203,7 +374,7 @@ def test_pareto_front_is_non_dominated(small_model_dir, tmp_path, capsys) -> Non
     head = next(i for i, line in enumerate(printed) if line.startswith("Pareto front ("))
     assert f"({len(front)} in pareto.csv" in printed[head]
     assert printed[head + 1].split() == ["smiles", "score_esol", "score_qed"]
-    shown = printed[head + 2:]
+    shown = printed[head + 2 :]
     assert len(shown) == min(5, len(front))
     assert [line.split()[0] for line in shown] == front["smiles"].head(5).tolist()
 
@@ -235,8 +406,25 @@ def test_round_limit_stops_the_run_and_a_resume_can_raise_it(small_model_dir, tm
 
 def test_resume_refuses_settings_that_differ_from_the_run(small_model_dir, tmp_path, capsys) -> None:
     out = tmp_path / "run"
-    start = ["optimize", "--model", str(small_model_dir), "--out", str(out), "--objective", "esol", "--budget", "0",
-             "--similar-to", "celecoxib", "--min-similarity", "0.4", "--batch", "4", "--seed", "3"]
+    start = [
+        "optimize",
+        "--model",
+        str(small_model_dir),
+        "--out",
+        str(out),
+        "--objective",
+        "esol",
+        "--budget",
+        "0",
+        "--similar-to",
+        "celecoxib",
+        "--min-similarity",
+        "0.4",
+        "--batch",
+        "4",
+        "--seed",
+        "3",
+    ]
     assert main(start) == 0
     config = (out / "config.json").read_bytes()
     resume = ["optimize", "--model", str(small_model_dir), "--out", str(out), "--resume", "--no-progress"]
@@ -246,7 +434,10 @@ def test_resume_refuses_settings_that_differ_from_the_run(small_model_dir, tmp_p
         (["--seed", "4", "--method", "prior"], ["--seed 4 (the run has 3)", "--method 'prior' (the run has 'auto')"]),
         (["--similar-to", "aspirin"], ["--similar-to 'CC(=O)Oc1ccccc1C(=O)O'"]),
         (["--min-similarity", "0.5"], ["--min-similarity 0.5 (the run has 0.4)"]),
-        (["--no-local", "--score-infeasible"], ["--no-local (the run has 5)", "--score-infeasible (the run has False)"]),
+        (
+            ["--no-local", "--score-infeasible"],
+            ["--no-local (the run has 5)", "--score-infeasible (the run has False)"],
+        ),
         (["--range", "mw=200:400"], ["--range {'mw': [200.0, 400.0]} (the run has None)"]),
     ]:
         assert main([*resume, *extra]) == 2, extra
@@ -256,8 +447,20 @@ def test_resume_refuses_settings_that_differ_from_the_run(small_model_dir, tmp_p
             assert needle in err, (needle, err)
     assert (out / "config.json").read_bytes() == config  # nothing about the run changed
     # the same settings, spelled another way (the lead as SMILES), and the stopping rules are accepted
-    same = ["--batch", "4", "--seed", "3", "--similar-to", "Cc1ccc(-c2cc(C(F)(F)F)nn2-c2ccc(S(N)(=O)=O)cc2)cc1",
-            "--min-similarity", "0.4", "--budget", "0", "--max-rounds", "1"]
+    same = [
+        "--batch",
+        "4",
+        "--seed",
+        "3",
+        "--similar-to",
+        "Cc1ccc(-c2cc(C(F)(F)F)nn2-c2ccc(S(N)(=O)=O)cc2)cc1",
+        "--min-similarity",
+        "0.4",
+        "--budget",
+        "0",
+        "--max-rounds",
+        "1",
+    ]
     assert main([*resume, *same]) == 0
 
 
@@ -275,8 +478,18 @@ def test_ctrl_c_says_how_to_continue_and_resume_finishes(small_model_dir, tmp_pa
         "    return [len(s) / 10.0 for s in smiles]\n"
     )
     out = tmp_path / "run"
-    args = ["optimize", "--model", str(small_model_dir), "--objective", f"{tmp_path / 'impatient.py'}:score",
-            "--budget", "8", "--out", str(out), *FAST]
+    args = [
+        "optimize",
+        "--model",
+        str(small_model_dir),
+        "--objective",
+        f"{tmp_path / 'impatient.py'}:score",
+        "--budget",
+        "8",
+        "--out",
+        str(out),
+        *FAST,
+    ]
     assert main(args) == 130
     err = capsys.readouterr().err.strip()
     assert err == f"molvae optimize: interrupted; the run so far is in {out}: add --resume to continue it"
@@ -285,8 +498,21 @@ def test_ctrl_c_says_how_to_continue_and_resume_finishes(small_model_dir, tmp_pa
     assert len(scored) == 8 and scored["smiles"].is_unique
     # interrupted before the run folder exists: no resume hint
     (tmp_path / "early.py").write_text("raise KeyboardInterrupt\n")
-    assert main(["optimize", "--model", str(small_model_dir), "--objective", f"{tmp_path / 'early.py'}:score",
-                 "--out", str(tmp_path / "early"), *FAST]) == 130
+    assert (
+        main(
+            [
+                "optimize",
+                "--model",
+                str(small_model_dir),
+                "--objective",
+                f"{tmp_path / 'early.py'}:score",
+                "--out",
+                str(tmp_path / "early"),
+                *FAST,
+            ]
+        )
+        == 130
+    )
     assert capsys.readouterr().err.strip() == "molvae optimize: interrupted"
 
 
@@ -307,8 +533,25 @@ def test_init_file_scores_are_used_not_recomputed(small_model_dir, tmp_path, suf
                     mol.SetProp("qed", score)
                 writer.write(mol)
     out = tmp_path / "run"
-    assert main(["optimize", "--model", str(small_model_dir), "--objective", "qed", "--init", str(init),
-                 "--budget", "2", "--out", str(out), *FAST]) == 0
+    assert (
+        main(
+            [
+                "optimize",
+                "--model",
+                str(small_model_dir),
+                "--objective",
+                "qed",
+                "--init",
+                str(init),
+                "--budget",
+                "2",
+                "--out",
+                str(out),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     evals = _read(out / "evaluations.csv")
     init_rows = evals[evals["source"] == "init-file"]
     assert init_rows["smiles"].tolist() == [canonicalize(m) for m in mols]
@@ -321,8 +564,25 @@ def test_init_file_without_score_columns_is_scored(small_model_dir, tmp_path) ->
     init = tmp_path / "init.smi"
     init.write_text("CCO ethanol\nc1ccccc1O phenol\n")
     out = tmp_path / "run"
-    assert main(["optimize", "--model", str(small_model_dir), "--objective", "qed", "--init", str(init),
-                 "--budget", "3", "--out", str(out), *FAST]) == 0
+    assert (
+        main(
+            [
+                "optimize",
+                "--model",
+                str(small_model_dir),
+                "--objective",
+                "qed",
+                "--init",
+                str(init),
+                "--budget",
+                "3",
+                "--out",
+                str(out),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     init_rows = _read(out / "evaluations.csv").query("source == 'init-file'")
     assert init_rows["call"].tolist() == [1, 2] and init_rows["score"].notna().all()
 
@@ -332,12 +592,31 @@ def test_init_file_property_column_of_a_negated_objective_is_negated(small_model
     from molvae.chemistry import sa_score
 
     mols = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1"]
-    assert main(["properties", "--input", str(_write(tmp_path / "in.smi", mols)), "--out", str(tmp_path / "p.csv")]) == 0
+    assert (
+        main(["properties", "--input", str(_write(tmp_path / "in.smi", mols)), "--out", str(tmp_path / "p.csv")]) == 0
+    )
     props = pd.read_csv(tmp_path / "p.csv")[["smiles", "sa"]]
     props.to_csv(tmp_path / "init.csv", index=False)
     out = tmp_path / "run"
-    assert main(["optimize", "--model", str(small_model_dir), "--objective", "sa", "--init", str(tmp_path / "init.csv"),
-                 "--budget", "0", "--out", str(out), *FAST]) == 0
+    assert (
+        main(
+            [
+                "optimize",
+                "--model",
+                str(small_model_dir),
+                "--objective",
+                "sa",
+                "--init",
+                str(tmp_path / "init.csv"),
+                "--budget",
+                "0",
+                "--out",
+                str(out),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     supplied = _read(out / "evaluations.csv").query("status == 'supplied'")
     np.testing.assert_allclose(supplied["score"], -sa_score(supplied["smiles"].tolist()))
     best = _read(out / "best.csv")
@@ -360,8 +639,25 @@ def test_resume_checks_every_objective_and_a_nan_objective_is_counted(small_mode
     assert main([*base, "--objectives", "qed,sa", "--resume", "--budget", "0"]) == 0
     # an objective that returns NaN for every molecule: each is marked infeasible, and the summary says so
     (tmp_path / "nan.py").write_text("def score(smiles):\n    return [float('nan')] * len(smiles)\n")
-    assert main(["optimize", "--model", str(small_model_dir), "--out", str(tmp_path / "nan"), *FAST,
-                 "--objective", f"{tmp_path / 'nan.py'}:score", "--budget", "6", "--method", "prior"]) == 0
+    assert (
+        main(
+            [
+                "optimize",
+                "--model",
+                str(small_model_dir),
+                "--out",
+                str(tmp_path / "nan"),
+                *FAST,
+                "--objective",
+                f"{tmp_path / 'nan.py'}:score",
+                "--budget",
+                "6",
+                "--method",
+                "prior",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     evals = _read(tmp_path / "nan" / "evaluations.csv").query("status == 'scored'")
     assert len(evals) == 6 and (evals["reason"] == "objective returned NaN").all()

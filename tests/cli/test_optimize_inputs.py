@@ -18,8 +18,21 @@ from molvae.chemistry import qed
 from molvae.cli.main import main
 
 REPO = Path(__file__).resolve().parents[2]
-FAST = ["--batch", "4", "--n-init", "4", "--decode-attempts", "2", "--restarts", "2", "--raw-samples", "32",
-        "--method", "bo", "--no-progress"]
+FAST = [
+    "--batch",
+    "4",
+    "--n-init",
+    "4",
+    "--decode-attempts",
+    "2",
+    "--restarts",
+    "2",
+    "--raw-samples",
+    "32",
+    "--method",
+    "bo",
+    "--no-progress",
+]
 MOLECULES = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "CC(C)Cc1ccc(C(C)C(=O)O)cc1"]
 
 
@@ -37,18 +50,51 @@ def _last_error(capsys) -> str:
 def esol_run(small_model_dir, tmp_path_factory) -> Path:
     """A finished ESOL run whose best.csv has `score` (ESOL logS) beside the property columns (qed, esol...)."""
     out = tmp_path_factory.mktemp("esol") / "run"
-    assert main(["optimize", "--model", str(small_model_dir), "--objective", "esol", "--budget", "6",
-                 "--out", str(out), *FAST]) == 0
+    assert (
+        main(
+            [
+                "optimize",
+                "--model",
+                str(small_model_dir),
+                "--objective",
+                "esol",
+                "--budget",
+                "6",
+                "--out",
+                str(out),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     return out
 
 
-def test_an_init_file_from_another_objective_gives_its_named_column_not_its_score(esol_run, small_model_dir,
-                                                                                 tmp_path, caplog) -> None:
+def test_an_init_file_from_another_objective_gives_its_named_column_not_its_score(
+    esol_run, small_model_dir, tmp_path, caplog
+) -> None:
     """best.csv of an ESOL run as --init of a QED run: the qed column holds QED; score holds ESOL."""
     out = tmp_path / "qed"
     with caplog.at_level("INFO"):
-        assert main(["optimize", "--model", str(small_model_dir), "--objective", "qed", "--init",
-                     str(esol_run / "best.csv"), "--budget", "0", "--out", str(out), *FAST]) == 0
+        assert (
+            main(
+                [
+                    "optimize",
+                    "--model",
+                    str(small_model_dir),
+                    "--objective",
+                    "qed",
+                    "--init",
+                    str(esol_run / "best.csv"),
+                    "--budget",
+                    "0",
+                    "--out",
+                    str(out),
+                    *FAST,
+                ]
+            )
+            == 0
+        )
     assert "scores from column 'qed'" in caplog.text
     supplied = _read(out / "evaluations.csv").query("status == 'supplied'")
     assert len(supplied) > 0
@@ -62,12 +108,46 @@ def test_a_bare_score_column_of_another_objective_is_refused(esol_run, small_mod
     folder.mkdir()
     (folder / "config.json").write_bytes((esol_run / "config.json").read_bytes())
     _read(esol_run / "best.csv")[["smiles", "score"]].to_csv(folder / "best.csv", index=False)
-    assert main(["optimize", "--model", str(small_model_dir), "--objective", "tpsa", "--init",
-                 str(folder / "best.csv"), "--budget", "0", "--out", str(tmp_path / "tpsa"), *FAST]) == 2
+    assert (
+        main(
+            [
+                "optimize",
+                "--model",
+                str(small_model_dir),
+                "--objective",
+                "tpsa",
+                "--init",
+                str(folder / "best.csv"),
+                "--budget",
+                "0",
+                "--out",
+                str(tmp_path / "tpsa"),
+                *FAST,
+            ]
+        )
+        == 2
+    )
     assert "its score column holds esol (the run's config.json says so), not tpsa" in _last_error(capsys)
     # the same objective: used as given
-    assert main(["optimize", "--model", str(small_model_dir), "--objective", "esol", "--init",
-                 str(folder / "best.csv"), "--budget", "0", "--out", str(tmp_path / "esol"), *FAST]) == 0
+    assert (
+        main(
+            [
+                "optimize",
+                "--model",
+                str(small_model_dir),
+                "--objective",
+                "esol",
+                "--init",
+                str(folder / "best.csv"),
+                "--budget",
+                "0",
+                "--out",
+                str(tmp_path / "esol"),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     supplied = _read(tmp_path / "esol" / "evaluations.csv").query("status == 'supplied'")
     assert list(supplied["score"]) == list(_read(folder / "best.csv")["score"])
 
@@ -75,8 +155,25 @@ def test_a_bare_score_column_of_another_objective_is_refused(esol_run, small_mod
 def test_a_blank_init_score_is_not_blamed_on_the_objective(small_model_dir, tmp_path) -> None:
     pd.DataFrame({"smiles": MOLECULES[:2], "qed": ["0.5", ""]}).to_csv(tmp_path / "init.csv", index=False)
     out = tmp_path / "run"
-    assert main(["optimize", "--model", str(small_model_dir), "--objective", "qed", "--init",
-                 str(tmp_path / "init.csv"), "--budget", "0", "--out", str(out), *FAST]) == 0
+    assert (
+        main(
+            [
+                "optimize",
+                "--model",
+                str(small_model_dir),
+                "--objective",
+                "qed",
+                "--init",
+                str(tmp_path / "init.csv"),
+                "--budget",
+                "0",
+                "--out",
+                str(out),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     reasons = _read(out / "evaluations.csv").query("status == 'supplied'")["reason"].fillna("").tolist()
     assert reasons == ["", "no score given in the --init file"]
 
@@ -86,21 +183,75 @@ def test_the_output_of_molvae_properties_is_an_init_file(small_model_dir, tmp_pa
     (tmp_path / "in.smi").write_text("\n".join(MOLECULES) + "\n")
     assert main(["properties", "--input", str(tmp_path / "in.smi"), "--out", str(tmp_path / "props.csv")]) == 0
     out = tmp_path / "run"
-    assert main(["optimize", "--model", str(small_model_dir), "--objective", "qed", "--init",
-                 str(tmp_path / "props.csv"), "--budget", "0", "--out", str(out), *FAST]) == 0
+    assert (
+        main(
+            [
+                "optimize",
+                "--model",
+                str(small_model_dir),
+                "--objective",
+                "qed",
+                "--init",
+                str(tmp_path / "props.csv"),
+                "--budget",
+                "0",
+                "--out",
+                str(out),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     assert (_read(out / "evaluations.csv")["status"] == "supplied").sum() == len(MOLECULES)
     # and --smiles-column picks another one
     pd.DataFrame({"id": ["a", "b"], "structure": MOLECULES[:2]}).to_csv(tmp_path / "named.csv", index=False)
-    assert main(["optimize", "--model", str(small_model_dir), "--objective", "qed", "--init",
-                 str(tmp_path / "named.csv"), "--smiles-column", "structure", "--budget", "2",
-                 "--out", str(tmp_path / "named"), *FAST]) == 0
+    assert (
+        main(
+            [
+                "optimize",
+                "--model",
+                str(small_model_dir),
+                "--objective",
+                "qed",
+                "--init",
+                str(tmp_path / "named.csv"),
+                "--smiles-column",
+                "structure",
+                "--budget",
+                "2",
+                "--out",
+                str(tmp_path / "named"),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     assert _read(tmp_path / "named" / "evaluations.csv")["source"].eq("init-file").sum() == 2
 
 
 def test_a_property_range_given_twice_is_refused(small_model_dir, tmp_path, capsys) -> None:
     """The last --range used to win silently (mw 278 accepted under --range mw=300:350 --range mw=200:450)."""
-    assert main(["optimize", "--model", str(small_model_dir), "--objective", "qed", "--range", "mw=300:350",
-                 "--range", "mw=200:450", "--budget", "4", "--out", str(tmp_path / "run"), *FAST]) == 2
+    assert (
+        main(
+            [
+                "optimize",
+                "--model",
+                str(small_model_dir),
+                "--objective",
+                "qed",
+                "--range",
+                "mw=300:350",
+                "--range",
+                "mw=200:450",
+                "--budget",
+                "4",
+                "--out",
+                str(tmp_path / "run"),
+                *FAST,
+            ]
+        )
+        == 2
+    )
     assert "--range mw given twice (300:350 and 200:450); give one range per property" in _last_error(capsys)
     assert not (tmp_path / "run").exists()
 
@@ -125,8 +276,23 @@ def test_an_objective_that_calls_sys_exit_fails_the_run_resumably(small_model_di
         objective = tmp_path / "quits.py"
         objective.write_text(f"import sys\ndef score(smiles):\n    sys.exit({code})\n")
         out = tmp_path / f"run{len(shown)}"
-        assert main(["optimize", "--model", str(small_model_dir), "--objective", f"{objective}:score",
-                     "--budget", "4", "--out", str(out), *FAST]) == 2
+        assert (
+            main(
+                [
+                    "optimize",
+                    "--model",
+                    str(small_model_dir),
+                    "--objective",
+                    f"{objective}:score",
+                    "--budget",
+                    "4",
+                    "--out",
+                    str(out),
+                    *FAST,
+                ]
+            )
+            == 2
+        )
         err = _last_error(capsys)
         assert f"called {shown} while scoring" in err
         assert f"the run so far is in {out}: fix the cause and add --resume to continue it" in err
@@ -135,8 +301,7 @@ def test_an_objective_that_calls_sys_exit_fails_the_run_resumably(small_model_di
 def test_resume_of_a_run_that_never_started_says_how_to_start_it(tmp_path, capsys) -> None:
     (tmp_path / "run").mkdir()  # killed during start-up: the folder, no config.json
     assert main(["optimize", "--objective", "qed", "--out", str(tmp_path / "run"), "--resume"]) == 2
-    assert ("it was stopped before its first save; the same command without --resume starts it"
-            in _last_error(capsys))
+    assert "it was stopped before its first save; the same command without --resume starts it" in _last_error(capsys)
 
 
 def test_an_objective_declaring_batch_size_one_loses_nothing_to_a_kill_mid_round(small_model_dir, tmp_path) -> None:
@@ -156,8 +321,23 @@ def test_an_objective_declaring_batch_size_one_loses_nothing_to_a_kill_mid_round
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "molvae.cli.main", "optimize", "--model", str(small_model_dir), "--objective",
-           "slow_objective:score", "--budget", "8", "--out", str(out), "--seed", "3", *FAST]
+    cmd = [
+        sys.executable,
+        "-m",
+        "molvae.cli.main",
+        "optimize",
+        "--model",
+        str(small_model_dir),
+        "--objective",
+        "slow_objective:score",
+        "--budget",
+        "8",
+        "--out",
+        str(out),
+        "--seed",
+        "3",
+        *FAST,
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     try:
@@ -169,9 +349,24 @@ def test_an_objective_declaring_batch_size_one_loses_nothing_to_a_kill_mid_round
         proc.wait()
     killed_after = log.read_text().split()
     assert len(killed_after) < 4, "the kill came after the round ended: nothing was in flight"
-    done = subprocess.run([sys.executable, "-m", "molvae.cli.main", "optimize", "--model", str(small_model_dir),
-                           "--out", str(out), "--resume", "--no-progress"], env=env, capture_output=True, text=True,
-                          timeout=400)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "molvae.cli.main",
+            "optimize",
+            "--model",
+            str(small_model_dir),
+            "--out",
+            str(out),
+            "--resume",
+            "--no-progress",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert done.returncode == 0, done.stderr
     logged = log.read_text().split()
     assert len(set(logged)) == 8

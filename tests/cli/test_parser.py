@@ -47,8 +47,10 @@ def test_version_and_help_start_without_torch_where_the_command_needs_none(argv)
     import subprocess
     import sys
 
-    code = (f"import sys; from molvae.cli.main import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in ('torch', 'pandas', 'rdkit') if m in sys.modules))")
+    code = (
+        f"import sys; from molvae.cli.main import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('torch', 'pandas', 'rdkit') if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     loaded = done.stdout.strip().splitlines()[-1]
     # optimize's own parser needs its module, which may import what it uses; the bare listing needs nothing

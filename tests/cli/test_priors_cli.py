@@ -19,8 +19,22 @@ def model_dir(small_model_dir, tmp_path):
 
 
 def _fit(model_dir, *extra: str) -> int:
-    return main(["fit-prior", "--model", str(model_dir), "--n", "500", "--flow-steps", "60", "--flow-hidden", "32",
-                 "--gmm-components", "3", *extra])
+    return main(
+        [
+            "fit-prior",
+            "--model",
+            str(model_dir),
+            "--n",
+            "500",
+            "--flow-steps",
+            "60",
+            "--flow-hidden",
+            "32",
+            "--gmm-components",
+            "3",
+            *extra,
+        ]
+    )
 
 
 def test_fit_prior_then_sample_with_it(model_dir, tmp_path, capsys) -> None:
@@ -35,8 +49,12 @@ def test_fit_prior_then_sample_with_it(model_dir, tmp_path, capsys) -> None:
     tables = {}
     for prior in ("auto", "flow", "gmm", "standard"):
         path = tmp_path / f"{prior}.csv"
-        assert main(["sample", "--model", str(model_dir), "--prior", prior, "--n", "50", "--seed", "1",
-                     "--out", str(path)]) == 0
+        assert (
+            main(
+                ["sample", "--model", str(model_dir), "--prior", prior, "--n", "50", "--seed", "1", "--out", str(path)]
+            )
+            == 0
+        )
         tables[prior] = pd.read_csv(path)
     assert "(flow prior)" in capsys.readouterr().out
     assert tables["auto"].equals(tables["flow"])  # --default made flow the model's prior
@@ -74,8 +92,9 @@ def test_sample_with_an_unknown_prior_is_one_line(model_dir, tmp_path, capsys) -
 def test_a_stored_pickle_prior_is_refused_by_the_cli(model_dir, tmp_path, capsys) -> None:
     assert _fit(model_dir, "--kind", "gmm") == 0
     (model_dir / "priors" / "gmm.safetensors").write_bytes(b"\x80\x04\x95" + b"\x00" * 40)
-    assert main(["sample", "--model", str(model_dir), "--prior", "gmm", "--n", "5",
-                 "--out", str(tmp_path / "s.csv")]) == 2
+    assert (
+        main(["sample", "--model", str(model_dir), "--prior", "gmm", "--n", "5", "--out", str(tmp_path / "s.csv")]) == 2
+    )
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "never unpickles" in err
 
@@ -85,8 +104,28 @@ def test_evaluate_prints_a_row_per_prior(model_dir, tmp_path, capsys) -> None:
     ref = tmp_path / "ref.smi"
     ref.write_text("\n".join(moses_smiles(300, "test")) + "\n")
     out = tmp_path / "eval"
-    assert main(["evaluate", "--model", str(model_dir), "--prior", "all", "--n", "40", "--reconstruction", "0",
-                 "--reference", str(ref), "--train", "none", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(model_dir),
+                "--prior",
+                "all",
+                "--n",
+                "40",
+                "--reconstruction",
+                "0",
+                "--reference",
+                str(ref),
+                "--train",
+                "none",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "model (standard prior)" in printed and "model (gmm prior)" in printed
     table = pd.read_csv(out / "metrics.csv")
@@ -94,8 +133,24 @@ def test_evaluate_prints_a_row_per_prior(model_dir, tmp_path, capsys) -> None:
     data = json.loads((out / "metrics.json").read_text())
     assert set(data["priors"]) == {"standard", "gmm"} and data["prior"] == "standard"
     assert data["metrics"] == data["priors"]["standard"]
-    assert main(["evaluate", "--model", str(model_dir), "--prior", "gmm,gmm", "--n", "5", "--train", "none",
-                 "--out", str(tmp_path / "e2")]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(model_dir),
+                "--prior",
+                "gmm,gmm",
+                "--n",
+                "5",
+                "--train",
+                "none",
+                "--out",
+                str(tmp_path / "e2"),
+            ]
+        )
+        == 2
+    )
     assert "distinct" in capsys.readouterr().err
 
 

@@ -158,8 +158,24 @@ def test_keep_columns_carries_ids_through_chunks(tmp_path, capsys):
     src.write_text("compound_id,SMILES,pIC50\nA-1,CCO,5.2\nA-2,not_a_molecule,6.0\nA-3,c1ccccc1\n")
     out = tmp_path / "props.tsv"
     # --chunk-size 2: the kept values must stay with their rows across chunk boundaries.
-    assert main(["properties", "--input", str(src), "--out", str(out), "--properties", "mw",
-                 "--keep-columns", "compound_id,pIC50", "--chunk-size", "2"]) == 0
+    assert (
+        main(
+            [
+                "properties",
+                "--input",
+                str(src),
+                "--out",
+                str(out),
+                "--properties",
+                "mw",
+                "--keep-columns",
+                "compound_id,pIC50",
+                "--chunk-size",
+                "2",
+            ]
+        )
+        == 0
+    )
     table = pd.read_csv(out, sep="\t", keep_default_na=False)
     assert list(table.columns) == ["compound_id", "pIC50", "smiles", "canonical_smiles", "valid", "mw"]
     assert table["compound_id"].tolist() == ["A-1", "A-2", "A-3"]
@@ -171,8 +187,10 @@ def test_keep_name_of_smi_lines(tmp_path):
     src = tmp_path / "mols.smi"
     src.write_text("\n".join(SMI_LINES) + "\n")
     out = tmp_path / "props.parquet"
-    assert main(["properties", "--input", str(src), "--out", str(out), "--properties", "qed",
-                 "--keep-columns", "name"]) == 0
+    assert (
+        main(["properties", "--input", str(src), "--out", str(out), "--properties", "qed", "--keep-columns", "name"])
+        == 0
+    )
     table = pd.read_parquet(out)
     assert table["name"].tolist() == ["ethanol", "", "", "", ""]
     assert table["smiles"].tolist() == ["CCO", "not_a_molecule", "", "c1ccccc1", "C1CC"]
@@ -192,8 +210,22 @@ def test_keep_columns_bad_input(tmp_path, capsys, source, keep, needles):
     (tmp_path / "assay.csv").write_text("compound_id,SMILES\nA-1,CCO\n")
     (tmp_path / "mols.smi").write_text("CCO ethanol\n")
     out = tmp_path / "props.csv"
-    assert main(["properties", "--input", str(tmp_path / source), "--out", str(out), "--properties", "mw",
-                 "--keep-columns", keep]) == 2
+    assert (
+        main(
+            [
+                "properties",
+                "--input",
+                str(tmp_path / source),
+                "--out",
+                str(out),
+                "--properties",
+                "mw",
+                "--keep-columns",
+                keep,
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     for needle in needles:
@@ -212,8 +244,22 @@ def test_sd_file_input_with_title_and_data_fields(tmp_path, capsys):
             mol.SetProp("vendor_id", f"V{i}")
             writer.write(mol)
     out = tmp_path / "props.csv"
-    assert main(["properties", "--input", str(src), "--out", str(out), "--properties", "mw",
-                 "--keep-columns", "name,vendor_id"]) == 0
+    assert (
+        main(
+            [
+                "properties",
+                "--input",
+                str(src),
+                "--out",
+                str(out),
+                "--properties",
+                "mw",
+                "--keep-columns",
+                "name,vendor_id",
+            ]
+        )
+        == 0
+    )
     table = _read_out(out)
     assert table[["name", "vendor_id"]].values.tolist() == [["aspirin", "V0"], ["caffeine", "V1"]]
     assert table["mw"].round(1).tolist() == [180.2, 194.2]

@@ -57,10 +57,13 @@ def test_a_bad_line_on_standard_input_is_named_as_such(monkeypatch, capsys, tmp_
     assert not (tmp_path / "p.csv").exists()
 
 
-@pytest.mark.parametrize("command, data, needle", [
-    (["properties"], b"", "--input -: standard input is empty"),
-    (["decode"], b"CCO\n", "--input -: decode does not read standard input; name a file"),
-])
+@pytest.mark.parametrize(
+    "command, data, needle",
+    [
+        (["properties"], b"", "--input -: standard input is empty"),
+        (["decode"], b"CCO\n", "--input -: decode does not read standard input; name a file"),
+    ],
+)
 def test_standard_input_refusals(monkeypatch, capsys, tmp_path, command, data, needle) -> None:
     _stdin(monkeypatch, data)
     assert main([*command, "-i", "-", "-o", str(tmp_path / "out.csv")]) == 2
@@ -81,17 +84,27 @@ def test_a_terminal_is_not_read(monkeypatch, capsys, tmp_path) -> None:
 def test_a_real_pipe_from_sample_to_properties(small_model_dir, tmp_path) -> None:
     """The two processes of `molvae sample -o - | molvae properties -i -`, joined by an OS pipe."""
     cli = [sys.executable, "-m", "molvae.cli.main"]
-    sample = subprocess.Popen([*cli, "sample", "--model", str(small_model_dir), "--n", "30", "--seed", "2", "-o", "-"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    props = subprocess.run([*cli, "properties", "-i", "-", "-o", str(tmp_path / "p.csv"), "--properties", "mw"],
-                           stdin=sample.stdout, capture_output=True, text=True, timeout=300)
+    sample = subprocess.Popen(
+        [*cli, "sample", "--model", str(small_model_dir), "--n", "30", "--seed", "2", "-o", "-"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    props = subprocess.run(
+        [*cli, "properties", "-i", "-", "-o", str(tmp_path / "p.csv"), "--properties", "mw"],
+        stdin=sample.stdout,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     sample.stdout.close()
     assert sample.wait(timeout=300) == 0 and props.returncode == 0, props.stderr
     table = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
     # The piped table was read as a table (its smiles column, not whole lines): the same
     # molecules and validity as the seed's samples written to a file.
-    assert main(["sample", "--model", str(small_model_dir), "--n", "30", "--seed", "2", "-o",
-                 str(tmp_path / "s.csv")]) == 0
+    assert (
+        main(["sample", "--model", str(small_model_dir), "--n", "30", "--seed", "2", "-o", str(tmp_path / "s.csv")])
+        == 0
+    )
     samples = pd.read_csv(tmp_path / "s.csv", keep_default_na=False)
     assert table["smiles"].tolist() == samples["smiles"].tolist()
     assert table["valid"].tolist() == samples["valid"].tolist() and samples["valid"].any()

@@ -24,8 +24,20 @@ def mols(tmp_path_factory):
 
 def _net(vocab_size: int) -> SequenceVAE:
     torch.manual_seed(0)
-    net = SequenceVAE(ModelConfig(vocab_size=vocab_size, embedding_dim=32, encoder_hidden=64, latent_dim=16,
-                                  decoder_hidden=128, decoder_layers=2)).cuda().train()
+    net = (
+        SequenceVAE(
+            ModelConfig(
+                vocab_size=vocab_size,
+                embedding_dim=32,
+                encoder_hidden=64,
+                latent_dim=16,
+                decoder_hidden=128,
+                decoder_layers=2,
+            )
+        )
+        .cuda()
+        .train()
+    )
     with torch.no_grad():  # σ = e^-30: z = μ, so a step has no noise and two paths can be compared
         net.to_logvar.weight.zero_()
         net.to_logvar.bias.fill_(-60.0)
@@ -39,7 +51,7 @@ def test_replayed_step_equals_the_eager_step(mols) -> None:
         if len(index) == 64:
             seq, lengths = collate(data, index)
             by_width.setdefault(seq.shape[1], []).append((torch.from_numpy(seq).cuda(), torch.from_numpy(lengths)))
-    (x, y), = [pair[:2] for pair in by_width.values() if len(pair) >= 2][:1]
+    ((x, y),) = [pair[:2] for pair in by_width.values() if len(pair) >= 2][:1]
     cfg = TrainConfig(batch_size=64, lr=1e-3)
     net = _net(len(data.vocab))
     ref = copy.deepcopy(net)
@@ -67,11 +79,26 @@ def test_replayed_step_equals_the_eager_step(mols) -> None:
 def test_training_with_graphs_matches_training_without(mols, tmp_path) -> None:
     results = {}
     for graphs in (True, False):
-        cfg = TrainConfig(data=str(mols), epochs=4, batch_size=64, lr=2e-3, warmup_steps=5, kl_weight=0.1,
-                          kl_warmup_epochs=1, val_recon_n=0, val_sample_n=0, progress=False, device="cuda",
-                          cuda_graphs=graphs, seed=1)
-        trainer = Trainer(tmp_path / str(graphs), cfg, dict(embedding_dim=32, encoder_hidden=64, latent_dim=16,
-                                                             decoder_hidden=128, decoder_layers=2))
+        cfg = TrainConfig(
+            data=str(mols),
+            epochs=4,
+            batch_size=64,
+            lr=2e-3,
+            warmup_steps=5,
+            kl_weight=0.1,
+            kl_warmup_epochs=1,
+            val_recon_n=0,
+            val_sample_n=0,
+            progress=False,
+            device="cuda",
+            cuda_graphs=graphs,
+            seed=1,
+        )
+        trainer = Trainer(
+            tmp_path / str(graphs),
+            cfg,
+            dict(embedding_dim=32, encoder_hidden=64, latent_dim=16, decoder_hidden=128, decoder_layers=2),
+        )
         history = trainer.fit()
         results[graphs] = history[-1]["val_loss"], history[0]["val_loss"]
         if graphs:

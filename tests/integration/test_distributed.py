@@ -15,8 +15,18 @@ from tests.conftest import moses_smiles
 
 pytestmark = pytest.mark.slow
 
-TINY = ["--embedding-dim", "16", "--encoder-hidden", "32", "--latent-dim", "16", "--decoder-hidden", "64",
-        "--decoder-layers", "2"]
+TINY = [
+    "--embedding-dim",
+    "16",
+    "--encoder-hidden",
+    "32",
+    "--latent-dim",
+    "16",
+    "--decoder-hidden",
+    "64",
+    "--decoder-layers",
+    "2",
+]
 
 
 # Runs the CLI, then fails if gloo's threads survived destroy_process_group: a group left to
@@ -60,8 +70,23 @@ def test_two_process_training_and_resume(tmp_path) -> None:
     data = tmp_path / "mols.smi"
     data.write_text("\n".join(moses_smiles(800)) + "\n")
     out = tmp_path / "run"
-    args = ["train", "--data", str(data), "--out", str(out), "--batch-size", "32", "--seed", "3", "--no-progress",
-            "--val-recon-n", "10", "--val-sample-n", "10", *TINY]
+    args = [
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--batch-size",
+        "32",
+        "--seed",
+        "3",
+        "--no-progress",
+        "--val-recon-n",
+        "10",
+        "--val-sample-n",
+        "10",
+        *TINY,
+    ]
     check = None
     if os.path.isdir("/proc/self/task"):  # Linux: thread names are readable
         check = tmp_path / "check_threads.py"

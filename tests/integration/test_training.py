@@ -25,19 +25,43 @@ from tests.conftest import moses_smiles
 
 pytestmark = pytest.mark.slow
 
-TINY = ["--embedding-dim", "16", "--encoder-hidden", "32", "--latent-dim", "16", "--decoder-hidden", "64",
-        "--decoder-layers", "2"]
+TINY = [
+    "--embedding-dim",
+    "16",
+    "--encoder-hidden",
+    "32",
+    "--latent-dim",
+    "16",
+    "--decoder-hidden",
+    "64",
+    "--decoder-layers",
+    "2",
+]
 
 
 def test_overfits_64_molecules(tmp_path) -> None:
     mols = moses_smiles(64)
     f = tmp_path / "mols.smi"
     f.write_text("\n".join(mols) + "\n")
-    cfg = TrainConfig(data=str(f), epochs=160, batch_size=32, lr=4e-3, warmup_steps=10, kl_weight=0.0,
-                      val_fraction=0.0, val_recon_n=0, val_sample_n=0, progress=False, seed=0)
+    cfg = TrainConfig(
+        data=str(f),
+        epochs=160,
+        batch_size=32,
+        lr=4e-3,
+        warmup_steps=10,
+        kl_weight=0.0,
+        val_fraction=0.0,
+        val_recon_n=0,
+        val_sample_n=0,
+        progress=False,
+        seed=0,
+    )
     start = time.perf_counter()
-    trainer = Trainer(tmp_path / "run", cfg, dict(embedding_dim=32, encoder_hidden=128, latent_dim=64,
-                                                  decoder_hidden=256, decoder_layers=2))
+    trainer = Trainer(
+        tmp_path / "run",
+        cfg,
+        dict(embedding_dim=32, encoder_hidden=128, latent_dim=64, decoder_hidden=256, decoder_layers=2),
+    )
     trainer.fit()
     model = MolVAE(trainer.net.eval(), trainer.vocab, device="cpu")
     recon = model.reconstruct(mols)
@@ -81,21 +105,32 @@ def _stopped_after(calls: int, monkeypatch) -> None:
             if count[0] == calls:
                 signal.raise_signal(signal.SIGINT)
             return step(*a, **kw)
+
         return interrupted
 
     monkeypatch.setattr(trainer_module, "make_train_step", make)
 
 
 @pytest.mark.parametrize("calls", [4, 9], ids=["mid-epoch", "at-the-last-step"])
-def test_a_run_stopped_by_a_signal_resumes_to_the_same_weights_and_metrics(resume_data, tmp_path, monkeypatch,
-                                                                          calls: int) -> None:
+def test_a_run_stopped_by_a_signal_resumes_to_the_same_weights_and_metrics(
+    resume_data, tmp_path, monkeypatch, calls: int
+) -> None:
     """The epoch's running means survive the stop, and a stop after the last step still ends in a saved model."""
     from molvae.training import TrainingInterrupted
 
     data = tmp_path / "mols.smi"
     data.write_text("\n".join(resume_data.read_text().split()[:300]) + "\n")
-    cfg = dict(data=str(data), epochs=2, batch_size=32, max_steps=9, val_fraction=0.1, val_recon_n=5,
-               val_sample_n=5, progress=False, seed=1)
+    cfg = dict(
+        data=str(data),
+        epochs=2,
+        batch_size=32,
+        max_steps=9,
+        val_fraction=0.1,
+        val_recon_n=5,
+        val_sample_n=5,
+        progress=False,
+        seed=1,
+    )
     arch = dict(embedding_dim=16, encoder_hidden=32, latent_dim=16, decoder_hidden=64, decoder_layers=1)
     reference = Trainer(tmp_path / "ref", TrainConfig(**cfg), arch).fit()
     with monkeypatch.context() as patch:
@@ -107,15 +142,21 @@ def test_a_run_stopped_by_a_signal_resumes_to_the_same_weights_and_metrics(resum
     _assert_same_weights(tmp_path / "run", tmp_path / "ref")
     timing = ("elapsed_s", "train_mol_per_s")
     assert len(resumed) == len(reference) == 1
-    assert {k: v for k, v in resumed[0].items() if k not in timing} == \
-        {k: v for k, v in reference[0].items() if k not in timing}
+    assert {k: v for k, v in resumed[0].items() if k not in timing} == {
+        k: v for k, v in reference[0].items() if k not in timing
+    }
     assert pd.read_csv(tmp_path / "run" / "metrics.csv")["step"].tolist() == [9]
 
 
 # ------------------------------------------------------------------- resume
 def _molvae(*args: str, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "molvae.cli.main", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "molvae.cli.main", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +167,26 @@ def resume_data(tmp_path_factory) -> Path:
 
 
 def _train_args(data: Path, out: Path, *extra: str) -> list[str]:
-    return ["train", "--data", str(data), "--out", str(out), "--epochs", "2", "--batch-size", "32", "--seed", "5",
-            "--val-recon-n", "20", "--val-sample-n", "20", "--no-progress", *TINY, *extra]
+    return [
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--seed",
+        "5",
+        "--val-recon-n",
+        "20",
+        "--val-sample-n",
+        "20",
+        "--no-progress",
+        *TINY,
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -230,8 +289,16 @@ def test_new_run_refuses_to_overwrite(reference_run) -> None:
 
 def test_max_steps_stops_mid_epoch_and_schedules_span_it(resume_data, tmp_path) -> None:
     out = tmp_path / "run"
-    cfg = TrainConfig(data=str(resume_data), epochs=3, batch_size=32, max_steps=7, warmup_steps=2,
-                      val_recon_n=5, val_sample_n=5, progress=False)
+    cfg = TrainConfig(
+        data=str(resume_data),
+        epochs=3,
+        batch_size=32,
+        max_steps=7,
+        warmup_steps=2,
+        val_recon_n=5,
+        val_sample_n=5,
+        progress=False,
+    )
     arch = dict(embedding_dim=16, encoder_hidden=32, latent_dim=16, decoder_hidden=64, decoder_layers=1)
     trainer = Trainer(out, cfg, arch)
     history = trainer.fit()
@@ -256,9 +323,19 @@ def test_init_from_starts_at_the_parent_weights_and_keeps_its_vocabulary(referen
     parent = MolVAE.load(source)
     assert "[Se]" not in parent.vocab.tokens
     # A learning rate of ~0 leaves the weights where they started: the parent's, not a random init.
-    cfg = TrainConfig(data=str(data), epochs=1, batch_size=32, lr=1e-12, warmup_steps=0,
-                      weight_decay=0.0, val_fraction=0.0, val_recon_n=0, val_sample_n=0, progress=False,
-                      init_from=str(source))
+    cfg = TrainConfig(
+        data=str(data),
+        epochs=1,
+        batch_size=32,
+        lr=1e-12,
+        warmup_steps=0,
+        weight_decay=0.0,
+        val_fraction=0.0,
+        val_recon_n=0,
+        val_sample_n=0,
+        progress=False,
+        init_from=str(source),
+    )
     trainer = Trainer(tmp_path / "ft", cfg)
     trainer.fit()
     assert trainer.vocab.tokens == parent.vocab.tokens
@@ -276,8 +353,19 @@ def test_init_from_starts_at_the_parent_weights_and_keeps_its_vocabulary(referen
 
 
 def test_init_from_really_trains(reference_run, resume_data, tmp_path) -> None:
-    cfg = TrainConfig(data=str(resume_data), epochs=1, batch_size=32, max_steps=5, lr=1e-3, warmup_steps=0,
-                      val_fraction=0.0, val_recon_n=0, val_sample_n=0, progress=False, init_from=str(reference_run))
+    cfg = TrainConfig(
+        data=str(resume_data),
+        epochs=1,
+        batch_size=32,
+        max_steps=5,
+        lr=1e-3,
+        warmup_steps=0,
+        val_fraction=0.0,
+        val_recon_n=0,
+        val_sample_n=0,
+        progress=False,
+        init_from=str(reference_run),
+    )
     Trainer(tmp_path / "ft", cfg).fit()
     before, after = MolVAE.load(reference_run).net.state_dict(), load_weights(tmp_path / "ft" / "model.safetensors")
     assert any(not torch.allclose(before[k], after[k]) for k in before)
@@ -288,8 +376,12 @@ def test_init_from_refuses_a_different_architecture_or_representation(reference_
     with pytest.raises(MolvaeError, match=r"fixes the architecture.*decoder_hidden=128 \(model: 64\)"):
         Trainer(tmp_path / "a", cfg, {"decoder_hidden": 128}).fit()
     with pytest.raises(MolvaeError, match="is a smiles model.*--representation smiles"):
-        Trainer(tmp_path / "b", TrainConfig(data=str(resume_data), epochs=1, progress=False,
-                                            representation="selfies", init_from=str(reference_run))).fit()
+        Trainer(
+            tmp_path / "b",
+            TrainConfig(
+                data=str(resume_data), epochs=1, progress=False, representation="selfies", init_from=str(reference_run)
+            ),
+        ).fit()
     with pytest.raises(MolvaeError, match="model directory not found"):
         Trainer(tmp_path / "c", TrainConfig(data=str(resume_data), init_from=str(tmp_path / "nowhere"))).fit()
 
@@ -300,10 +392,25 @@ def test_validation_reports_active_units(tmp_path) -> None:
     f = tmp_path / "mols.smi"
     f.write_text("\n".join(moses_smiles(200)) + "\n")
     # No KL term and a high learning rate: the codes spread out within one short epoch.
-    cfg = TrainConfig(data=str(f), epochs=1, batch_size=32, lr=4e-3, warmup_steps=1, kl_weight=0.0, val_fraction=0.25,
-                      val_recon_n=0, val_sample_n=0, precision="fp32", progress=False, seed=0)
-    trainer = Trainer(tmp_path / "run", cfg, dict(embedding_dim=16, encoder_hidden=32, latent_dim=16,
-                                                  decoder_hidden=32, decoder_layers=1))
+    cfg = TrainConfig(
+        data=str(f),
+        epochs=1,
+        batch_size=32,
+        lr=4e-3,
+        warmup_steps=1,
+        kl_weight=0.0,
+        val_fraction=0.25,
+        val_recon_n=0,
+        val_sample_n=0,
+        precision="fp32",
+        progress=False,
+        seed=0,
+    )
+    trainer = Trainer(
+        tmp_path / "run",
+        cfg,
+        dict(embedding_dim=16, encoder_hidden=32, latent_dim=16, decoder_hidden=32, decoder_layers=1),
+    )
     trainer.fit()
     units = pd.read_csv(tmp_path / "run" / "metrics.csv")["val_active_units"].tolist()
     assert len(units) == 1 and 0 < units[0] <= 16

@@ -25,8 +25,13 @@ CELL_TIMEOUT_S = 300
 
 
 def _stdout(nb: nbformat.NotebookNode) -> str:
-    return "".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs
-                   if out.output_type == "stream" and out.name == "stdout")
+    return "".join(
+        out.get("text", "")
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.outputs
+        if out.output_type == "stream" and out.name == "stdout"
+    )
 
 
 def _summary(nb: nbformat.NotebookNode, number: str) -> str:
@@ -36,8 +41,13 @@ def _summary(nb: nbformat.NotebookNode, number: str) -> str:
 
 
 def _images(nb: nbformat.NotebookNode) -> int:
-    return sum("image/png" in out.get("data", {}) for cell in nb.cells if cell.cell_type == "code"
-               for out in cell.outputs if out.output_type in ("display_data", "execute_result"))
+    return sum(
+        "image/png" in out.get("data", {})
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.outputs
+        if out.output_type in ("display_data", "execute_result")
+    )
 
 
 def execute(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> nbformat.NotebookNode:
@@ -48,15 +58,17 @@ def execute(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> nbfor
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
     nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
     start = time.perf_counter()
-    client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}})
+    client = NotebookClient(
+        nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     try:
         client.execute()
     finally:
         nbformat.write(nb, tmp_path / f"executed_{name}")
     print(f"{name}: executed in {time.perf_counter() - start:.1f} s")
-    errors = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs
-              if out.output_type == "error"]
+    errors = [
+        out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs if out.output_type == "error"
+    ]
     assert not errors, errors
     return nb
 
@@ -102,8 +114,11 @@ def test_notebook_is_committed_without_outputs(name) -> None:
     nbformat.validate(nb)
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     assert code, f"{name} has no code cells"
-    dirty = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
-             and (cell.outputs or cell.execution_count is not None)]
+    dirty = [
+        i
+        for i, cell in enumerate(nb.cells)
+        if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)
+    ]
     assert not dirty, f"{name}: cells {dirty} have outputs or execution counts; run python scripts/strip_notebooks.py"
     # One parameter cell at the top: everything the smoke run shrinks derives from it.
     assert 'os.environ.get("MOLVAE_SMOKE"' in code[0].source, f"{name}: the first code cell must read MOLVAE_SMOKE"

@@ -18,8 +18,17 @@ from molvae.tokenizers import SPECIAL_TOKENS, Vocabulary
 def model_dir(tmp_path):
     vocab = Vocabulary([*SPECIAL_TOKENS, "C", "O", "c", "1", "N", "(", ")", "="])
     torch.manual_seed(0)
-    net = SequenceVAE(ModelConfig(vocab_size=len(vocab), embedding_dim=8, encoder_hidden=8, latent_dim=4,
-                                  decoder_hidden=8, decoder_layers=1, max_length=20))
+    net = SequenceVAE(
+        ModelConfig(
+            vocab_size=len(vocab),
+            embedding_dim=8,
+            encoder_hidden=8,
+            latent_dim=4,
+            decoder_hidden=8,
+            decoder_layers=1,
+            max_length=20,
+        )
+    )
     d = tmp_path / "model"
     MolVAE(net, vocab, device="cpu").save(d)
     return d
@@ -120,6 +129,7 @@ def test_debug_shows_traceback(tmp_path, capsys) -> None:
 # Each case: the command line (with {model}, {file}, {tmp} filled in), then substrings the one
 # error line must contain. Files come from _files() and _more_files().
 
+
 def _more_files(tmp_path):
     bad = _files(tmp_path)
     bad["headeronly.csv"] = tmp_path / "headeronly.csv"
@@ -152,7 +162,8 @@ FILE_COMMANDS = {
     "evaluate --samples": "evaluate --samples {file} --reference {tmp}/ok.smi --train none --out {tmp}/ev",
     "evaluate --reference": "evaluate --samples {tmp}/ok.smi --reference {file} --train none --out {tmp}/ev",
     "evaluate --train": "evaluate --samples {tmp}/ok.smi --reference {tmp}/ok.smi --train {file} --out {tmp}/ev",
-    "optimize --init": "optimize --model {model} --objective qed --init {file} --budget 2 --out {tmp}/opt --no-progress",
+    "optimize --init": "optimize --model {model} --objective qed --init {file} --budget 2 --out {tmp}/opt "
+    "--no-progress",
     "explore --train": "explore CCO --model {model} --train {file} --n 2 --out {tmp}/ex",
 }
 
@@ -183,14 +194,17 @@ def test_files_without_a_valid_molecule_are_refused_where_a_set_is_needed(tmp_pa
     bad.write_text("C1CC(\nxyz\n")
     ok = tmp_path / "ok.smi"
     ok.write_text("CCO\nc1ccccc1O\n")
-    code, err = _run(capsys, "evaluate --samples {ok} --reference {bad} --train none --out {tmp}/ev", ok=ok, bad=bad,
-                     tmp=tmp_path)
+    code, err = _run(
+        capsys, "evaluate --samples {ok} --reference {bad} --train none --out {tmp}/ev", ok=ok, bad=bad, tmp=tmp_path
+    )
     assert code == 2 and "bad.smi" in err and "no valid molecule" in err
-    code, err = _run(capsys, "evaluate --samples {ok} --reference {ok} --train {bad} --out {tmp}/ev", ok=ok, bad=bad,
-                     tmp=tmp_path)
+    code, err = _run(
+        capsys, "evaluate --samples {ok} --reference {ok} --train {bad} --out {tmp}/ev", ok=ok, bad=bad, tmp=tmp_path
+    )
     assert code == 2 and "bad.smi" in err and "training set has no valid molecule" in err
-    code, err = _run(capsys, "explore CCO --model {model} --train {bad} --n 2 --out {tmp}/ex", model=model_dir, bad=bad,
-                     tmp=tmp_path)
+    code, err = _run(
+        capsys, "explore CCO --model {model} --train {bad} --n 2 --out {tmp}/ex", model=model_dir, bad=bad, tmp=tmp_path
+    )
     assert code == 2 and "bad.smi" in err and "no valid molecule" in err
 
 
@@ -230,8 +244,9 @@ def _break_model(model_dir, how: str):
 
 
 @pytest.mark.parametrize("command", list(MODEL_COMMANDS))
-@pytest.mark.parametrize("how", ["missing directory", "weights missing", "weights truncated", "vocabulary mismatch",
-                                 "a file"])
+@pytest.mark.parametrize(
+    "how", ["missing directory", "weights missing", "weights truncated", "vocabulary mismatch", "a file"]
+)
 def test_every_model_command_refuses_a_broken_model(tmp_path, capsys, model_dir, command, how) -> None:
     (tmp_path / "ok.smi").write_text("CCO\nc1ccccc1O\n")
     model, needles = _break_model(model_dir, how)
@@ -256,10 +271,14 @@ MOLECULE_CASES = [
 
 @pytest.mark.parametrize("molecule, needles", MOLECULE_CASES, ids=[m[:12] for m, _ in MOLECULE_CASES])
 @pytest.mark.parametrize("command", ["interpolate first", "interpolate second", "explore"])
-def test_molecule_arguments_name_the_offending_molecule_or_token(tmp_path, capsys, model_dir, command, molecule,
-                                                                 needles) -> None:
-    args = {"interpolate first": ["interpolate", molecule, "CCO"], "interpolate second": ["interpolate", "CCO", molecule],
-            "explore": ["explore", molecule]}[command]
+def test_molecule_arguments_name_the_offending_molecule_or_token(
+    tmp_path, capsys, model_dir, command, molecule, needles
+) -> None:
+    args = {
+        "interpolate first": ["interpolate", molecule, "CCO"],
+        "interpolate second": ["interpolate", "CCO", molecule],
+        "explore": ["explore", molecule],
+    }[command]
     assert main([*args, "--model", str(model_dir), "--out", str(tmp_path / "o"), "--attempts", "1"]) == 2
     line = _one_line_error(capsys, *needles)
     assert len(line) < 300  # a 5,000-character molecule is quoted shortened
@@ -278,7 +297,16 @@ def test_molecule_arguments_name_the_offending_molecule_or_token(tmp_path, capsy
     ],
 )
 def test_optimize_bad_options(tmp_path, capsys, model_dir, extra, needles) -> None:
-    args = ["optimize", "--model", str(model_dir), "--objective", "qed", "--out", str(tmp_path / "opt"), "--no-progress"]
+    args = [
+        "optimize",
+        "--model",
+        str(model_dir),
+        "--objective",
+        "qed",
+        "--out",
+        str(tmp_path / "opt"),
+        "--no-progress",
+    ]
     assert main(args + extra) == 2
     _one_line_error(capsys, *needles)
 
@@ -286,8 +314,25 @@ def test_optimize_bad_options(tmp_path, capsys, model_dir, extra, needles) -> No
 def test_optimize_init_file_with_a_non_numeric_score(tmp_path, capsys, model_dir) -> None:
     init = tmp_path / "init.csv"
     init.write_text("smiles,score\nCCO,0.5\nCCN,high\n")
-    assert main(["optimize", "--model", str(model_dir), "--objective", "qed", "--init", str(init), "--budget", "2",
-                 "--out", str(tmp_path / "opt"), "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "optimize",
+                "--model",
+                str(model_dir),
+                "--objective",
+                "qed",
+                "--init",
+                str(init),
+                "--budget",
+                "2",
+                "--out",
+                str(tmp_path / "opt"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     _one_line_error(capsys, "init.csv, record 2", "'score'", "'high'", "not a number")
 
 
@@ -306,13 +351,17 @@ def test_optimize_init_file_with_a_non_numeric_score(tmp_path, capsys, model_dir
         ("sample --model {model} --n 2 --out {dir}", ["is a directory"]),
         ("sample --model {model} --n 2 --out {file}/s.csv", ["is a file"]),
         # a name that promises another format: refused, not written as CSV under it
-        ("sample --model {model} --n 2 --out {tmp}/s.smi", ["s.smi: cannot write an output table as .smi",
-                                                            "not a SMILES list", ".csv, .tsv, .sdf (optionally .gz)"]),
+        (
+            "sample --model {model} --n 2 --out {tmp}/s.smi",
+            ["s.smi: cannot write an output table as .smi", "not a SMILES list", ".csv, .tsv, .sdf (optionally .gz)"],
+        ),
         ("properties --input {ok} --out {tmp}/p.txt.gz", ["as .txt.gz"]),
         ("reconstruct --model {model} --input {ok} --out {tmp}/r.json", ["as .json", "or .parquet"]),
         ("properties --input {ok} --out {tmp}/props", ["props: cannot write an output table without a suffix"]),
-        ("encode --model {model} --input {ok} --out {tmp}/latents.csv", ["latents.csv: encode writes a NumPy array",
-                                                                          "name the output .npy"]),
+        (
+            "encode --model {model} --input {ok} --out {tmp}/latents.csv",
+            ["latents.csv: encode writes a NumPy array", "name the output .npy"],
+        ),
     ],
 )
 def test_outputs_of_the_wrong_kind(tmp_path, capsys, model_dir, line, needles) -> None:
@@ -335,12 +384,18 @@ def test_outputs_of_the_wrong_kind(tmp_path, capsys, model_dir, line, needles) -
         ("sample --model {model} --n 2 --out {tmp}/s.csv --batch-size 0", ["--batch-size", "got 0"]),
         ("properties --input {tmp}/ok.smi --out {tmp}/p.csv --chunk-size -5", ["--chunk-size", "got -5"]),
         ("reconstruct --model {model} --input {tmp}/ok.smi --out {tmp}/r.csv --chunk-size 0", ["--chunk-size"]),
-        ("encode --model {model} --input {tmp}/bad.smi --out {tmp}/e.npy --on-error raise",
-         ["bad.smi, record 2", "unknown token 'Cl'", "'CCCl'"]),
-        ("encode --model {model} --input {tmp}/bad.smi --out {tmp}/e.npy --on-error raise --chunk-size 1",
-         ["bad.smi, record 2"]),
-        ("encode --model {model} --input {tmp}/invalid.smi --out {tmp}/e.npy --on-error raise",
-         ["invalid.smi, record 3", "invalid SMILES 'C1CC('"]),
+        (
+            "encode --model {model} --input {tmp}/bad.smi --out {tmp}/e.npy --on-error raise",
+            ["bad.smi, record 2", "unknown token 'Cl'", "'CCCl'"],
+        ),
+        (
+            "encode --model {model} --input {tmp}/bad.smi --out {tmp}/e.npy --on-error raise --chunk-size 1",
+            ["bad.smi, record 2"],
+        ),
+        (
+            "encode --model {model} --input {tmp}/invalid.smi --out {tmp}/e.npy --on-error raise",
+            ["invalid.smi, record 3", "invalid SMILES 'C1CC('"],
+        ),
     ],
 )
 def test_bulk_command_options_and_strict_mode(tmp_path, capsys, model_dir, line, needles) -> None:
@@ -387,10 +442,39 @@ def test_training_resume_with_a_vocabulary_that_does_not_match_the_checkpoint(tm
     data = tmp_path / "mols.smi"
     data.write_text("\n".join(moses_smiles(64)) + "\n")
     out = tmp_path / "run"
-    assert main(["train", "--data", str(data), "--out", str(out), "--epochs", "1", "--batch-size", "32",
-                 "--embedding-dim", "8", "--encoder-hidden", "8", "--latent-dim", "4", "--decoder-hidden", "8",
-                 "--decoder-layers", "1", "--val-fraction", "0", "--val-recon-n", "0", "--val-sample-n", "0",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(data),
+                "--out",
+                str(out),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "32",
+                "--embedding-dim",
+                "8",
+                "--encoder-hidden",
+                "8",
+                "--latent-dim",
+                "4",
+                "--decoder-hidden",
+                "8",
+                "--decoder-layers",
+                "1",
+                "--val-fraction",
+                "0",
+                "--val-recon-n",
+                "0",
+                "--val-sample-n",
+                "0",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     vocab = json.loads((out / "vocab.json").read_text())
     vocab["tokens"].append("[Xe]")
@@ -399,9 +483,29 @@ def test_training_resume_with_a_vocabulary_that_does_not_match_the_checkpoint(tm
     _one_line_error(capsys, "resume.pt", "embedding.weight", "vocabulary mismatch")
 
 
-_TINY_TRAIN = ["--epochs", "1", "--batch-size", "32", "--embedding-dim", "8", "--encoder-hidden", "8",
-               "--latent-dim", "4", "--decoder-hidden", "8", "--decoder-layers", "1", "--val-fraction", "0",
-               "--val-recon-n", "0", "--val-sample-n", "0", "--no-progress"]
+_TINY_TRAIN = [
+    "--epochs",
+    "1",
+    "--batch-size",
+    "32",
+    "--embedding-dim",
+    "8",
+    "--encoder-hidden",
+    "8",
+    "--latent-dim",
+    "4",
+    "--decoder-hidden",
+    "8",
+    "--decoder-layers",
+    "1",
+    "--val-fraction",
+    "0",
+    "--val-recon-n",
+    "0",
+    "--val-sample-n",
+    "0",
+    "--no-progress",
+]
 
 
 @pytest.fixture
@@ -568,13 +672,17 @@ def test_library_calls_with_bad_sets_and_options(tmp_path, model_dir) -> None:
         optimize(model, "qed", tmp_path / "opt", budgett=5)
 
 
-@pytest.mark.parametrize("line", [
-    "optimize --model {model} --objective qed --budget 2 --n-init 2 --out {model} --no-progress",
-    "evaluate --samples {tmp}/ok.smi --reference {tmp}/ok.smi --train none --out {model}",
-    "interpolate CCO CCN --model {model} --steps 3 --out {model}",
-    "explore CCO --model {model} --n 2 --out {model}",
-    "demo --model {model} --out {model}",
-], ids=lambda line: line.split()[0])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "optimize --model {model} --objective qed --budget 2 --n-init 2 --out {model} --no-progress",
+        "evaluate --samples {tmp}/ok.smi --reference {tmp}/ok.smi --train none --out {model}",
+        "interpolate CCO CCN --model {model} --steps 3 --out {model}",
+        "explore CCO --model {model} --n 2 --out {model}",
+        "demo --model {model} --out {model}",
+    ],
+    ids=lambda line: line.split()[0],
+)
 def test_a_model_directory_is_never_an_output_directory(tmp_path, capsys, model_dir, line) -> None:
     """Their config.json / metrics.csv would replace the model's own files of the same names."""
     (tmp_path / "ok.smi").write_text("CCO\nCCN\n")
@@ -584,11 +692,15 @@ def test_a_model_directory_is_never_an_output_directory(tmp_path, capsys, model_
     assert {p.name: p.read_bytes() for p in model_dir.iterdir()} == before
 
 
-@pytest.mark.parametrize("line", [
-    "properties --input {f} --out {f} --properties mw",
-    "reconstruct --model {model} --input {f} --out {f}",
-    "encode --model {model} --input {f} --out {tmp}/z.npy --index {f}",
-], ids=lambda line: line.split()[0])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "properties --input {f} --out {f} --properties mw",
+        "reconstruct --model {model} --input {f} --out {f}",
+        "encode --model {model} --input {f} --out {tmp}/z.npy --index {f}",
+    ],
+    ids=lambda line: line.split()[0],
+)
 def test_an_output_that_is_the_input_file_is_refused(tmp_path, capsys, model_dir, line) -> None:
     f = tmp_path / "assay.csv"
     f.write_text("smiles,compound_id,pIC50\nCCO,A1,5.2\nCCN,A2,6.1\n")

@@ -38,16 +38,31 @@ from tests.conftest import moses_smiles
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["--embedding-dim", "16", "--encoder-hidden", "32", "--latent-dim", "16", "--decoder-hidden", "64",
-        "--decoder-layers", "2"]
+TINY = [
+    "--embedding-dim",
+    "16",
+    "--encoder-hidden",
+    "32",
+    "--latent-dim",
+    "16",
+    "--decoder-hidden",
+    "64",
+    "--decoder-layers",
+    "2",
+]
 
 
 class Run:
     """A ``molvae`` subprocess whose output is collected by a thread (so a full pipe never blocks it)."""
 
     def __init__(self, args: list[str], env: dict[str, str] | None = None):
-        self.proc = subprocess.Popen([sys.executable, "-m", "molvae.cli.main", *args], stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "molvae.cli.main", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
         self.lines: list[str] = []
         self.reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
         self.reader.start()
@@ -91,8 +106,28 @@ def _json_or_none(path: Path) -> dict | None:
 
 # --------------------------------------------------------------------------- training
 def _train_args(data: Path, out: Path, *extra: str) -> list[str]:
-    return ["train", "--data", str(data), "--out", str(out), "--epochs", "2", "--batch-size", "32", "--seed", "11",
-            "--val-recon-n", "10", "--val-sample-n", "10", "--no-progress", "--precision", "fp32", *TINY, *extra]
+    return [
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--seed",
+        "11",
+        "--val-recon-n",
+        "10",
+        "--val-sample-n",
+        "10",
+        "--no-progress",
+        "--precision",
+        "fp32",
+        *TINY,
+        *extra,
+    ]
 
 
 def _assert_training_files_complete(out: Path) -> None:
@@ -159,8 +194,21 @@ def test_train_killed_twice_resumes_to_identical_weights(tmp_path) -> None:
 
 
 # --------------------------------------------------------------------------- optimization
-FAST = ["--batch", "4", "--n-init", "4", "--decode-attempts", "2", "--restarts", "2", "--raw-samples", "32",
-        "--method", "bo", "--no-progress"]
+FAST = [
+    "--batch",
+    "4",
+    "--n-init",
+    "4",
+    "--decode-attempts",
+    "2",
+    "--restarts",
+    "2",
+    "--raw-samples",
+    "32",
+    "--method",
+    "bo",
+    "--no-progress",
+]
 BUDGET = 12
 
 
@@ -188,11 +236,15 @@ def _progress(out: Path) -> str:
     state = _json_or_none(out / "state.json") or {}
     rows = len(_read(out / "evaluations.csv")) if (out / "evaluations.csv").exists() else 0
     journal = (out / "scores.jsonl").read_text().count("\n") if (out / "scores.jsonl").exists() else 0
-    return f"round {state.get('round')} committed with {state.get('n_records')} rows; {rows} rows on disk; {journal} scores journaled"
+    return (
+        f"round {state.get('round')} committed with {state.get('n_records')} rows; {rows} rows on disk; "
+        f"{journal} scores journaled"
+    )
 
 
-def test_optimize_killed_twice_scores_nothing_twice_and_matches_uninterrupted(small_model_dir, tmp_path,
-                                                                              monkeypatch) -> None:
+def test_optimize_killed_twice_scores_nothing_twice_and_matches_uninterrupted(
+    small_model_dir, tmp_path, monkeypatch
+) -> None:
     rng = random.Random(7)
     (tmp_path / "logged_objective.py").write_text(
         "import os\n"
@@ -207,8 +259,20 @@ def test_optimize_killed_twice_scores_nothing_twice_and_matches_uninterrupted(sm
         return {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)]), "SCORE_LOG": str(log)}
 
     def args(out: Path) -> list[str]:
-        return ["optimize", "--model", str(small_model_dir), "--objective", "logged_objective:score",
-                "--budget", str(BUDGET), "--out", str(out), "--seed", "5", *FAST]
+        return [
+            "optimize",
+            "--model",
+            str(small_model_dir),
+            "--objective",
+            "logged_objective:score",
+            "--budget",
+            str(BUDGET),
+            "--out",
+            str(out),
+            "--seed",
+            "5",
+            *FAST,
+        ]
 
     ref = tmp_path / "reference"
     monkeypatch.syspath_prepend(str(tmp_path))

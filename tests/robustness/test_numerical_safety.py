@@ -36,8 +36,16 @@ def test_repeated_nan_stops_with_clear_message(tmp_path) -> None:
     # 720 molecules = 23 batches of 32: enough steps for the consecutive-NaN limit within one epoch.
     f.write_text("\n".join(moses_smiles(720)) + "\n")
     # An absurd learning rate blows the weights up after the first step; every later loss is NaN/Inf.
-    cfg = TrainConfig(data=str(f), epochs=1, batch_size=32, lr=1e30, warmup_steps=0, val_fraction=0.0,
-                      progress=False, precision="fp32")
+    cfg = TrainConfig(
+        data=str(f),
+        epochs=1,
+        batch_size=32,
+        lr=1e30,
+        warmup_steps=0,
+        val_fraction=0.0,
+        progress=False,
+        precision="fp32",
+    )
     trainer = Trainer(tmp_path / "run", cfg, TINY)
     with pytest.raises(TrainingDiverged, match=f"NaN or Inf for {MAX_CONSECUTIVE_BAD_STEPS} consecutive steps") as info:
         trainer.fit()

@@ -17,7 +17,7 @@ from molvae.chemistry import canonicalize
 from molvae.cli.main import main
 from molvae.data import read_smiles
 from molvae.errors import ConfigError, ResourceLimitError
-from molvae.model import MolVAE, ModelConfig, SequenceVAE
+from molvae.model import ModelConfig, MolVAE, SequenceVAE
 from molvae.tokenizers import SPECIAL_TOKENS, Vocabulary
 from tests.conftest import moses_smiles
 
@@ -25,11 +25,50 @@ from tests.conftest import moses_smiles
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A small untrained model whose vocabulary covers most MOSES molecules."""
-    vocab = Vocabulary([*SPECIAL_TOKENS, "C", "c", "N", "n", "O", "o", "S", "s", "F", "Cl", "Br", "(", ")", "=", "#",
-                        "1", "2", "3", "4", "[nH]", "-", "[C@H]", "[C@@H]", "[C@]", "[C@@]", "/", "\\"])
+    vocab = Vocabulary(
+        [
+            *SPECIAL_TOKENS,
+            "C",
+            "c",
+            "N",
+            "n",
+            "O",
+            "o",
+            "S",
+            "s",
+            "F",
+            "Cl",
+            "Br",
+            "(",
+            ")",
+            "=",
+            "#",
+            "1",
+            "2",
+            "3",
+            "4",
+            "[nH]",
+            "-",
+            "[C@H]",
+            "[C@@H]",
+            "[C@]",
+            "[C@@]",
+            "/",
+            "\\",
+        ]
+    )
     torch.manual_seed(0)
-    net = SequenceVAE(ModelConfig(vocab_size=len(vocab), embedding_dim=8, encoder_hidden=16, latent_dim=4,
-                                  decoder_hidden=16, decoder_layers=1, max_length=60))
+    net = SequenceVAE(
+        ModelConfig(
+            vocab_size=len(vocab),
+            embedding_dim=8,
+            encoder_hidden=16,
+            latent_dim=4,
+            decoder_hidden=16,
+            decoder_layers=1,
+            max_length=60,
+        )
+    )
     d = tmp_path_factory.mktemp("limits") / "model"
     MolVAE(net, vocab, device="cpu").save(d)
     return d
@@ -80,24 +119,70 @@ def test_encode_chunked_output_equals_one_chunk(tmp_path, model_dir, molecules) 
     whole, chunked = tmp_path / "whole.npy", tmp_path / "chunked.npy"
     common = ["--model", str(model_dir), "--input", str(molecules), "--batch-size", "1"]
     assert main(["encode", *common, "--out", str(whole), "--index", str(tmp_path / "whole.csv")]) == 0
-    assert main(["encode", *common, "--out", str(chunked), "--chunk-size", "4", "--index", str(tmp_path / "c.csv")]) == 0
+    assert (
+        main(["encode", *common, "--out", str(chunked), "--chunk-size", "4", "--index", str(tmp_path / "c.csv")]) == 0
+    )
     assert (tmp_path / "c.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
     a, b = np.load(whole), np.load(chunked)
     assert a.shape == (53, 4)
     np.testing.assert_array_equal(a, b)  # NaN rows compare equal here
     assert np.isnan(a[10:13]).all() and np.isfinite(np.delete(a, [10, 11, 12], axis=0)).all()
     # With batching the numbers agree to float precision and the skipped rows exactly.
-    assert main(["encode", "--model", str(model_dir), "--input", str(molecules), "--out", str(tmp_path / "b.npy"),
-                 "--chunk-size", "5"]) == 0
+    assert (
+        main(
+            [
+                "encode",
+                "--model",
+                str(model_dir),
+                "--input",
+                str(molecules),
+                "--out",
+                str(tmp_path / "b.npy"),
+                "--chunk-size",
+                "5",
+            ]
+        )
+        == 0
+    )
     np.testing.assert_allclose(np.load(tmp_path / "b.npy"), a, rtol=0, atol=1e-5)
 
 
 def test_sample_and_reconstruct_chunked_output_equals_one_chunk(tmp_path, model_dir, molecules) -> None:
     for name, extra in (("whole", []), ("chunked", ["--chunk-size", "3"])):
-        assert main(["sample", "--model", str(model_dir), "--n", "40", "--seed", "3", "--batch-size", "16",
-                     "--out", str(tmp_path / f"s-{name}.csv"), *extra]) == 0
-        assert main(["reconstruct", "--model", str(model_dir), "--input", str(molecules),
-                     "--out", str(tmp_path / f"r-{name}.csv"), *extra]) == 0
+        assert (
+            main(
+                [
+                    "sample",
+                    "--model",
+                    str(model_dir),
+                    "--n",
+                    "40",
+                    "--seed",
+                    "3",
+                    "--batch-size",
+                    "16",
+                    "--out",
+                    str(tmp_path / f"s-{name}.csv"),
+                    *extra,
+                ]
+            )
+            == 0
+        )
+        assert (
+            main(
+                [
+                    "reconstruct",
+                    "--model",
+                    str(model_dir),
+                    "--input",
+                    str(molecules),
+                    "--out",
+                    str(tmp_path / f"r-{name}.csv"),
+                    *extra,
+                ]
+            )
+            == 0
+        )
     assert (tmp_path / "s-chunked.csv").read_bytes() == (tmp_path / "s-whole.csv").read_bytes()
     assert len(pd.read_csv(tmp_path / "s-whole.csv")) == 40
     # Greedy decoding of codes that agree to float precision: the same strings.
@@ -111,8 +196,26 @@ def test_failed_chunked_runs_leave_the_old_output_untouched(tmp_path, model_dir)
     out.write_text("previous result\n")
     index.write_text("previous index\n")
     # Fails after several chunks were encoded and written to the temporary files.
-    assert main(["encode", "--model", str(model_dir), "--input", str(f), "--out", str(out), "--chunk-size", "4",
-                 "--on-error", "raise", "--index", str(index)]) == 2
+    assert (
+        main(
+            [
+                "encode",
+                "--model",
+                str(model_dir),
+                "--input",
+                str(f),
+                "--out",
+                str(out),
+                "--chunk-size",
+                "4",
+                "--on-error",
+                "raise",
+                "--index",
+                str(index),
+            ]
+        )
+        == 2
+    )
     assert out.read_text() == "previous result\n"
     assert index.read_text() == "previous index\n"
     f.write_bytes(b"CCO\n" * 30 + b"C\xffC\n")
@@ -128,8 +231,10 @@ def _encode_peak(model_dir, path, out) -> int:
     gc.collect()
     tracemalloc.start()  # after a warm-up run, so module imports are not counted
     try:
-        assert main(["encode", "--model", str(model_dir), "--input", str(path), "--out", str(out),
-                     "--chunk-size", "200"]) == 0
+        assert (
+            main(["encode", "--model", str(model_dir), "--input", str(path), "--out", str(out), "--chunk-size", "200"])
+            == 0
+        )
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -175,7 +280,9 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_smaller_size() -> None:
     assert out == list(range(50))  # every item once, in order
     assert calls[:5] == [50, 25, 12, 6, 3]  # halved until it fits ...
     assert set(calls[5:]) <= {3, 2}  # ... then the working size is kept for the rest (2 at the tail)
-    assert issubclass(OUT_OF_MEMORY, RuntimeError) and OUT_OF_MEMORY is getattr(torch, "OutOfMemoryError", OUT_OF_MEMORY)
+    assert issubclass(OUT_OF_MEMORY, RuntimeError) and OUT_OF_MEMORY is getattr(
+        torch, "OutOfMemoryError", OUT_OF_MEMORY
+    )
 
 
 def test_out_of_memory_at_batch_size_one_is_a_clear_error() -> None:

@@ -29,8 +29,22 @@ def _refused(capsys, code: int, pid: int) -> None:
 @pytest.mark.slow
 def test_optimize_resume_while_the_run_is_in_use(small_model_dir, tmp_path, capsys, lock_holder) -> None:
     out = tmp_path / "run"
-    args = ["optimize", "--model", str(small_model_dir), "--out", str(out), "--method", "prior", "--batch", "4",
-            "--n-init", "4", "--decode-attempts", "2", "--no-progress"]
+    args = [
+        "optimize",
+        "--model",
+        str(small_model_dir),
+        "--out",
+        str(out),
+        "--method",
+        "prior",
+        "--batch",
+        "4",
+        "--n-init",
+        "4",
+        "--decode-attempts",
+        "2",
+        "--no-progress",
+    ]
     assert main([*args, "--objective", "qed", "--budget", "8"]) == 0
     capsys.readouterr()
     before = _snapshot(out)

@@ -19,16 +19,17 @@ import pytest
 from molvae.extensions import torch_build_directory
 
 pytestmark = pytest.mark.skipif(
-    shutil.which(os.environ.get("CXX", "c++")) is None, reason="no C++ compiler to build the kernel with")
+    shutil.which(os.environ.get("CXX", "c++")) is None, reason="no C++ compiler to build the kernel with"
+)
 
-BOTORCH_BUILD = ("from botorch.acquisition.multi_objective.logei import _try_load_fused_kernel; "
-                 "_try_load_fused_kernel()")
+BOTORCH_BUILD = "from botorch.acquisition.multi_objective.logei import _try_load_fused_kernel; _try_load_fused_kernel()"
 
 
 def _killed_build(env: dict[str, str], lock: Path) -> None:
     """Start BoTorch's own compile of its fused kernel and SIGKILL it while it holds torch's lock."""
-    build = subprocess.Popen([sys.executable, "-c", BOTORCH_BUILD], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    build = subprocess.Popen(
+        [sys.executable, "-c", BOTORCH_BUILD], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 120
     while not lock.exists() and build.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -42,11 +43,39 @@ def test_a_killed_botorch_kernel_build_does_not_hang_pareto_optimization(small_m
     lock = tmp_path / "extensions" / "logei_fused_ext" / "lock"
     _killed_build(env, lock)
     out = tmp_path / "pareto"
-    done = subprocess.run([sys.executable, "-m", "molvae.cli.main", "optimize", "--model", str(small_model_dir),
-                           "--objectives", "qed,logp", "--budget", "8", "--batch", "4", "--n-init", "4",
-                           "--decode-attempts", "2", "--restarts", "2", "--raw-samples", "32", "--method", "bo",
-                           "--no-progress", "--out", str(out)],
-                          env=env, capture_output=True, text=True, timeout=540)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "molvae.cli.main",
+            "optimize",
+            "--model",
+            str(small_model_dir),
+            "--objectives",
+            "qed,logp",
+            "--budget",
+            "8",
+            "--batch",
+            "4",
+            "--n-init",
+            "4",
+            "--decode-attempts",
+            "2",
+            "--restarts",
+            "2",
+            "--raw-samples",
+            "32",
+            "--method",
+            "bo",
+            "--no-progress",
+            "--out",
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
     assert done.returncode == 0, done.stderr
     assert "left by an interrupted build of BoTorch's fused hypervolume kernel" in done.stderr
     assert not lock.exists()

@@ -10,7 +10,7 @@ import torch
 
 from molvae.checkpoint import load_state, save_state
 from molvae.errors import ModelLoadError
-from molvae.model import MolVAE, ModelConfig, SequenceVAE
+from molvae.model import ModelConfig, MolVAE, SequenceVAE
 from molvae.tokenizers import SPECIAL_TOKENS, Vocabulary
 
 
@@ -28,8 +28,11 @@ class _CreatesFile:
 def model_dir(tmp_path):
     vocab = Vocabulary([*SPECIAL_TOKENS, "C", "O", "c", "1", "N"])
     torch.manual_seed(0)
-    net = SequenceVAE(ModelConfig(vocab_size=len(vocab), embedding_dim=8, encoder_hidden=8, latent_dim=4,
-                                  decoder_hidden=8, decoder_layers=1))
+    net = SequenceVAE(
+        ModelConfig(
+            vocab_size=len(vocab), embedding_dim=8, encoder_hidden=8, latent_dim=4, decoder_hidden=8, decoder_layers=1
+        )
+    )
     d = tmp_path / "model"
     MolVAE(net, vocab, device="cpu").save(d)
     return d

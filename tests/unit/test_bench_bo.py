@@ -29,8 +29,10 @@ def _bench_bo():
 
 
 def _cells(method: str, bests: list[float], tops: list[float]) -> list[dict]:
-    return [{"objective": "qed", "method": method, "seed": i, "best": b, "top10_mean": t}
-            for i, (b, t) in enumerate(zip(bests, tops))]
+    return [
+        {"objective": "qed", "method": method, "seed": i, "best": b, "top10_mean": t}
+        for i, (b, t) in enumerate(zip(bests, tops))
+    ]
 
 
 def test_verdict_compares_unrounded_means():
@@ -87,8 +89,21 @@ def test_a_failing_cell_is_named_and_stops_the_benchmark(tmp_path, capsys):
     assert bench.main(common + ["--seeds", "0,1,2"]) == 1
     out, err = capsys.readouterr()
     # worker processes need the script run as a script (spawn re-imports it)
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_bo.py"), *common[:-1], str(keep2),
-                           "--seeds", "0,1,2", "--jobs", "2"], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "bench_bo.py"),
+            *common[:-1],
+            str(keep2),
+            "--seeds",
+            "0,1,2",
+            "--jobs",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     for code, stdout, stderr in ((1, out, err), (proc.returncode, proc.stdout, proc.stderr)):
         assert code == 1
         assert "cell esol/screen/seed 1 failed" in stderr and "already holds an optimization run" in stderr
@@ -100,8 +115,23 @@ def test_a_failing_cell_is_named_and_stops_the_benchmark(tmp_path, capsys):
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc (Linux)")
 def test_workers_stop_when_the_benchmark_is_killed(tmp_path):
     # Cells far longer than the test: only the parent's death can end these workers.
-    cmd = [sys.executable, str(REPO / "scripts" / "bench_bo.py"), "--budget", "100000", "--objectives", "qed",
-           "--methods", "prior", "--seeds", "0,1", "--jobs", "2", "--skip-timing", "--keep", str(tmp_path / "cells")]
+    cmd = [
+        sys.executable,
+        str(REPO / "scripts" / "bench_bo.py"),
+        "--budget",
+        "100000",
+        "--objectives",
+        "qed",
+        "--methods",
+        "prior",
+        "--seeds",
+        "0,1",
+        "--jobs",
+        "2",
+        "--skip-timing",
+        "--keep",
+        str(tmp_path / "cells"),
+    ]
     parent = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def children() -> list[int]:
@@ -149,9 +179,17 @@ def test_cells_default_to_the_settings_of_molvae_optimize():
     bench = _bench_bo()
     args = bench.build_parser().parse_args([])
     config = OptimizeConfig(objectives=["qed"])
-    pairs = {"n_init": "n_init", "batch": "batch", "decode_attempts": "decode_attempts", "restarts": "num_restarts",
-             "raw_samples": "raw_samples", "gp_window": "gp_window", "gp_maxiter": "gp_maxiter",
-             "tr_failure_tolerance": "tr_failure_tolerance", "subspace": "subspace"}
+    pairs = {
+        "n_init": "n_init",
+        "batch": "batch",
+        "decode_attempts": "decode_attempts",
+        "restarts": "num_restarts",
+        "raw_samples": "raw_samples",
+        "gp_window": "gp_window",
+        "gp_maxiter": "gp_maxiter",
+        "tr_failure_tolerance": "tr_failure_tolerance",
+        "subspace": "subspace",
+    }
     assert {a: getattr(args, a) for a in pairs} == {a: getattr(config, c) for a, c in pairs.items()}
     assert args.n_init == 100  # the initial design the session-25 tables were measured with
 
@@ -160,10 +198,32 @@ def test_baselines_run_on_their_own_seeds(tmp_path, capsys):
     # The baselines are cheap: --baseline-seeds gives them more seeds than the BO methods get,
     # and the verdict compares the BO method's mean with their means over all of those seeds.
     bench = _bench_bo()
-    figures = _run(bench, capsys, "--budget", "8", "--n-init", "4", "--batch", "4", "--objectives", "qed",
-                   "--methods", "bo,screen", "--seeds", "3", "--baseline-seeds", "0-2,5", "--skip-timing")
+    figures = _run(
+        bench,
+        capsys,
+        "--budget",
+        "8",
+        "--n-init",
+        "4",
+        "--batch",
+        "4",
+        "--objectives",
+        "qed",
+        "--methods",
+        "bo,screen",
+        "--seeds",
+        "3",
+        "--baseline-seeds",
+        "0-2,5",
+        "--skip-timing",
+    )
     assert sorted((c["method"], c["seed"]) for c in figures["cells"]) == [
-        ("bo", 3), ("screen", 0), ("screen", 1), ("screen", 2), ("screen", 5)]
+        ("bo", 3),
+        ("screen", 0),
+        ("screen", 1),
+        ("screen", 2),
+        ("screen", 5),
+    ]
     rows = {r["method"]: r for r in figures["summary"]}
     assert rows["bo"]["seeds"] == 1 and rows["screen"]["seeds"] == 4
     screen_bests = [c["best"] for c in figures["cells"] if c["method"] == "screen"]

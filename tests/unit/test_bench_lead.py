@@ -32,8 +32,11 @@ def test_rule_takes_the_first_poorly_soluble_drug_sized_drugs_by_name(bench):
     assert names == sorted(names) and len(set(names)) == 5
     table = load_drug_table()
     smiles = table["smiles"].tolist()
-    meets = ((chemistry.esol_logs(smiles) < -4) & (chemistry.molecular_weight(smiles) >= 250)
-             & (chemistry.molecular_weight(smiles) <= 450))
+    meets = (
+        (chemistry.esol_logs(smiles) < -4)
+        & (chemistry.molecular_weight(smiles) >= 250)
+        & (chemistry.molecular_weight(smiles) <= 450)
+    )
     assert set(names) <= set(table["name"][meets])
     # none skipped: every drug that meets the rule and sorts before the last one taken is taken
     assert sorted(n for n in table["name"][meets] if n <= names[-1]) == names
@@ -44,10 +47,12 @@ def test_rule_takes_the_first_poorly_soluble_drug_sized_drugs_by_name(bench):
 
 
 def test_a_cell_meets_the_bar_only_with_enough_gain_and_every_reported_molecule_similar(bench):
-    cells = [{"gain": 1.2, "min_similarity_reported": 0.41},   # met
-             {"gain": 1.5, "min_similarity_reported": 0.39},   # a reported molecule below the floor
-             {"gain": 0.99, "min_similarity_reported": 0.5},   # not enough gain
-             {"gain": None, "min_similarity_reported": None}]  # nothing feasible
+    cells = [
+        {"gain": 1.2, "min_similarity_reported": 0.41},  # met
+        {"gain": 1.5, "min_similarity_reported": 0.39},  # a reported molecule below the floor
+        {"gain": 0.99, "min_similarity_reported": 0.5},  # not enough gain
+        {"gain": None, "min_similarity_reported": None},
+    ]  # nothing feasible
     summary = bench.summarize(cells, bar=1.0, floor=0.4)
     assert summary["met"] == 1 and summary["cells"] == 4
     assert summary["all_reported_feasible"] is False
@@ -68,8 +73,18 @@ def test_cell_folders_are_one_path_component_and_distinct(bench, capsys):
 @pytest.mark.slow
 def test_one_lead_cell_end_to_end(tmp_path):
     keep = tmp_path / "cells"
-    cmd = [sys.executable, str(SCRIPT), "--leads", "celecoxib", "--budget", "25", "--max-rounds", "2",
-           "--keep", str(keep)]
+    cmd = [
+        sys.executable,
+        str(SCRIPT),
+        "--leads",
+        "celecoxib",
+        "--budget",
+        "25",
+        "--max-rounds",
+        "2",
+        "--keep",
+        str(keep),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -86,9 +101,11 @@ def test_one_lead_cell_end_to_end(tmp_path):
     assert cell["rounds"] <= 2 and cell["calls"] == (evals["status"] == "scored").sum() <= 25
     assert figures["summary"]["met"] == int(cell["gain"] >= 1.0)
     # A kept folder is not resumed under possibly other settings, and a bad lead stops before any cell.
-    for argv, message in ((cmd, "already holds celecoxib-0"),
-                          (cmd[:3] + ["celecoxib,not-a-drug"] + cmd[4:-1] + [str(tmp_path / "new")], "not-a-drug"),
-                          (cmd[:-1] + [str(tmp_path / "new"), "--seeds", "0,one"], "'0,one'")):
+    for argv, message in (
+        (cmd, "already holds celecoxib-0"),
+        (cmd[:3] + ["celecoxib,not-a-drug"] + cmd[4:-1] + [str(tmp_path / "new")], "not-a-drug"),
+        (cmd[:-1] + [str(tmp_path / "new"), "--seeds", "0,one"], "'0,one'"),
+    ):
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, cwd=tmp_path)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "new").exists()

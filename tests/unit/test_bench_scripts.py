@@ -18,8 +18,21 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 def test_bench_decode_alternates_with_the_reference_and_prints_json() -> None:
-    cmd = [sys.executable, "scripts/bench_decode.py", "--model", "zinc-smiles", "--n", "48", "--batch-size", "16",
-           "--repeats", "2", "--reference", "--priors", "standard,gmm"]
+    cmd = [
+        sys.executable,
+        "scripts/bench_decode.py",
+        "--model",
+        "zinc-smiles",
+        "--n",
+        "48",
+        "--batch-size",
+        "16",
+        "--repeats",
+        "2",
+        "--reference",
+        "--priors",
+        "standard,gmm",
+    ]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])
@@ -38,8 +51,20 @@ def test_bench_decode_alternates_with_the_reference_and_prints_json() -> None:
 def test_screening_ceiling_prints_the_tail_and_the_best_of_random_draws() -> None:
     from molvae import chemistry
 
-    cmd = [sys.executable, "scripts/screening_ceiling.py", "--property", "qed", "--n", "3000", "--budget", "100",
-           "--draws", "50", "--jobs", "1"]
+    cmd = [
+        sys.executable,
+        "scripts/screening_ceiling.py",
+        "--property",
+        "qed",
+        "--n",
+        "3000",
+        "--budget",
+        "100",
+        "--draws",
+        "50",
+        "--jobs",
+        "1",
+    ]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])
@@ -97,8 +122,13 @@ def test_check_interpolation_refines_the_path_until_it_holds_the_distinct_molecu
 
 @pytest.mark.parametrize("option, needle", [(["--unique", "0"], "unique must be"), (["--steps", "1"], "steps must be")])
 def test_check_interpolation_words_a_bad_option_in_one_line(option, needle) -> None:
-    done = subprocess.run([sys.executable, "scripts/check_interpolation.py", *option], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "scripts/check_interpolation.py", *option],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2 and needle in done.stderr and "Traceback" not in done.stderr
 
 
@@ -117,6 +147,11 @@ def test_bench_stream_memory_reports_each_run_and_the_growth_of_the_peak() -> No
 
 @pytest.mark.parametrize("sizes", ["90,30", "0,10", "ten"])
 def test_bench_stream_memory_refuses_sizes_out_of_order(sizes) -> None:
-    done = subprocess.run([sys.executable, "scripts/bench_stream_memory.py", "--sizes", sizes], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "scripts/bench_stream_memory.py", "--sizes", sizes],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and "--sizes" in done.stderr and "Traceback" not in done.stderr

@@ -35,8 +35,12 @@ def test_one_process_may_hold_it_twice_and_keeps_it_until_the_last_release(tmp_p
     second = lock_run_dir(tmp_path)  # e.g. a notebook resuming, in one kernel, a run it started
     first.release()
     first.release()  # a second release of the same hold changes nothing
-    probe = [sys.executable, "-c", "import sys; from molvae.checkpoint import lock_run_dir; lock_run_dir(sys.argv[1])",
-             str(tmp_path)]
+    probe = [
+        sys.executable,
+        "-c",
+        "import sys; from molvae.checkpoint import lock_run_dir; lock_run_dir(sys.argv[1])",
+        str(tmp_path),
+    ]
     refused = subprocess.run(probe, capture_output=True, text=True)
     assert refused.returncode != 0 and "RunInUseError" in refused.stderr
     second.release()

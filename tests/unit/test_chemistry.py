@@ -129,11 +129,7 @@ def test_qed_matches_reference_values():
     # doctests of rdkit/Chem/QED.py ("reference values from Peter G's original
     # implementation").
     values = chem.qed(
-        [
-            "N=C(CCSCc1csc(N=C(N)N)n1)NS(N)(=O)=O",
-            "CNC(=NCCSCc1nc[nH]c1C)NC#N",
-            "CCCCCNC(=N)NN=Cc1c[nH]c2ccc(CO)cc12",
-        ]
+        ["N=C(CCSCc1csc(N=C(N)N)n1)NS(N)(=O)=O", "CNC(=NCCSCc1nc[nH]c1C)NC#N", "CCCCCNC(=N)NN=Cc1c[nH]c2ccc(CO)cc12"]
     )
     assert 0.253 <= values[0] < 0.254
     assert 0.234 <= values[1] < 0.235
@@ -309,8 +305,11 @@ def test_tanimoto_none_query():
 
 def test_diverse_subset_takes_one_of_each_family_and_keeps_away_from_start():
     # three families of near-copies; a diverse subset of three takes one molecule of each
-    families = [["c1ccccc1O", "Cc1ccccc1O", "CCc1ccccc1O"], ["CCCCCCCCO", "CCCCCCCCCO", "CCCCCCCCCCO"],
-                ["O=C(O)C1CCNCC1", "O=C(O)C1CCNCC1C", "CC1CC(C(=O)O)CCN1"]]
+    families = [
+        ["c1ccccc1O", "Cc1ccccc1O", "CCc1ccccc1O"],
+        ["CCCCCCCCO", "CCCCCCCCCO", "CCCCCCCCCCO"],
+        ["O=C(O)C1CCNCC1", "O=C(O)C1CCNCC1C", "CC1CC(C(=O)O)CCN1"],
+    ]
     pool = [smi for family in families for smi in family]
     family_of = {smi: i for i, family in enumerate(families) for smi in family}
     for seed in range(3):

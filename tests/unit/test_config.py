@@ -82,12 +82,15 @@ def test_bad_values_are_refused_with_one_message_format(cls, base, field, value,
     assert str(info.value) == f"{section}: {field} must be {expected}, got {value!r}"
 
 
-@pytest.mark.parametrize("cls, base, field, value", [
-    (TrainConfig, {}, "limit", None),
-    (TrainConfig, {}, "lr", 1),  # an integer is a number
-    (OptimizeConfig, {"objectives": ["qed"]}, "threads", None),
-    (ModelConfig, {"vocab_size": 10}, "encoder_dropout", 0),
-])
+@pytest.mark.parametrize(
+    "cls, base, field, value",
+    [
+        (TrainConfig, {}, "limit", None),
+        (TrainConfig, {}, "lr", 1),  # an integer is a number
+        (OptimizeConfig, {"objectives": ["qed"]}, "threads", None),
+        (ModelConfig, {"vocab_size": 10}, "encoder_dropout", 0),
+    ],
+)
 def test_good_edge_values_are_accepted(cls, base, field, value) -> None:
     assert getattr(cls.from_dict({**base, field: value}), field) == value
 

@@ -94,8 +94,14 @@ def test_messy_file_counts_every_drop() -> None:
     data, summary = prepare_molecules(lines, max_tokens=120, source="messy.smi", n_jobs=1)
     assert summary.n_read == 9
     assert summary.n_kept == 4
-    assert summary.dropped == {"empty": 2, "invalid": 2, "untokenizable": 0, "too_long": 1, "unknown_token": 0,
-                               "duplicate": 0}
+    assert summary.dropped == {
+        "empty": 2,
+        "invalid": 2,
+        "untokenizable": 0,
+        "too_long": 1,
+        "unknown_token": 0,
+        "duplicate": 0,
+    }
     assert data.smiles == ["CCO", "c1ccccc1", "CC(=O)Oc1ccccc1C(=O)O", "CC[Xe]"]
     text = summary.format()
     assert "kept 4" in text and "dropped 2: empty line" in text and "dropped 1: longer than max tokens" in text
@@ -260,11 +266,16 @@ def test_iter_records_keeps_columns_of_every_format(tmp_path) -> None:
     (tmp_path / "m.csv").write_text("id,smiles,act\n" + "".join(f"{i},{s},{a}\n" for s, i, a in rows))
     with gzip.open(tmp_path / "m.tsv.gz", "wt") as fh:
         fh.write("smiles\tid\tact\n" + "".join(f"{s}\t{i}\t{a}\n" for s, i, a in rows))
-    pd.DataFrame({"smiles": [r[0] for r in rows], "id": [1, 2, 3], "act": [1.5, 2.0, None]}).to_parquet(tmp_path / "m.parquet")
+    pd.DataFrame({"smiles": [r[0] for r in rows], "id": [1, 2, 3], "act": [1.5, 2.0, None]}).to_parquet(
+        tmp_path / "m.parquet"
+    )
     for name in ("m.csv", "m.tsv.gz"):
         assert list(iter_records(tmp_path / name, keep=["act", "id"])) == [(s, (a, i)) for s, i, a in rows]
     assert list(iter_records(tmp_path / "m.parquet", keep=["id", "act"])) == [
-        ("CCO", (1, 1.5)), ("", (2, 2.0)), ("c1ccccc1", (3, None))]
+        ("CCO", (1, 1.5)),
+        ("", (2, 2.0)),
+        ("c1ccccc1", (3, None)),
+    ]
     # The SMILES column can be kept as well (the raw text, before any canonicalization).
     assert [v for _, v in iter_records(tmp_path / "m.parquet", keep=["smiles"])] == [("CCO",), ("",), ("c1ccccc1",)]
     chunks = list(iter_record_chunks(tmp_path / "m.csv", 2, keep=["id"]))
@@ -279,7 +290,11 @@ def test_smi_name_field(tmp_path) -> None:
 
     (tmp_path / "m.smi").write_text("SMILES Name\nCCO ethanol\n\nCCN  ethyl amine \nC\n")
     assert list(iter_records(tmp_path / "m.smi", keep=["name"])) == [
-        ("CCO", ("ethanol",)), ("", ("",)), ("CCN", ("ethyl amine",)), ("C", ("",))]
+        ("CCO", ("ethanol",)),
+        ("", ("",)),
+        ("CCN", ("ethyl amine",)),
+        ("C", ("",)),
+    ]
     assert list(iter_records(tmp_path / "m.smi")) == [("CCO", ()), ("", ()), ("CCN", ()), ("C", ())]
     with pytest.raises(InputFileError, match="has no columns; the one field that can be kept is 'name'"):
         list(iter_records(tmp_path / "m.smi", keep=["id"]))
@@ -380,16 +395,19 @@ def test_guess_suffix_names_each_format_molvae_writes(tmp_path, moses_train_1k, 
     assert len(read) == 40 and read == list(iter_smiles(tmp_path / name))
 
 
-@pytest.mark.parametrize("text, column, suffix", [
-    ("CCO\nc1ccccc1 benzene\n", None, ".smi"),  # SMILES lines, with and without names
-    ("C(C)(C)O,x\n", None, ".smi"),  # a comma alone does not make a table
-    ("smiles\nCCO\n", None, ".csv"),  # one column under a SMILES header (`cut -d, -f1`)
-    ('"id","SMILES"\n1,CCO\n', None, ".csv"),
-    ("Canonical_SMILES\tid\nCCO\t1\n", None, ".tsv"),
-    ("ID,Structure\nx,CCO\n", "Structure", ".csv"),
-    ("ID\tStructure\nx\tCCO\n", "structure", ".tsv"),  # a named column means a table; its reader checks the name
-    ("", None, ".smi"),
-])
+@pytest.mark.parametrize(
+    "text, column, suffix",
+    [
+        ("CCO\nc1ccccc1 benzene\n", None, ".smi"),  # SMILES lines, with and without names
+        ("C(C)(C)O,x\n", None, ".smi"),  # a comma alone does not make a table
+        ("smiles\nCCO\n", None, ".csv"),  # one column under a SMILES header (`cut -d, -f1`)
+        ('"id","SMILES"\n1,CCO\n', None, ".csv"),
+        ("Canonical_SMILES\tid\nCCO\t1\n", None, ".tsv"),
+        ("ID,Structure\nx,CCO\n", "Structure", ".csv"),
+        ("ID\tStructure\nx\tCCO\n", "structure", ".tsv"),  # a named column means a table; its reader checks the name
+        ("", None, ".smi"),
+    ],
+)
 def test_guess_suffix_of_text(text, column, suffix) -> None:
     from molvae.data import guess_suffix
 

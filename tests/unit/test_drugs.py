@@ -11,21 +11,27 @@ from hypothesis import strategies as st
 from rdkit import Chem, rdBase
 from rdkit.Chem import rdMolDescriptors
 
-from molvae.drugs import (
-    UnknownDrugError,
-    list_drugs,
-    load_drug_table,
-    lookup_drug,
-    resolve_molecule,
-)
+from molvae.drugs import UnknownDrugError, list_drugs, load_drug_table, lookup_drug, resolve_molecule
 from molvae.errors import InvalidMoleculeError, MolvaeError
 
 REPO = Path(__file__).resolve().parents[2]
 
 # Drugs the project's docs and examples use by name.
 DOC_DRUGS = [
-    "aspirin", "ibuprofen", "celecoxib", "paracetamol", "caffeine", "naproxen", "diclofenac",
-    "atorvastatin", "sildenafil", "imatinib", "metformin", "omeprazole", "fluoxetine", "diazepam",
+    "aspirin",
+    "ibuprofen",
+    "celecoxib",
+    "paracetamol",
+    "caffeine",
+    "naproxen",
+    "diclofenac",
+    "atorvastatin",
+    "sildenafil",
+    "imatinib",
+    "metformin",
+    "omeprazole",
+    "fluoxetine",
+    "diazepam",
 ]
 
 # Public InChIKeys; the stereo ones (naproxen, atorvastatin, testosterone, simvastatin)

@@ -111,8 +111,20 @@ def test_interpolation_endpoints_and_columns(small_model, endpoints) -> None:
     start, end = endpoints
     for method in ("linear", "slerp"):
         df = latent.interpolate(small_model, start, end, steps=7, method=method, attempts=10)
-        assert list(df.columns) == ["step", "t", "smiles", "valid", "tanimoto_start", "tanimoto_end",
-                                    "logp", "qed", "sa", "esol", "mw", "duplicate_of_previous"]
+        assert list(df.columns) == [
+            "step",
+            "t",
+            "smiles",
+            "valid",
+            "tanimoto_start",
+            "tanimoto_end",
+            "logp",
+            "qed",
+            "sa",
+            "esol",
+            "mw",
+            "duplicate_of_previous",
+        ]
         assert df["step"].tolist() == list(range(7))
         assert np.allclose(df["t"], np.linspace(0, 1, 7))
         assert df["smiles"].iloc[0] == start and df["smiles"].iloc[-1] == end

@@ -12,9 +12,10 @@ PACKAGE = Path(__file__).resolve().parents[2] / "molvae"
 #: Modules still over the size limit, with their size today: each may only shrink (issue 42 splits them).
 LARGE_MODULES: dict[str, int] = {}
 MAX_MODULE_LINES = 600
-#: Classes over the limit, which may only shrink: MolVAE is the user-facing facade (short methods, long
-#: docstrings; splitting it would scatter the one API a user reads).
-LARGE_CLASSES = {"MolVAE": 338}
+#: Classes over the limit, which may only shrink; sizes as ruff formats them (a call that does not fit on
+#: one line takes a line per argument). MolVAE is the user-facing facade (short methods, long docstrings;
+#: splitting it would scatter the one API a user reads); Optimizer and Oracle are next to shrink.
+LARGE_CLASSES = {"MolVAE": 416, "Optimizer": 308, "Oracle": 275}
 MAX_CLASS_LINES = 250
 
 
@@ -32,8 +33,12 @@ def _imports(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
     tree = ast.parse(path.read_text())
-    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
-                   and "TYPE_CHECKING" in ast.unparse(block.test) for n in ast.walk(block)}
+    typing_only = {
+        id(n)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+        for n in ast.walk(block)
+    }
     for node in ast.walk(tree):
         if id(node) in typing_only:
             continue
@@ -43,7 +48,9 @@ def _imports(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
         for target in targets:
             while target and target not in modules:
@@ -68,7 +75,7 @@ def test_no_import_cycle_among_molvae_modules() -> None:
             if nxt.startswith(node + "."):
                 continue
             if state.get(nxt) == 1:
-                cycles.append(stack[stack.index(nxt):] + [nxt])
+                cycles.append(stack[stack.index(nxt) :] + [nxt])
             elif nxt not in state:
                 visit(nxt, stack + [nxt])
         state[node] = 2
@@ -87,15 +94,21 @@ def test_modules_and_classes_stay_readable(rel) -> None:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ClassDef):
             size = node.end_lineno - node.lineno + 1
-            assert size <= max(MAX_CLASS_LINES, LARGE_CLASSES.get(node.name, 0)), f"{rel}: class {node.name}: {size} lines"
+            assert size <= max(MAX_CLASS_LINES, LARGE_CLASSES.get(node.name, 0)), (
+                f"{rel}: class {node.name}: {size} lines"
+            )
 
 
 def test_size_exceptions_are_current() -> None:
     """An exception names a module or class that exists and is still over the limit, so a split retires it."""
     sizes = {str(p.relative_to(PACKAGE)): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
     stale = [m for m in LARGE_MODULES if sizes.get(m, 0) <= MAX_MODULE_LINES]
-    classes = {node.name: node.end_lineno - node.lineno + 1 for p in PACKAGE.rglob("*.py")
-               for node in ast.walk(ast.parse(p.read_text())) if isinstance(node, ast.ClassDef)}
+    classes = {
+        node.name: node.end_lineno - node.lineno + 1
+        for p in PACKAGE.rglob("*.py")
+        for node in ast.walk(ast.parse(p.read_text()))
+        if isinstance(node, ast.ClassDef)
+    }
     stale += [c for c in LARGE_CLASSES if classes.get(c, 0) <= MAX_CLASS_LINES]
     assert not stale, f"under the limit or gone, remove from the exceptions: {stale}"
 
@@ -105,8 +118,10 @@ def test_no_blanket_warning_filter() -> None:
     blanket = []
     for path in sorted(PACKAGE.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and ast.unparse(node.func) in ("warnings.simplefilter",
-                                                                        "warnings.filterwarnings"):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) in (
+                "warnings.simplefilter",
+                "warnings.filterwarnings",
+            ):
                 keywords = {k.arg for k in node.keywords}
                 action = ast.unparse(node.args[0]) if node.args else ""
                 if "ignore" in action and not {"category", "message"} <= keywords:

@@ -167,7 +167,9 @@ def test_slow_first_computations_are_announced_and_cached_reads_are_quiet(tmp_pa
         metrics.reference_stats(mols, n_jobs=1, cache_dir=tmp_path)
         metrics.train_set(mols, n_jobs=1, cache_dir=tmp_path)
     said = [r.getMessage() for r in caplog.records]
-    assert any("reference set's statistics for the metrics (40 molecules" in m and str(tmp_path) in m for m in said), said
+    assert any("reference set's statistics for the metrics (40 molecules" in m and str(tmp_path) in m for m in said), (
+        said
+    )
     assert any("training set for novelty (40 molecules" in m for m in said), said
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="molvae.metrics.references"):
@@ -230,10 +232,10 @@ def test_shipped_moses_test_fcd_statistics_match_chemnet_on_a_sample() -> None:
 def test_active_units_counts_dimensions_that_vary_across_molecules():
     rng = np.random.default_rng(0)
     z = np.zeros((500, 6))
-    z[:, 0] = rng.normal(0, 1.0, 500)      # in use
-    z[:, 1] = rng.normal(0, 0.3, 500)      # variance 0.09: in use
-    z[:, 2] = rng.normal(0, 0.05, 500)     # variance 0.0025: collapsed
-    z[:, 3] = 5.0                          # constant offset: collapsed
+    z[:, 0] = rng.normal(0, 1.0, 500)  # in use
+    z[:, 1] = rng.normal(0, 0.3, 500)  # variance 0.09: in use
+    z[:, 2] = rng.normal(0, 0.05, 500)  # variance 0.0025: collapsed
+    z[:, 3] = 5.0  # constant offset: collapsed
     z[:, 5] = rng.normal(0, 0.3, 500)
     assert metrics.active_units(z) == 3
     assert metrics.active_units(z, threshold=0.001) == 4

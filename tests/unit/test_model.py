@@ -268,8 +268,9 @@ def test_encode_to_npy_equals_encode_and_a_failed_write_leaves_no_partial_file(m
     assert np.allclose(np.load(chunked), expected, atol=1e-5, equal_nan=True)
     # Posterior draws are keyed by row: chunking the stream draws as model.encode does.
     encode_to_npy(model, smiles, chunked, chunk_size=5, sample=True, seed=3)
-    assert np.allclose(np.load(chunked), model.encode(smiles, sample=True, seed=3, errors="nan"), atol=1e-5,
-                       equal_nan=True)
+    assert np.allclose(
+        np.load(chunked), model.encode(smiles, sample=True, seed=3, errors="nan"), atol=1e-5, equal_nan=True
+    )
 
     out.write_bytes(b"previous result")
     # Fails in a later chunk, after earlier chunks were written to the temporary file.
@@ -325,7 +326,10 @@ def test_summary_of_a_model_in_memory_and_of_its_saved_copy(model, tmp_path) -> 
     assert summary["training"]["epochs"] == 0 and summary["metrics"] is None
     model.save(tmp_path / "m")
     saved = MolVAE.load(tmp_path / "m", device="cpu").summary()
-    assert saved["model"]["weights_sha256"] == hashlib.sha256((tmp_path / "m" / "model.safetensors").read_bytes()).hexdigest()
+    assert (
+        saved["model"]["weights_sha256"]
+        == hashlib.sha256((tmp_path / "m" / "model.safetensors").read_bytes()).hexdigest()
+    )
     assert saved["training"]["resumable"] is False and saved["training"]["epochs_planned"] is None
 
 
@@ -333,7 +337,10 @@ def test_summary_of_a_model_in_memory_and_of_its_saved_copy(model, tmp_path) -> 
 def test_half_precision_weights_round_trip(model, tmp_path, dtype) -> None:
     model.save(tmp_path / "full")
     model.save(tmp_path / "half", weights_dtype=dtype)
-    full, half = (tmp_path / "full" / "model.safetensors").stat().st_size, (tmp_path / "half" / "model.safetensors").stat().st_size
+    full, half = (
+        (tmp_path / "full" / "model.safetensors").stat().st_size,
+        (tmp_path / "half" / "model.safetensors").stat().st_size,
+    )
     assert half < 0.6 * full
     loaded = MolVAE.load(tmp_path / "half", device="cpu")
     eps = torch.finfo(dtype).eps
@@ -366,8 +373,10 @@ def test_a_local_directory_named_like_a_bundled_model_is_reached_by_its_path(mod
         loaded = MolVAE.load(spelled, device="cpu")
         assert loaded.source == "zinc-smiles" and loaded.card is None
     n_params = sum(p.numel() for p in model.net.parameters())
-    assert repr(loaded) == (f"MolVAE('zinc-smiles': SMILES, {len(model.vocab)} tokens, latent 8, "
-                            f"{n_params / 1e6:.2f}M parameters, cpu, float32)")
+    assert repr(loaded) == (
+        f"MolVAE('zinc-smiles': SMILES, {len(model.vocab)} tokens, latent 8, "
+        f"{n_params / 1e6:.2f}M parameters, cpu, float32)"
+    )
     assert repr(model).startswith("MolVAE(SMILES, ")  # built in memory: no source
 
 
@@ -433,7 +442,8 @@ def test_decoder_stepper_matches_gru_step(model, cells: bool) -> None:
 
 
 def test_a_temperature_too_small_for_float32_decodes_greedily(model) -> None:
-    """logits / 1e-300 overflows: such a draw is the greedy decode (its limit), not NaN probabilities and empty strings."""
+    """logits / 1e-300 overflows: such a draw is the greedy decode (its limit), not NaN probabilities and empty
+    strings."""
     z = torch.randn(16, model.config.latent_dim, generator=torch.Generator().manual_seed(0))
     greedy = model.decode(z, strategy="greedy")
     for temperature in (1e-300, 1e-45, 1e-7):
@@ -454,8 +464,9 @@ def test_next_token_draws_what_multinomial_draws(model) -> None:
         zterm, hidden = stepper.start(z)
         logits, ref_hidden = stepper.step(zterm, tokens, hidden)
         for temperature in (0.5, 1.0, 2.0):
-            expected = torch.multinomial(torch.softmax(logits / temperature, -1), 1,
-                                         generator=torch.Generator().manual_seed(7)).squeeze(1)
+            expected = torch.multinomial(
+                torch.softmax(logits / temperature, -1), 1, generator=torch.Generator().manual_seed(7)
+            ).squeeze(1)
             noise = torch.empty(64, len(model.vocab)).exponential_(generator=torch.Generator().manual_seed(7))
             drawn, new_hidden = stepper.next_token(zterm, tokens, hidden, temperature, noise)
             assert torch.equal(drawn, expected), temperature
@@ -497,8 +508,7 @@ def test_compiled_decoder_step_matches_eager(model) -> None:
     seeded noise) and bf16 greedy decoding.
     """
     z = torch.from_numpy(np.random.default_rng(3).normal(size=(40, SMALL["latent_dim"])).astype(np.float32))
-    eager, compiled = (generate(model.net, z, "sample", seed=5, compile=c)
-                       for c in (False, True))
+    eager, compiled = (generate(model.net, z, "sample", seed=5, compile=c) for c in (False, True))
     agree = (eager == compiled).all(axis=1).mean()
     assert agree == 1.0, agree
     eager = generate(model.net, z, "greedy", dtype=torch.bfloat16)

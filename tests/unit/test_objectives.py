@@ -14,11 +14,18 @@ from molvae.optimization import Constraints, ObjectiveError, Oracle, parse_objec
 MOLS = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "not a smiles", "CN1C=NC2=C1C(=O)N(C(=O)N2C)C"]
 
 
-@pytest.mark.parametrize("name,func,sign", [
-    ("esol", chemistry.esol_logs, 1), ("qed", chemistry.qed, 1), ("logp", chemistry.logp, 1),
-    ("penalized_logp", chemistry.penalized_logp, 1), ("sa", chemistry.sa_score, -1), ("tpsa", chemistry.tpsa, 1),
-    ("mw", chemistry.molecular_weight, 1),
-])
+@pytest.mark.parametrize(
+    "name,func,sign",
+    [
+        ("esol", chemistry.esol_logs, 1),
+        ("qed", chemistry.qed, 1),
+        ("logp", chemistry.logp, 1),
+        ("penalized_logp", chemistry.penalized_logp, 1),
+        ("sa", chemistry.sa_score, -1),
+        ("tpsa", chemistry.tpsa, 1),
+        ("mw", chemistry.molecular_weight, 1),
+    ],
+)
 def test_builtins_equal_chemistry(name, func, sign) -> None:
     got = parse_objective(name)(MOLS)
     want = sign * func(MOLS)
@@ -76,8 +83,11 @@ def test_range_and_weighted_sum() -> None:
     np.testing.assert_allclose(neg, chemistry.qed(MOLS) + chemistry.sa_score(MOLS), equal_nan=True)
     # a leading minus alone, and a weight written with an exponent sign
     np.testing.assert_allclose(parse_objective("-sa")(MOLS), chemistry.sa_score(MOLS), equal_nan=True)
-    np.testing.assert_allclose(parse_objective("1e+2*qed + 2.5E-1*logp")(MOLS),
-                               100 * chemistry.qed(MOLS) + 0.25 * chemistry.logp(MOLS), equal_nan=True)
+    np.testing.assert_allclose(
+        parse_objective("1e+2*qed + 2.5E-1*logp")(MOLS),
+        100 * chemistry.qed(MOLS) + 0.25 * chemistry.logp(MOLS),
+        equal_nan=True,
+    )
 
 
 def test_several_objectives_split_outside_parentheses() -> None:
@@ -103,11 +113,18 @@ def test_unknown_objective_suggests_names() -> None:
         parse_objective("eso1")
 
 
-@pytest.mark.parametrize("spec,match", [
-    ("target(logp=)", "not a number"), ("target(logp)", "property=value"), ("target()", "at least one"),
-    ("target(lgp=2)", "unknown property 'lgp'.*logp"), ("target(logp=2", "malformed"), ("range(mw=5)", "low:high"),
-    ("range(mw=500:100)", "empty range"),
-])
+@pytest.mark.parametrize(
+    "spec,match",
+    [
+        ("target(logp=)", "not a number"),
+        ("target(logp)", "property=value"),
+        ("target()", "at least one"),
+        ("target(lgp=2)", "unknown property 'lgp'.*logp"),
+        ("target(logp=2", "malformed"),
+        ("range(mw=5)", "low:high"),
+        ("range(mw=500:100)", "empty range"),
+    ],
+)
 def test_malformed_target(spec, match) -> None:
     with pytest.raises(ObjectiveError, match=match):
         parse_objective(spec)
@@ -128,12 +145,16 @@ def test_missing_callable(tmp_path, monkeypatch) -> None:
 def test_callable_from_a_python_file(tmp_path, monkeypatch) -> None:
     pkg = tmp_path / "mypkg"
     pkg.mkdir()
-    (pkg / "scoring.py").write_text('def score(smiles):\n    """Heavy atoms / 10."""\n'
-                                    "    return [len(s) / 10 for s in smiles]\n")
+    (pkg / "scoring.py").write_text(
+        'def score(smiles):\n    """Heavy atoms / 10."""\n    return [len(s) / 10 for s in smiles]\n'
+    )
     monkeypatch.chdir(tmp_path)  # the working directory is not on the import path of the `molvae` script
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(tmp_path))])
-    with pytest.raises(ObjectiveError, match=r"mypkg/scoring\.py is in this directory: pass it as a file, "
-                                             r"--objective mypkg/scoring\.py:score"):
+    with pytest.raises(
+        ObjectiveError,
+        match=r"mypkg/scoring\.py is in this directory: pass it as a file, "
+        r"--objective mypkg/scoring\.py:score",
+    ):
         parse_objective("mypkg.scoring:score")
     obj = parse_objective("mypkg/scoring.py:score")
     assert obj.name == f"{pkg / 'scoring.py'}:score"  # absolute: a resumed run finds it from anywhere
@@ -192,8 +213,12 @@ def test_oracle_counts_repeats_and_invalid_and_stops_at_budget() -> None:
 
 def test_constraints_mark_infeasible_with_reason() -> None:
     ref = chemistry.canonicalize("CC(=O)Nc1ccc(O)cc1")
-    oracle = Oracle([parse_objective("qed")], budget=10, score_infeasible=True,
-                    constraints=Constraints(reference=ref, min_similarity=0.4, ranges={"mw": (100.0, 200.0)}))
+    oracle = Oracle(
+        [parse_objective("qed")],
+        budget=10,
+        score_infeasible=True,
+        constraints=Constraints(reference=ref, min_similarity=0.4, ranges={"mw": (100.0, 200.0)}),
+    )
     rows = oracle.evaluate(["CC(=O)Nc1ccc(O)cc1", "CCO", "CC(=O)Nc1ccc(OCCCCCCCCCC)cc1"], round=0, source="t")
     assert [r["status"] for r in rows] == ["scored"] * 3 and oracle.calls == 3
     assert [r["feasible"] for r in rows] == [True, False, False]
@@ -236,8 +261,12 @@ def test_infeasible_molecules_are_recorded_without_an_oracle_call() -> None:
     assert infeasible[1]["mw"] > 200 and infeasible[0]["similarity"] < 0.4  # properties and similarity kept
     # known from now on: a second proposal of an infeasible molecule is a repeat, not another check
     assert [r["status"] for r in oracle.evaluate(["OCC"], round=2, source="t")] == ["repeat"]
-    assert {r["smiles"] for r in oracle.known_records()} == {"CCO", ref, "COc1ccc(NC(C)=O)cc1",
-                                                              "CCCCCCCCCCOc1ccc(NC(C)=O)cc1"}
+    assert {r["smiles"] for r in oracle.known_records()} == {
+        "CCO",
+        ref,
+        "COc1ccc(NC(C)=O)cc1",
+        "CCCCCCCCCCOc1ccc(NC(C)=O)cc1",
+    }
     again = Oracle([parse_objective(score, name="length")], budget=2, constraints=rules)
     again.load_records(oracle.dataframe())
     assert (again.calls, again.n_unscored, again.n_repeat) == (2, 2, 1)

@@ -40,16 +40,21 @@ def test_trust_region_grows_shrinks_restarts() -> None:
         n_fail += 1
     assert tr.length == pytest.approx(0.8)
     assert n_fail == tr.failure_tolerance * (int(math.log2(start / tr.length_min)) + 1)
-    box = tr.bounds(torch.zeros(3, dtype=torch.float64), torch.tensor([1.0, 1.0, 4.0], dtype=torch.float64),
-                    -torch.ones(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64))
+    box = tr.bounds(
+        torch.zeros(3, dtype=torch.float64),
+        torch.tensor([1.0, 1.0, 4.0], dtype=torch.float64),
+        -torch.ones(3, dtype=torch.float64),
+        torch.ones(3, dtype=torch.float64),
+    )
     widths = box[1] - box[0]
     assert widths[2] > widths[0] and torch.all(box[0] >= -1) and torch.all(box[1] <= 1)
 
 
 def test_trust_region_failure_tolerance_comes_from_the_config(small_model, tmp_path) -> None:
     d = small_model.config.latent_dim
-    default = Optimizer(small_model, OptimizeConfig(objectives=["qed"], method="turbo", **FAST), tmp_path / "a",
-                        progress=False)
+    default = Optimizer(
+        small_model, OptimizeConfig(objectives=["qed"], method="turbo", **FAST), tmp_path / "a", progress=False
+    )
     assert default.tr.failure_tolerance == math.ceil(max(4 / FAST["batch"], d / FAST["batch"]))
     cfg = OptimizeConfig(objectives=["qed"], method="turbo", tr_failure_tolerance=2, **FAST)
     tr = Optimizer(small_model, cfg, tmp_path / "b", progress=False).tr
@@ -68,8 +73,10 @@ def test_feasible_box_spans_the_feasible_codes_only() -> None:
     box = feasible_box(X, feasible, bounds)
     # the infeasible row at (9, -9) does not widen the box; 10% margins on each side
     torch.testing.assert_close(box, torch.tensor([[-0.1, -0.2], [1.1, 2.2]], dtype=torch.float64))
-    torch.testing.assert_close(feasible_box(X, feasible, torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=torch.float64)),
-                               torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=torch.float64))  # clipped to the bounds
+    torch.testing.assert_close(
+        feasible_box(X, feasible, torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=torch.float64)),
+        torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=torch.float64),
+    )  # clipped to the bounds
     assert feasible_box(X, torch.tensor([False, True, False, False]), bounds) is bounds  # one point: no box
 
 
@@ -77,8 +84,11 @@ def test_only_a_similarity_constraint_sizes_the_trust_region_by_the_feasible_cod
     X = torch.tensor([[0.0, 0.0], [1.0, 2.0], [9.0, -9.0], [0.5, 1.0]], dtype=torch.float64)
     bounds = torch.tensor([[-10.0, -10.0], [10.0, 10.0]], dtype=torch.float64)
     feasible = torch.tensor([True, True, False, True])
-    lead = Constraints(reference="Cc1ccc(-c2cc(C(F)(F)F)nn2-c2ccc(S(N)(=O)=O)cc2)cc1", min_similarity=0.4,
-                       ranges={"mw": (200.0, 450.0)})
+    lead = Constraints(
+        reference="Cc1ccc(-c2cc(C(F)(F)F)nn2-c2ccc(S(N)(=O)=O)cc2)cc1",
+        min_similarity=0.4,
+        ranges={"mw": (200.0, 450.0)},
+    )
     torch.testing.assert_close(trust_region_box(X, feasible, bounds, lead), feasible_box(X, feasible, bounds))
     for rules in (Constraints(alerts=["PAINS"]), Constraints(ranges={"mw": (200.0, 450.0)}), Constraints()):
         assert trust_region_box(X, feasible, bounds, rules) is bounds
@@ -107,8 +117,9 @@ def test_each_acquisition_proposes_near_the_optimum(acquisition) -> None:
 
     bounds = torch.stack([torch.zeros(d), torch.ones(d)]).double()
     gp = fit_gp(X, f(X), bounds)
-    config = OptimizeConfig(objectives=["qed"], acquisition=acquisition, num_restarts=4, raw_samples=64,
-                            ts_candidates=2000)
+    config = OptimizeConfig(
+        objectives=["qed"], acquisition=acquisition, num_restarts=4, raw_samples=64, ts_candidates=2000
+    )
     z = propose_latents(gp, X, f(X), bounds, q, config)
     assert z.shape == (q, d) and z.dtype == torch.float64
     assert torch.all(z >= 0) and torch.all(z <= 1)
@@ -130,8 +141,9 @@ def test_similarity_constraint_keeps_proposals_in_the_feasible_region() -> None:
     bounds = torch.stack([torch.zeros(d), torch.ones(d)]).double()
     config = OptimizeConfig(objectives=["qed"], num_restarts=4, raw_samples=64)
     free = propose_latents(fit_gp(X, score, bounds), X, score, bounds, q, config)
-    constrained = propose_latents(fit_gp(X, Y, bounds), X, Y, bounds, q, config,
-                                  constraint=(fit_gp(X, sim, bounds), 0.6))
+    constrained = propose_latents(
+        fit_gp(X, Y, bounds), X, Y, bounds, q, config, constraint=(fit_gp(X, sim, bounds), 0.6)
+    )
     assert free[:, 0].max() > 0.9
     assert constrained[:, 0].max() <= 0.45  # every candidate predicted feasible (the boundary is 0.4)
     assert constrained[:, 0].max() > 0.25  # and it still pushes toward the better, feasible side
@@ -146,8 +158,9 @@ def test_budget_accounting_with_repeats_and_invalid(small_model, tmp_path) -> No
         return [s.count("C") + 0.1 * s.count("N") for s in smiles]
 
     cfg = OptimizeConfig(objectives=["count"], budget=12, method="bo", seed=0, **FAST)
-    opt = Optimizer(small_model, cfg, tmp_path / "run", objectives=[parse_objective(count, name="count")],
-                    progress=False).run()
+    opt = Optimizer(
+        small_model, cfg, tmp_path / "run", objectives=[parse_objective(count, name="count")], progress=False
+    ).run()
     df = pd.read_csv(tmp_path / "run" / "evaluations.csv", keep_default_na=False, na_values=[""])
     scored = df[df["status"] == "scored"]
     assert len(scored) == 12 == opt.oracle.calls  # stops exactly at the budget
@@ -182,8 +195,9 @@ def test_raising_objective_keeps_evaluations(small_model, tmp_path) -> None:
 
     cfg = OptimizeConfig(objectives=["flaky"], budget=20, method="bo", seed=0, **FAST)
     with pytest.raises(ObjectiveError, match=r"'flaky' raised ValueError: license server unreachable"):
-        Optimizer(small_model, cfg, tmp_path / "run", objectives=[parse_objective(flaky, name="flaky")],
-                  progress=False).run()
+        Optimizer(
+            small_model, cfg, tmp_path / "run", objectives=[parse_objective(flaky, name="flaky")], progress=False
+        ).run()
     df = pd.read_csv(tmp_path / "run" / "evaluations.csv")
     assert (df["status"] == "scored").sum() == 4  # the initial design, scored before the failure, is on disk
 
@@ -199,8 +213,7 @@ def test_baselines_share_the_budget_accounting(small_model, tmp_path, method) ->
     assert set(df["source"]) == {method}
 
 
-@pytest.mark.parametrize("method,lead", [("turbo", None), ("turbo", "c1ccccc1CCO"), ("prior", None),
-                                         ("screen", None)])
+@pytest.mark.parametrize("method,lead", [("turbo", None), ("turbo", "c1ccccc1CCO"), ("prior", None), ("screen", None)])
 def test_zero_budget_scores_nothing_and_finishes(small_model, tmp_path, method, lead) -> None:
     # --budget 0 crashed in the initial design (a range() step of 0) before any output was written
     seen: list[str] = []
@@ -211,8 +224,9 @@ def test_zero_budget_scores_nothing_and_finishes(small_model, tmp_path, method, 
 
     cons = {"reference": lead, "min_similarity": 0.4} if lead else {}
     cfg = OptimizeConfig(objectives=["count"], budget=0, method=method, seed=0, constraints=cons, **FAST)
-    opt = Optimizer(small_model, cfg, tmp_path / "run", objectives=[parse_objective(count, name="count")],
-                    progress=False).run()
+    opt = Optimizer(
+        small_model, cfg, tmp_path / "run", objectives=[parse_objective(count, name="count")], progress=False
+    ).run()
     assert seen == [] and opt.oracle.calls == 0
     state = opt.state()
     assert state["finished"] and state["stop_reason"] == "budget" and state["round"] == 0
@@ -251,8 +265,9 @@ def test_stalled_lead_runs_decode_around_the_best_feasible_molecules(small_model
     # a molecule the small model was trained on, so its neighbourhood decodes to relatives
     lead = canonicalize(read_smiles(moses_file("train"), column="SMILES", limit=20)[7])
     rules = Constraints(reference=lead, min_similarity=0.2).to_dict()
-    cfg = OptimizeConfig(objectives=["esol"], budget=60, method="bo", seed=0, constraints=rules, local_after=2,
-                         **{**FAST, "n_init": 6})
+    cfg = OptimizeConfig(
+        objectives=["esol"], budget=60, method="bo", seed=0, constraints=rules, local_after=2, **{**FAST, "n_init": 6}
+    )
     opt = Optimizer(small_model, cfg, tmp_path / "run", progress=False)
     opt.initial_design()
     local_scored = 0
@@ -270,8 +285,9 @@ def test_stalled_lead_runs_decode_around_the_best_feasible_molecules(small_model
             break
     assert local_scored > 0
     # without the option a stalled run keeps asking the GP
-    plain = Optimizer(small_model, OptimizeConfig(**{**cfg.__dict__, "local_after": None}), tmp_path / "plain",
-                      progress=False)
+    plain = Optimizer(
+        small_model, OptimizeConfig(**{**cfg.__dict__, "local_after": None}), tmp_path / "plain", progress=False
+    )
     plain.initial_design()
     plain.stalled = 4
     assert {r["source"] for r in plain.step()} <= {"bo"}
@@ -288,12 +304,18 @@ def test_python_resume_refuses_settings_that_differ_from_the_run(small_model, tm
     with pytest.raises(ConfigError, match=r"objectives \['qed'\] \(the run has \['esol'\]\)"):
         optimize(small_model, "qed", tmp_path / "run", resume=True)
     with pytest.raises(ConfigError, match="constraints"):
-        optimize(small_model, "esol", tmp_path / "run", resume=True, constraints={"reference": "aspirin",
-                                                                                   "min_similarity": 0.4})
+        optimize(
+            small_model,
+            "esol",
+            tmp_path / "run",
+            resume=True,
+            constraints={"reference": "aspirin", "min_similarity": 0.4},
+        )
     # the lead by SMILES is the same rule; the budget and round limit may change
     same = {"reference": "Cc1ccc(-c2cc(C(F)(F)F)nn2-c2ccc(S(N)(=O)=O)cc2)cc1", "min_similarity": 0.4}
-    opt = optimize(small_model, "esol", tmp_path / "run", resume=True, constraints=same, batch=4, budget=0,
-                   max_rounds=1)
+    opt = optimize(
+        small_model, "esol", tmp_path / "run", resume=True, constraints=same, batch=4, budget=0, max_rounds=1
+    )
     assert opt.config.max_rounds == 1 and opt.config.batch == 4
 
 
@@ -312,8 +334,9 @@ def test_a_state_written_by_a_newer_version_is_refused_on_resume(small_model, tm
         optimize(small_model, "qed", tmp_path / "run", resume=True, budget=6, **FAST)
 
 
-def test_run_info_records_the_environment_and_warns_on_a_resume_under_other_versions(small_model, tmp_path,
-                                                                                      caplog) -> None:
+def test_run_info_records_the_environment_and_warns_on_a_resume_under_other_versions(
+    small_model, tmp_path, caplog
+) -> None:
     import botorch
 
     cfg = OptimizeConfig(objectives=["qed"], budget=0, seed=0, **FAST)
@@ -371,8 +394,7 @@ def test_active_subspace_searches_only_the_dimensions_the_encoder_uses(small_mod
     # A resume keeps the dimensions the run started with, even under a model whose mask would differ.
     from molvae.model import MolVAE
 
-    resumed = Optimizer(MolVAE.load(small_model_dir, device="cpu"), cfg, tmp_path / "run", resume=True,
-                        progress=False)
+    resumed = Optimizer(MolVAE.load(small_model_dir, device="cpu"), cfg, tmp_path / "run", resume=True, progress=False)
     assert torch.equal(resumed.active, torch.as_tensor(mask))
 
 
@@ -398,8 +420,10 @@ def test_pareto_run_searches_the_active_dimensions(small_model_dir, tmp_path) ->
     torch.testing.assert_close(z[:, collapsed], X[:, collapsed].mean(0).expand(4, -1))
     opt.run()
     assert (tmp_path / "run" / "pareto.csv").is_file()
-    assert json.loads((tmp_path / "run" / "state.json").read_text())["active_dims"] == \
-        torch.nonzero(opt.active).flatten().tolist()
+    assert (
+        json.loads((tmp_path / "run" / "state.json").read_text())["active_dims"]
+        == torch.nonzero(opt.active).flatten().tolist()
+    )
 
 
 def test_auto_subspace_falls_back_to_every_dimension_and_says_why(small_model_dir, tmp_path, caplog) -> None:
@@ -411,8 +435,12 @@ def test_auto_subspace_falls_back_to_every_dimension_and_says_why(small_model_di
         model.net.to_mu.weight.zero_()
     d = model.config.latent_dim
     with pytest.raises(MolvaeError, match="--subspace active: no latent dimension is active"):
-        Optimizer(model, OptimizeConfig(objectives=["qed"], method="turbo", subspace="active", **FAST),
-                  tmp_path / "active", progress=False)
+        Optimizer(
+            model,
+            OptimizeConfig(objectives=["qed"], method="turbo", subspace="active", **FAST),
+            tmp_path / "active",
+            progress=False,
+        )
     cfg = OptimizeConfig(objectives=["qed"], method="turbo", subspace="auto", budget=8, seed=0, **FAST)
     with caplog.at_level(logging.WARNING, logger="molvae.optimization.subspace"):
         opt = Optimizer(model, cfg, tmp_path / "auto", progress=False)
@@ -439,12 +467,14 @@ def test_full_subspace_and_baselines_search_every_dimension(small_model, tmp_pat
 def test_progress_curves_count_supplied_scores_from_the_start() -> None:
     from molvae.optimization.report import progress_curves
 
-    table = pd.DataFrame({
-        "call": [np.nan, np.nan, 1, 2, 3, np.nan],
-        "status": ["supplied", "supplied", "scored", "scored", "scored", "invalid"],
-        "feasible": [True, False, True, True, False, False],
-        "score": [0.5, 9.0, 0.2, 0.7, 5.0, np.nan],
-    })
+    table = pd.DataFrame(
+        {
+            "call": [np.nan, np.nan, 1, 2, 3, np.nan],
+            "status": ["supplied", "supplied", "scored", "scored", "scored", "invalid"],
+            "feasible": [True, False, True, True, False, False],
+            "score": [0.5, 9.0, 0.2, 0.7, 5.0, np.nan],
+        }
+    )
     curves = progress_curves(table, "score")
     assert curves["call"].tolist() == [1, 2, 3]
     # the infeasible supplied 9.0 and the infeasible scored 5.0 never count
@@ -456,21 +486,32 @@ def test_progress_figure_names_each_panel_by_its_objective() -> None:
     from molvae.optimization.objectives import parse_objectives
     from molvae.optimization.report import progress_figure
 
-    table = pd.DataFrame({
-        "call": [1, 2, 3], "status": ["scored"] * 3, "feasible": [True, True, True],
-        "score_esol": [-3.0, -1.0, -2.0], "score_qed": [0.5, 0.6, 0.9],
-    })
+    table = pd.DataFrame(
+        {
+            "call": [1, 2, 3],
+            "status": ["scored"] * 3,
+            "feasible": [True, True, True],
+            "score_esol": [-3.0, -1.0, -2.0],
+            "score_qed": [0.5, 0.6, 0.9],
+        }
+    )
     objectives = parse_objectives(["esol", "qed"])
     labels = [o.description for o in objectives]
     fig = progress_figure(table, ["score_esol", "score_qed"], baselines={"prior": table.iloc[:2]}, labels=labels)
     axes = fig.get_axes()
-    assert [ax.get_ylabel() for ax in axes] == ["ESOL aqueous solubility logS\n(higher = more soluble)",
-                                                 "quantitative estimate of\ndrug-likeness (0-1)"]
+    assert [ax.get_ylabel() for ax in axes] == [
+        "ESOL aqueous solubility logS\n(higher = more soluble)",
+        "quantitative estimate of\ndrug-likeness (0-1)",
+    ]
     # this run's best-so-far line, then the baseline's; the legend names the runs, not the axis
     assert axes[0].get_lines()[0].get_ydata().tolist() == [-3.0, -1.0, -1.0]
     assert axes[0].get_lines()[2].get_ydata().tolist() == [-3.0, -1.0]
     assert [t.get_text() for t in axes[1].get_legend().get_texts()] == [
-        "this run: best", "this run: top-10 mean", "prior: best", "prior: top-10 mean"]
+        "this run: best",
+        "this run: top-10 mean",
+        "prior: best",
+        "prior: top-10 mean",
+    ]
     assert progress_figure(table, ["score_esol"]).get_axes()[0].get_ylabel() == "score_esol"
     with pytest.raises(ValueError, match="1 labels for 2 score columns"):
         progress_figure(table, ["score_esol", "score_qed"], labels=["x"])
@@ -488,6 +529,6 @@ def test_a_flat_gp_fit_silences_only_the_warning_it_explains() -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit_gp(X, torch.ones(12, 1, dtype=torch.float64), bounds)
-        warnings.warn("a numerical warning of the user's own", RuntimeWarning)
+        warnings.warn("a numerical warning of the user's own", RuntimeWarning, stacklevel=1)
     assert not [w for w in caught if issubclass(w.category, InputDataWarning)]
     assert any("of the user's own" in str(w.message) for w in caught)

@@ -25,7 +25,7 @@ def _pyproject_requirements() -> dict[str, SpecifierSet]:
 def _environment_requirements() -> dict[str, SpecifierSet]:
     found = {}
     text = (ROOT / "environment.yml").read_text()
-    for line in text[text.index("\ndependencies:"):].splitlines():  # not the channels list
+    for line in text[text.index("\ndependencies:") :].splitlines():  # not the channels list
         m = re.match(r"\s+- ([A-Za-z0-9_.-]+)\s*(=?[<>=!~][^#]*)?\s*(#.*)?$", line)
         if not m or m.group(1) in CONDA_ONLY:
             continue

@@ -18,8 +18,14 @@ REPO = Path(__file__).resolve().parents[2]
 def _run(script: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     import os
 
-    done = subprocess.run([sys.executable, "-c", script, *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=120, env={**os.environ, **(env or {})})
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
     assert done.returncode == 0, done.stderr
     return done
 

@@ -25,7 +25,9 @@ def test_bundled_model_is_small_half_precision_and_has_a_card(name) -> None:
     assert model.card is not None and model.card["name"] == name
     assert model.card["training_hours"] > 0 and model.card["hardware"]
     assert model.config.representation == name.split("-")[1]
-    assert repr(model).startswith(f"MolVAE('{name}': {name.split('-')[1].upper()}, {len(model.vocab)} tokens, latent 128,")
+    assert repr(model).startswith(
+        f"MolVAE('{name}': {name.split('-')[1].upper()}, {len(model.vocab)} tokens, latent 128,"
+    )
 
 
 @pytest.mark.parametrize("name", BUNDLED)
@@ -52,10 +54,9 @@ def test_bundled_smiles_model_reconstructs_moses_test_molecules() -> None:
 def test_recipe_of_each_bundled_model_can_be_rerun(name) -> None:
     """scripts/train_pretrained.py's stages: a fine-tuned model's card must hold its parent's from-scratch recipe."""
     import importlib.util
+    from pathlib import Path
 
     from molvae.training import TrainConfig
-
-    from pathlib import Path
 
     script_path = Path(__file__).resolve().parents[2] / "scripts" / "train_pretrained.py"
     spec = importlib.util.spec_from_file_location("train_pretrained", script_path)
@@ -115,8 +116,9 @@ def test_bundled_priors_belong_to_their_weights(name) -> None:
 
 
 @pytest.mark.parametrize("kind", ["folder", "file"])
-def test_a_local_path_named_like_a_bundled_model_does_not_replace_it_silently(kind, tmp_path, monkeypatch,
-                                                                              caplog) -> None:
+def test_a_local_path_named_like_a_bundled_model_does_not_replace_it_silently(
+    kind, tmp_path, monkeypatch, caplog
+) -> None:
     """`--model zinc-smiles` in a folder that holds `zinc-smiles/` (a run of the README's own command) or a file of
     that name: the bundled model, with a warning naming the way to the local one (`./zinc-smiles`)."""
     from molvae.errors import ModelLoadError

@@ -67,8 +67,9 @@ def test_learned_draws_are_the_same_rows_whatever_is_asked_for(which, request) -
     prior = request.getfixturevalue(which)
     whole = prior.sample(2 * PRIOR_BLOCK + 30, seed=4)
     assert np.array_equal(prior.sample(7, seed=4), whole[:7])
-    assert np.array_equal(prior.sample(PRIOR_BLOCK + 5, seed=4, start=PRIOR_BLOCK - 2),
-                          whole[PRIOR_BLOCK - 2 : 2 * PRIOR_BLOCK + 3])
+    assert np.array_equal(
+        prior.sample(PRIOR_BLOCK + 5, seed=4, start=PRIOR_BLOCK - 2), whole[PRIOR_BLOCK - 2 : 2 * PRIOR_BLOCK + 3]
+    )
     assert not np.array_equal(prior.sample(7, seed=5), whole[:7])
     # the unmodelled dimensions are the standard prior's very draws
     rest = np.setdiff1d(np.arange(prior.dim), prior.active)
@@ -88,8 +89,12 @@ def test_learned_draws_follow_the_codes(which, request) -> None:
 
 def test_mixture_log_prob_is_the_mixture_density(gmm) -> None:
     z = prior_latents(50, 5, seed=1) * 2
-    expected = np.log(sum(w * multivariate_normal(m, c @ c.T).pdf(z[:, gmm.active])
-                          for w, m, c in zip(gmm.weights, gmm.means, gmm.cholesky)))
+    expected = np.log(
+        sum(
+            w * multivariate_normal(m, c @ c.T).pdf(z[:, gmm.active])
+            for w, m, c in zip(gmm.weights, gmm.means, gmm.cholesky)
+        )
+    )
     rest = [0, 2, 4]
     expected += multivariate_normal(np.zeros(3)).logpdf(z[:, rest])
     assert np.allclose(gmm.log_prob(z), expected, rtol=1e-9)
@@ -232,8 +237,9 @@ def test_optimizer_prior_rounds_draw_from_the_named_prior(model_copy, tmp_path) 
     assert opt.prior.name == "gmm"
     # a resumed run keeps the prior it started with, whatever the model's default is now
     save_prior(prior, model_copy.source, "other", model_copy.weights_sha256(), info, make_default=True)
-    resumed = Optimizer(model_copy, dataclasses.replace(cfg, budget=8, max_rounds=2), tmp_path / "run", resume=True,
-                        progress=False)
+    resumed = Optimizer(
+        model_copy, dataclasses.replace(cfg, budget=8, max_rounds=2), tmp_path / "run", resume=True, progress=False
+    )
     assert resumed.prior.name == "gmm"
 
 
@@ -248,5 +254,6 @@ def test_a_step_of_zero_in_the_charts_noise_stays_at_the_code(which, tolerance, 
     assert spread[0] < spread[1] / 3
     rest = np.setdiff1d(np.arange(prior.dim), prior.active)
     assert np.allclose(far[:, rest], (center[rest] + noise[:, rest]).astype(np.float32))
-    assert np.array_equal(StandardNormal(prior.dim).around(center, noise, 0.5),
-                          (center[None, :] + 0.5 * noise).astype(np.float32))
+    assert np.array_equal(
+        StandardNormal(prior.dim).around(center, noise, 0.5), (center[None, :] + 0.5 * noise).astype(np.float32)
+    )

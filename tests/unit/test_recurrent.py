@@ -25,8 +25,14 @@ def _grads(loss: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor
 def test_gru_layer_passes_gradcheck() -> None:
     torch.manual_seed(0)
     d = dict(dtype=torch.float64, requires_grad=True)
-    args = (torch.randn(4, 2, 3, **d), torch.randn(2, 4, **d), torch.randn(12, 3, **d), torch.randn(12, 4, **d),
-            torch.randn(12, **d), torch.randn(12, **d))
+    args = (
+        torch.randn(4, 2, 3, **d),
+        torch.randn(2, 4, **d),
+        torch.randn(12, 3, **d),
+        torch.randn(12, 4, **d),
+        torch.randn(12, **d),
+        torch.randn(12, **d),
+    )
     assert torch.autograd.gradcheck(gru_layer, args)
 
 
@@ -109,8 +115,15 @@ def test_bf16_is_at_least_as_accurate_as_nn_gru_in_bf16() -> None:
 def test_sequence_vae_training_step_is_unchanged_by_the_fused_path() -> None:
     """The model's loss and every parameter gradient equal those of the nn.GRU path (fp64)."""
     torch.manual_seed(3)
-    net = SequenceVAE(ModelConfig(vocab_size=12, embedding_dim=8, encoder_hidden=6, latent_dim=4, decoder_hidden=7,
-                                  decoder_layers=2)).double().train()
+    net = (
+        SequenceVAE(
+            ModelConfig(
+                vocab_size=12, embedding_dim=8, encoder_hidden=6, latent_dim=4, decoder_hidden=7, decoder_layers=2
+            )
+        )
+        .double()
+        .train()
+    )
     seq = torch.tensor([[1, 5, 6, 7, 2, 0], [1, 8, 9, 2, 0, 0], [1, 5, 5, 5, 5, 2]])
     lengths = torch.tensor([5, 4, 6])
     results = []
@@ -126,14 +139,24 @@ def test_sequence_vae_training_step_is_unchanged_by_the_fused_path() -> None:
 
 
 def test_static_shape_encoder_equals_packing() -> None:
-    """The CUDA-graph encoder path (whole padded width, torch's GRU kernel) gives the packed path's μ, log σ², gradients."""
+    """The CUDA-graph encoder path (whole padded width, torch's GRU kernel) gives the packed path's μ, log σ²,
+    gradients."""
     torch.manual_seed(5)
-    net = SequenceVAE(ModelConfig(vocab_size=12, embedding_dim=8, encoder_hidden=6, latent_dim=4, decoder_hidden=7,
-                                  decoder_layers=2)).double().train()
+    net = (
+        SequenceVAE(
+            ModelConfig(
+                vocab_size=12, embedding_dim=8, encoder_hidden=6, latent_dim=4, decoder_hidden=7, decoder_layers=2
+            )
+        )
+        .double()
+        .train()
+    )
     net.fused_cpu_gru = False  # so both calls leave molvae.recurrent's CPU kernel aside
     tokens = torch.tensor([[5, 6, 7, 2, 0, 0], [8, 9, 2, 0, 0, 0], [5, 5, 5, 5, 5, 2]])
     lengths = torch.tensor([4, 3, 6])
-    params = [p for name, p in net.named_parameters() if name.split(".")[0] in ("embedding", "encoder", "to_mu", "to_logvar")]
+    params = [
+        p for name, p in net.named_parameters() if name.split(".")[0] in ("embedding", "encoder", "to_mu", "to_logvar")
+    ]
     results = []
     for static in (False, True):
         mu, logvar = net.encode(tokens, lengths, static_shapes=static)
@@ -147,7 +170,8 @@ def test_static_shape_encoder_equals_packing() -> None:
 
 # ------------------------------------------------------------------ compiled CPU kernel
 needs_kernel = pytest.mark.skipif(
-    shutil.which(os.environ.get("CXX", "c++")) is None, reason="no C++ compiler to build the kernel with")
+    shutil.which(os.environ.get("CXX", "c++")) is None, reason="no C++ compiler to build the kernel with"
+)
 
 
 @needs_kernel
@@ -182,8 +206,13 @@ def test_a_second_process_waits_for_a_build_in_progress() -> None:
         fcntl.flock(fh, fcntl.LOCK_EX)
         (directory / "lock").touch()  # torch's marker of the build this process stands for
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        waiting = subprocess.Popen([sys.executable, "-c", f"import logging; logging.basicConfig(level=logging.INFO); {LOAD}"],
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        waiting = subprocess.Popen(
+            [sys.executable, "-c", f"import logging; logging.basicConfig(level=logging.INFO); {LOAD}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         try:
             with pytest.raises(subprocess.TimeoutExpired):
                 waiting.wait(timeout=8)
@@ -199,9 +228,14 @@ def test_a_second_process_waits_for_a_build_in_progress() -> None:
 def _layer_args(dtype: torch.dtype, steps: int = 7, batch: int = 5, inp: int = 11, hidden: int = 37, seed: int = 6):
     # Odd sizes, so that the vectorized gate loops run their remainder iterations too.
     g = torch.Generator().manual_seed(seed)
-    tensors = [torch.randn(steps, batch, inp, generator=g), 0.5 * torch.randn(batch, hidden, generator=g),
-               0.3 * torch.randn(3 * hidden, inp, generator=g), 0.3 * torch.randn(3 * hidden, hidden, generator=g),
-               0.2 * torch.randn(3 * hidden, generator=g), 0.2 * torch.randn(3 * hidden, generator=g)]
+    tensors = [
+        torch.randn(steps, batch, inp, generator=g),
+        0.5 * torch.randn(batch, hidden, generator=g),
+        0.3 * torch.randn(3 * hidden, inp, generator=g),
+        0.3 * torch.randn(3 * hidden, hidden, generator=g),
+        0.2 * torch.randn(3 * hidden, generator=g),
+        0.2 * torch.randn(3 * hidden, generator=g),
+    ]
     w_out = torch.randn(steps, batch, hidden, generator=g)
     w_last = torch.randn(batch, hidden, generator=g)
     return tensors, w_out, w_last
@@ -270,8 +304,9 @@ def test_kernel_passes_a_nan_on(dtype: torch.dtype) -> None:
 def test_training_step_with_the_kernel_matches_the_torch_op_loops() -> None:
     """The whole model in fp32: loss and every parameter gradient, kernel against torch ops."""
     torch.manual_seed(3)
-    net = SequenceVAE(ModelConfig(vocab_size=12, embedding_dim=8, encoder_hidden=6, latent_dim=4, decoder_hidden=19,
-                                  decoder_layers=2)).train()
+    net = SequenceVAE(
+        ModelConfig(vocab_size=12, embedding_dim=8, encoder_hidden=6, latent_dim=4, decoder_hidden=19, decoder_layers=2)
+    ).train()
     seq = torch.tensor([[1, 5, 6, 7, 2, 0], [1, 8, 9, 2, 0, 0], [1, 5, 5, 5, 5, 2]])
     lengths = torch.tensor([5, 4, 6])
     results = []
@@ -289,14 +324,17 @@ def test_training_step_with_the_kernel_matches_the_torch_op_loops() -> None:
 FALLBACK = """
 import logging, torch
 from molvae.recurrent import cpu_kernel, gru_layer
-args = [torch.randn(4, 3, 5), torch.randn(3, 6), torch.randn(18, 5), torch.randn(18, 6), torch.randn(18), torch.randn(18)]
+shapes = [(4, 3, 5), (3, 6), (18, 5), (18, 6), (18,), (18,)]
+args = [torch.randn(*shape) for shape in shapes]
 out, last = gru_layer(*args)
 ref, ref_last = gru_layer(*args, use_kernel=False)
 print(cpu_kernel() is None, torch.equal(out, ref) and torch.equal(last, ref_last))
 """
 
 
-@pytest.mark.parametrize("env", [{"CXX": "/nonexistent/c++"}, {"MOLVAE_GRU_KERNEL": "0"}], ids=["no-compiler", "switched-off"])
+@pytest.mark.parametrize(
+    "env", [{"CXX": "/nonexistent/c++"}, {"MOLVAE_GRU_KERNEL": "0"}], ids=["no-compiler", "switched-off"]
+)
 def test_without_the_kernel_training_falls_back_to_torch_ops(tmp_path, env: dict) -> None:
     """No compiler: one warning that names the failure, and the same results as the torch-op loops."""
     full = {**os.environ, "TORCH_EXTENSIONS_DIR": str(tmp_path)}
@@ -315,7 +353,8 @@ from molvae.recurrent import gru_layer
 torch.manual_seed(0)
 expected = torch.rand(3)
 torch.manual_seed(0)
-args = [torch.randn(4, 3, 5), torch.randn(3, 6), torch.randn(18, 5), torch.randn(18, 6), torch.randn(18), torch.randn(18)]
+shapes = [(4, 3, 5), (3, 6), (18, 5), (18, 6), (18,), (18,)]
+args = [torch.randn(*shape) for shape in shapes]
 torch.manual_seed(0)
 gru_layer(*[a.to(torch.bfloat16) if i != 1 else a for i, a in enumerate(args)])
 print(torch.equal(torch.rand(3), expected))
@@ -341,13 +380,17 @@ def test_decoder_cells_step_as_nn_gru_does(dtype: torch.dtype) -> None:
     ref_out, ref_h = gru(x, h0)
     w = {name: p.detach() for name, p in gru.named_parameters()}
     x_gates = (x[0] @ w["weight_ih_l0"].T + w["bias_ih_l0"]).float()
-    cells = DecoderCells.build([None, w["weight_ih_l1"].T.contiguous().to(dtype)], [None, w["bias_ih_l1"]],
-                               [w[f"weight_hh_l{k}"].T.contiguous().to(dtype) for k in (0, 1)],
-                               [w["bias_hh_l0"], w["bias_hh_l1"]])
+    cells = DecoderCells.build(
+        [None, w["weight_ih_l1"].T.contiguous().to(dtype)],
+        [None, w["bias_ih_l1"]],
+        [w[f"weight_hh_l{k}"].T.contiguous().to(dtype) for k in (0, 1)],
+        [w["bias_hh_l0"], w["bias_hh_l1"]],
+    )
     assert cells is not None
     # bf16 weights are packed where this torch has the ops; fp32 ones never are.
-    assert (cells.w_hh[0][1] is None) == (dtype == torch.float32 or cpu_kernel().pack_linear(
-        w["weight_hh_l0"].to(dtype), 8) is None)
+    assert (cells.w_hh[0][1] is None) == (
+        dtype == torch.float32 or cpu_kernel().pack_linear(w["weight_hh_l0"].to(dtype), 8) is None
+    )
     out, new = cells.step(x_gates, h0.float())
     tol = 1e-5 if dtype == torch.float32 else 3e-2
     assert out.dtype == dtype and new.dtype == torch.float32 and new.shape == ref_h.shape
@@ -355,8 +398,14 @@ def test_decoder_cells_step_as_nn_gru_does(dtype: torch.dtype) -> None:
     assert torch.allclose(out.double(), ref_out[0], atol=tol)
     if dtype == torch.bfloat16:
         # Input gates in bf16 (as a layer above the first gets them from its matmul): the same state.
-        h_cd = cells.kernel.gru_cell(x_gates.to(dtype), h0[0].to(dtype) @ w["weight_hh_l0"].T.to(dtype),
-                                     h0[0].float(), cells.bias[0], cells.b_hn[0], torch.empty(batch, hidden))
+        h_cd = cells.kernel.gru_cell(
+            x_gates.to(dtype),
+            h0[0].to(dtype) @ w["weight_hh_l0"].T.to(dtype),
+            h0[0].float(),
+            cells.bias[0],
+            cells.b_hn[0],
+            torch.empty(batch, hidden),
+        )
         assert torch.allclose(h_cd.double(), ref_h[0], atol=tol)
 
 
@@ -370,7 +419,9 @@ def test_kernel_cell_names_bad_shapes() -> None:
         cpu_kernel().gru_cell(gates.t(), gates, h, torch.zeros(15), torch.zeros(5), h.clone())
 
 
-KERNEL_LOG = "import logging; logging.basicConfig(level=logging.INFO); from molvae.recurrent import cpu_kernel; cpu_kernel()"
+KERNEL_LOG = (
+    "import logging; logging.basicConfig(level=logging.INFO); from molvae.recurrent import cpu_kernel; cpu_kernel()"
+)
 
 
 @needs_kernel

@@ -20,8 +20,10 @@ def _run(env_value: str | None) -> str:
     return done.stdout.strip()
 
 
-@pytest.mark.skipif(not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"),
-                    reason="mallopt tuning applies to glibc only")
+@pytest.mark.skipif(
+    not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"),
+    reason="mallopt tuning applies to glibc only",
+)
 def test_allocator_is_tuned_on_glibc_and_idempotent() -> None:
     assert _run(None) == "True True"
 
@@ -42,8 +44,10 @@ print(tuned, low <= block.data_ptr() < high)
 """
 
 
-@pytest.mark.skipif(not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"),
-                    reason="mallopt tuning applies to glibc only")
+@pytest.mark.skipif(
+    not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"),
+    reason="mallopt tuning applies to glibc only",
+)
 @pytest.mark.parametrize("env_value", [None, "0"])
 def test_large_blocks_come_from_the_heap_once_tuned(env_value) -> None:
     """A 96 MiB block lies in the heap, which keeps freed memory, not in an mmap that free() unmaps.

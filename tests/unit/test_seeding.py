@@ -67,8 +67,9 @@ def test_prior_latents_are_the_same_rows_whatever_is_asked_for() -> None:
     whole = prior_latents(3 * PRIOR_BLOCK + 10, 6, seed=11)
     assert whole.shape == (3 * PRIOR_BLOCK + 10, 6) and whole.dtype == np.float32
     assert np.array_equal(prior_latents(5, 6, seed=11), whole[:5])
-    assert np.array_equal(prior_latents(PRIOR_BLOCK + 3, 6, seed=11, start=PRIOR_BLOCK - 1),
-                          whole[PRIOR_BLOCK - 1 : 2 * PRIOR_BLOCK + 2])
+    assert np.array_equal(
+        prior_latents(PRIOR_BLOCK + 3, 6, seed=11, start=PRIOR_BLOCK - 1), whole[PRIOR_BLOCK - 1 : 2 * PRIOR_BLOCK + 2]
+    )
     assert prior_latents(0, 6, seed=11).shape == (0, 6)
     assert not np.array_equal(prior_latents(5, 6, seed=12), whole[:5])
     # Blocks are not copies of each other, and the draws are standard normal.

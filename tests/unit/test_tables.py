@@ -15,8 +15,16 @@ from molvae.tables import TableWriter, table_format
 def test_sd_records_carry_name_title_and_fields(tmp_path) -> None:
     out = tmp_path / "t.sdf"
     with TableWriter(out) as writer:
-        writer.write(pd.DataFrame({"name": ["aspirin", "broken"], "smiles": ["CC(=O)Oc1ccccc1C(=O)O", "C1CC"],
-                                   "qed": [0.55, math.nan], "valid": [True, False]}))
+        writer.write(
+            pd.DataFrame(
+                {
+                    "name": ["aspirin", "broken"],
+                    "smiles": ["CC(=O)Oc1ccccc1C(=O)O", "C1CC"],
+                    "qed": [0.55, math.nan],
+                    "valid": [True, False],
+                }
+            )
+        )
         writer.write(pd.DataFrame({"name": [None], "smiles": ["c1ccccc1"], "qed": [0.44], "valid": [True]}))
     assert writer.rows == 3
     records = list(Chem.ForwardSDMolSupplier(str(out)))
@@ -40,6 +48,8 @@ def test_sd_output_needs_a_smiles_column(tmp_path) -> None:
     assert Chem.MolToSmiles(next(Chem.ForwardSDMolSupplier(str(out)))) == "CCO"
 
 
-@pytest.mark.parametrize("name, kind", [("a.sdf", "sdf"), ("a.SDF.gz", "sdf"), ("a.csv.gz", "csv"), ("a.parquet", "parquet")])
+@pytest.mark.parametrize(
+    "name, kind", [("a.sdf", "sdf"), ("a.SDF.gz", "sdf"), ("a.csv.gz", "csv"), ("a.parquet", "parquet")]
+)
 def test_table_format_from_the_name(name, kind) -> None:
     assert table_format(name) == kind

@@ -116,8 +116,11 @@ def test_token_errors_leave_no_reference_cycles() -> None:
     gc.collect()
     gc.disable()
     try:
-        for raise_it in (lambda: vocab.encode(["C", "N"]), lambda: selfies.tokenize("[C][O"),
-                         lambda: selfies.from_smiles("C[N+](C)(C)(C)(C)C")):
+        for raise_it in (
+            lambda: vocab.encode(["C", "N"]),
+            lambda: selfies.tokenize("[C][O"),
+            lambda: selfies.from_smiles("C[N+](C)(C)(C)(C)C"),
+        ):
             err = None
             try:
                 raise_it()
