@@ -76,7 +76,8 @@ def add_prior_argument(parser: argparse.ArgumentParser, several: bool = False, d
     )
     if several:
         text += "; several, comma-separated, or 'all' for one row each"
-    parser.add_argument("--prior", default=default, help=f"{text} (default auto)")
+    # default=None leaves the choice to the run's config, whose default is auto
+    parser.add_argument("--prior", default=default, help=f"{text} (default {default or 'auto'})")
 
 
 def add_smiles_column_argument(parser: argparse.ArgumentParser, files: str = "the input") -> None:

@@ -66,3 +66,12 @@ def test_the_command_table_and_the_parsers_agree() -> None:
     full = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     helps = {c.dest: c.help for c in full._choices_actions}
     assert helps == {name: entry.help for name, entry in COMMANDS.items()}
+
+
+@pytest.mark.parametrize("command,shown", [("explore", "standard"), ("sample", "auto"), ("optimize", "auto")])
+def test_prior_help_names_the_default_the_command_uses(command, shown, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert f"(default {shown})" in " ".join(capsys.readouterr().out.split())
+    default = next(a.default for a in _subparsers()[command]._actions if a.dest == "prior")
+    assert default == (None if command == "optimize" else shown)
