@@ -70,7 +70,7 @@ class Oracle:
         self.n_repeat = 0
         self.n_unscored = 0  # infeasible molecules recorded without an oracle call
         self.score_infeasible = bool(score_infeasible)
-        self.journal = Path(journal) if journal is not None else None
+        self.journal = ScoreJournal(journal) if journal is not None else None
         self.score_cache: dict[
             str, np.ndarray
         ] = {}  # canonical SMILES -> scores already paid for (this process or the journal)
@@ -173,7 +173,7 @@ class Oracle:
             part = todo[start : start + step]
             fresh = np.stack([obj(part) for obj in self.objectives], axis=1)
             if self.journal is not None:
-                ScoreJournal(self.journal).append(part, fresh)
+                self.journal.append(part, fresh)
             self.score_cache.update(zip(part, fresh))
         return np.stack([self.score_cache[s] for s in smiles])
 
@@ -181,7 +181,7 @@ class Oracle:
     def load_journal(self) -> int:
         """Read the scores a previous (killed) process already paid for; returns how many were read."""
         if self.journal is not None:
-            self.score_cache.update(ScoreJournal(self.journal).read(len(self.objectives)))
+            self.score_cache.update(self.journal.read(len(self.objectives)))
         return len(self.score_cache)
 
     def _assess(self, smiles: list[str]) -> tuple[list[bool], list[str], list[float], list[dict[str, float]]]:
