@@ -9,6 +9,7 @@ safetensors, configs JSON, and resume state is read with ``weights_only=True``.
 from __future__ import annotations
 
 import errno
+import io
 import json
 import logging
 import os
@@ -103,8 +104,6 @@ def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 def save_state(path: str | os.PathLike, state: dict[str, Any]) -> None:
     """Save a resume state (tensors, numbers, strings, nested dicts/lists) atomically."""
-    import io
-
     buf = io.BytesIO()
     torch.save(state, buf)
     atomic_write(path, buf.getvalue())

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import logging
 import os
 import sys
@@ -95,8 +96,6 @@ def load_botorch_kernels() -> None:
     first, under the lock, is what keeps an earlier interrupted compile from hanging the run.
     A BoTorch without this loader has nothing to prepare.
     """
-    import importlib
-
     module_name, loader_name, ext = BOTORCH_LOGEI
     loader = getattr(importlib.import_module(module_name), loader_name, None)
     if loader is None:

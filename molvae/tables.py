@@ -14,6 +14,7 @@ a name that promises something else (a ``.smi`` reader would take the header for
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import sys
 from pathlib import Path
@@ -198,8 +199,6 @@ class TableWriter:
             (self._gz or self._raw).write(data)  # type: ignore[union-attr]
 
     def _write_sd(self, df: pd.DataFrame) -> None:
-        import io
-
         from rdkit import Chem
 
         from molvae.chemistry import to_mol

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -73,8 +74,6 @@ def _blank() -> Chem.Mol:
 
 
 def _png_bytes(image) -> bytes:
-    import io
-
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return buf.getvalue()
@@ -183,8 +182,6 @@ def plot_path_profile(path_table, path: str | Path, property: str = "qed", title
     Similarities use the left axis (0-1), the property the right one; steps that stayed
     invalid are marked with grey bands and duplicates of the previous step with hollow markers.
     """
-    import io
-
     # A Figure of its own (no pyplot, no matplotlib.use): the caller's backend stays as it was.
     from matplotlib.figure import Figure
 

@@ -60,14 +60,14 @@ _TRAIN_OPTIONS = [
     ),
 ]
 _MODEL_OPTIONS = [
-    ("--embedding-dim", "embedding_dim", int),
-    ("--encoder-hidden", "encoder_hidden", int),
-    ("--encoder-layers", "encoder_layers", int),
-    ("--latent-dim", "latent_dim", int),
-    ("--decoder-hidden", "decoder_hidden", int),
-    ("--decoder-layers", "decoder_layers", int),
-    ("--encoder-dropout", "encoder_dropout", float),
-    ("--decoder-dropout", "decoder_dropout", float),
+    ("--embedding-dim", "embedding_dim", int, "size of each token's embedding"),
+    ("--encoder-hidden", "encoder_hidden", int, "hidden units of each encoder GRU direction"),
+    ("--encoder-layers", "encoder_layers", int, "stacked encoder GRU layers"),
+    ("--latent-dim", "latent_dim", int, "dimensions of the latent space"),
+    ("--decoder-hidden", "decoder_hidden", int, "hidden units of each decoder GRU layer"),
+    ("--decoder-layers", "decoder_layers", int, "stacked decoder GRU layers"),
+    ("--encoder-dropout", "encoder_dropout", float, "dropout between encoder layers"),
+    ("--decoder-dropout", "decoder_dropout", float, "dropout between decoder layers"),
 ]
 
 
@@ -90,10 +90,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="launch each GPU training step's kernels one by one instead of replaying CUDA graphs",
     )
     add_config_options(p, TrainConfig, _TRAIN_OPTIONS)
-    model_defaults = ModelConfig(vocab_size=5)
-    group = p.add_argument_group("model architecture")
-    for flag, field, typ in _MODEL_OPTIONS:
-        group.add_argument(flag, dest=field, type=typ, default=None, help=f"default: {getattr(model_defaults, field)}")
+    add_config_options(p.add_argument_group("model architecture"), ModelConfig, _MODEL_OPTIONS)
     p.set_defaults(func=run)
 
 
@@ -104,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     given = {f: getattr(args, f) for _, f, *_ in _TRAIN_OPTIONS if getattr(args, f) is not None}
     if args.cuda_graphs is not None:
         given["cuda_graphs"] = args.cuda_graphs
-    model = {f: getattr(args, f) for _, f, _ in _MODEL_OPTIONS if getattr(args, f) is not None}
+    model = {f: getattr(args, f) for _, f, *_ in _MODEL_OPTIONS if getattr(args, f) is not None}
     if args.resume:
         names = {field: flag for flag, field, *_ in _TRAIN_OPTIONS + _MODEL_OPTIONS}
         names["cuda_graphs"] = "--no-cuda-graphs"

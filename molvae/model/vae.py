@@ -6,6 +6,8 @@ SMILES in, latent codes out (:meth:`MolVAE.encode`), and back (:meth:`MolVAE.dec
 
 from __future__ import annotations
 
+import copy
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -122,8 +124,6 @@ class MolVAE:
         if self.dtype == torch.float32:
             return self.net
         if self._infer_net is None:
-            import copy
-
             self._infer_net = copy.deepcopy(self.net).to(self.dtype).eval()
         return self._infer_net
 
@@ -354,8 +354,6 @@ class MolVAE:
         Attempt ``k`` of latent ``i`` draws stream ``keys[i] + k * ATTEMPT_STRIDE``, so
         the answer for a latent does not depend on the other latents or on ``batch_size``.
         """
-        from collections import Counter
-
         from molvae.chemistry import canonicalize
 
         if attempts < 1:

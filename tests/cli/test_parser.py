@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from importlib.metadata import version
 
 import pytest
 
 from molvae.cli.main import build_parser, main
+from molvae.model import ModelConfig
+from molvae.optimization.config import OptimizeConfig
+from molvae.training.config import TrainConfig
 
 
 def _subparsers() -> dict[str, argparse.ArgumentParser]:
@@ -75,3 +79,30 @@ def test_prior_help_names_the_default_the_command_uses(command, shown, capsys) -
     assert f"(default {shown})" in " ".join(capsys.readouterr().out.split())
     default = next(a.default for a in _subparsers()[command]._actions if a.dest == "prior")
     assert default == (None if command == "optimize" else shown)
+
+
+def _config_default(config_class: type, name: str) -> object:
+    f = next(f for f in dataclasses.fields(config_class) if f.name == name)
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+@pytest.mark.parametrize(
+    "command,config_class",
+    [("train", TrainConfig), ("train", ModelConfig), ("optimize", OptimizeConfig)],
+    ids=["train", "train-model", "optimize"],
+)
+def test_option_help_shows_the_config_default(command, config_class) -> None:
+    """Each option named after a config field says that field's default in its help."""
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    checked = 0
+    for action in _subparsers()[command]._actions:
+        if action.dest not in fields or not action.option_strings or action.help is None:
+            continue
+        if isinstance(action, argparse._StoreTrueAction) or "(default: " not in action.help:
+            continue
+        default = _config_default(config_class, action.dest)
+        if default is None:  # such options say in words what happens without them
+            continue
+        assert action.help.endswith(f"(default: {default})"), action.dest
+        checked += 1
+    assert checked >= 6, (command, checked)
