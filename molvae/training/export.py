@@ -40,8 +40,10 @@ def export_latest(
 ) -> dict[str, Any]:
     """Write the run's latest weights to the model directory ``dest``; returns the card written with them.
 
-    The card records the run's steps and hours so far, its hardware, its data and the model it
-    was initialized from, so a chain of runs (CPU, GPU session, CPU again) keeps its lineage.
+    The card records the run's completed epochs, its steps and hours so far, its hardware, its data
+    and the model it was initialized from (keys as in the bundled models' cards, which
+    :func:`molvae.training.preparation.parent_summary` reads), so a chain of runs (CPU, GPU
+    session, CPU again) keeps its lineage.
     """
     run, dest = Path(run), Path(dest)
     model, state = latest_model(run)
@@ -53,7 +55,7 @@ def export_latest(
         "name": name,
         "exported_from": str(run),
         "data_summary": summary,
-        "epochs_completed": int(state.get("epoch", len(history))),
+        "epochs": int(state.get("epoch", len(history))),  # completed; "steps" counts those of an open one too
         "steps": int(state.get("global_step", history[-1]["step"] if history else 0)),
         "training_hours": round(float(state.get("elapsed", 0.0)) / 3600, 3),
         "hardware": info.get("hardware", "unknown"),

@@ -30,7 +30,7 @@ def test_export_takes_the_checkpoint_newer_than_the_epoch_weights(tmp_path) -> N
     for name, tensor in trainer.net.state_dict().items():
         assert torch.equal(model.net.state_dict()[name], tensor)
     card = export_latest(tmp_path / "run", tmp_path / "export", "test")
-    assert card["steps"] == trainer.state["global_step"] and card["epochs_completed"] == 1
+    assert card["steps"] == trainer.state["global_step"] and card["epochs"] == 1
     assert all(t.dtype == torch.float16 for t in load_file(tmp_path / "export" / "model.safetensors").values())
     exported = MolVAE.load(tmp_path / "export", device="cpu")
     assert exported.card["name"] == "test" and exported.vocab == trainer.vocab
