@@ -166,7 +166,8 @@ def describe_machine(s: Session, python: str, env: dict[str, str]) -> None:
     if shutil.which("nvidia-smi"):
         s.run("nvidia-smi", ["nvidia-smi"], 20, env)
     probe = (
-        "import importlib.metadata as m, platform, torch; "
+        # lzma: token files are LZMA-compressed; a Python built without it could not read them.
+        "import importlib.metadata as m, platform, torch, lzma; "
         "print('python', platform.python_version(), '| torch', torch.__version__, '| cuda', torch.version.cuda, "
         "'| gpu', torch.cuda.get_device_name(0) if torch.cuda.is_available() else None); "
         "[print(p, m.version(p)) for p in ('numpy', 'selfies', 'safetensors', 'botorch', 'pytest') "
