@@ -24,6 +24,8 @@ import numpy as np
 
 from molvae.errors import ConfigError, DataError, MolvaeError
 from molvae.readers import read_smiles, resolve_data_source, sample_smiles
+from molvae.tokenfile import SUFFIX as TOKEN_FILE_SUFFIX
+from molvae.tokenfile import TokenArrays, joined_tokens, read_token_file, write_token_file
 from molvae.tokenizers import BOS_ID, EOS_ID, PAD_ID, Vocabulary, get_tokenizer
 
 log = logging.getLogger(__name__)
@@ -271,6 +273,47 @@ def _load_cache(file: Path) -> tuple[TokenizedData, DataSummary]:
     return data, DataSummary(s["source"], s["n_read"], s["n_kept"], s["dropped"])
 
 
+# --------------------------------------------------------------------- token files
+def save_token_file(path: str | Path, data: TokenizedData, summary: DataSummary, representation: str) -> Path:
+    """Write ``data`` as a token file (:mod:`molvae.tokenfile`), which :func:`load_dataset` reads without RDKit.
+
+    The SMILES are stored only where joining a molecule's tokens does not give them back.
+    """
+    joined = joined_tokens(data.ids, data.offsets, data.vocab.tokens)
+    smiles = None if joined == list(data.smiles) else list(data.smiles)
+    content = TokenArrays(data.ids, data.lengths, data.vocab.tokens, smiles, summary.to_dict())
+    return write_token_file(path, content, representation)
+
+
+def load_token_file(
+    path: Path, representation: str, max_tokens: int, limit: int | None, sample: tuple[int, int] | None
+) -> tuple[TokenizedData, DataSummary]:
+    """A token file's molecules as :func:`load_dataset` gives them: the first ``limit``, or a seeded random
+    ``sample`` (size, seed), without those longer than ``max_tokens`` (counted as dropped)."""
+    content = read_token_file(path, representation)
+    n = len(content.lengths)
+    chosen = np.arange(n)
+    if limit is not None:
+        chosen = chosen[:limit]
+    elif sample is not None:
+        chosen = np.sort(np.random.default_rng(sample[1]).choice(n, size=min(sample[0], n), replace=False))
+    index = chosen[content.lengths[chosen] + 2 <= max_tokens]  # +2 for BOS/EOS, as when it was prepared
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(content.lengths, out=offsets[1:])
+    smiles = content.smiles if content.smiles is not None else [""] * n  # the joined tokens, filled in below
+    data = TokenizedData(content.ids, offsets, smiles, Vocabulary(content.vocab))
+    if len(index) < n:
+        data = data.subset(index)
+    if content.smiles is None:
+        data.smiles = joined_tokens(data.ids, data.offsets, content.vocab)
+    s = content.summary
+    # A selection reads only what it chose; the whole file stands for the source it was prepared from.
+    n_read = int(s.get("n_read", n)) if len(chosen) == n else len(chosen)
+    dropped = dict(s.get("dropped", {})) if len(chosen) == n else {}
+    dropped["too_long"] = dropped.get("too_long", 0) + len(chosen) - len(index)
+    return data, DataSummary(str(path), n_read, len(data), dropped)
+
+
 def remap_vocabulary(data: TokenizedData, vocab: Vocabulary) -> tuple[TokenizedData, int]:
     """Re-express ``data`` in ``vocab``; molecules with tokens outside it are dropped (count returned)."""
     if data.vocab == vocab:
@@ -299,6 +342,8 @@ def load_dataset(
 ) -> tuple[TokenizedData, DataSummary]:
     """Read, clean and tokenize a data source (``moses`` or a path), cached as integer arrays.
 
+    A ``.npz`` path is a token file (:mod:`molvae.tokenfile`), read as prepared: no RDKit needed.
+
     ``limit`` keeps the first N records; ``sample`` a seeded random N (:func:`sample_smiles`),
     which is what a representative subset of an ordered file such as MOSES needs.
     """
@@ -309,19 +354,21 @@ def load_dataset(
     column = column or default_column
     cache_dir = default_cache_dir() if cache_dir is None else cache_dir
     cache_file = None
-    if path.is_file():
+    result = None
+    if path.is_file() and path.suffix.lower() == TOKEN_FILE_SUFFIX:
+        # Already cleaned and tokenized (where RDKit was): read as it is, no cache.
+        result, summary = load_token_file(path, representation, max_tokens, limit, sampling)
+    elif path.is_file():
         cache_file = (
             cache_dir / f"tokenized-{_cache_key(path, column, limit, representation, max_tokens, sampling)}.npz"
         )
-    if cache_file is not None and cache_file.is_file():
+    if result is None and cache_file is not None and cache_file.is_file():
         try:
             result, summary = _load_cache(cache_file)
             log.info("loaded tokenized data from cache %s", cache_file)
         except (OSError, ValueError, KeyError) as exc:
             log.warning("ignoring unreadable cache %s (%s)", cache_file, exc)
             result = None
-    else:
-        result = None
     if result is None:
         if sampling is not None:
             smiles = sample_smiles(path, sampling[0], seed=sampling[1], column=column)

@@ -22,7 +22,6 @@ import statistics
 import torch
 from benchlib import ALLOCATOR_TUNED, PRESETS, MosesReferenceVAE, at_least_one, emit, moses_data, timed
 
-from molvae.chemistry import canonicalize, canonicalize_many
 from molvae.model import ModelConfig, MolVAE, SequenceVAE, resolve_device
 
 
@@ -35,6 +34,12 @@ def main() -> None:
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
     p.add_argument("--device", default="auto")
     p.add_argument("--jobs", type=int, default=None, help="RDKit validation worker processes")
+    p.add_argument(
+        "--no-validate",
+        action="store_true",
+        help="time decoding only, without RDKit (the GPU machine has none): no validity or sample figures",
+    )
+    p.add_argument("--data", default="moses", help="moses, or a token file of it (vocabulary of random weights)")
     p.add_argument("--reference", action="store_true")
     p.add_argument(
         "--repeats", type=at_least_one, default=3, help="alternating molvae/reference repeats (medians are printed)"
@@ -50,7 +55,10 @@ def main() -> None:
     priors = args.priors.split(",")
 
     device = resolve_device(args.device)
-    data = moses_data(2000)
+    if args.no_validate and args.reference:
+        p.error("--reference validates its molecules with RDKit: drop --no-validate")
+    # Without a model, random weights take the data's vocabulary (the reference too).
+    data = moses_data(2000, args.data) if args.reference or not args.model else None
     if args.model:
         model = MolVAE.load(args.model, device=device, precision=args.precision)
     else:
@@ -92,15 +100,17 @@ def main() -> None:
         by_prior[priors[0]].append(args.n / sample_s)
         for prior in priors[1:]:
             to_first[prior].append(by_prior[prior][-1] / by_prior[priors[0]][-1])
-        validate_s = timed(lambda: canonicalize_many(generated, n_jobs=args.jobs))
         rates["decode"].append(args.n / sample_s)
+        if args.no_validate:
+            continue
+        validate_s = timed(lambda: canonical(generated, args.jobs))
         rates["validate"].append(args.n / validate_s)
         rates["sample"].append(args.n / (sample_s + validate_s))
         if ref is not None:
-            ref_s = timed(ref_sample) + timed(lambda: [canonicalize(s) for s in strings])
+            ref_s = timed(ref_sample) + timed(lambda: canonical(strings, 1))
             rates["reference"].append(n_ref / ref_s)
             rates["ratio"].append(rates["sample"][-1] / rates["reference"][-1])
-    valid = sum(c is not None for c in canonicalize_many(generated, n_jobs=args.jobs))
+    valid = None if args.no_validate else sum(c is not None for c in canonical(generated, args.jobs))
     figures = {
         "device": str(device),
         "threads": torch.get_num_threads(),
@@ -112,10 +122,10 @@ def main() -> None:
         "n": args.n,
         "repeats": args.repeats,
         "decode_mol_per_s": statistics.median(rates["decode"]),
-        "validate_mol_per_s": statistics.median(rates["validate"]),
-        "sample_mol_per_s": statistics.median(rates["sample"]),
+        "validate_mol_per_s": statistics.median(rates["validate"]) if rates["validate"] else None,
+        "sample_mol_per_s": statistics.median(rates["sample"]) if rates["sample"] else None,
         "sample_mol_per_s_each": [round(r, 1) for r in rates["sample"]],
-        "validity": valid / args.n,
+        "validity": None if valid is None else valid / args.n,
     }
     if len(priors) > 1:
         figures["decode_mol_per_s_by_prior"] = {p: round(statistics.median(r), 1) for p, r in by_prior.items()}
@@ -130,6 +140,14 @@ def main() -> None:
         figures["sample_speedup"] = statistics.median(rates["ratio"])
         figures["sample_speedup_each"] = [round(r, 2) for r in rates["ratio"]]
     emit(figures)
+
+
+def canonical(smiles: list[str], jobs: int | None) -> list[str | None]:
+    """RDKit's canonical form of each string (None where invalid)."""
+    # Imported here: RDKit is optional for this script (the GPU machine runs it with --no-validate).
+    from molvae.chemistry import canonicalize_many
+
+    return canonicalize_many(smiles, n_jobs=jobs)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from benchlib import (
     timed,
 )
 
-from molvae.chemistry import canonicalize
 from molvae.data import collate, length_bucketed_batches
 from molvae.model import ModelConfig, MolVAE, SequenceVAE, resolve_device, resolve_dtype
 from molvae.recurrent import cpu_kernel
@@ -42,6 +41,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10, help="timed training steps (run twice: untimed, then timed)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--molecules", type=int, default=20_000, help="MOSES molecules to draw batches from")
+    p.add_argument("--data", default="moses", help="moses, or a token file of it (no RDKit needed then)")
     p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
     p.add_argument("--device", default="auto")
     p.add_argument("--sample-n", type=int, default=2000, help="prior samples for the decoding figure (0: skip)")
@@ -78,7 +78,7 @@ def main() -> None:
     dtype = resolve_dtype(args.precision, device)
     preset = PRESETS[args.preset]
     batch_size = args.batch_size or preset["batch_size"]
-    data = moses_data(args.molecules)
+    data = moses_data(args.molecules, args.data)
     torch.manual_seed(0)
     config = ModelConfig(vocab_size=len(data.vocab), **preset["model"])
     net = SequenceVAE(config).to(device).train()
@@ -153,6 +153,9 @@ def main() -> None:
         model.sample(64, seed=0)
 
         def sample_and_validate():
+            # Imported here: RDKit is optional for this script (the GPU machine runs it with --sample-n 0).
+            from molvae.chemistry import canonicalize
+
             return [canonicalize(s) for s in model.sample(args.sample_n, seed=1)]
 
         figures["sample_mol_per_s"] = args.sample_n / timed(sample_and_validate)
@@ -205,7 +208,7 @@ def _untuned_reference_worker(conn, args: argparse.Namespace, device: str) -> No
     # This process started with MOLVAE_TUNE_MALLOC=0, so importing benchlib left glibc alone.
     if ALLOCATOR_TUNED:
         raise RuntimeError("the untuned reference process has a tuned allocator")
-    timer = ReferenceTimer(args, moses_data(args.molecules), torch.device(device))
+    timer = ReferenceTimer(args, moses_data(args.molecules, args.data), torch.device(device))
     conn.send(timer.parameters)
     while conn.recv():
         conn.send(timer())

@@ -38,9 +38,13 @@ PRESETS = {
 }
 
 
-def moses_data(n: int) -> TokenizedData:
-    """A random n of MOSES train: the file's first lines are shorter-than-average similar molecules."""
-    data, _ = load_dataset("moses", sample=n)
+def moses_data(n: int, source: str = "moses") -> TokenizedData:
+    """A random n of MOSES train: the file's first lines are shorter-than-average similar molecules.
+
+    ``source`` may name a token file of it instead (``prepare_gpu_session.py`` writes one), which
+    needs neither RDKit nor the molsets wheel: the GPU machine has neither.
+    """
+    data, _ = load_dataset(source, sample=n)
     return data
 
 

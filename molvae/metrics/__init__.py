@@ -53,6 +53,7 @@ import pandas as pd
 from scipy.stats import wasserstein_distance
 
 from molvae import chemistry
+from molvae.active_units import active_dimensions, active_units
 from molvae.errors import DataError
 from molvae.metrics.chemnet import chemnet_activations, frechet_distance, mu_sigma
 from molvae.metrics.references import (
@@ -224,29 +225,6 @@ def reconstruction_rate(model, smiles: Sequence[str]) -> float:
         if target is not None and out and model.canonical(out) == target:
             hits += 1
     return hits / len(smiles)
-
-
-def active_dimensions(latents: np.ndarray, threshold: float = 0.01) -> np.ndarray:
-    """Which latent dimensions the encoder uses: those whose posterior mean varies across molecules.
-
-    A dimension is active when the variance of its posterior mean over ``latents`` ([N, D]
-    posterior means; NaN rows, e.g. molecules ``MolVAE.encode`` skipped, are left out) exceeds
-    ``threshold`` (Burda et al. 2016, "Importance Weighted Autoencoders"). A collapsed
-    dimension, where q(z|x) equals the prior for every x, has variance near zero. Returns a
-    boolean mask of length D.
-    """
-    z = np.asarray(latents, dtype=np.float64)
-    if z.ndim != 2:
-        raise ValueError(f"active_units expects posterior means of shape [N, D], got {list(z.shape)}")
-    z = z[np.isfinite(z).all(axis=1)]
-    if len(z) < 2:
-        raise ValueError(f"active_units needs at least 2 encoded molecules, got {len(z)}")
-    return z.var(axis=0) > threshold
-
-
-def active_units(latents: np.ndarray, threshold: float = 0.01) -> int:
-    """How many latent dimensions are active (:func:`active_dimensions`)."""
-    return int(active_dimensions(latents, threshold).sum())
 
 
 # --------------------------------------------------------------------------- baselines

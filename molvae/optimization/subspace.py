@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from molvae.active_units import active_dimensions
 from molvae.data import moses_file, sample_smiles
 from molvae.errors import MolvaeError
-from molvae.metrics import active_dimensions
 
 log = logging.getLogger(__name__)
 

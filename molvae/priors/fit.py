@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from molvae.active_units import active_dimensions
 from molvae.errors import ConfigError, DataError
-from molvae.metrics import active_dimensions
 from molvae.priors.base import Prior
 from molvae.priors.store import PRIOR_KINDS
 

@@ -1,8 +1,9 @@
 """The figures of an epoch's validation: loss, token accuracy, active latent units, exact
 reconstruction, and the validity, uniqueness and novelty of prior samples.
 
-:mod:`molvae.chemistry` and :mod:`molvae.metrics` are imported where used: they load RDKit and
-scipy, which only the validating rank needs and which would lengthen every training process's start.
+:mod:`molvae.chemistry` is imported where used: it loads RDKit, which only the validating rank
+needs, which would lengthen every training process's start, and which a run with
+``val_recon_n`` and ``val_sample_n`` at 0 does without (a GPU machine with no RDKit).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from molvae.active_units import active_units
 from molvae.datasets import TokenizedData, length_bucketed_batches
 from molvae.model import MolVAE, SequenceVAE, run_in_precision, vae_loss
 from molvae.tokenizers import Vocabulary
@@ -51,8 +53,6 @@ def validation_losses(
     net: SequenceVAE, val_data: TokenizedData, cfg: TrainConfig, dtype: torch.dtype, device: torch.device, beta: float
 ) -> dict[str, float]:
     """Loss, its terms, token accuracy and active units over the first ``cfg.val_max`` validation molecules."""
-    from molvae.metrics import active_units
-
     n = min(len(val_data), cfg.val_max)
     sub = val_data.subset(np.arange(n))
     totals = {"recon": 0.0, "kl": 0.0, "correct": 0, "tokens": 0}

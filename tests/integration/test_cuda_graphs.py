@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 import copy
+import os
 
 import pytest
 import torch
 
 from molvae.data import collate, length_bucketed_batches, load_dataset
+from molvae.datasets import save_token_file
 from molvae.model import ModelConfig, SequenceVAE
 from molvae.training import CudaGraphTrainStep, TrainConfig, Trainer, make_optimizer, train_step
 from tests.conftest import moses_smiles
+
+# Set by scripts/gpu_session.py: a token file of MOSES molecules to use instead of the molsets wheel.
+TOKEN_FILE_ENV = "MOLVAE_TEST_TOKEN_FILE"
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 
 
 @pytest.fixture(scope="module")
 def mols(tmp_path_factory):
-    f = tmp_path_factory.mktemp("graphs") / "mols.smi"
+    folder = tmp_path_factory.mktemp("graphs")
+    tokens = os.environ.get(TOKEN_FILE_ENV)
+    if tokens:  # the GPU session's machine has neither RDKit nor MOSES: its carried token file stands in
+        data, summary = load_dataset(tokens, limit=1200)
+        return save_token_file(folder / "mols.npz", data, summary, "smiles")
+    f = folder / "mols.smi"
     f.write_text("\n".join(moses_smiles(1200)) + "\n")
     return f
 
