@@ -7,6 +7,7 @@ the device's rules for files brought back.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -25,13 +26,12 @@ def _prepare(dest: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
-def test_the_device_call_fits_the_tool() -> None:
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        from prepare_gpu_session import device_call
-    finally:
-        sys.path.remove(str(REPO / "scripts"))
-    call = device_call(REPO / ".gpu")
+def test_the_device_call_fits_the_tool(monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))  # it imports gpu_session beside it, as when run as a script
+    spec = importlib.util.spec_from_file_location("prepare_gpu_session", REPO / "scripts" / "prepare_gpu_session.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    call = module.device_call(REPO / ".gpu")
     assert len(call["command"]) <= 2000 and call["carry"] == [".gpu"] and call["timeout_s"] <= 600
     assert "scripts/gpu_session.py --gpu-dir .gpu" in call["command"] and "--target /tmp/site" in call["command"]
 
