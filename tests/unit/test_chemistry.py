@@ -19,6 +19,7 @@ from rdkit import Chem
 from rdkit.Chem import AllChem
 
 from molvae import chemistry as chem
+from molvae.errors import ConfigError
 
 ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
 CAFFEINE = "Cn1c(=O)c2c(ncn2C)n(C)c1=O"
@@ -234,15 +235,17 @@ def test_property_table_columns_and_values():
     assert table.loc[5, "canonical_smiles"] == "CC(C)Cc1ccc(C(C)C(=O)O)cc1"
     assert table.loc[0, "mw"] == pytest.approx(180.159, abs=1e-3)
     assert table.iloc[1:5, 3:].isna().all().all()
-    # The table agrees with the per-property functions.
-    for name, func in chem.PROPERTIES.items():
-        np.testing.assert_allclose(table[name].to_numpy(), func(data), equal_nan=True)
+    # The table agrees with the per-property functions; by default it has those that need no extra.
+    assert list(table.columns[3:]) == chem.default_properties()
+    assert "solubility" in chem.PROPERTIES and "solubility" not in chem.default_properties()
+    for name in chem.default_properties():
+        np.testing.assert_allclose(table[name].to_numpy(), chem.PROPERTIES[name](data), equal_nan=True)
 
 
 def test_property_table_subset_and_unknown():
     table = chem.property_table([CAFFEINE], properties=["qed", "mw"], n_jobs=1)
     assert list(table.columns) == ["smiles", "canonical_smiles", "valid", "qed", "mw"]
-    with pytest.raises(ValueError, match="unknown properties"):
+    with pytest.raises(ConfigError, match="unknown properties"):
         chem.property_table([CAFFEINE], properties=["mass"])
 
 
