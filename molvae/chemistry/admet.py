@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import importlib.machinery
 import importlib.util
 import math
 from collections.abc import Sequence
@@ -123,9 +124,17 @@ class Endpoint:
         return f"ADMET-AI {self.name} ({self.id}, {self.units})"
 
 
+def _spec() -> importlib.machinery.ModuleSpec | None:
+    """Where admet_ai is installed, found without importing it; None where it is not, or an import hook refuses it."""
+    try:
+        return importlib.util.find_spec("admet_ai")
+    except ImportError:
+        return None
+
+
 def available() -> bool:
     """Whether ADMET-AI is installed (found without importing it)."""
-    return importlib.util.find_spec("admet_ai") is not None
+    return _spec() is not None
 
 
 def missing(what: str, cause: str = "not installed") -> MissingExtraError:
@@ -134,7 +143,7 @@ def missing(what: str, cause: str = "not installed") -> MissingExtraError:
 
 
 def _package_dir(what: str) -> Path:
-    spec = importlib.util.find_spec("admet_ai")
+    spec = _spec()
     if spec is None or not spec.submodule_search_locations:
         raise missing(what, "not installed")
     return Path(next(iter(spec.submodule_search_locations)))
