@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -49,3 +51,24 @@ def test_optimize_help_lists_solubility_and_the_endpoints_from_the_tables(capsys
     assert chemistry.PROPERTIES["solubility"].description in text
     lower = text[text.index("lower is better (negated):") :]
     assert "admet:<endpoint>" in text and "hERG" in lower[: lower.index("no direction")]
+
+
+def test_evaluate_reports_the_solubility_distance_and_caches_the_reference(tmp_path, capsys) -> None:
+    from scipy.stats import wasserstein_distance
+
+    from molvae.datasets import default_cache_dir
+    from molvae.metrics.solubility import reference_solubility, subsample
+    from tests.conftest import moses_smiles
+
+    ref, gen = moses_smiles(40, "test"), moses_smiles(30, "train")
+    (tmp_path / "ref.smi").write_text("\n".join(ref) + "\n")
+    (tmp_path / "gen.smi").write_text("\n".join(gen) + "\n")
+    args = ["evaluate", "--samples", str(tmp_path / "gen.smi"), "--reference", str(tmp_path / "ref.smi")]
+    assert main([*args, "--train", "none", "--solubility-sample", "20", "--out", str(tmp_path / "ev")]) == 0
+    assert "Solubility_W=" in capsys.readouterr().out
+    got = json.loads((tmp_path / "ev" / "metrics.json").read_text())["metrics"]["Solubility_W"]
+    want = wasserstein_distance(chemistry.solubility(subsample(gen, 20)), chemistry.solubility(subsample(ref, 20)))
+    assert got == pytest.approx(want, rel=1e-5)
+    assert len(subsample(ref, 20)) == 20 and subsample(ref, 20) == subsample(ref, 20)  # seeded
+    cached = list(default_cache_dir().glob("solubility-*.npy"))  # conftest points the cache into tmp
+    assert any(np.array_equal(reference_solubility(ref, 20), np.load(f), equal_nan=True) for f in cached)
