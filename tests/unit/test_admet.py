@@ -159,3 +159,11 @@ def test_an_endpoint_range_is_a_constraint(ours) -> None:
     feasible, reasons, _ = Constraints(ranges={"admet:hERG": (0.0, 0.3)}).check(MOLECULES)
     np.testing.assert_array_equal(feasible, ours["hERG"] <= 0.3)
     assert "admet:hERG" in reasons[3]  # terfenadine
+
+
+def test_plot_labels_come_from_the_tables() -> None:
+    from molvae.visualize import property_label
+
+    assert property_label("solubility") == chemistry.PROPERTIES["solubility"].label
+    assert property_label("admet:hERG") == "hERG Blocking, probability"
+    assert property_label(f"admet:{admet.SOLUBILITY}") == "Aqueous Solubility, log(mol/L)"
