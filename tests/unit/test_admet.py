@@ -119,3 +119,11 @@ def test_plot_labels_come_from_the_tables() -> None:
     assert property_label("solubility") == chemistry.PROPERTIES["solubility"].label
     assert property_label("admet:hERG") == "hERG Blocking, probability"
     assert property_label(f"admet:{admet.SOLUBILITY}") == "Aqueous Solubility, log(mol/L)"
+
+
+def test_an_init_file_column_named_like_an_endpoint_is_oriented_like_it() -> None:
+    from molvae.optimization.designs import column_sign
+
+    # `molvae properties --admet` writes the probability; the objective admet:hERG is minus it
+    assert column_sign("admet:hERG") == -1.0 and column_sign("admet:HIA_Hou") == 1.0
+    assert column_sign("solubility") == 1.0 and column_sign("sa") == -1.0 and column_sign("my.py:score") == 1.0
