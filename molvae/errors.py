@@ -56,6 +56,10 @@ class DataError(MolvaeError):
     """A dataset could not be built (e.g. nothing left after filtering)."""
 
 
+class MissingExtraError(MolvaeError):
+    """A feature needs an optional extra that is not installed (the message says how to install it)."""
+
+
 class ResourceLimitError(MolvaeError):
     """Work does not fit the available memory even at the smallest batch size."""
 

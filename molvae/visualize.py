@@ -10,7 +10,8 @@ from rdkit import Chem
 from rdkit.Chem import Draw
 
 from molvae.checkpoint import atomic_write, atomic_write_text
-from molvae.chemistry import PROPERTIES, to_mol
+from molvae.chemistry import lookup_property, to_mol
+from molvae.errors import MissingExtraError
 
 
 def draw_grid(
@@ -83,8 +84,12 @@ def _png_bytes(image) -> bytes:
 
 
 def property_label(name: str) -> str:
-    """Short human-readable name of a property of :data:`molvae.chemistry.PROPERTIES` (other names as given)."""
-    prop = PROPERTIES.get(name)
+    """Short human-readable name of a property of :data:`molvae.chemistry.PROPERTIES` or an ADMET-AI endpoint
+    ``admet:<endpoint>`` (other names as given)."""
+    try:
+        prop = lookup_property(name)
+    except MissingExtraError:  # an endpoint's label is in ADMET-AI's metadata: without it, the name as given
+        prop = None
     return name if prop is None else prop.label
 
 

@@ -9,11 +9,13 @@ One idea per module: :mod:`~molvae.chemistry.molecules` (parsing, canonical form
 :mod:`~molvae.chemistry.properties` (the property functions and their table),
 :mod:`~molvae.chemistry.similarity` (fingerprints, Tanimoto, diverse subsets),
 :mod:`~molvae.chemistry.fragments` (scaffolds, BRICS), :mod:`~molvae.chemistry.alerts`
-(structural alerts) and :mod:`~molvae.chemistry.parallel` (worker processes).
+(structural alerts), :mod:`~molvae.chemistry.admet` (ADMET-AI's endpoints, an optional extra)
+and :mod:`~molvae.chemistry.parallel` (worker processes).
 """
 
 from __future__ import annotations
 
+from molvae.chemistry import admet
 from molvae.chemistry.alerts import passes_alerts, structural_alerts
 from molvae.chemistry.fragments import brics_fragments, murcko_scaffolds
 from molvae.chemistry.molecules import (
@@ -29,18 +31,24 @@ from molvae.chemistry.parallel import PARALLEL_THRESHOLD, map_chunks, resolve_wo
 from molvae.chemistry.properties import (
     PROPERTIES,
     Property,
+    admet_properties,
     aromatic_proportion,
+    default_properties,
     esol_logs,
     hba,
     hbd,
     lipinski_violations,
     logp,
+    lookup_property,
     molecular_weight,
     penalized_logp,
     property_table,
     qed,
+    require_extra,
+    resolve_properties,
     rotatable_bonds,
     sa_score,
+    solubility,
     tpsa,
 )
 from molvae.chemistry.similarity import (
@@ -56,10 +64,13 @@ __all__ = [
     "PARALLEL_THRESHOLD",
     "PROPERTIES",
     "Property",
+    "admet",
+    "admet_properties",
     "aromatic_proportion",
     "brics_fragments",
     "canonicalize",
     "canonicalize_many",
+    "default_properties",
     "diverse_subset",
     "esol_logs",
     "hba",
@@ -67,6 +78,7 @@ __all__ = [
     "is_valid",
     "lipinski_violations",
     "logp",
+    "lookup_property",
     "map_chunks",
     "map_molecules",
     "molecular_weight",
@@ -76,9 +88,12 @@ __all__ = [
     "penalized_logp",
     "property_table",
     "qed",
+    "require_extra",
+    "resolve_properties",
     "resolve_workers",
     "rotatable_bonds",
     "sa_score",
+    "solubility",
     "structural_alerts",
     "tanimoto_matrix",
     "tanimoto_one_to_many",

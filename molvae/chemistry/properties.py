@@ -4,7 +4,9 @@ Every property function takes a sequence of SMILES (or ``Mol`` objects) and retu
 per input, NaN where the input is not a valid molecule. :data:`PROPERTIES` is the one place a
 property is declared: its function, whether higher or lower is better as an objective, the
 spread that ``target()`` and ``range()`` objectives divide distances by, and its label and
-description for plots and ``--help``.
+description for plots and ``--help``. ADMET-AI's endpoints (an optional extra) are properties
+named ``admet:<endpoint>`` (:func:`lookup_property`), described by the table of
+:mod:`molvae.chemistry.admet`; ``solubility`` is its aqueous solubility.
 """
 
 from __future__ import annotations
@@ -22,24 +24,32 @@ import pandas as pd
 from rdkit import Chem, RDConfig
 from rdkit.Chem import QED, Crippen, Descriptors, Lipinski, rdMolDescriptors
 
+from molvae.chemistry import admet
 from molvae.chemistry.molecules import as_mol, to_mol
 from molvae.chemistry.parallel import map_chunks, resolve_workers
+from molvae.errors import ConfigError
 
 __all__ = [
     "PROPERTIES",
     "Property",
+    "admet_properties",
     "aromatic_proportion",
+    "default_properties",
     "esol_logs",
     "hba",
     "hbd",
     "lipinski_violations",
     "logp",
+    "lookup_property",
     "molecular_weight",
     "penalized_logp",
     "property_table",
+    "require_extra",
+    "resolve_properties",
     "qed",
     "rotatable_bonds",
     "sa_score",
+    "solubility",
     "tpsa",
 ]
 
@@ -235,6 +245,15 @@ def esol_logs(smiles_list: Sequence[str]) -> np.ndarray:
     return _descriptor_array(smiles_list, "esol")
 
 
+def solubility(smiles_list: Sequence[str]) -> np.ndarray:
+    """Aqueous solubility log10(S / mol L^-1) predicted by ADMET-AI's Chemprop ensemble (``Solubility_AqSolDB``).
+
+    Trained on AqSolDB's measured solubilities (Sorkun et al. 2019); needs the ``admet`` extra
+    (:mod:`molvae.chemistry.admet`). NaN where invalid.
+    """
+    return admet.predict(smiles_list, [admet.SOLUBILITY])[admet.SOLUBILITY]
+
+
 def penalized_logp(smiles_list: Sequence[str], normalized: bool = True) -> np.ndarray:
     """Penalized logP: logP minus synthetic accessibility minus a large-ring penalty.
 
@@ -275,6 +294,8 @@ class Property:
     direction: float = 1.0  # +1: higher is better as an objective; -1: lower is better (maximized negated)
     scale: float = 1.0  # typical spread: target() and range() divide distances by it
     units: str = ""
+    extra: str = ""  # the pip extra its function needs ("" for none); tables leave it out by default
+    endpoint: str = ""  # ADMET-AI endpoint id: property_table scores all of a table's endpoints in one pass
 
     def __call__(self, smiles_list: Sequence[str]) -> np.ndarray:
         return self.function(smiles_list)
@@ -282,6 +303,8 @@ class Property:
     @property
     def objective_description(self) -> str:
         """What maximizing this property as an objective means."""
+        if self.direction == 0:
+            return f"{self.description}: no better direction, use it in target() or range()"
         return self.description if self.direction > 0 else f"{self.description}, negated (lower is better)"
 
 
@@ -310,11 +333,80 @@ PROPERTIES: dict[str, Property] = _by_name(
     Property(
         "esol", esol_logs, "ESOL logS", "ESOL aqueous solubility logS (higher = more soluble)", units="log10(mol/L)"
     ),
+    Property(
+        "solubility",
+        solubility,
+        "logS (ADMET-AI)",
+        "aqueous solubility logS from ADMET-AI's AqSolDB model (higher = more soluble)",
+        units="log10(mol/L)",
+        extra="admet",
+        endpoint=admet.SOLUBILITY,
+    ),
     Property("penalized_logp", penalized_logp, "penalized logP", "penalized logP (JT-VAE normalized)"),
     Property(
         "lipinski_violations", lipinski_violations, "Lipinski violations", "rule-of-five violations", direction=-1.0
     ),
 )
+
+
+def default_properties() -> list[str]:
+    """The properties tables show by default: those of :data:`PROPERTIES` that need no extra."""
+    return [name for name, prop in PROPERTIES.items() if not prop.extra]
+
+
+def admet_properties() -> list[str]:
+    """Every ADMET-AI endpoint's property name, ``admet:<endpoint>`` (listed without ADMET-AI installed)."""
+    return [f"{admet.PREFIX}{key}" for key in admet.DIRECTIONS]
+
+
+def _endpoint_values(key: str, smiles_list: Sequence[str]) -> np.ndarray:
+    return admet.predict(smiles_list, [key])[key]
+
+
+@functools.cache
+def lookup_property(name: str) -> Property | None:
+    """The property called ``name``: an entry of :data:`PROPERTIES` or ``admet:<endpoint>``; None if none is.
+
+    An ADMET-AI endpoint's label, units and description come from the installed package's metadata:
+    without it, a known endpoint raises :class:`~molvae.errors.MissingExtraError`.
+    """
+    if name in PROPERTIES:
+        return PROPERTIES[name]
+    if not name.lower().startswith(admet.PREFIX):
+        return None
+    try:
+        e = admet.endpoint(name[len(admet.PREFIX) :].strip())
+    except KeyError:
+        return None
+    return Property(
+        f"{admet.PREFIX}{e.id}",
+        functools.partial(_endpoint_values, e.id),
+        f"{e.name}, {e.units}",
+        e.description,
+        direction=e.direction,
+        scale=e.scale,
+        units=e.units,
+        extra="admet",
+        endpoint=e.id,
+    )
+
+
+def require_extra(prop: Property) -> None:
+    """Raise :class:`~molvae.errors.MissingExtraError` (with how to install it) if ``prop``'s extra is missing."""
+    if prop.extra == "admet" and not admet.available():
+        raise admet.missing(prop.name)
+
+
+def resolve_properties(names: Sequence[str]) -> list[Property]:
+    """The properties called ``names`` (:func:`lookup_property`); a one-line error naming the unknown ones."""
+    found = {name: lookup_property(name) for name in names}
+    unknown = [name for name, prop in found.items() if prop is None]
+    if unknown:
+        raise ConfigError(
+            f"unknown properties {unknown}; known: {', '.join(PROPERTIES)}, {admet.PREFIX}<endpoint> "
+            f"(one of {', '.join(admet.DIRECTIONS)})"
+        )
+    return [found[name] for name in names]  # type: ignore[misc]
 
 
 def _table_chunk(args: tuple[list[str], tuple[str, ...]]) -> tuple[list[str | None], np.ndarray]:
@@ -339,15 +431,13 @@ def property_table(
     """Table of properties, one row per input SMILES, in input order.
 
     Columns: ``smiles`` (the input), ``canonical_smiles`` (None where invalid),
-    ``valid``, then one float column per requested property name (keys of
-    :data:`PROPERTIES`; all of them by default), NaN where invalid. Each
-    molecule is parsed once for all properties. ``n_jobs`` as in
-    :func:`canonicalize_many`.
+    ``valid``, then one float column per requested property name (:func:`lookup_property`;
+    by default :func:`default_properties`), NaN where invalid. Each molecule is parsed once
+    for all RDKit properties, and ADMET-AI scores all requested endpoints in one pass.
+    ``n_jobs`` as in :func:`canonicalize_many`.
     """
-    names = tuple(PROPERTIES) if properties is None else tuple(properties)
-    unknown = [n for n in names if n not in PROPERTIES]
-    if unknown:
-        raise ValueError(f"unknown properties {unknown}; known: {sorted(PROPERTIES)}")
+    props = resolve_properties(default_properties() if properties is None else list(properties))
+    names = tuple(p.name for p in props if not p.endpoint)
     smiles = list(smiles_list)
     workers = resolve_workers(n_jobs, len(smiles))
     if workers == 1:
@@ -367,4 +457,9 @@ def property_table(
     )
     for j, name in enumerate(names):
         table[name] = values[:, j]
-    return table
+    if any(p.endpoint for p in props):
+        predicted = admet.predict(smiles, list(dict.fromkeys(p.endpoint for p in props if p.endpoint)))
+        for p in props:
+            if p.endpoint:
+                table[p.name] = predicted[p.endpoint]
+    return table[[*table.columns[:3], *(p.name for p in props)]]

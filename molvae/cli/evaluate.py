@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from molvae.chemistry import admet
 from molvae.cli.commands import add_command
 from molvae.cli.common import add_prior_argument, add_smiles_column_argument, write_table
 from molvae.errors import ConfigError, InputFileError
@@ -50,7 +51,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="training set for novelty: moses-train (default), a molecule file, or none",
     )
     add_smiles_column_argument(p, "the --samples file")
+    from molvae.metrics.solubility import SAMPLE
+
     p.add_argument("--n-jobs", type=int, default=None, help="worker processes for RDKit work (default: auto)")
+    p.add_argument(
+        "--solubility-sample",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Solubility_W: Wasserstein distance of ADMET-AI solubility (logS) between random subsets of N samples "
+        f"and N reference molecules (default {SAMPLE} where the admet extra is installed, 0 skips)",
+    )
     p.add_argument("--out", "-o", required=True, help="output directory for metrics.json and metrics.csv")
     p.set_defaults(func=run)
 
@@ -84,6 +95,19 @@ def _prior_names(model, text: str) -> list[str]:
     return names
 
 
+def _solubility_sample(given: int | None) -> int:
+    """Molecules per side of Solubility_W: by default some where ADMET-AI is installed, none elsewhere."""
+    from molvae.metrics.solubility import SAMPLE
+
+    if given is None:
+        return SAMPLE if admet.available() else 0
+    if given < 0:
+        raise ConfigError(f"--solubility-sample must be >= 0, got {given}")
+    if given > 0 and not admet.available():
+        raise admet.missing("--solubility-sample")
+    return given
+
+
 def run(args: argparse.Namespace) -> int:
     from molvae.checkpoint import write_json
     from molvae.metrics import evaluate, format_comparisons
@@ -92,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     out = check_output_dir(args.out, create=False)  # fail before the (long) metrics, create only on success
     train = None if str(args.train).lower() == "none" else args.train
     device = None if args.device == "auto" else args.device
+    solubility_sample = _solubility_sample(args.solubility_sample)
     extra: dict[str, float] = {}
     if args.samples is not None:
         name = Path(args.samples).name
@@ -116,7 +141,14 @@ def run(args: argparse.Namespace) -> int:
     rows = {}
     for label, (_, generated) in samples.items():
         rows[label] = {
-            **evaluate(generated, reference=args.reference, train=train, n_jobs=args.n_jobs, device=device),
+            **evaluate(
+                generated,
+                reference=args.reference,
+                train=train,
+                n_jobs=args.n_jobs,
+                device=device,
+                solubility_sample=solubility_sample,
+            ),
             **extra,
         }
 

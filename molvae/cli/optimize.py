@@ -1,8 +1,9 @@
 """``molvae optimize``: search the latent space for molecules with target properties (BoTorch BO).
 
-Objectives (higher is better): esol, qed, logp, penalized_logp, sa (negated), tpsa, mw, ...;
-target(logp=2.5,tpsa=70); range(mw=250:450); weighted sums such as 0.7*qed+0.3*esol;
-or any callable taking a list of SMILES: module:function (importable) or path/to/file.py:function.
+Objectives (higher is better; each property below, an ADMET-AI endpoint admet:<endpoint>);
+target(logp=2.5,tpsa=70); range(mw=250:450); weighted sums such as 0.7*qed+0.3*esol or
+solubility+0.5*admet:hERG; or any callable taking a list of SMILES: module:function (importable) or
+path/to/file.py:function.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import argparse
 import dataclasses
 import functools
 import logging
+import textwrap
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from molvae.chemistry import PROPERTIES, admet
 from molvae.cli.commands import add_command
 from molvae.cli.common import (
     add_config_options,
@@ -153,8 +156,29 @@ _FLAGS = {field: flag for rows in _SETTINGS.values() for flag, field, *_ in rows
 _DESTS = {field: _SHARED[field][1] if field in _SHARED else field for field in _FLAGS}
 
 
+def _objectives_help() -> str:
+    """The objectives --help lists, from the property table and ADMET-AI's endpoint table."""
+    width = max(len(name) for name in PROPERTIES)
+    lines = ["objectives:"]
+    for name, prop in PROPERTIES.items():
+        needs = f" [{admet.INSTALL_HINT}]" if prop.extra else ""
+        lines.append(f"  {name:<{width}}  {prop.objective_description}{needs}")
+    lines.append(f"  admet:<endpoint>  an ADMET-AI endpoint, maximized in its direction [{admet.INSTALL_HINT}]:")
+    groups = {1.0: "higher is better", -1.0: "lower is better (negated)", 0.0: "no direction: target()/range() only"}
+    for direction, label in groups.items():
+        keys = [key for key, (d, _) in admet.DIRECTIONS.items() if d == direction]
+        lines.append(textwrap.fill(", ".join(keys), 100, initial_indent=f"    {label}: ", subsequent_indent="      "))
+    return "\n".join(lines)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    p = add_command(sub, "optimize", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(
+        sub,
+        "optimize",
+        description=__doc__,
+        epilog=_objectives_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_model_arguments(p)
     obj = p.add_mutually_exclusive_group()
     obj.add_argument("--objective", help="one objective (see above)")

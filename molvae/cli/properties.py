@@ -1,8 +1,9 @@
-"""``molvae properties``: write a table of RDKit properties for a file of molecules.
+"""``molvae properties``: write a table of RDKit properties (and ADMET-AI's endpoints) for a file of molecules.
 
 One output row per input line, in order: invalid SMILES and blank lines are
 kept, flagged ``valid=False`` with empty (NaN) properties, so the output can be
-joined back to the input by row number.
+joined back to the input by row number. ``--admet`` adds a column per ADMET-AI
+endpoint, ``admet:<endpoint>`` (the spelling ``--objective`` and ``--init`` read).
 """
 
 from __future__ import annotations
@@ -18,14 +19,20 @@ from molvae.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-def _parse_properties(text: str | None) -> list[str]:
+def _parse_properties(text: str | None, with_admet: bool) -> list[str]:
+    """The columns asked for: ``--properties`` (default: those needing no extra), then every endpoint with --admet."""
     if text is None:
-        return list(chemistry.PROPERTIES)
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in chemistry.PROPERTIES]
-    if unknown or not names:
-        raise ConfigError(f"unknown properties {unknown or text!r}; choose from: {', '.join(chemistry.PROPERTIES)}")
-    return names
+        names = chemistry.default_properties()
+    else:
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        if not names:
+            raise ConfigError(f"no properties in {text!r}; choose from: {', '.join(chemistry.PROPERTIES)}")
+    if with_admet:
+        names += [n for n in chemistry.admet_properties() if n not in names]
+    props = chemistry.resolve_properties(names)
+    for prop in props:  # a missing extra is reported before any file is read
+        chemistry.require_extra(prop)
+    return [prop.name for prop in props]
 
 
 def _positive_int(text: str) -> int:
@@ -43,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from molvae.readers import count_records, iter_record_chunks
     from molvae.tables import TableWriter, check_table_file
 
-    names = _parse_properties(args.properties)
+    names = _parse_properties(args.properties, args.admet)
     keep = keep_columns(args.keep_columns, ["smiles", "canonical_smiles", "valid", *names])
     positive_int(args.chunk_size, "--chunk-size")
     out = check_table_file(args.out, inputs=(args.input,), stdout_ok=True)
@@ -85,7 +92,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--properties",
         default=None,
-        help=f"comma-separated subset of: {', '.join(chemistry.PROPERTIES)} (default: all)",
+        help=f"comma-separated subset of: {', '.join(chemistry.PROPERTIES)}, or admet:<endpoint> (default: all "
+        f"but {', '.join(sorted(set(chemistry.PROPERTIES) - set(chemistry.default_properties())))}, which need "
+        f"{chemistry.admet.INSTALL_HINT})",
+    )
+    parser.add_argument(
+        "--admet",
+        action="store_true",
+        help=f"also a column per ADMET-AI endpoint, admet:<endpoint> ({len(chemistry.admet.DIRECTIONS)} of them: "
+        f"{chemistry.admet.INSTALL_HINT})",
     )
     add_smiles_column_argument(parser)
     from molvae.cli.options import add_keep_columns_argument, add_limit_arguments

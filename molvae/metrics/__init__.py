@@ -29,6 +29,8 @@ its data files (MCF/PAINS SMARTS, the data splits) are read from the installed
 * ``FCD``: Fréchet ChemNet distance with the ``fcd`` package's ChemNet.
 * ``logP_W, SA_W, QED_W, MW_W``: 1-D Wasserstein distances of the property
   distributions (MOSES's ``logP``, ``SA``, ``QED``, ``weight``).
+* ``Solubility_W`` (not in MOSES; with ``solubility_sample`` and the ``admet`` extra): the same for
+  ADMET-AI's aqueous solubility logS, on seeded subsamples (:mod:`molvae.metrics.solubility`).
 
 Reference statistics (ChemNet mean/covariance, fragment and scaffold counts,
 packed fingerprints, property arrays) and canonical training sets are cached
@@ -71,6 +73,7 @@ from molvae.metrics.references import (
     train_set,
 )
 from molvae.metrics.similarity import FP_BITS, FP_RADIUS, internal_diversity, snn, tanimoto_bf16
+from molvae.metrics.solubility import solubility_distance
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +165,7 @@ def evaluate(
     k: Sequence[int] | int = (1000, 10000),
     n_jobs: int | None = None,
     device: str | None = None,
+    solubility_sample: int = 0,
 ) -> dict[str, float]:
     """All MOSES metrics of ``generated`` against a reference set (and a training set for novelty).
 
@@ -169,6 +173,8 @@ def evaluate(
     ``moses-train``, a molecule file path, or a list of SMILES; ``train=None``
     skips novelty. Invalid strings count against ``valid`` and are otherwise
     ignored; metrics that cannot be computed (e.g. nothing valid) are NaN.
+    ``solubility_sample`` > 0 adds ``Solubility_W`` on that many molecules per side
+    (needs the ``admet`` extra).
     """
     generated = ["" if s is None else str(s) for s in generated]
     ks = [k] if isinstance(k, int) else list(k)
@@ -205,6 +211,8 @@ def evaluate(
         results["Novelty"] = novelty(gen.canonical, known)
     for name in PROPERTY_KEYS:
         results[f"{name}_W"] = _wasserstein(gen.props[name], ref.props[name])
+    if solubility_sample > 0:
+        results["Solubility_W"] = solubility_distance(gen.canonical, ref_smiles, solubility_sample)
     return results
 
 

@@ -75,10 +75,13 @@ class Constraints:
             if not 0.0 <= self.min_similarity <= 1.0:
                 raise ObjectiveError(f"min similarity must be in [0, 1], got {self.min_similarity}")
         for prop, (lo, hi) in self.ranges.items():
-            if prop not in chemistry.PROPERTIES:
+            found = chemistry.lookup_property(prop)  # a table entry, or admet:<endpoint>
+            if found is None:
                 raise ObjectiveError(
-                    f"unknown property {prop!r} in range; known: {', '.join(sorted(chemistry.PROPERTIES))}"
+                    f"unknown property {prop!r} in range; known: {', '.join(sorted(chemistry.PROPERTIES))}, "
+                    f"{chemistry.admet.PREFIX}<endpoint>"
                 )
+            chemistry.require_extra(found)
             if not (math.isfinite(lo) and math.isfinite(hi)):
                 raise ObjectiveError(f"range for {prop}: the bounds must be finite numbers, got [{lo}, {hi}]")
             if lo > hi:
@@ -115,7 +118,7 @@ class Constraints:
         for prop, (lo, hi) in self.ranges.items():
             values = (properties or {}).get(prop)
             if values is None:
-                values = chemistry.PROPERTIES[prop](smiles)
+                values = chemistry.lookup_property(prop)(smiles)  # type: ignore[misc]
             for i, v in enumerate(values):
                 if not lo <= v <= hi:
                     reasons[i].append(f"{prop} {v:.4g} outside [{lo:g}, {hi:g}]")

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from molvae.chemistry import diverse_subset
+from molvae.chemistry import diverse_subset, lookup_property
 from molvae.data import iter_records, moses_file, read_smiles, record_fields, sample_smiles
 from molvae.errors import MolvaeError
 from molvae.latent import neighbourhood
@@ -99,6 +99,18 @@ def lead_design(model, constraints: Constraints, n: int, init_radius: float, see
     return [lead, *picked, *others][:n]
 
 
+def column_sign(objective: str) -> float:
+    """The sign that turns a column named like the objective into its scores.
+
+    Such a column holds the property as `molvae properties` and evaluations.csv write it: raw SA for the
+    objective sa, which is minus SA, and the probability for admet:hERG, which is minus it.
+    """
+    if objective in BUILTIN_OBJECTIVES:
+        return BUILTIN_OBJECTIVES[objective][1]
+    prop = lookup_property(objective)  # admet:<endpoint>; None for a custom objective
+    return 1.0 if prop is None or prop.direction == 0 else prop.direction
+
+
 def file_design(oracle: Oracle, path: str, smiles_column: str | None, objectives: Sequence[Objective]) -> Rows:
     """The molecules of an --init file: with the file's scores where it has a column (or SD data field) per
     objective, named as in evaluations.csv or by the objective (they cost no call); otherwise scored."""
@@ -118,9 +130,7 @@ def file_design(oracle: Oracle, path: str, smiles_column: str | None, objectives
         path,
         ", ".join(f"column {h!r}" + (f" for {a}" if h != a else "") for h, a in zip(have, alt)),
     )
-    # A column named like a built-in objective holds the property as `molvae properties` and
-    # evaluations.csv write it: raw SA for the objective sa, which is minus SA.
-    signs = [BUILTIN_OBJECTIVES[a][1] if h == a and a in BUILTIN_OBJECTIVES else 1.0 for h, a in zip(have, alt)]
+    signs = [column_sign(a) if h == a else 1.0 for h, a in zip(have, alt)]
     records = list(iter_records(path, smiles_column, keep=have, allow_empty=False))
     scores = np.full((len(records), len(have)), np.nan)
     for i, (_, values) in enumerate(records):

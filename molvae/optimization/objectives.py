@@ -3,18 +3,21 @@
 An *objective* maps a batch of SMILES to floats, higher is better, NaN where a
 molecule is invalid. Specifications a user can write::
 
-    esol                       estimated aqueous solubility logS (ESOL)
+    esol                       estimated aqueous solubility logS (ESOL, no extra needed)
+    solubility                 ADMET-AI's aqueous solubility logS (the admet extra)
+    admet:hERG                 any ADMET-AI endpoint, oriented by its declared direction (hERG: negated)
     qed, logp, tpsa, mw, ...   any property of molvae.chemistry.PROPERTIES
     penalized_logp             JT-VAE normalized penalized logP
     sa                         synthetic accessibility, negated (easier = higher)
-    target(logp=2.5,tpsa=70)   minus the scaled distance to target values
+    target(logp=2.5,tpsa=70)   minus the scaled distance to target values (admet:<endpoint> too)
     range(mw=250:450)          0 inside the range, minus the scaled distance outside
     0.7*qed+0.3*esol           weighted sum of any of the above
     mypkg.scoring:score        any importable callable list[str] -> sequence of floats
     path/to/scoring.py:score   the same from a Python file (no install, nothing added to sys.path)
 
 Every property of :data:`molvae.chemistry.PROPERTIES` is an objective, maximized in the
-direction its table entry declares. :class:`molvae.optimization.oracle.Oracle` scores them
+direction its table entry declares, and so is every ADMET-AI endpoint of
+:data:`molvae.chemistry.admet.DIRECTIONS` that declares one. :class:`molvae.optimization.oracle.Oracle` scores them
 with a run's budget and accounting.
 """
 
@@ -138,7 +141,7 @@ def _split_top_level(text: str, sep: str) -> list[str]:
 
 
 def _known_names() -> list[str]:
-    return sorted(BUILTIN_OBJECTIVES) + ["target(...)", "range(...)", "module:function"]
+    return sorted(BUILTIN_OBJECTIVES) + ["admet:<endpoint>", "target(...)", "range(...)", "module:function"]
 
 
 def _unknown(spec: str) -> ObjectiveError:
@@ -150,9 +153,31 @@ def _unknown(spec: str) -> ObjectiveError:
 def _builtin(name: str) -> Objective:
     prop, sign, desc = BUILTIN_OBJECTIVES[name]
     func = chemistry.PROPERTIES[prop]
+    chemistry.require_extra(func)  # a missing extra stops the run before the model loads
     if sign == 1.0:
         return Objective(name, func, desc)
     return Objective(name, lambda smiles, f=func, s=sign: s * f(smiles), desc)
+
+
+def _endpoint(spec: str) -> Objective:
+    """``admet:<endpoint>``: maximized in the endpoint's declared direction."""
+    prop = chemistry.lookup_property(spec)
+    if prop is None:
+        key = spec.split(":", 1)[1].strip()
+        close = difflib.get_close_matches(key, list(chemistry.admet.DIRECTIONS), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(chemistry.admet.PREFIX + c for c in close)}?" if close else ""
+        raise ObjectiveError(
+            f"unknown ADMET-AI endpoint {spec!r}{hint} (known: {', '.join(chemistry.admet.DIRECTIONS)})"
+        )
+    chemistry.require_extra(prop)
+    if prop.direction == 0:
+        raise ObjectiveError(
+            f"objective {spec!r}: {prop.name} has no better direction (it depends on the project); "
+            f"give a goal: target({prop.name}=VALUE) or range({prop.name}=LOW:HIGH)"
+        )
+    if prop.direction == 1.0:
+        return Objective(prop.name, prop, prop.objective_description)
+    return Objective(prop.name, lambda smiles, f=prop, s=prop.direction: s * f(smiles), prop.objective_description)
 
 
 def _parse_assignments(kind: str, body: str, spec: str) -> list[tuple[str, str]]:
@@ -165,15 +190,23 @@ def _parse_assignments(kind: str, body: str, spec: str) -> list[tuple[str, str]]
                 f"malformed objective {spec!r}: expected property=value in {kind}(...), got {item.strip()!r}"
             )
         prop, value = (x.strip() for x in item.split("=", 1))
-        if prop not in chemistry.PROPERTIES:
+        found = chemistry.lookup_property(prop)
+        if found is None:
             close = difflib.get_close_matches(prop, list(chemistry.PROPERTIES), n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise ObjectiveError(
                 f"malformed objective {spec!r}: unknown property {prop!r}{hint} (known: "
-                f"{', '.join(sorted(chemistry.PROPERTIES))})"
+                f"{', '.join(sorted(chemistry.PROPERTIES))}, {chemistry.admet.PREFIX}<endpoint>)"
             )
-        out.append((prop, value))
+        chemistry.require_extra(found)
+        out.append((found.name, value))
     return out
+
+
+def _scale(name: str) -> float:
+    """The spread target() and range() divide ``name``'s distances by (its table entry's scale)."""
+    prop = chemistry.lookup_property(name)  # a known name: _parse_assignments checked it
+    return TARGET_SCALES.get(name, 1.0) if prop is None else prop.scale
 
 
 def _float(value: str, spec: str) -> float:
@@ -191,7 +224,7 @@ def _target(body: str, spec: str) -> Objective:
 
     def score(smiles: list[str]) -> np.ndarray:
         table = chemistry.property_table(smiles, [p for p, _ in targets])
-        sq = sum(((table[p].to_numpy() - t) / TARGET_SCALES[p]) ** 2 for p, t in targets)
+        sq = sum(((table[p].to_numpy() - t) / _scale(p)) ** 2 for p, t in targets)
         return -np.sqrt(sq)
 
     desc = "minus scaled distance to " + ", ".join(f"{p}={t:g}" for p, t in targets)
@@ -213,11 +246,7 @@ def _range(body: str, spec: str) -> Objective:
         sq = 0.0
         for p, lo, hi in ranges:
             v = table[p].to_numpy()
-            sq = (
-                sq
-                + (np.maximum(lo - v, 0.0) / TARGET_SCALES[p]) ** 2
-                + (np.maximum(v - hi, 0.0) / TARGET_SCALES[p]) ** 2
-            )
+            sq = sq + (np.maximum(lo - v, 0.0) / _scale(p)) ** 2 + (np.maximum(v - hi, 0.0) / _scale(p)) ** 2
         return -np.sqrt(sq)
 
     desc = "minus scaled distance outside " + ", ".join(f"{p} in [{lo:g}, {hi:g}]" for p, lo, hi in ranges)
@@ -292,6 +321,8 @@ def _single(spec: str) -> Objective:
         raise ObjectiveError(
             f"malformed objective {spec!r}: expected e.g. target(logp=2.5,tpsa=70) or range(mw=250:450)"
         )
+    if spec.lower().startswith(chemistry.admet.PREFIX):  # before module:function, which it also matches
+        return _endpoint(spec)
     m = _FILE_CALLABLE_RE.match(spec)  # before module:function, which "scoring.py:score" also matches
     if m:
         return _file_callable(m.group(1), m.group(2))

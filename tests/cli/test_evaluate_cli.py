@@ -27,6 +27,8 @@ def test_evaluate_samples_csv(tmp_path, capsys):
     code = main(
         [
             "evaluate",
+            "--solubility-sample",  # Solubility_W (ADMET-AI) has its own test: test_admet_cli.py
+            "0",
             "--samples",
             str(tmp_path / "samples.csv"),
             "--reference",

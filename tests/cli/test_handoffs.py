@@ -32,6 +32,8 @@ def test_the_output_of_properties_feeds_encode_and_evaluate(small_model_dir, ref
         main(
             [
                 "evaluate",
+                "--solubility-sample",  # Solubility_W (ADMET-AI) has its own test: test_admet_cli.py
+                "0",
                 "--samples",
                 str(props),
                 "--reference",
@@ -57,6 +59,8 @@ def test_blank_lines_of_a_smiles_list_are_not_samples(reference, tmp_path, capsy
         main(
             [
                 "evaluate",
+                "--solubility-sample",  # Solubility_W (ADMET-AI) has its own test: test_admet_cli.py
+                "0",
                 "--samples",
                 str(tmp_path / "s.smi"),
                 "--reference",
@@ -78,6 +82,8 @@ def test_blank_lines_of_a_smiles_list_are_not_samples(reference, tmp_path, capsy
         main(
             [
                 "evaluate",
+                "--solubility-sample",  # Solubility_W (ADMET-AI) has its own test: test_admet_cli.py
+                "0",
                 "--samples",
                 str(tmp_path / "s.csv"),
                 "--reference",

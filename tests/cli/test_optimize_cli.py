@@ -380,9 +380,9 @@ def test_pareto_front_is_non_dominated(small_model_dir, tmp_path, capsys) -> Non
 
 
 def test_bad_objective_is_one_line_error(tmp_path, capsys) -> None:
-    assert main(["optimize", "--model", str(tmp_path), "--objective", "solubility", "--out", str(tmp_path / "x")]) == 2
+    assert main(["optimize", "--model", str(tmp_path), "--objective", "solubilty", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
-    assert "unknown objective 'solubility'" in err and "esol" in err
+    assert "unknown objective 'solubilty'; did you mean solubility" in err and "esol" in err
 
 
 def test_round_limit_stops_the_run_and_a_resume_can_raise_it(small_model_dir, tmp_path, capsys) -> None:

