@@ -33,13 +33,17 @@ from __future__ import annotations
 import functools
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from molvae.checkpoint import atomic_write_text, environment_info, read_json, write_json
 from molvae.errors import MolvaeError
 from molvae.folders import CONFIG_FILE, EVALUATIONS_FILE, JOURNAL_FILE, RUN_INFO_FILE, STATE_FILE
+
+if TYPE_CHECKING:
+    from molvae.optimization.optimizer import Optimizer
+    from molvae.optimization.oracle import Oracle
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +174,52 @@ class RunStore:
         if len(df) > committed:
             log.info("dropping %d rows of an interrupted round; their scores are reused", len(df) - committed)
         return df.iloc[:committed]
+
+    def restore(self, oracle: Oracle) -> dict[str, Any]:
+        """Load the committed rows into ``oracle``; returns what the loop goes on from: ``round``, ``stalled``,
+        ``idle``, ``screen_pos``, ``trust_region`` (None: a new one) and ``timings``."""
+        df = self.committed_rows()
+        oracle.load_records(df)
+        state = self.saved_state or {}
+        if self.saved_state is not None and state.get("n_records") is None:  # a state from before the commit point
+            round = int(df["round"].max()) if len(df) else 0
+        else:
+            round = int(state.get("round", 0))
+        same = state.get("round") == round
+        stalled = int(state.get("stalled", 0)) if same else 0
+        return {
+            "round": round,
+            "stalled": stalled,
+            "idle": int(state.get("idle", stalled)) if same else 0,
+            "screen_pos": int(state.get("screen_pos", 0)),
+            "trust_region": state.get("trust_region") or None,
+            "timings": list(state.get("timings", [])),
+        }
+
+    @staticmethod
+    def state_of(opt: Optimizer) -> dict[str, Any]:
+        """What state.json holds (besides the commit point): round, counters, trust region, why the run stopped."""
+        oracle = opt.oracle
+        return {
+            "version": STATE_VERSION,
+            "round": opt.round,
+            "method": opt.method,
+            "calls": oracle.calls,
+            "budget": oracle.budget,
+            "n_invalid": oracle.n_invalid,
+            "n_repeat": oracle.n_repeat,
+            "n_infeasible": sum(1 for r in oracle.known_records() if not r["feasible"]),
+            "n_unscored": oracle.n_unscored,
+            "best": opt.best_value(),
+            "stalled": opt.stalled,
+            "idle": opt.idle,
+            "screen_pos": opt.screen.pos,
+            "active_dims": None if opt.active is None else opt.active.nonzero().flatten().tolist(),
+            "trust_region": opt.tr.to_dict(),
+            "finished": opt.finished,
+            "stop_reason": opt.stop_reason,
+            "timings": opt.timings[-50:],
+        }
 
     def commit(self, evaluations: pd.DataFrame, state: dict[str, Any]) -> None:
         """Write evaluations.csv, then state.json (with the row count): the commit point of a round."""
