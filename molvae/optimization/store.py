@@ -70,6 +70,8 @@ def read_state(path: Path) -> dict[str, Any]:
             f"{path} was written by a newer molvae (state version {state['version']}, this one reads "
             f"up to {STATE_VERSION}); resume it with that version"
         )
+    if not isinstance(state.get("n_records"), int):
+        raise MolvaeError(f"{path}: not an optimization state (no commit point, n_records)")
     return state
 
 
@@ -166,9 +168,7 @@ class RunStore:
         # pandas 3 parses floats exactly by default (and deprecates the option); pandas 2 needs round_trip.
         exact = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
         df = pd.read_csv(evals, keep_default_na=False, na_values=[""], **exact)
-        committed = 0 if self.saved_state is None else self.saved_state.get("n_records")
-        if committed is None:  # a state.json from before the commit point existed: every row counts
-            return df
+        committed = 0 if self.saved_state is None else self.saved_state["n_records"]
         # Rows past the commit point belong to a round a kill interrupted: that round is redone
         # (its scores come back from the journal).
         if len(df) > committed:
@@ -178,19 +178,12 @@ class RunStore:
     def restore(self, oracle: Oracle) -> dict[str, Any]:
         """Load the committed rows into ``oracle``; returns what the loop goes on from: ``round``, ``stalled``,
         ``idle``, ``screen_pos``, ``trust_region`` (None: a new one) and ``timings``."""
-        df = self.committed_rows()
-        oracle.load_records(df)
-        state = self.saved_state or {}
-        if self.saved_state is not None and state.get("n_records") is None:  # a state from before the commit point
-            round = int(df["round"].max()) if len(df) else 0
-        else:
-            round = int(state.get("round", 0))
-        same = state.get("round") == round
-        stalled = int(state.get("stalled", 0)) if same else 0
+        oracle.load_records(self.committed_rows())
+        state = self.saved_state or {}  # none: the run stopped during its initial design, before any commit
         return {
-            "round": round,
-            "stalled": stalled,
-            "idle": int(state.get("idle", stalled)) if same else 0,
+            "round": int(state.get("round", 0)),
+            "stalled": int(state.get("stalled", 0)),
+            "idle": int(state.get("idle", 0)),
             "screen_pos": int(state.get("screen_pos", 0)),
             "trust_region": state.get("trust_region") or None,
             "timings": list(state.get("timings", [])),
@@ -230,7 +223,7 @@ class RunStore:
         """A resumed run must decode with the model it started with: codes of one model mean nothing to another."""
         started = (self._saved_run_info or {}).get("model")
         if not started or not identity:
-            return  # runs from before the model was recorded, or a model built in memory
+            return  # a run started, or resumed, with a model built in memory: nothing to compare
         if started["weights_sha256"] != identity["weights_sha256"]:
             raise MolvaeError(
                 f"{self.out} was started with the model in {started['source']} (other weights than "
