@@ -124,7 +124,7 @@ STOPPING = ("budget", "max_rounds")
 def check_reusable(out: Path, cfg: OptimizeConfig) -> None:
     """A kept cell may be resumed only under the settings it was run with (the stopping rules,
     budget and round limit, may change)."""
-    saved = saved_settings(out)  # with the defaults of settings newer than the kept cell
+    saved = saved_settings(out)
     mine = dataclasses.asdict(cfg)
     differ = sorted(k for k in mine if k not in STOPPING and saved.get(k) != json.loads(json.dumps(mine[k])))
     if differ:

@@ -121,17 +121,8 @@ def resolve_method(method: str, latent_dim: int, n_objectives: int) -> str:
 
 
 def saved_settings(out: str | Path) -> dict[str, Any]:
-    """The ``OptimizeConfig`` fields a run in ``out`` was started with (its config.json), for resuming it.
-
-    Runs saved before ``score_infeasible`` existed charged an oracle call for every infeasible
-    molecule; they resume with that accounting. Runs saved before ``local_after`` existed
-    resume without local rounds, and runs saved before ``subspace`` existed searched all dimensions.
-    """
-    saved = dict(read_run_config(Path(out)).get("optimize", {}))
-    saved.setdefault("score_infeasible", True)
-    saved.setdefault("local_after", None)
-    saved.setdefault("subspace", "full")
-    return saved
+    """The ``OptimizeConfig`` fields a run in ``out`` was started with (its config.json), for resuming it."""
+    return dict(read_run_config(Path(out)).get("optimize", {}))
 
 
 def check_resume_settings(

@@ -1,5 +1,5 @@
-"""The surrogate model: the GP's training data, its fit, and the boxes the acquisition searches (TuRBO's
-trust region among them).
+"""The surrogate model: the GP's training data (and the codes of the molecules in it), its fit, and the boxes
+the acquisition searches (TuRBO's trust region among them).
 
 Under a similarity constraint (lead optimization), TuRBO's region is sized by the box of
 the feasible codes rather than of all of them (:func:`trust_region_box`).
@@ -24,6 +24,7 @@ from botorch.models.transforms import Normalize, Standardize
 from gpytorch.mlls import ExactMarginalLogLikelihood
 
 from molvae.optimization.constraints import Constraints
+from molvae.optimization.records import KNOWN
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ __all__ = [
     "GPData",
     "TrustRegion",
     "data_box",
+    "encode_new",
     "feasible_box",
     "fit_gp",
     "gp_data",
@@ -97,6 +99,17 @@ def gp_data(
         torch.from_numpy(sim[keep]),
         torch.from_numpy(feasible[keep]),
     )
+
+
+def encode_new(model: Any, records: Sequence[dict[str, Any]], latents: dict[str, np.ndarray]) -> None:
+    """Add to ``latents`` the codes of the distinct valid molecules among oracle records (scored, supplied or
+    infeasible) that it lacks."""
+    todo = [r["smiles"] for r in records if r["status"] in KNOWN and r["smiles"] not in latents]
+    # One molecule at a time: a batched GRU's output for a row shifts in the last bits with
+    # the batch it sits in, and a resumed run re-encodes everything in different batches.
+    # Alone, each code is bit-identical in every process, so the GP (and the run) is too.
+    for s in todo:
+        latents[s] = model.encode([s], errors="nan")[0]
 
 
 def fit_gp(X: torch.Tensor, Y: torch.Tensor, bounds: torch.Tensor, maxiter: int | None = 100) -> SingleTaskGP:

@@ -28,7 +28,7 @@ from molvae.optimization import report
 from molvae.optimization.config import OptimizeConfig, resolve_method, resume_config
 from molvae.optimization.constraints import Constraints
 from molvae.optimization.designs import initial_design
-from molvae.optimization.gp import GPData, TrustRegion, gp_data
+from molvae.optimization.gp import GPData, TrustRegion, encode_new, gp_data
 from molvae.optimization.objectives import Objective, _split_top_level, parse_objectives
 from molvae.optimization.oracle import Oracle
 from molvae.optimization.proposers import (
@@ -39,7 +39,8 @@ from molvae.optimization.proposers import (
     round_seed,
     subspace_codes,
 )
-from molvae.optimization.store import STATE_VERSION, RunStore, model_identity
+from molvae.optimization.stopping import log_early_stop, stop_reason
+from molvae.optimization.store import RunStore, model_identity
 from molvae.optimization.subspace import search_mask
 from molvae.tables import check_output_dir
 
@@ -101,39 +102,24 @@ class Optimizer:
                 self._load()
         else:
             self.store.start_new()
-        self.store.write_config(
-            {
-                "optimize": asdict(self.config),
-                "method": self.method,
-                "prior": self.prior.name,
-                "latent_dim": model.config.latent_dim,
-            }
-        )
+        resolved = {"method": self.method, "prior": self.prior.name, "latent_dim": model.config.latent_dim}
+        self.store.write_config({"optimize": asdict(self.config), **resolved})
         self.store.record_environment(self.model_identity, self.round, resume)
 
     @property
     def search_dim(self) -> int:
-        """Dimensions the GP and the acquisition work in: the active ones unless ``subspace`` is (or fell back to)
-        full."""
+        """The dimensions GP and acquisition work in: the active ones unless ``subspace`` is (or fell back to) full."""
         return self.model.config.latent_dim if self.active is None else int(self.active.sum())
 
-    # ---- persistence
+    # ---- persistence (:class:`~molvae.optimization.store.RunStore`)
     def _load(self) -> None:
         """Pick the run up at its last committed round."""
-        df = self.store.committed_rows()
-        state = self.store.saved_state or {}
-        self.oracle.load_records(df)
+        saved = self.store.restore(self.oracle)
         self.initialized = self.store.saved_state is not None
-        if self.initialized and state.get("n_records") is None:  # a state from before the commit point existed
-            self.round = int(df["round"].max()) if len(df) else 0
-        else:
-            self.round = int(state.get("round", 0))
-        self.stalled = int(state.get("stalled", 0)) if state.get("round") == self.round else 0
-        self.idle = int(state.get("idle", self.stalled)) if state.get("round") == self.round else 0
-        self.screen.pos = int(state.get("screen_pos", 0))
-        if state.get("trust_region"):
-            self.tr = TrustRegion(**state["trust_region"])
-        self.timings = list(state.get("timings", []))
+        self.round, self.stalled, self.idle = saved["round"], saved["stalled"], saved["idle"]
+        self.screen.pos, self.timings = saved["screen_pos"], saved["timings"]
+        if saved["trust_region"]:
+            self.tr = TrustRegion(**saved["trust_region"])
         self._encode_new(self.oracle.known_records())
         log.info(
             "resuming %s at round %d: %d oracle calls used of %d",
@@ -150,26 +136,7 @@ class Optimizer:
 
     def state(self) -> dict[str, Any]:
         """What state.json holds (besides the commit point): round, counters, trust region, why the run stopped."""
-        return {
-            "version": STATE_VERSION,
-            "round": self.round,
-            "method": self.method,
-            "calls": self.oracle.calls,
-            "budget": self.oracle.budget,
-            "n_invalid": self.oracle.n_invalid,
-            "n_repeat": self.oracle.n_repeat,
-            "n_infeasible": sum(1 for r in self.oracle.known_records() if not r["feasible"]),
-            "n_unscored": self.oracle.n_unscored,
-            "best": self.best_value(),
-            "stalled": self.stalled,
-            "idle": self.idle,
-            "screen_pos": self.screen.pos,
-            "active_dims": None if self.active is None else torch.nonzero(self.active).flatten().tolist(),
-            "trust_region": self.tr.to_dict(),
-            "finished": self.finished,
-            "stop_reason": self.stop_reason,
-            "timings": self.timings[-50:],
-        }
+        return self.store.state_of(self)
 
     @property
     def finished(self) -> bool:
@@ -179,23 +146,12 @@ class Optimizer:
     @property
     def stop_reason(self) -> str | None:
         """Why the run stops (``"budget"``, ``"patience"`` or ``"max_rounds"``), or None while it goes on."""
-        if self.oracle.remaining <= 0:
-            return "budget"
-        if self.stalled >= self.config.patience:
-            return "patience"
-        if self.config.max_rounds is not None and self.round >= self.config.max_rounds:
-            return "max_rounds"
-        return None
+        return stop_reason(self.config, self.oracle.remaining, self.stalled, self.round)
 
     # ---- data for the GP
     def _encode_new(self, records: list[dict[str, Any]]) -> None:
-        """Encode the distinct valid molecules among oracle records (scored, supplied or infeasible)."""
-        todo = [r["smiles"] for r in records if r["status"] in Oracle.KNOWN and r["smiles"] not in self.latents]
-        # One molecule at a time: a batched GRU's output for a row shifts in the last bits with
-        # the batch it sits in, and a resumed run re-encodes everything in different batches.
-        # Alone, each code is bit-identical in every process, so the GP (and the run) is too.
-        for s in todo:
-            self.latents[s] = self.model.encode([s], errors="nan")[0]
+        """Encode the distinct valid molecules among oracle records (:func:`~molvae.optimization.gp.encode_new`)."""
+        encode_new(self.model, records, self.latents)
 
     def training_data(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(X, Y) in float64: the codes of known molecules and their scores (infeasible ones at the worst value)."""
@@ -304,13 +260,7 @@ class Optimizer:
     def _run(self) -> Optimizer:
         if not self.initialized:
             self.initial_design()
-        bar = tqdm(
-            total=self.oracle.budget,
-            initial=self.oracle.calls,
-            disable=None if self.progress is None else not self.progress,
-            desc=f"optimize ({self.method})",
-            unit="call",
-        )
+        bar = _progress_bar(self.oracle, self.method, self.progress)
         try:
             while not self.finished:
                 rows = self.step()
@@ -324,20 +274,7 @@ class Optimizer:
         self.save()
         if self.oracle.scored_records():
             self.write_reports()
-        if self.stop_reason == "patience":
-            log.warning(
-                "stopped after %d rounds without a new molecule to score (%d of %d oracle calls used)",
-                self.stalled,
-                self.oracle.calls,
-                self.oracle.budget,
-            )
-        elif self.stop_reason == "max_rounds":
-            log.warning(
-                "stopped at the round limit (%d rounds) with %d of %d oracle calls used",
-                self.round,
-                self.oracle.calls,
-                self.oracle.budget,
-            )
+        log_early_stop(self.stop_reason, self.stalled, self.round, self.oracle.calls, self.oracle.budget)
         return self
 
     # ---- reports
@@ -348,14 +285,15 @@ class Optimizer:
     def write_reports(self, baselines: dict[str, pd.DataFrame] | None = None) -> None:
         """best.csv, best.sdf, pareto.csv, progress.png and best.png
         (:func:`molvae.optimization.report.write_reports`)."""
-        report.write_reports(
-            self.out,
-            self.oracle.dataframe(),
-            self.oracle.score_columns,
-            self.config.top_k,
-            [o.description or o.name for o in self.objectives],
-            baselines=baselines,
-        )
+        labels = [o.description or o.name for o in self.objectives]
+        df, columns = self.oracle.dataframe(), self.oracle.score_columns
+        report.write_reports(self.out, df, columns, self.config.top_k, labels, baselines=baselines)
+
+
+def _progress_bar(oracle: Oracle, method: str, progress: bool | None) -> tqdm:
+    """A bar of oracle calls (``progress`` None: shown on a terminal only)."""
+    disable = None if progress is None else not progress
+    return tqdm(total=oracle.budget, initial=oracle.calls, disable=disable, desc=f"optimize ({method})", unit="call")
 
 
 @contextmanager

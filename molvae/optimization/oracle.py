@@ -8,7 +8,7 @@ that fails a constraint is recorded as infeasible, with the reason, and costs no
 
 from __future__ import annotations
 
-import math
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,11 +21,20 @@ from molvae.errors import ObjectiveError
 from molvae.optimization.constraints import Constraints
 from molvae.optimization.journal import ScoreJournal
 from molvae.optimization.objectives import Objective, call_size
+from molvae.optimization.records import (
+    KNOWN,
+    PROPERTY_COLUMNS,
+    SCORED,
+    STATUSES,
+    make_record,
+    nonfinite_reason,
+    record_columns,
+    records_from_table,
+    records_table,
+    score_columns,
+)
 
 __all__ = ["PROPERTY_COLUMNS", "Oracle"]
-
-# Properties recorded for every scored molecule.
-PROPERTY_COLUMNS: tuple[str, ...] = ("mw", "logp", "tpsa", "qed", "sa", "esol")
 
 
 class Oracle:
@@ -44,9 +53,9 @@ class Oracle:
     (:meth:`load_journal`) instead of calling the objective again.
     """
 
-    STATUSES = ("scored", "supplied", "repeat", "invalid", "infeasible")
-    KNOWN = ("scored", "supplied", "infeasible")  # a distinct valid molecule the run has seen
-    SCORED = ("scored", "supplied")  # a molecule with scores (paid for, or from an --init file)
+    STATUSES = STATUSES
+    KNOWN = KNOWN  # a distinct valid molecule the run has seen
+    SCORED = SCORED  # a molecule with scores (paid for, or from an --init file)
 
     def __init__(
         self,
@@ -71,32 +80,19 @@ class Oracle:
         self.n_unscored = 0  # infeasible molecules recorded without an oracle call
         self.score_infeasible = bool(score_infeasible)
         self.journal = ScoreJournal(journal) if journal is not None else None
-        self.score_cache: dict[
-            str, np.ndarray
-        ] = {}  # canonical SMILES -> scores already paid for (this process or the journal)
+        # canonical SMILES -> scores already paid for (this process or the journal)
+        self.score_cache: dict[str, np.ndarray] = {}
 
     # ---- columns
     @property
     def score_columns(self) -> list[str]:
-        if len(self.objectives) == 1:
-            return ["score"]
-        return [f"score_{o.key}" for o in self.objectives]
+        """``score`` with one objective, ``score_<key>`` per objective with several."""
+        return score_columns([o.key for o in self.objectives])
 
     @property
     def columns(self) -> list[str]:
-        return [
-            "call",
-            "round",
-            "source",
-            "status",
-            "smiles",
-            *self.score_columns,
-            "valid",
-            "feasible",
-            "reason",
-            "similarity",
-            *PROPERTY_COLUMNS,
-        ]
+        """The columns of a record and of the evaluations table, in order."""
+        return record_columns(self.score_columns)
 
     @property
     def remaining(self) -> int:
@@ -160,7 +156,10 @@ class Oracle:
             return None
         if canonical in self.known or canonical in seen_now:
             self.n_repeat += 1
-            rows.append(self._row(None, round, source, "repeat", smiles=canonical))
+            # The cached score, so a repeat can be read on its own (it cost nothing).
+            known = self.records[self.known[canonical]] if canonical in self.known else None
+            values = [known[c] for c in self.score_columns] if known is not None else None
+            rows.append(self._row(None, round, source, "repeat", smiles=canonical, scores=values))
             return None
         return canonical
 
@@ -216,12 +215,7 @@ class Oracle:
                 ok, reason, similarity, props = checks[new[i]]
                 if not np.all(np.isfinite(scores[i])):
                     ok = False
-                    nan = np.isnan(scores[i]).any()
-                    if status == "supplied":
-                        why = "no score given in the --init file" if nan else "the --init file gives an infinite score"
-                    else:
-                        why = f"objective returned {'NaN' if nan else 'an infinite value'}"
-                    reason = "; ".join(r for r in (reason, why) if r)
+                    reason = "; ".join(r for r in (reason, nonfinite_reason(scores[i], status)) if r)
                 row = self._row(
                     call,
                     round,
@@ -240,62 +234,22 @@ class Oracle:
             out.append(row)
         return out
 
-    def _row(
-        self, call, round, source, status, smiles, scores=None, feasible=False, reason="", similarity=np.nan, props=None
-    ) -> dict[str, Any]:
-        row: dict[str, Any] = {"call": call, "round": round, "source": source, "status": status, "smiles": smiles}
-        for j, col in enumerate(self.score_columns):
-            row[col] = float(scores[j]) if scores is not None else np.nan
-        if status == "repeat" and smiles in self.known:
-            # Report the cached score so a repeat can be read on its own (it cost nothing).
-            known = self.records[self.known[smiles]]
-            for col in self.score_columns:
-                row[col] = known[col]
-        row.update(
-            {
-                "valid": status != "invalid",
-                "feasible": bool(feasible) if status in self.SCORED else False,
-                "reason": reason if status in self.KNOWN else status,
-                "similarity": float(similarity),
-            }
-        )
-        for p in PROPERTY_COLUMNS:
-            row[p] = float((props or {}).get(p, np.nan))
-        return row
+    def _row(self, call, round, source, status, smiles, scores=None, **fields: Any) -> dict[str, Any]:
+        """A record with this oracle's score columns (:func:`~molvae.optimization.records.make_record`)."""
+        return make_record(self.score_columns, call, round, source, status, smiles, scores, **fields)
 
     # ---- persistence
     def dataframe(self) -> pd.DataFrame:
-        df = pd.DataFrame(self.records, columns=self.columns)
-        df["call"] = df["call"].astype("Int64")
-        return df
+        """The records as the evaluations table (what evaluations.csv holds)."""
+        return records_table(self.records, self.columns)
 
     def load_records(self, df: pd.DataFrame) -> None:
-        """Restore the accounting from an ``evaluations.csv`` table (for resuming)."""
-        missing = [c for c in self.columns if c not in df.columns]
-        if missing:
-            raise ObjectiveError(f"evaluations table lacks columns {missing} (objectives changed since the run began?)")
-        self.records, self.known = [], {}
-        self.calls = self.n_invalid = self.n_repeat = self.n_unscored = 0
-        for rec in df[self.columns].to_dict("records"):
-            rec = {
-                k: (None if k == "call" and (v is None or (isinstance(v, float) and math.isnan(v))) else v)
-                for k, v in rec.items()
-            }
-            if rec["call"] is not None:
-                rec["call"] = int(rec["call"])
-            rec["reason"] = "" if not isinstance(rec["reason"], str) else rec["reason"]
-            status = rec["status"]
-            if status in self.KNOWN:
-                self.known[rec["smiles"]] = len(self.records)
-            if status == "scored":
-                self.calls += 1
-            elif status == "invalid":
-                self.n_invalid += 1
-            elif status == "repeat":
-                self.n_repeat += 1
-            elif status == "infeasible":
-                self.n_unscored += 1
-            self.records.append(rec)
+        """Restore the records and the accounting from an ``evaluations.csv`` table (for resuming)."""
+        self.records = records_from_table(df, self.columns)
+        self.known = {r["smiles"]: i for i, r in enumerate(self.records) if r["status"] in self.KNOWN}
+        counts = Counter(r["status"] for r in self.records)
+        self.calls, self.n_invalid = counts["scored"], counts["invalid"]
+        self.n_repeat, self.n_unscored = counts["repeat"], counts["infeasible"]
 
     def scored_records(self) -> list[dict[str, Any]]:
         return [r for r in self.records if r["status"] in self.SCORED]

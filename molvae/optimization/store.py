@@ -33,13 +33,17 @@ from __future__ import annotations
 import functools
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from molvae.checkpoint import atomic_write_text, environment_info, read_json, write_json
 from molvae.errors import MolvaeError
 from molvae.folders import CONFIG_FILE, EVALUATIONS_FILE, JOURNAL_FILE, RUN_INFO_FILE, STATE_FILE
+
+if TYPE_CHECKING:
+    from molvae.optimization.optimizer import Optimizer
+    from molvae.optimization.oracle import Oracle
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +70,8 @@ def read_state(path: Path) -> dict[str, Any]:
             f"{path} was written by a newer molvae (state version {state['version']}, this one reads "
             f"up to {STATE_VERSION}); resume it with that version"
         )
+    if not isinstance(state.get("n_records"), int):
+        raise MolvaeError(f"{path}: not an optimization state (no commit point, n_records)")
     return state
 
 
@@ -162,14 +168,51 @@ class RunStore:
         # pandas 3 parses floats exactly by default (and deprecates the option); pandas 2 needs round_trip.
         exact = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
         df = pd.read_csv(evals, keep_default_na=False, na_values=[""], **exact)
-        committed = 0 if self.saved_state is None else self.saved_state.get("n_records")
-        if committed is None:  # a state.json from before the commit point existed: every row counts
-            return df
+        committed = 0 if self.saved_state is None else self.saved_state["n_records"]
         # Rows past the commit point belong to a round a kill interrupted: that round is redone
         # (its scores come back from the journal).
         if len(df) > committed:
             log.info("dropping %d rows of an interrupted round; their scores are reused", len(df) - committed)
         return df.iloc[:committed]
+
+    def restore(self, oracle: Oracle) -> dict[str, Any]:
+        """Load the committed rows into ``oracle``; returns what the loop goes on from: ``round``, ``stalled``,
+        ``idle``, ``screen_pos``, ``trust_region`` (None: a new one) and ``timings``."""
+        oracle.load_records(self.committed_rows())
+        state = self.saved_state or {}  # none: the run stopped during its initial design, before any commit
+        return {
+            "round": int(state.get("round", 0)),
+            "stalled": int(state.get("stalled", 0)),
+            "idle": int(state.get("idle", 0)),
+            "screen_pos": int(state.get("screen_pos", 0)),
+            "trust_region": state.get("trust_region") or None,
+            "timings": list(state.get("timings", [])),
+        }
+
+    @staticmethod
+    def state_of(opt: Optimizer) -> dict[str, Any]:
+        """What state.json holds (besides the commit point): round, counters, trust region, why the run stopped."""
+        oracle = opt.oracle
+        return {
+            "version": STATE_VERSION,
+            "round": opt.round,
+            "method": opt.method,
+            "calls": oracle.calls,
+            "budget": oracle.budget,
+            "n_invalid": oracle.n_invalid,
+            "n_repeat": oracle.n_repeat,
+            "n_infeasible": sum(1 for r in oracle.known_records() if not r["feasible"]),
+            "n_unscored": oracle.n_unscored,
+            "best": opt.best_value(),
+            "stalled": opt.stalled,
+            "idle": opt.idle,
+            "screen_pos": opt.screen.pos,
+            "active_dims": None if opt.active is None else opt.active.nonzero().flatten().tolist(),
+            "trust_region": opt.tr.to_dict(),
+            "finished": opt.finished,
+            "stop_reason": opt.stop_reason,
+            "timings": opt.timings[-50:],
+        }
 
     def commit(self, evaluations: pd.DataFrame, state: dict[str, Any]) -> None:
         """Write evaluations.csv, then state.json (with the row count): the commit point of a round."""
@@ -180,7 +223,7 @@ class RunStore:
         """A resumed run must decode with the model it started with: codes of one model mean nothing to another."""
         started = (self._saved_run_info or {}).get("model")
         if not started or not identity:
-            return  # runs from before the model was recorded, or a model built in memory
+            return  # a run started, or resumed, with a model built in memory: nothing to compare
         if started["weights_sha256"] != identity["weights_sha256"]:
             raise MolvaeError(
                 f"{self.out} was started with the model in {started['source']} (other weights than "

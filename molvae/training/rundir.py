@@ -21,7 +21,6 @@ from molvae.errors import ConfigError, MolvaeError
 from molvae.folders import CONFIG_FILE, RESUME_FILE, VOCAB_FILE
 from molvae.model import ModelConfig
 from molvae.training.config import RESUME_MAY_CHANGE, TrainConfig, check_resume_config
-from molvae.training.epochs import fresh_partial
 
 
 def new_run_config(
@@ -143,10 +142,7 @@ def restore_resume_state(
     torch.set_rng_state(saved["torch_rng"])
     if "cuda_rng" in saved and device.type == "cuda":
         torch.cuda.set_rng_state(saved["cuda_rng"], device)
-    state = saved["state"]
-    # Resume states written before the epoch's sums were saved: the epoch's means cover only what follows.
-    state.setdefault("partial", fresh_partial())
-    return state
+    return saved["state"]
 
 
 def write_metrics(path: Path, history: list[dict[str, Any]]) -> None:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,29 +16,12 @@ from molvae.chemistry import canonicalize, tanimoto_similarity
 from molvae.cli.main import main
 from molvae.model import MolVAE
 from molvae.optimization import OptimizeConfig, Optimizer
+from tests.optimize_runs import FAST, child_env, optimize, optimize_command, read_table, resume_in_child
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
-FAST = [
-    "--batch",
-    "4",
-    "--n-init",
-    "4",
-    "--decode-attempts",
-    "2",
-    "--restarts",
-    "2",
-    "--raw-samples",
-    "32",
-    "--method",
-    "bo",
-    "--no-progress",
-]
-
-
-def _read(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+# Lead optimization: ESOL among molecules at least 0.4 similar to celecoxib.
+ESOL_NEAR_CELECOXIB = ["--objective", "esol", "--similar-to", "celecoxib", "--min-similarity", "0.4"]
 
 
 def test_resume_after_sigkill_scores_nothing_twice(small_model_dir, tmp_path) -> None:
@@ -54,32 +35,18 @@ def test_resume_after_sigkill_scores_nothing_twice(small_model_dir, tmp_path) ->
         "        fh.flush(); os.fsync(fh.fileno())\n"
         "    return [len(s) / 10.0 for s in smiles]\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+    env = child_env(tmp_path)
     out = tmp_path / "run"
     budget = 20
-    cmd = [
-        sys.executable,
-        "-m",
-        "molvae.cli.main",
-        "optimize",
-        "--model",
-        str(small_model_dir),
-        "--objective",
-        "logged_objective:score",
-        "--budget",
-        str(budget),
-        "--out",
-        str(out),
-        "--seed",
-        "3",
-        *FAST,
-    ]
+    cmd = optimize_command(
+        small_model_dir, out, "--objective", "logged_objective:score", "--budget", str(budget), "--seed", "3", *FAST
+    )
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 240
     try:
         while time.time() < deadline:
             evals = out / "evaluations.csv"
-            if evals.exists() and (_read(evals)["status"] == "scored").sum() >= 8:
+            if evals.exists() and (read_table(evals)["status"] == "scored").sum() >= 8:
                 break
             assert proc.poll() is None, proc.stdout.read().decode()
             time.sleep(0.2)
@@ -88,29 +55,11 @@ def test_resume_after_sigkill_scores_nothing_twice(small_model_dir, tmp_path) ->
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    before = (_read(out / "evaluations.csv")["status"] == "scored").sum()
+    before = (read_table(out / "evaluations.csv")["status"] == "scored").sum()
     assert before < budget
     # resume: the objective comes from config.json
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "molvae.cli.main",
-            "optimize",
-            "--model",
-            str(small_model_dir),
-            "--out",
-            str(out),
-            "--resume",
-            "--no-progress",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
-    assert done.returncode == 0, done.stderr
-    df = _read(out / "evaluations.csv")
+    resume_in_child(small_model_dir, out, env)
+    df = read_table(out / "evaluations.csv")
     scored = df[df["status"] == "scored"]
     assert len(scored) == budget
     assert scored["call"].tolist() == list(range(1, budget + 1))
@@ -124,51 +73,28 @@ def test_same_seed_same_evaluations(small_model_dir, tmp_path) -> None:
     runs = []
     for name in ("a", "b"):
         out = tmp_path / name
-        assert (
-            main(
-                [
-                    "optimize",
-                    "--model",
-                    str(small_model_dir),
-                    "--objective",
-                    "qed",
-                    "--budget",
-                    "10",
-                    "--out",
-                    str(out),
-                    "--seed",
-                    "7",
-                    *FAST,
-                ]
-            )
-            == 0
-        )
+        assert optimize(small_model_dir, out, "--objective", "qed", "--budget", "10", "--seed", "7") == 0
         runs.append((out / "evaluations.csv").read_bytes())
     assert runs[0] == runs[1]
-    assert (_read(tmp_path / "a" / "evaluations.csv")["status"] == "scored").sum() == 10
+    assert (read_table(tmp_path / "a" / "evaluations.csv")["status"] == "scored").sum() == 10
 
 
 def test_trust_region_options_reach_the_saved_state(small_model_dir, tmp_path) -> None:
     out = tmp_path / "turbo"
     fast = [a for a in FAST if a not in ("--method", "bo")]
     assert (
-        main(
-            [
-                "optimize",
-                "--model",
-                str(small_model_dir),
-                "--objective",
-                "qed",
-                "--budget",
-                "8",
-                "--out",
-                str(out),
-                "--method",
-                "turbo",
-                "--tr-failure-tolerance",
-                "3",
-                *fast,
-            ]
+        optimize(
+            small_model_dir,
+            out,
+            "--objective",
+            "qed",
+            "--budget",
+            "8",
+            "--method",
+            "turbo",
+            "--tr-failure-tolerance",
+            "3",
+            fast=fast,
         )
         == 0
     )
@@ -194,39 +120,16 @@ def test_similarity_constraint_holds_in_best(small_model_dir, tmp_path, extra, c
         }
     ).to_csv(init, index=False)
     out = tmp_path / "lead"
-    assert (
-        main(
-            [
-                "optimize",
-                "--model",
-                str(small_model_dir),
-                "--objective",
-                "esol",
-                "--similar-to",
-                "celecoxib",
-                "--min-similarity",
-                "0.4",
-                "--init",
-                str(init),
-                "--budget",
-                "12",
-                "--out",
-                str(out),
-                *FAST,
-                *extra,
-            ]
-        )
-        == 0
-    )
+    assert optimize(small_model_dir, out, *ESOL_NEAR_CELECOXIB, "--init", str(init), "--budget", "12", *extra) == 0
     saved = json.loads((out / "config.json").read_text())["optimize"]
     assert saved["similarity_gp"] is bool(extra)
     assert saved["local_after"] == (None if extra else 5)
-    best = _read(out / "best.csv")
+    best = read_table(out / "best.csv")
     assert len(best) >= 1
     sims = tanimoto_similarity(canonicalize(celecoxib), best["smiles"].tolist())
     assert np.all(sims >= 0.4)
     np.testing.assert_allclose(best["similarity"], sims)
-    evals = _read(out / "evaluations.csv")
+    evals = read_table(out / "evaluations.csv")
     # molecules below the similarity floor are recorded with the reason, and not scored: no call, no score
     infeasible = evals[evals["status"] == "infeasible"]
     assert len(infeasible) >= 3 and infeasible["reason"].str.contains("similarity").all()
@@ -263,30 +166,10 @@ def test_score_infeasible_spends_calls_on_infeasible_molecules(small_model_dir, 
     ).to_csv(init, index=False)
     out = tmp_path / "lead"
     assert (
-        main(
-            [
-                "optimize",
-                "--model",
-                str(small_model_dir),
-                "--objective",
-                "esol",
-                "--similar-to",
-                "celecoxib",
-                "--min-similarity",
-                "0.4",
-                "--init",
-                str(init),
-                "--budget",
-                "6",
-                "--out",
-                str(out),
-                "--score-infeasible",
-                *FAST,
-            ]
-        )
+        optimize(small_model_dir, out, *ESOL_NEAR_CELECOXIB, "--init", str(init), "--budget", "6", "--score-infeasible")
         == 0
     )
-    evals = _read(out / "evaluations.csv")
+    evals = read_table(out / "evaluations.csv")
     assert "infeasible" not in set(evals["status"])
     init_rows = evals[evals["source"] == "init-file"]
     # the three dissimilar molecules were scored and charged, and are still marked infeasible
@@ -303,29 +186,24 @@ def test_lead_optimization_starts_from_the_lead(small_model_dir, tmp_path) -> No
     i = FAST.index("--n-init")
     fast = FAST[:i] + FAST[i + 2 :]
     assert (
-        main(
-            [
-                "optimize",
-                "--model",
-                str(small_model_dir),
-                "--objective",
-                "esol",
-                "--similar-to",
-                lead,
-                "--min-similarity",
-                "0.4",
-                "--n-init",
-                "8",
-                "--budget",
-                "12",
-                "--out",
-                str(out),
-                *fast,
-            ]
+        optimize(
+            small_model_dir,
+            out,
+            "--objective",
+            "esol",
+            "--similar-to",
+            lead,
+            "--min-similarity",
+            "0.4",
+            "--n-init",
+            "8",
+            "--budget",
+            "12",
+            fast=fast,
         )
         == 0
     )
-    evals = _read(out / "evaluations.csv")
+    evals = read_table(out / "evaluations.csv")
     init = evals[(evals["round"] == 0) & evals["status"].isin(["scored", "infeasible"])]
     assert init["smiles"].iloc[0] == lead and init["similarity"].iloc[0] == pytest.approx(1.0)
     assert len(init) == 8
@@ -341,31 +219,15 @@ def test_lead_optimization_starts_from_the_lead(small_model_dir, tmp_path) -> No
 
 def test_pareto_front_is_non_dominated(small_model_dir, tmp_path, capsys) -> None:
     out = tmp_path / "pareto"
-    assert (
-        main(
-            [
-                "optimize",
-                "--model",
-                str(small_model_dir),
-                "--objectives",
-                "esol,qed",
-                "--budget",
-                "12",
-                "--out",
-                str(out),
-                *FAST,
-            ]
-        )
-        == 0
-    )
-    front = _read(out / "pareto.csv")
+    assert optimize(small_model_dir, out, "--objectives", "esol,qed", "--budget", "12") == 0
+    front = read_table(out / "pareto.csv")
     assert len(front) >= 1
     Y = front[["score_esol", "score_qed"]].to_numpy()
     for i in range(len(Y)):
         for j in range(len(Y)):
             assert not (i != j and np.all(Y[j] >= Y[i]) and np.any(Y[j] > Y[i])), (front.iloc[i], front.iloc[j])
     # every feasible scored molecule not on the front is dominated by a front member
-    evals = _read(out / "evaluations.csv")
+    evals = read_table(out / "evaluations.csv")
     rest = evals[(evals["status"] == "scored") & evals["feasible"] & ~evals["smiles"].isin(front["smiles"])]
     for y in rest[["score_esol", "score_qed"]].to_numpy():
         assert np.any(np.all(Y >= y, axis=1))
@@ -392,13 +254,13 @@ def test_round_limit_stops_the_run_and_a_resume_can_raise_it(small_model_dir, tm
     assert "stopped at the round limit" in capsys.readouterr().out
     state = json.loads((out / "state.json").read_text())
     assert state["round"] == 2 and state["stop_reason"] == "max_rounds" and state["calls"] < 100
-    first = _read(out / "evaluations.csv")
+    first = read_table(out / "evaluations.csv")
     assert first["round"].max() == 2
 
     assert main([*args, "--resume", "--max-rounds", "3"]) == 0
     state = json.loads((out / "state.json").read_text())
     assert state["round"] == 3 and json.loads((out / "config.json").read_text())["optimize"]["max_rounds"] == 3
-    again = _read(out / "evaluations.csv")
+    again = read_table(out / "evaluations.csv")
     pd.testing.assert_frame_equal(again.iloc[: len(first)], first)  # the first two rounds are kept as they were
     scored = again.loc[again["status"] == "scored", "smiles"]
     assert scored.is_unique and len(again) > len(first)
@@ -494,25 +356,11 @@ def test_ctrl_c_says_how_to_continue_and_resume_finishes(small_model_dir, tmp_pa
     err = capsys.readouterr().err.strip()
     assert err == f"molvae optimize: interrupted; the run so far is in {out}: add --resume to continue it"
     assert main([*args, "--resume"]) == 0
-    scored = _read(out / "evaluations.csv").query("status == 'scored'")
+    scored = read_table(out / "evaluations.csv").query("status == 'scored'")
     assert len(scored) == 8 and scored["smiles"].is_unique
     # interrupted before the run folder exists: no resume hint
     (tmp_path / "early.py").write_text("raise KeyboardInterrupt\n")
-    assert (
-        main(
-            [
-                "optimize",
-                "--model",
-                str(small_model_dir),
-                "--objective",
-                f"{tmp_path / 'early.py'}:score",
-                "--out",
-                str(tmp_path / "early"),
-                *FAST,
-            ]
-        )
-        == 130
-    )
+    assert optimize(small_model_dir, tmp_path / "early", "--objective", f"{tmp_path / 'early.py'}:score") == 130
     assert capsys.readouterr().err.strip() == "molvae optimize: interrupted"
 
 
@@ -533,26 +381,8 @@ def test_init_file_scores_are_used_not_recomputed(small_model_dir, tmp_path, suf
                     mol.SetProp("qed", score)
                 writer.write(mol)
     out = tmp_path / "run"
-    assert (
-        main(
-            [
-                "optimize",
-                "--model",
-                str(small_model_dir),
-                "--objective",
-                "qed",
-                "--init",
-                str(init),
-                "--budget",
-                "2",
-                "--out",
-                str(out),
-                *FAST,
-            ]
-        )
-        == 0
-    )
-    evals = _read(out / "evaluations.csv")
+    assert optimize(small_model_dir, out, "--objective", "qed", "--init", str(init), "--budget", "2") == 0
+    evals = read_table(out / "evaluations.csv")
     init_rows = evals[evals["source"] == "init-file"]
     assert init_rows["smiles"].tolist() == [canonicalize(m) for m in mols]
     supplied = init_rows[init_rows["score"].notna()]
@@ -564,26 +394,8 @@ def test_init_file_without_score_columns_is_scored(small_model_dir, tmp_path) ->
     init = tmp_path / "init.smi"
     init.write_text("CCO ethanol\nc1ccccc1O phenol\n")
     out = tmp_path / "run"
-    assert (
-        main(
-            [
-                "optimize",
-                "--model",
-                str(small_model_dir),
-                "--objective",
-                "qed",
-                "--init",
-                str(init),
-                "--budget",
-                "3",
-                "--out",
-                str(out),
-                *FAST,
-            ]
-        )
-        == 0
-    )
-    init_rows = _read(out / "evaluations.csv").query("source == 'init-file'")
+    assert optimize(small_model_dir, out, "--objective", "qed", "--init", str(init), "--budget", "3") == 0
+    init_rows = read_table(out / "evaluations.csv").query("source == 'init-file'")
     assert init_rows["call"].tolist() == [1, 2] and init_rows["score"].notna().all()
 
 
@@ -599,27 +411,11 @@ def test_init_file_property_column_of_a_negated_objective_is_negated(small_model
     props.to_csv(tmp_path / "init.csv", index=False)
     out = tmp_path / "run"
     assert (
-        main(
-            [
-                "optimize",
-                "--model",
-                str(small_model_dir),
-                "--objective",
-                "sa",
-                "--init",
-                str(tmp_path / "init.csv"),
-                "--budget",
-                "0",
-                "--out",
-                str(out),
-                *FAST,
-            ]
-        )
-        == 0
+        optimize(small_model_dir, out, "--objective", "sa", "--init", str(tmp_path / "init.csv"), "--budget", "0") == 0
     )
-    supplied = _read(out / "evaluations.csv").query("status == 'supplied'")
+    supplied = read_table(out / "evaluations.csv").query("status == 'supplied'")
     np.testing.assert_allclose(supplied["score"], -sa_score(supplied["smiles"].tolist()))
-    best = _read(out / "best.csv")
+    best = read_table(out / "best.csv")
     assert best["smiles"].iloc[0] == min(supplied["smiles"], key=lambda s: sa_score([s])[0])
     capsys.readouterr()
 
@@ -640,26 +436,19 @@ def test_resume_checks_every_objective_and_a_nan_objective_is_counted(small_mode
     # an objective that returns NaN for every molecule: each is marked infeasible, and the summary says so
     (tmp_path / "nan.py").write_text("def score(smiles):\n    return [float('nan')] * len(smiles)\n")
     assert (
-        main(
-            [
-                "optimize",
-                "--model",
-                str(small_model_dir),
-                "--out",
-                str(tmp_path / "nan"),
-                *FAST,
-                "--objective",
-                f"{tmp_path / 'nan.py'}:score",
-                "--budget",
-                "6",
-                "--method",
-                "prior",
-            ]
+        optimize(
+            small_model_dir,
+            tmp_path / "nan",
+            "--objective",
+            f"{tmp_path / 'nan.py'}:score",
+            "--budget",
+            "6",
+            fast=[*FAST, "--method", "prior"],
         )
         == 0
     )
     printed = capsys.readouterr().out
-    evals = _read(tmp_path / "nan" / "evaluations.csv").query("status == 'scored'")
+    evals = read_table(tmp_path / "nan" / "evaluations.csv").query("status == 'scored'")
     assert len(evals) == 6 and (evals["reason"] == "objective returned NaN").all()
     assert "6 infeasible" in printed and "no feasible molecule was scored" in printed
 

@@ -4,10 +4,8 @@ the process, runs killed mid-call or during start-up, values that belong to the 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,28 +14,9 @@ import pytest
 
 from molvae.chemistry import qed
 from molvae.cli.main import main
+from tests.optimize_runs import FAST, child_env, optimize, optimize_command, read_table, resume_in_child
 
-REPO = Path(__file__).resolve().parents[2]
-FAST = [
-    "--batch",
-    "4",
-    "--n-init",
-    "4",
-    "--decode-attempts",
-    "2",
-    "--restarts",
-    "2",
-    "--raw-samples",
-    "32",
-    "--method",
-    "bo",
-    "--no-progress",
-]
 MOLECULES = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "CC(C)Cc1ccc(C(C)C(=O)O)cc1"]
-
-
-def _read(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, keep_default_na=False, na_values=[""])
 
 
 def _last_error(capsys) -> str:
@@ -50,23 +29,7 @@ def _last_error(capsys) -> str:
 def esol_run(small_model_dir, tmp_path_factory) -> Path:
     """A finished ESOL run whose best.csv has `score` (ESOL logS) beside the property columns (qed, esol...)."""
     out = tmp_path_factory.mktemp("esol") / "run"
-    assert (
-        main(
-            [
-                "optimize",
-                "--model",
-                str(small_model_dir),
-                "--objective",
-                "esol",
-                "--budget",
-                "6",
-                "--out",
-                str(out),
-                *FAST,
-            ]
-        )
-        == 0
-    )
+    assert optimize(small_model_dir, out, "--objective", "esol", "--budget", "6") == 0
     return out
 
 
@@ -77,26 +40,11 @@ def test_an_init_file_from_another_objective_gives_its_named_column_not_its_scor
     out = tmp_path / "qed"
     with caplog.at_level("INFO"):
         assert (
-            main(
-                [
-                    "optimize",
-                    "--model",
-                    str(small_model_dir),
-                    "--objective",
-                    "qed",
-                    "--init",
-                    str(esol_run / "best.csv"),
-                    "--budget",
-                    "0",
-                    "--out",
-                    str(out),
-                    *FAST,
-                ]
-            )
+            optimize(small_model_dir, out, "--objective", "qed", "--init", str(esol_run / "best.csv"), "--budget", "0")
             == 0
         )
     assert "scores from column 'qed'" in caplog.text
-    supplied = _read(out / "evaluations.csv").query("status == 'supplied'")
+    supplied = read_table(out / "evaluations.csv").query("status == 'supplied'")
     assert len(supplied) > 0
     pd.testing.assert_series_equal(supplied["score"], supplied["qed"], check_names=False)
     assert list(supplied["score"]) == pytest.approx(list(qed(supplied["smiles"].tolist())))
@@ -107,74 +55,46 @@ def test_a_bare_score_column_of_another_objective_is_refused(esol_run, small_mod
     folder = tmp_path / "copy"
     folder.mkdir()
     (folder / "config.json").write_bytes((esol_run / "config.json").read_bytes())
-    _read(esol_run / "best.csv")[["smiles", "score"]].to_csv(folder / "best.csv", index=False)
+    read_table(esol_run / "best.csv")[["smiles", "score"]].to_csv(folder / "best.csv", index=False)
     assert (
-        main(
-            [
-                "optimize",
-                "--model",
-                str(small_model_dir),
-                "--objective",
-                "tpsa",
-                "--init",
-                str(folder / "best.csv"),
-                "--budget",
-                "0",
-                "--out",
-                str(tmp_path / "tpsa"),
-                *FAST,
-            ]
+        optimize(
+            small_model_dir,
+            tmp_path / "tpsa",
+            "--objective",
+            "tpsa",
+            "--init",
+            str(folder / "best.csv"),
+            "--budget",
+            "0",
         )
         == 2
     )
     assert "its score column holds esol (the run's config.json says so), not tpsa" in _last_error(capsys)
     # the same objective: used as given
     assert (
-        main(
-            [
-                "optimize",
-                "--model",
-                str(small_model_dir),
-                "--objective",
-                "esol",
-                "--init",
-                str(folder / "best.csv"),
-                "--budget",
-                "0",
-                "--out",
-                str(tmp_path / "esol"),
-                *FAST,
-            ]
+        optimize(
+            small_model_dir,
+            tmp_path / "esol",
+            "--objective",
+            "esol",
+            "--init",
+            str(folder / "best.csv"),
+            "--budget",
+            "0",
         )
         == 0
     )
-    supplied = _read(tmp_path / "esol" / "evaluations.csv").query("status == 'supplied'")
-    assert list(supplied["score"]) == list(_read(folder / "best.csv")["score"])
+    supplied = read_table(tmp_path / "esol" / "evaluations.csv").query("status == 'supplied'")
+    assert list(supplied["score"]) == list(read_table(folder / "best.csv")["score"])
 
 
 def test_a_blank_init_score_is_not_blamed_on_the_objective(small_model_dir, tmp_path) -> None:
     pd.DataFrame({"smiles": MOLECULES[:2], "qed": ["0.5", ""]}).to_csv(tmp_path / "init.csv", index=False)
     out = tmp_path / "run"
     assert (
-        main(
-            [
-                "optimize",
-                "--model",
-                str(small_model_dir),
-                "--objective",
-                "qed",
-                "--init",
-                str(tmp_path / "init.csv"),
-                "--budget",
-                "0",
-                "--out",
-                str(out),
-                *FAST,
-            ]
-        )
-        == 0
+        optimize(small_model_dir, out, "--objective", "qed", "--init", str(tmp_path / "init.csv"), "--budget", "0") == 0
     )
-    reasons = _read(out / "evaluations.csv").query("status == 'supplied'")["reason"].fillna("").tolist()
+    reasons = read_table(out / "evaluations.csv").query("status == 'supplied'")["reason"].fillna("").tolist()
     assert reasons == ["", "no score given in the --init file"]
 
 
@@ -184,71 +104,44 @@ def test_the_output_of_molvae_properties_is_an_init_file(small_model_dir, tmp_pa
     assert main(["properties", "--input", str(tmp_path / "in.smi"), "--out", str(tmp_path / "props.csv")]) == 0
     out = tmp_path / "run"
     assert (
-        main(
-            [
-                "optimize",
-                "--model",
-                str(small_model_dir),
-                "--objective",
-                "qed",
-                "--init",
-                str(tmp_path / "props.csv"),
-                "--budget",
-                "0",
-                "--out",
-                str(out),
-                *FAST,
-            ]
-        )
+        optimize(small_model_dir, out, "--objective", "qed", "--init", str(tmp_path / "props.csv"), "--budget", "0")
         == 0
     )
-    assert (_read(out / "evaluations.csv")["status"] == "supplied").sum() == len(MOLECULES)
+    assert (read_table(out / "evaluations.csv")["status"] == "supplied").sum() == len(MOLECULES)
     # and --smiles-column picks another one
     pd.DataFrame({"id": ["a", "b"], "structure": MOLECULES[:2]}).to_csv(tmp_path / "named.csv", index=False)
     assert (
-        main(
-            [
-                "optimize",
-                "--model",
-                str(small_model_dir),
-                "--objective",
-                "qed",
-                "--init",
-                str(tmp_path / "named.csv"),
-                "--smiles-column",
-                "structure",
-                "--budget",
-                "2",
-                "--out",
-                str(tmp_path / "named"),
-                *FAST,
-            ]
+        optimize(
+            small_model_dir,
+            tmp_path / "named",
+            "--objective",
+            "qed",
+            "--init",
+            str(tmp_path / "named.csv"),
+            "--smiles-column",
+            "structure",
+            "--budget",
+            "2",
         )
         == 0
     )
-    assert _read(tmp_path / "named" / "evaluations.csv")["source"].eq("init-file").sum() == 2
+    assert read_table(tmp_path / "named" / "evaluations.csv")["source"].eq("init-file").sum() == 2
 
 
 def test_a_property_range_given_twice_is_refused(small_model_dir, tmp_path, capsys) -> None:
     """The last --range used to win silently (mw 278 accepted under --range mw=300:350 --range mw=200:450)."""
     assert (
-        main(
-            [
-                "optimize",
-                "--model",
-                str(small_model_dir),
-                "--objective",
-                "qed",
-                "--range",
-                "mw=300:350",
-                "--range",
-                "mw=200:450",
-                "--budget",
-                "4",
-                "--out",
-                str(tmp_path / "run"),
-                *FAST,
-            ]
+        optimize(
+            small_model_dir,
+            tmp_path / "run",
+            "--objective",
+            "qed",
+            "--range",
+            "mw=300:350",
+            "--range",
+            "mw=200:450",
+            "--budget",
+            "4",
         )
         == 2
     )
@@ -276,23 +169,7 @@ def test_an_objective_that_calls_sys_exit_fails_the_run_resumably(small_model_di
         objective = tmp_path / "quits.py"
         objective.write_text(f"import sys\ndef score(smiles):\n    sys.exit({code})\n")
         out = tmp_path / f"run{len(shown)}"
-        assert (
-            main(
-                [
-                    "optimize",
-                    "--model",
-                    str(small_model_dir),
-                    "--objective",
-                    f"{objective}:score",
-                    "--budget",
-                    "4",
-                    "--out",
-                    str(out),
-                    *FAST,
-                ]
-            )
-            == 2
-        )
+        assert optimize(small_model_dir, out, "--objective", f"{objective}:score", "--budget", "4") == 2
         err = _last_error(capsys)
         assert f"called {shown} while scoring" in err
         assert f"the run so far is in {out}: fix the cause and add --resume to continue it" in err
@@ -319,25 +196,11 @@ def test_an_objective_declaring_batch_size_one_loses_nothing_to_a_kill_mid_round
         "    return [len(smiles[0]) / 10.0]\n"
         "score.batch_size = 1\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+    env = child_env(tmp_path)
     out = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        "-m",
-        "molvae.cli.main",
-        "optimize",
-        "--model",
-        str(small_model_dir),
-        "--objective",
-        "slow_objective:score",
-        "--budget",
-        "8",
-        "--out",
-        str(out),
-        "--seed",
-        "3",
-        *FAST,
-    ]
+    cmd = optimize_command(
+        small_model_dir, out, "--objective", "slow_objective:score", "--budget", "8", "--seed", "3", *FAST
+    )
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     try:
@@ -349,25 +212,7 @@ def test_an_objective_declaring_batch_size_one_loses_nothing_to_a_kill_mid_round
         proc.wait()
     killed_after = log.read_text().split()
     assert len(killed_after) < 4, "the kill came after the round ended: nothing was in flight"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "molvae.cli.main",
-            "optimize",
-            "--model",
-            str(small_model_dir),
-            "--out",
-            str(out),
-            "--resume",
-            "--no-progress",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
-    assert done.returncode == 0, done.stderr
+    resume_in_child(small_model_dir, out, env)
     logged = log.read_text().split()
     assert len(set(logged)) == 8
     # Only the call in flight when the kill came is made again: the molecules scored before it are not.

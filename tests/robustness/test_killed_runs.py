@@ -34,6 +34,7 @@ from molvae.cli.main import main
 from molvae.errors import MolvaeError
 from molvae.model import MolVAE
 from tests.conftest import moses_smiles
+from tests.optimize_runs import FAST, read_table
 
 pytestmark = pytest.mark.slow
 
@@ -194,26 +195,7 @@ def test_train_killed_twice_resumes_to_identical_weights(tmp_path) -> None:
 
 
 # --------------------------------------------------------------------------- optimization
-FAST = [
-    "--batch",
-    "4",
-    "--n-init",
-    "4",
-    "--decode-attempts",
-    "2",
-    "--restarts",
-    "2",
-    "--raw-samples",
-    "32",
-    "--method",
-    "bo",
-    "--no-progress",
-]
 BUDGET = 12
-
-
-def _read(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, keep_default_na=False, na_values=[""])
 
 
 def _assert_optimization_files_complete(out: Path) -> None:
@@ -222,7 +204,7 @@ def _assert_optimization_files_complete(out: Path) -> None:
         read_json(out / "config.json")
     if (out / "state.json").exists():
         state = read_json(out / "state.json")
-        evals = _read(out / "evaluations.csv")
+        evals = read_table(out / "evaluations.csv")
         # state.json is the commit point: written after the rows it counts.
         assert len(evals) >= state["n_records"]
     if (out / "scores.jsonl").exists():
@@ -234,7 +216,7 @@ def _assert_optimization_files_complete(out: Path) -> None:
 def _progress(out: Path) -> str:
     """Where a kill landed (shown with pytest -s): committed rows, rows on disk, scores journaled."""
     state = _json_or_none(out / "state.json") or {}
-    rows = len(_read(out / "evaluations.csv")) if (out / "evaluations.csv").exists() else 0
+    rows = len(read_table(out / "evaluations.csv")) if (out / "evaluations.csv").exists() else 0
     journal = (out / "scores.jsonl").read_text().count("\n") if (out / "scores.jsonl").exists() else 0
     return (
         f"round {state.get('round')} committed with {state.get('n_records')} rows; {rows} rows on disk; "
@@ -304,7 +286,7 @@ def test_optimize_killed_twice_scores_nothing_twice_and_matches_uninterrupted(
     print("second kill:", _progress(out))
 
     Run(resume, env(log)).finish()
-    df = _read(out / "evaluations.csv")
+    df = read_table(out / "evaluations.csv")
     scored = df[df["status"] == "scored"]
     assert len(scored) == BUDGET
     assert scored["call"].tolist() == list(range(1, BUDGET + 1))

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from molvae.extensions import torch_build_directory
+from tests.optimize_runs import FAST
 
 pytestmark = pytest.mark.skipif(
     shutil.which(os.environ.get("CXX", "c++")) is None, reason="no C++ compiler to build the kernel with"
@@ -55,19 +56,7 @@ def test_a_killed_botorch_kernel_build_does_not_hang_pareto_optimization(small_m
             "qed,logp",
             "--budget",
             "8",
-            "--batch",
-            "4",
-            "--n-init",
-            "4",
-            "--decode-attempts",
-            "2",
-            "--restarts",
-            "2",
-            "--raw-samples",
-            "32",
-            "--method",
-            "bo",
-            "--no-progress",
+            *FAST,
             "--out",
             str(out),
         ],

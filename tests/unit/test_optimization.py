@@ -232,12 +232,15 @@ def test_zero_budget_scores_nothing_and_finishes(small_model, tmp_path, method, 
     assert state["finished"] and state["stop_reason"] == "budget" and state["round"] == 0
 
 
-def test_runs_saved_before_score_infeasible_resume_with_the_old_accounting(tmp_path) -> None:
+def test_a_run_resumes_with_the_accounting_it_was_saved_with(tmp_path) -> None:
     from molvae.checkpoint import write_json
     from molvae.optimization.config import saved_settings
 
     old = {"objectives": ["esol"], "budget": 50, "constraints": {"reference": "CCO", "min_similarity": 0.4}}
-    write_json(tmp_path / "config.json", {"optimize": old, "method": "turbo", "latent_dim": 8})
+    write_json(
+        tmp_path / "config.json",
+        {"optimize": {**old, "score_infeasible": True, "local_after": None}, "method": "turbo", "latent_dim": 8},
+    )
     resumed = OptimizeConfig.from_dict(saved_settings(tmp_path))
     assert resumed.score_infeasible is True  # infeasible ones were charged
     assert resumed.local_after is None  # and a stalled round always asked the GP
