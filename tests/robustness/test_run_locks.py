@@ -10,6 +10,7 @@ import pytest
 
 from molvae.checkpoint import LOCK_FILE
 from molvae.cli.main import main
+from tests.optimize_runs import FAST
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX record locks")
 
@@ -35,15 +36,9 @@ def test_optimize_resume_while_the_run_is_in_use(small_model_dir, tmp_path, caps
         str(small_model_dir),
         "--out",
         str(out),
-        "--method",
+        *FAST,
+        "--method",  # given after FAST's, so it wins: no GP fits, the run is about the lock
         "prior",
-        "--batch",
-        "4",
-        "--n-init",
-        "4",
-        "--decode-attempts",
-        "2",
-        "--no-progress",
     ]
     assert main([*args, "--objective", "qed", "--budget", "8"]) == 0
     capsys.readouterr()
