@@ -26,6 +26,8 @@ FAST = [
     "2",
     "--raw-samples",
     "32",
+    "--acq-maxiter",
+    "25",
     "--method",
     "bo",
     "--no-progress",

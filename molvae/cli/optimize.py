@@ -128,6 +128,7 @@ _SETTINGS: dict[str, list[tuple[Any, ...]]] = {
     "rounds": [
         ("--restarts", "num_restarts", int, "acquisition optimizer restarts", {"metavar": "RESTARTS"}),
         ("--raw-samples", "raw_samples", int, "random points the restarts are picked from"),
+        ("--acq-maxiter", "acq_maxiter", int, "iterations of the acquisition optimizer (scipy) from each restart"),
         ("--patience", "patience", int, "stop after this many rounds without a new molecule to score"),
         (
             "--max-rounds",
