@@ -177,11 +177,11 @@ PATH_CHUNK = 256
 
 
 def _decode_path(
-    model, z_start, z_end, ts, interp, attempts, temperature, seed, progress: bool | None = False
+    model, z_start, z_end, ts, interp, prior: Prior, attempts, temperature, seed, progress: bool | None = False
 ) -> list[str | None]:
     from tqdm.auto import tqdm
 
-    points = interp(z_start, z_end, ts).astype(np.float32)
+    points = prior.path(z_start, z_end, ts, interp).astype(np.float32)
     decoded: list[str | None] = []
     with tqdm(
         total=len(points), unit="point", desc="interpolate", disable=None if progress is None else not progress
@@ -210,6 +210,7 @@ def interpolate(
     properties: Sequence[str] = DEFAULT_PROPERTIES,
     endpoints: str = "mean",
     fit_steps: int = 400,
+    prior: str | Prior | None = "standard",
     progress: bool | None = False,
 ) -> pd.DataFrame:
     """Walk the latent space from ``start`` to ``end`` (drug names or SMILES) and decode the path.
@@ -217,7 +218,10 @@ def interpolate(
     Both endpoints are encoded to their posterior means and joined by ``method``
     (``"linear"`` or ``"slerp"``) at ``steps`` evenly spaced weights ``t`` (endpoints
     included); each point is decoded with :meth:`MolVAE.decode_valid` (``attempts``,
-    ``temperature``, ``seed``).
+    ``temperature``, ``seed``). ``prior``: the latent space's straight line or great
+    circle with ``"standard"``; with a flow prior (a name of the model's) the join is
+    drawn in that prior's noise and carried back, so the path follows the density of the
+    training codes (:meth:`molvae.priors.Prior.path`).
 
     ``endpoints="fit"`` moves each endpoint from its posterior mean to a code whose
     greedy decode is the input molecule (:meth:`MolVAE.fit_latents`, at most
@@ -275,6 +279,7 @@ def interpolate(
         properties=properties,
         start_smiles=start_smiles,
         end_smiles=end_smiles,
+        prior=prior,
         progress=progress,
     )
     df.attrs.update(
@@ -310,12 +315,13 @@ def decode_path(
     properties: Sequence[str] = DEFAULT_PROPERTIES,
     start_smiles: str | None = None,
     end_smiles: str | None = None,
+    prior: str | Prior | None = "standard",
     progress: bool | None = False,
 ) -> pd.DataFrame:
     """Decode the path between two latent vectors; the table of :func:`interpolate`.
 
     ``start_smiles`` / ``end_smiles`` are the references for ``tanimoto_start`` /
-    ``tanimoto_end`` (NaN columns when not given).
+    ``tanimoto_end`` (NaN columns when not given); ``prior`` as in :func:`interpolate`.
     """
     if method not in _METHODS:
         raise ConfigError(f"method must be 'linear' or 'slerp', got {method!r}")
@@ -335,11 +341,12 @@ def decode_path(
             f"latents must be vectors of length {model.config.latent_dim}, got shapes {z_start.shape} and {z_end.shape}"
         )
 
-    decoded = _decode_path(model, z_start, z_end, ts, interp, attempts, temperature, seed, progress)
+    chosen = model.prior(prior)
+    decoded = _decode_path(model, z_start, z_end, ts, interp, chosen, attempts, temperature, seed, progress)
     if unique is not None:
         while len({s for s in decoded if s}) < unique and 2 * len(ts) - 1 <= max_points:
             ts = t_grid(2 * len(ts) - 1)
-            decoded = _decode_path(model, z_start, z_end, ts, interp, attempts, temperature, seed, progress)
+            decoded = _decode_path(model, z_start, z_end, ts, interp, chosen, attempts, temperature, seed, progress)
 
     smiles = [s or "" for s in decoded]
     valid = np.array([bool(s) for s in smiles], dtype=bool)
@@ -380,6 +387,7 @@ def decode_path(
             "end_name": end_smiles or "end",
             "end_smiles": end_smiles,
             "method": "slerp" if interp is slerp else "linear",
+            "prior": chosen.name,
             "attempts": attempts,
             "temperature": temperature,
             "seed": seed,

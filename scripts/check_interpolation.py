@@ -11,6 +11,7 @@ rho <= -0.8 for every pair.
     python scripts/check_interpolation.py --pairs rule         # 10 pairs drawn by a fixed rule
     python scripts/check_interpolation.py --model runs/x --method slerp
     python scripts/check_interpolation.py --endpoints fit      # endpoints fitted to decode back
+    python scripts/check_interpolation.py --prior flow         # paths joined in the flow prior's noise
 
 Two pair sets. ``named`` is the list below, chosen by hand before any run; half of
 it pairs a drug with a near-copy (caffeine/theophylline differ by one methyl), so
@@ -85,9 +86,12 @@ def check_pair(
     seed: int,
     endpoints: str = "mean",
     unique: int | None = None,
+    prior: str = "standard",
 ) -> dict:
     """One pair's figures: share of valid inner steps, Spearman rho of similarity to the start along the path."""
-    df = interpolate(model, start, end, steps=steps, method=method, seed=seed, endpoints=endpoints, unique=unique)
+    df = interpolate(
+        model, start, end, steps=steps, method=method, seed=seed, endpoints=endpoints, unique=unique, prior=prior
+    )
     inner = df.iloc[1:-1]
     valid = df[df["valid"]]
     rho = spearmanr(valid["step"], valid["tanimoto_start"]).statistic if len(valid) >= 3 else float("nan")
@@ -113,6 +117,7 @@ def main() -> None:
         choices=ENDPOINTS,
         help="posterior means, or codes fitted to decode back to the drugs",
     )
+    parser.add_argument("--prior", default="standard", help="join the codes in this prior's noise (a flow prior)")
     parser.add_argument("--pairs", default="named", choices=["named", "rule"], help="which pair set (see above)")
     parser.add_argument(
         "--unique",
@@ -128,7 +133,8 @@ def main() -> None:
     pairs = PAIRS if args.pairs == "named" else rule_pairs(model, seed=args.seed)
     try:
         rows = [
-            check_pair(model, a, b, args.steps, args.method, args.seed, args.endpoints, args.unique) for a, b in pairs
+            check_pair(model, a, b, args.steps, args.method, args.seed, args.endpoints, args.unique, args.prior)
+            for a, b in pairs
         ]
     except (
         ConfigError

@@ -38,6 +38,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=12, help="points on the path, endpoints included (default 12)")
     p.add_argument("--method", default="linear", choices=["linear", "slerp"], help="interpolation (default linear)")
     p.add_argument(
+        "--prior",
+        default="standard",
+        help="standard: join the codes in the latent space itself (default); the name of a flow prior stored "
+        "with the model (`molvae info`): join them in its noise, so the path follows the density of the "
+        "training codes",
+    )
+    p.add_argument(
         "--unique",
         type=int,
         default=None,
@@ -100,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         properties=properties,
         endpoints=args.endpoints,
         fit_steps=args.fit_steps,
+        prior=args.prior,
         progress=None,
     )
     if args.out is None:
@@ -130,7 +138,7 @@ def _summary(df, args: argparse.Namespace) -> None:
     """What the path holds: valid and distinct molecules, endpoints not fitted, invalid steps."""
     a = df.attrs
     print(
-        f"{a['start_name']} -> {a['end_name']}: {a['method']} path of {a['points']} points, "
+        f"{a['start_name']} -> {a['end_name']}: {a['method']} path ({a['prior']} prior) of {a['points']} points, "
         f"{a['n_valid']} valid, {a['unique_found']} distinct molecules"
     )
     for which, row in (("start", df.iloc[0]), ("end", df.iloc[-1])):

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from molvae.errors import ConfigError
 from molvae.seeding import keyed_rows, standard_block
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -41,6 +42,8 @@ class Prior:
     config_class: ClassVar[type | None] = None
     #: What ``molvae info`` and ``--help`` say of this kind.
     description: ClassVar[str] = "N(0, I), the prior the VAE was trained with"
+    #: Whether one map (:meth:`_chart`) carries every code to its noise and back, so :meth:`path` can use it.
+    global_chart: ClassVar[bool] = True
 
     def __init__(self, dim: int, active: np.ndarray | None = None):
         self.dim = int(dim)
@@ -86,6 +89,31 @@ class Prior:
     def _chart(self, x: np.ndarray):
         """(noise ``u`` that draws the code ``x`` of the active dimensions, the map from noise back to codes)."""
         return x, lambda u: u
+
+    # ---- paths
+    def path(self, a: np.ndarray, b: np.ndarray, t: np.ndarray, join) -> np.ndarray:
+        """Points [len(t), dim] from code ``a`` to code ``b``, joined by ``join`` (lerp or slerp) in the prior's noise.
+
+        The active dimensions of both ends are carried to the noise that draws them, joined
+        there and carried forward, so the path follows the density of the codes instead of
+        cutting across the gaps between them; the other dimensions are joined directly, as
+        under the standard normal. The points at ``t = 0`` and ``t = 1`` are exactly ``a``
+        and ``b``. Needs one map for all codes (:attr:`global_chart`).
+        """
+        t = np.asarray(t, dtype=np.float64)
+        z = join(a, b, t)
+        if type(self)._chart is Prior._chart:
+            return z
+        if not self.global_chart:
+            raise ConfigError(
+                f"the {self.name!r} prior has no single map from codes to noise to draw a path in; "
+                "use a flow prior or the standard one"
+            )
+        u_a, forward = self._chart(np.asarray(a, dtype=np.float64)[self.active])
+        u_b, _ = self._chart(np.asarray(b, dtype=np.float64)[self.active])
+        z[:, self.active] = forward(join(u_a, u_b, t))
+        z[t == 0.0], z[t == 1.0] = a, b  # the maps there and back are not exact inverses
+        return z
 
     # ---- density
     def log_prob(self, z: np.ndarray | torch.Tensor) -> np.ndarray:

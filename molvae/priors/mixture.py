@@ -36,6 +36,7 @@ class GaussianMixturePrior(Prior):
     config_class = MixtureConfig
     kind = "gmm"
     description = "a full-covariance Gaussian mixture over the active dimensions (scikit-learn)"
+    global_chart = False  # each code is whitened by its own component
 
     def __init__(self, dim: int, active: np.ndarray, weights: np.ndarray, means: np.ndarray, cholesky: np.ndarray):
         super().__init__(dim, active)

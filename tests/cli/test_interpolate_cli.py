@@ -90,7 +90,7 @@ def test_interpolate_two_smiles(small_model_dir, tmp_path, capsys) -> None:
     ]
     assert main(args) == 0
     stdout = capsys.readouterr().out
-    assert "slerp path of 6 points" in stdout
+    assert "slerp path (standard prior) of 6 points" in stdout
     for name in ("path.csv", "path.png", "path.svg", "profile.png"):
         assert (out / name).stat().st_size > 500, name
     df = pd.read_csv(out / "path.csv", keep_default_na=False)
@@ -144,7 +144,7 @@ def test_interpolate_without_out_prints_the_path_and_writes_nothing(
     assert [r[0] for r in rows] == ["0", "1", "2", "3", "4"]
     assert [r[1] for r in rows] == ["0.000", "0.250", "0.500", "0.750", "1.000"]
     assert all(r[2] == "(invalid)" or canonicalize(r[2]) == r[2] for r in rows)
-    assert "linear path of 5 points" in lines[6]
+    assert "linear path (standard prior) of 5 points" in lines[6]
     assert lines[-1].startswith("nothing written")
     assert list(tmp_path.iterdir()) == []
 
@@ -291,3 +291,29 @@ def test_bad_endpoints_option(tmp_path, capsys) -> None:
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "--endpoints" in err and "Traceback" not in err
+
+
+def test_interpolate_in_the_flow_priors_noise_with_the_bundled_model(tmp_path, capsys) -> None:
+    out = tmp_path / "path"
+    args = [
+        "interpolate",
+        "aspirin",
+        "ibuprofen",
+        "--prior",
+        "flow",
+        "--steps",
+        "6",
+        "--attempts",
+        "2",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    assert "linear path (flow prior) of 6 points" in capsys.readouterr().out
+    path = pd.read_csv(out / "path.csv")
+    assert len(path) == 6 and path["valid"].iloc[1:-1].any()
+
+
+def test_a_mixture_prior_cannot_carry_a_path(capsys) -> None:
+    code = main(["interpolate", "aspirin", "ibuprofen", "--prior", "gmm", "--steps", "3"])
+    assert "the 'gmm' prior has no single map from codes to noise" in _one_line_error(capsys, code)

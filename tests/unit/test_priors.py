@@ -14,6 +14,7 @@ from scipy.stats import multivariate_normal
 
 from molvae.checkpoint import save_weights
 from molvae.errors import ConfigError, ModelLoadError
+from molvae.latent import lerp, slerp, t_grid
 from molvae.priors import (
     FlowConfig,
     FlowPrior,
@@ -257,3 +258,25 @@ def test_a_step_of_zero_in_the_charts_noise_stays_at_the_code(which, tolerance, 
     assert np.array_equal(
         StandardNormal(prior.dim).around(center, noise, 0.5), (center[None, :] + 0.5 * noise).astype(np.float32)
     )
+
+
+def test_a_path_in_the_flows_noise_keeps_to_the_codes(flow) -> None:
+    """Joined in the flow's noise, the path crosses the gap between the two clusters quickly instead of evenly."""
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal(flow.dim), rng.standard_normal(flow.dim)
+    a[flow.active], b[flow.active] = [-2.0, 0.5], [2.0, -0.5]  # the two cluster centres
+    t = t_grid(15)
+    straight, path = lerp(a, b, t), flow.path(a, b, t, lerp)
+    assert np.array_equal(path[0], a) and np.array_equal(path[-1], b)
+    rest = np.setdiff1d(np.arange(flow.dim), flow.active)
+    assert np.allclose(path[:, rest], straight[:, rest])
+    in_gap = [int((np.abs(z[:, flow.active[0]]) < 1.0).sum()) for z in (straight, path)]
+    assert in_gap[0] == 7 and in_gap[1] <= 3, in_gap
+    assert flow.log_prob(path[1:-1]).mean() > flow.log_prob(straight[1:-1]).mean()
+    assert np.array_equal(StandardNormal(flow.dim).path(a, b, t, slerp), slerp(a, b, t))
+
+
+def test_a_mixture_has_no_single_map_to_draw_a_path_in(gmm) -> None:
+    a, b = gmm.sample(2, seed=0).astype(np.float64)
+    with pytest.raises(ConfigError, match="no single map from codes to noise"):
+        gmm.path(a, b, t_grid(5), lerp)
