@@ -133,7 +133,6 @@ sphinxarg_full_subcommand_name = True
 
 autodoc_member_order = "groupwise"
 autodoc_typehints = "signature"
-autodoc_default_options = {"show-inheritance": True}
 
 # Folder that the error catalog scans: the molvae that autodoc documents.
 error_catalog_package = str(Path(molvae.__file__).resolve().parent)
@@ -152,6 +151,7 @@ nitpick_ignore_regex = [
 
 html_theme = "furo"
 html_title = f"molvae {release}"
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_css_files = ["molvae.css"]
 html_show_sourcelink = False
 html_math_renderer = "mathml"
