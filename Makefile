@@ -1,12 +1,15 @@
 # The two set-up commands of the README:
 #   make demo   installs molvae into .venv and runs the demo (writes runs/demo/)
 #   make test   installs molvae into .venv and runs the test suite
+# and for contributors:
+#   make docs   installs the docs extra and builds the documentation site into docs/_build/html
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.molvae-installed
+DOCS_STAMP := $(VENV)/.molvae-docs-installed
 
-.PHONY: install demo test test-fast lint clean
+.PHONY: install demo test test-fast lint docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +39,20 @@ test-fast: $(STAMP)
 
 # ruff's settings are in pyproject.toml; CI runs this before the tests.
 lint: $(STAMP)
-	$(BIN)/ruff check molvae tests scripts
-	$(BIN)/ruff format --check molvae tests scripts
+	$(BIN)/ruff check molvae tests scripts docs/conf.py docs/_ext
+	$(BIN)/ruff format --check molvae tests scripts docs/conf.py docs/_ext
+
+# Sphinx and its extensions: a stamp of their own, so that `make test` does not need them.
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e ".[docs]"
+	touch $(DOCS_STAMP)
+
+# Strict, as CI runs it: any warning, unresolved reference (-n) or page that would load
+# something from the network fails the build; --keep-going reports them all first.
+# -E reads every page again, so that a warning is never hidden by an unchanged page.
+docs: $(DOCS_STAMP)
+	$(BIN)/sphinx-build -E -W --keep-going -n -q -b html docs docs/_build/html
+	@echo "open docs/_build/html/index.html"
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache docs/_build docs/tutorials

@@ -6,12 +6,12 @@
 >>> path = latent.interpolate(model, "aspirin", "ibuprofen", steps=12, method="slerp")
 >>> around = latent.neighbourhood(model, "celecoxib", n=200, radius=0.5)
 
-Both functions take drug names (see :mod:`molvae.drugs`) or SMILES, encode them to
+Both functions take drug names (see ``molvae.drugs``) or SMILES, encode them to
 the posterior mean and return :class:`pandas.DataFrame` tables. Their settings and
 summary numbers are kept in ``DataFrame.attrs``.
 
 Decoding
-    :func:`interpolate` decodes every point with :meth:`MolVAE.decode_valid`
+    :func:`interpolate` decodes every point with :meth:`.MolVAE.decode_valid`
     (greedy first, then ``attempts - 1`` low-temperature samples; the most frequent
     valid molecule wins). Points where nothing valid came out stay in the table with
     ``valid=False`` and an empty ``smiles``.
@@ -22,7 +22,7 @@ Decoding
     decoding is a deterministic map z -> molecule, so the distance from the query is
     set by ``radius`` alone rather than by decoder noise, and ``count`` (how many
     draws gave a molecule) measures how much of the ball that molecule occupies.
-    Pass ``attempts > 1`` to use :meth:`MolVAE.decode_valid` per draw instead
+    Pass ``attempts > 1`` to use :meth:`.MolVAE.decode_valid` per draw instead
     (more valid draws, ``attempts`` times the cost).
 """
 
@@ -52,10 +52,10 @@ __all__ = [
 ]
 
 #: How :func:`interpolate` places the endpoints: the encoder's posterior mean, or a
-#: code fitted so that it decodes to the input (:meth:`MolVAE.fit_latents`).
+#: code fitted so that it decodes to the input (:meth:`.MolVAE.fit_latents`).
 ENDPOINTS: tuple[str, ...] = ("mean", "fit")
 
-#: Property columns of the tables (keys of :data:`molvae.chemistry.PROPERTIES`).
+#: Property columns of the tables (keys of :data:`~molvae.chemistry.properties.PROPERTIES`).
 DEFAULT_PROPERTIES: tuple[str, ...] = ("logp", "qed", "sa", "esol", "mw")
 
 # Below this sin(angle) the two directions count as parallel (or anti-parallel)
@@ -217,14 +217,14 @@ def interpolate(
 
     Both endpoints are encoded to their posterior means and joined by ``method``
     (``"linear"`` or ``"slerp"``) at ``steps`` evenly spaced weights ``t`` (endpoints
-    included); each point is decoded with :meth:`MolVAE.decode_valid` (``attempts``,
+    included); each point is decoded with :meth:`.MolVAE.decode_valid` (``attempts``,
     ``temperature``, ``seed``). ``prior``: the latent space's straight line or great
     circle with ``"standard"``; with a flow prior (a name of the model's) the join is
     drawn in that prior's noise and carried back, so the path follows the density of the
     training codes (:meth:`molvae.priors.Prior.path`).
 
     ``endpoints="fit"`` moves each endpoint from its posterior mean to a code whose
-    greedy decode is the input molecule (:meth:`MolVAE.fit_latents`, at most
+    greedy decode is the input molecule (:meth:`.MolVAE.fit_latents`, at most
     ``fit_steps`` optimizer steps), so the path starts and ends at the inputs even
     where the encoder alone misses them. ``attrs["start_fit"]`` / ``attrs["end_fit"]``
     then say whether that worked (``reconstructed``) and how far the code moved.
@@ -424,7 +424,7 @@ def neighbourhood(
     standard deviation. With a learned ``prior`` (a name of the model's, or ``"auto"``)
     the steps are taken in that prior's noise instead (:meth:`molvae.priors.Prior.around`),
     so the draws follow the shape of the codes around ``mu``. Each draw is decoded greedily
-    once (``attempts=1``) or with :meth:`MolVAE.decode_valid` (``attempts > 1``); see the
+    once (``attempts=1``) or with :meth:`.MolVAE.decode_valid` (``attempts > 1``); see the
     module docstring.
 
     Returns one row per distinct valid canonical SMILES, sorted by ``tanimoto`` to the

@@ -153,7 +153,7 @@ class Vocabulary:
         return isinstance(other, Vocabulary) and self.tokens == other.tokens
 
     def encode(self, tokens: Sequence[str], molecule: str | None = None) -> list[int]:
-        """Token ids (without BOS/EOS); raises :class:`UnknownTokenError` naming the token."""
+        """Token ids (without BOS/EOS); raises :class:`~molvae.errors.UnknownTokenError` naming the token."""
         index = self.index
         try:
             return [index[t] for t in tokens]

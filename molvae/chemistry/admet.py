@@ -1,12 +1,12 @@
 """ADMET-AI's endpoints (Swanson et al. 2024): Chemprop ensembles trained on the TDC ADMET data sets.
 
-An optional extra (``pip install "molvae[admet]"``). :data:`DIRECTIONS` is molvae's own table:
+An optional extra (``pip install "molvae[admet]"``). ``DIRECTIONS`` is molvae's own table:
 which way each endpoint is better as an objective, and its typical spread for ``target()`` and
 ``range()``; names, units and task types are read from the metadata file ADMET-AI ships
 (``admet_ai/resources/data/admet.csv``, which has no direction). A classification endpoint is a
 probability (0-1).
 
-:func:`predict` runs the loaded ensembles directly rather than through ``ADMETModel.predict``,
+``predict`` runs the loaded ensembles directly rather than through ``ADMETModel.predict``,
 which prints progress bars and notices to standard output, drops invalid SMILES from its result
 and raises on an empty batch. Here invalid inputs are NaN rows in input order, nothing is printed,
 and the model is loaded once per process.
@@ -151,7 +151,7 @@ def _package_dir(what: str) -> Path:
 
 @functools.cache
 def endpoints() -> dict[str, Endpoint]:
-    """Every endpoint of :data:`DIRECTIONS`, with the installed ADMET-AI's metadata (read without importing it)."""
+    """Every endpoint of ``DIRECTIONS``, with the installed ADMET-AI's metadata (read without importing it)."""
     table = _package_dir("an ADMET-AI endpoint") / "resources" / "data" / "admet.csv"
     with table.open(newline="", encoding="utf-8") as handle:
         rows = {row["id"]: row for row in csv.DictReader(handle)}
@@ -174,7 +174,7 @@ def endpoints() -> dict[str, Endpoint]:
 
 
 def endpoint(key: str) -> Endpoint:
-    """The endpoint ``key`` (an id of :data:`DIRECTIONS`, any case); :class:`KeyError` if there is none.
+    """The endpoint ``key`` (an id of ``DIRECTIONS``, any case); :class:`KeyError` if there is none.
 
     Without ADMET-AI installed, a known endpoint raises :class:`~molvae.errors.MissingExtraError`.
     """

@@ -38,7 +38,7 @@ MAX_SMILES_LENGTH = 2_000
 def to_mol(smiles: str) -> Chem.Mol | None:
     """Parse and sanitize a SMILES string; ``None`` if it is not a valid molecule.
 
-    Non-strings, empty strings, strings longer than :data:`MAX_SMILES_LENGTH` and
+    Non-strings, empty strings, strings longer than ``MAX_SMILES_LENGTH`` and
     strings that parse but fail sanitization (e.g. a pentavalent carbon) are all invalid.
     """
     if not isinstance(smiles, str) or not smiles or len(smiles) > MAX_SMILES_LENGTH:
@@ -60,7 +60,7 @@ def as_mol(item: str | Chem.Mol | None) -> Chem.Mol | None:
 
 
 def map_molecules(func: Callable[[Chem.Mol], T], items: Iterable[str | Chem.Mol | None]) -> list[T | None]:
-    """``func(mol)`` for each input that is a valid molecule (:func:`as_mol`), ``None`` for the others."""
+    """``func(mol)`` for each input that is a valid molecule (``as_mol``), ``None`` for the others."""
     out: list[T | None] = []
     for item in items:
         mol = as_mol(item)
@@ -85,7 +85,7 @@ def canonicalize_many(smiles: Sequence[str], n_jobs: int | None = None, isomeric
     """Canonical SMILES (isomeric unless ``isomeric=False``) for each input; ``None`` where invalid or not a string.
 
     ``n_jobs=1`` runs in-process; ``None`` uses worker processes only for more
-    than :data:`PARALLEL_THRESHOLD` molecules; ``n_jobs>1`` always uses that
+    than ``PARALLEL_THRESHOLD`` molecules; ``n_jobs>1`` always uses that
     many workers; ``-1`` means all available cores.
     """
     smiles = list(smiles)

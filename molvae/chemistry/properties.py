@@ -1,11 +1,11 @@
 """Molecular properties from RDKit, and the table of them that objectives, plots and the CLI read.
 
 Every property function takes a sequence of SMILES (or ``Mol`` objects) and returns one float
-per input, NaN where the input is not a valid molecule. :data:`PROPERTIES` is the one place a
+per input, NaN where the input is not a valid molecule. :data:`.PROPERTIES` is the one place a
 property is declared: its function, whether higher or lower is better as an objective, the
 spread that ``target()`` and ``range()`` objectives divide distances by, and its label and
 description for plots and ``--help``. ADMET-AI's endpoints (an optional extra) are properties
-named ``admet:<endpoint>`` (:func:`lookup_property`), described by the table of
+named ``admet:<endpoint>`` (:func:`~molvae.chemistry.lookup_property`), described by the table of
 :mod:`molvae.chemistry.admet`; ``solubility`` is its aqueous solubility.
 """
 
@@ -350,7 +350,7 @@ PROPERTIES: dict[str, Property] = _by_name(
 
 
 def default_properties() -> list[str]:
-    """The properties tables show by default: those of :data:`PROPERTIES` that need no extra."""
+    """The properties tables show by default: those of :data:`.PROPERTIES` that need no extra."""
     return [name for name, prop in PROPERTIES.items() if not prop.extra]
 
 
@@ -365,7 +365,7 @@ def _endpoint_values(key: str, smiles_list: Sequence[str]) -> np.ndarray:
 
 @functools.cache
 def lookup_property(name: str) -> Property | None:
-    """The property called ``name``: an entry of :data:`PROPERTIES` or ``admet:<endpoint>``; None if none is.
+    """The property called ``name``: an entry of :data:`.PROPERTIES` or ``admet:<endpoint>``; None if none is.
 
     An ADMET-AI endpoint's label, units and description come from the installed package's metadata:
     without it, a known endpoint raises :class:`~molvae.errors.MissingExtraError`.
@@ -398,7 +398,7 @@ def require_extra(prop: Property) -> None:
 
 
 def resolve_properties(names: Sequence[str]) -> list[Property]:
-    """The properties called ``names`` (:func:`lookup_property`); a one-line error naming the unknown ones."""
+    """The properties called ``names`` (:func:`.lookup_property`); a one-line error naming the unknown ones."""
     found = {name: lookup_property(name) for name in names}
     unknown = [name for name, prop in found.items() if prop is None]
     if unknown:
@@ -431,7 +431,7 @@ def property_table(
     """Table of properties, one row per input SMILES, in input order.
 
     Columns: ``smiles`` (the input), ``canonical_smiles`` (None where invalid),
-    ``valid``, then one float column per requested property name (:func:`lookup_property`;
+    ``valid``, then one float column per requested property name (:func:`~molvae.chemistry.lookup_property`;
     by default :func:`default_properties`), NaN where invalid. Each molecule is parsed once
     for all RDKit properties, and ADMET-AI scores all requested endpoints in one pass.
     ``n_jobs`` as in :func:`canonicalize_many`.

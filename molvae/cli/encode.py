@@ -1,7 +1,7 @@
 """``molvae encode``: latent codes (posterior means) of a molecule file, streamed in chunks.
 
-The encoding and the ``.npy`` writer are :func:`molvae.model.encoding.encode_chunk` and
-:class:`molvae.tables.NpyWriter` (:func:`molvae.model.encode_to_npy` from Python); this module
+The encoding and the ``.npy`` writer are ``molvae.model.encoding.encode_chunk`` and
+``molvae.tables.NpyWriter`` (``molvae.model.encode_to_npy`` from Python); this module
 adds the input file, the index table and the progress bar.
 """
 

@@ -4,7 +4,7 @@ Representation and vocabulary, architecture, parameters, the weights' SHA-256, t
 training data, epochs, hardware and parent, and the last epoch's validation figures,
 for a bundled model (from its model card) or a run directory of ``molvae train``
 (from its config.json, metrics.csv, data_summary.json and run_info.json).
-``--json`` prints the same as one JSON object (:meth:`MolVAE.summary`).
+``--json`` prints the same as one JSON object (``MolVAE.summary()`` from Python).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ its data files (MCF/PAINS SMARTS, the data splits) are read from the installed
   divided by how many were taken (MOSES removes invalid strings before taking
   the first k). With fewer than ``k`` valid molecules, all of them are used
   (MOSES warns and does the same).
-* ``IntDiv`` = 1 - mean of the full |G|x|G| Tanimoto matrix, diagonal included
+* ``IntDiv`` = 1 - mean of the full ``|G|x|G|`` Tanimoto matrix, diagonal included
   (so a set of n distinct molecules never reaches 1; n identical ones give 0).
   ``IntDiv2`` = 1 - mean_i sqrt(mean_j T_ij^2): MOSES takes the root per row
   before averaging, not of the global mean.
@@ -34,7 +34,7 @@ its data files (MCF/PAINS SMARTS, the data splits) are read from the installed
 
 Reference statistics (ChemNet mean/covariance, fragment and scaffold counts,
 packed fingerprints, property arrays) and canonical training sets are cached
-under :func:`molvae.datasets.default_cache_dir`, keyed by a hash of the SMILES.
+under ``molvae.datasets.default_cache_dir``, keyed by a hash of the SMILES.
 
 The work is split by topic: :mod:`molvae.metrics.similarity` (fingerprints, Tanimoto, SNN,
 IntDiv), :mod:`molvae.metrics.chemnet` (FCD), :mod:`molvae.metrics.references` (per-molecule
@@ -220,7 +220,7 @@ def reconstruction_rate(model, smiles: Sequence[str]) -> float:
     """Fraction of ``smiles`` whose greedy reconstruction is the same molecule as the model reads it.
 
     The same canonical SMILES, without stereochemistry for a model that has no stereo
-    tokens (:meth:`MolVAE.canonical`): such a model encodes a stereo input as its 2D graph.
+    tokens (:meth:`.MolVAE.canonical`): such a model encodes a stereo input as its 2D graph.
     Inputs that are invalid or cannot be encoded (unknown token) count as failures.
     """
     smiles = list(smiles)

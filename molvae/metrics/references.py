@@ -4,7 +4,7 @@ Each molecule is parsed once (in worker processes for large sets) for its canoni
 SMILES, packed fingerprint, BRICS fragments, Murcko scaffold, properties and, for
 generated sets, the MOSES filter verdict. A reference set's statistics (ChemNet
 mean/covariance included) and a training set's canonical SMILES are cached under
-:func:`molvae.datasets.default_cache_dir`, keyed by a hash of the SMILES; the package
+``molvae.datasets.default_cache_dir``, keyed by a hash of the SMILES; the package
 ships the ChemNet statistics of the MOSES test set.
 """
 

@@ -2,7 +2,7 @@
 
 Fingerprints are Morgan radius 2, 1024 bits, packed eight to a byte. Tanimoto matrices
 are computed block by block as bf16 matrix products (exact where it matters, see
-:func:`_tanimoto_block`), so a large reference set is never one dense matrix.
+``_tanimoto_block``), so a large reference set is never one dense matrix.
 """
 
 from __future__ import annotations

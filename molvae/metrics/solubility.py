@@ -3,7 +3,7 @@ MOSES property distances, when the ``admet`` extra is installed.
 
 ADMET-AI scores tens of molecules per second on a CPU where RDKit descriptors score thousands, so
 each side is a seeded random subsample of at most ``sample`` molecules, and the reference's values
-are cached on disk (under :func:`molvae.datasets.default_cache_dir`, keyed by a hash of the
+are cached on disk (under ``molvae.datasets.default_cache_dir``, keyed by a hash of the
 subsample and the ADMET-AI version) like the other reference statistics.
 """
 

@@ -5,7 +5,7 @@
 :mod:`~molvae.model.encoding` (batched encoding, ``.npy`` files of codes),
 :mod:`~molvae.model.fitting` (codes fitted to decode to given molecules),
 :mod:`~molvae.model.store` (model directories and the bundled models) and
-:mod:`~molvae.model.vae`, the user-facing :class:`MolVAE`.
+:mod:`~molvae.model.vae`, the user-facing :class:`~molvae.MolVAE`.
 """
 
 from molvae.devices import resolve_device, resolve_dtype

@@ -34,7 +34,7 @@ class DecoderStepper:
     matmul per layer plus the layers above. Matmuls run in ``dtype`` (bf16 on AMX
     CPUs/GPUs) while the hidden state and gate arithmetic stay in fp32; on CPU each
     layer's gate arithmetic runs in one pass of the compiled kernel
-    (:class:`molvae.recurrent.DecoderCells`) unless the step is compiled. Plain
+    (``molvae.recurrent.DecoderCells``) unless the step is compiled. Plain
     matmuls also keep working when the batch shrinks as sequences finish.
     """
 
@@ -85,7 +85,7 @@ class DecoderStepper:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The next token [B] (argmax, or a draw at ``temperature``) and the new hidden state.
 
-        A draw needs ``noise``: Exp(1) variates [B, V] (:class:`molvae.seeding.KeyedNoise`).
+        A draw needs ``noise``: Exp(1) variates [B, V] (``molvae.seeding.KeyedNoise``).
         It is the draw :func:`torch.multinomial` makes (an exponential race on the
         probabilities), done inside the step so that a compiled step fuses it with the
         output layer.
@@ -156,7 +156,7 @@ def _gru_stack_step(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One step through the stacked GRU and the output layer (matmuls in ``dtype``, state in fp32).
 
-    ``cells``: run the layers through :class:`molvae.recurrent.DecoderCells` (eager CPU steps).
+    ``cells``: run the layers through ``molvae.recurrent.DecoderCells`` (eager CPU steps).
     """
     # F.embedding (index_select) is faster than advanced indexing here, and compiled it fuses with the add.
     x_gates = F.embedding(token, token_table) + zterm
@@ -249,8 +249,8 @@ def generate(
 
     A sampled decode of row ``i`` is a function of (``z[i]``, ``seed``, ``keys[i]``)
     alone (default keys: ``0..B-1``; no seed: one drawn from torch's global
-    generator), whatever else is in the batch: see :mod:`molvae.seeding`.
-    ``compile=True`` runs each step through ``torch.compile`` (see :func:`_compiled_stack_step`).
+    generator), whatever else is in the batch: see ``molvae.seeding``.
+    ``compile=True`` runs each step through ``torch.compile`` (see ``_compiled_stack_step``).
     """
     max_length = max_length or net.config.max_length
     stepper = DecoderStepper(net, dtype, compile=compile)

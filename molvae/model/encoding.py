@@ -1,8 +1,8 @@
 """Encoding molecules: tokenized batches sorted by length, and streams of molecules written to a ``.npy`` file.
 
-:func:`encode_token_ids` builds each batch's padding in one vectorized gather.
-:func:`encode_to_npy` encodes any number of molecules chunk by chunk into a ``.npy``
-file (what ``molvae encode`` writes), holding one chunk in memory; :func:`encode_chunk`
+``encode_token_ids`` builds each batch's padding in one vectorized gather.
+:func:`~molvae.model.encode_to_npy` encodes any number of molecules chunk by chunk into a ``.npy``
+file (what ``molvae encode`` writes), holding one chunk in memory; ``encode_chunk``
 is its step, for callers that write more beside the codes.
 """
 
@@ -107,7 +107,7 @@ def encode_chunk(
     errors: str = "nan",
     source: str | None = None,
 ) -> EncodedChunk:
-    """Encode ``smiles``, rows ``first``... of a longer stream (see :func:`encode_to_npy` for the arguments).
+    """Encode ``smiles``, rows ``first``... of a longer stream (see :func:`.encode_to_npy` for the arguments).
 
     With ``sample`` each row's draw depends on ``seed`` and its row number only, so a stream
     encoded in chunks samples as a whole. ``errors="raise"`` stops at the first molecule that

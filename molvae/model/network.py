@@ -40,7 +40,7 @@ class ModelConfig:
     max_length: int = field(default=120, metadata=rule(ge=3))  # tokens including BOS/EOS; bounds decoding
 
     def validate(self) -> ModelConfig:
-        """Check types and ranges (:func:`molvae.config.validate_config`); returns ``self``."""
+        """Check types and ranges (``molvae.config.validate_config``); returns ``self``."""
         validate_config(self, "model config")
         return self
 
@@ -49,17 +49,17 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: Any) -> ModelConfig:
-        """Build from parsed JSON; unknown or missing fields and bad values raise :class:`ConfigError`."""
+        """Build from parsed JSON; unknown or missing fields and bad values raise :class:`.ConfigError`."""
         return config_from_dict(cls, data, "model config")
 
 
 class SequenceVAE(nn.Module):
     """Bidirectional-GRU encoder and z-conditioned GRU decoder over token ids."""
 
-    #: Train on CPU through :mod:`molvae.recurrent` (same weights and equations as
+    #: Train on CPU through ``molvae.recurrent`` (same weights and equations as
     #: ``nn.GRU``, one weight-gradient matmul per layer instead of one per time step).
     fused_cpu_gru: bool = True
-    #: ... with their time loops in the compiled kernel (:func:`molvae.recurrent.cpu_kernel`)
+    #: ... with their time loops in the compiled kernel (``molvae.recurrent.cpu_kernel``)
     #: where it builds; False keeps them in torch ops (for comparisons).
     cpu_gru_kernel: bool = True
 
@@ -89,7 +89,7 @@ class SequenceVAE(nn.Module):
         self.output = nn.Linear(c.decoder_hidden, c.vocab_size)
 
     def _use_recurrent(self, x: torch.Tensor) -> bool:
-        """Run the GRUs through :mod:`molvae.recurrent`: CPU training only (GPUs keep cuDNN)."""
+        """Run the GRUs through ``molvae.recurrent``: CPU training only (GPUs keep cuDNN)."""
         return self.fused_cpu_gru and x.device.type == "cpu" and torch.is_grad_enabled()
 
     def _cpu_layer(self, *args: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

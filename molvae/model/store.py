@@ -1,7 +1,7 @@
 """Model directories on disk: the bundled models, loading (every file checked) and saving (atomic).
 
 A model directory holds ``config.json`` (``{"model": ModelConfig, ...}``), ``vocab.json`` and
-``model.safetensors``; :mod:`molvae.folders` names them.
+``model.safetensors``; ``molvae.folders`` names them.
 """
 
 from __future__ import annotations

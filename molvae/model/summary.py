@@ -1,4 +1,4 @@
-"""A model's record: what it is and how it was made (:meth:`MolVAE.summary`, what ``molvae info`` prints),
+"""A model's record: what it is and how it was made (:meth:`.MolVAE.summary`, what ``molvae info`` prints),
 from a bundled model's card or the files its training run left in its directory."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from molvae.priors.store import describe_priors
 
 
 def describe_model(model: Any) -> dict[str, Any]:
-    """What ``model`` (a :class:`~molvae.model.MolVAE`) is and how it was made: :meth:`MolVAE.summary`."""
+    """What ``model`` (a :class:`~molvae.model.MolVAE`) is and how it was made: :meth:`.MolVAE.summary`."""
     cfg = model.config
     about = {
         "name": (model.card or {}).get("name"),

@@ -1,7 +1,7 @@
 """The user-facing model: :class:`MolVAE`, a trained network with its vocabulary.
 
-SMILES in, latent codes out (:meth:`MolVAE.encode`), and back (:meth:`MolVAE.decode`,
-:meth:`MolVAE.sample` from a prior, :meth:`MolVAE.decode_valid`).
+SMILES in, latent codes out (:meth:`.MolVAE.encode`), and back (:meth:`.MolVAE.decode`,
+:meth:`.MolVAE.sample` from a prior, :meth:`.MolVAE.decode_valid`).
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ class MolVAE:
 
         RDKit canonicalization dominates encoding time (more so on a GPU, where the
         network is fast), so it runs in ``n_jobs`` worker processes: by default all cores for
-        more than :data:`PARALLEL_CANONICALIZE` molecules, below which starting the
+        more than ``PARALLEL_CANONICALIZE`` molecules, below which starting the
         workers costs more than it saves.
         """
         from molvae.chemistry import canonicalize_many
@@ -252,7 +252,7 @@ class MolVAE:
         """Encode already-tokenized molecules (None → NaN row); batches sorted by length.
 
         With ``sample=True`` molecule ``i`` gets ``mu + sigma * eps`` where ``eps`` is row
-        ``first_key + i`` of :func:`molvae.seeding.prior_latents` for ``seed`` (drawn from
+        ``first_key + i`` of ``molvae.seeding.prior_latents`` for ``seed`` (drawn from
         torch's global generator when None): the same sample whatever the batch size, and
         a file encoded in chunks (``first_key`` = the chunk's first row) samples as a whole.
         """
@@ -271,7 +271,7 @@ class MolVAE:
         self, smiles: Sequence[str], max_steps: int = 400, lr: float = 0.05, check_every: int = 25
     ) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """Latent codes [N, D] whose greedy decode is each input molecule, where one can be found:
-        :func:`molvae.model.fitting.fit_latents` (the codes, and per molecule whether it worked)."""
+        ``molvae.model.fitting.fit_latents`` (the codes, and per molecule whether it worked)."""
         return fit_latents(self, smiles, max_steps=max_steps, lr=lr, check_every=check_every)
 
     @torch.no_grad()
@@ -291,7 +291,7 @@ class MolVAE:
         Strings are returned as generated, not validated: pass them to
         :mod:`molvae.chemistry` to check validity. A sampled decode of latent ``i``
         depends only on ``z[i]``, ``seed`` and ``keys[i]`` (default ``i``), not on
-        ``batch_size`` or the other latents (:mod:`molvae.seeding`).
+        ``batch_size`` or the other latents (``molvae.seeding``).
         """
         return [
             s

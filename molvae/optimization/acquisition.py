@@ -1,8 +1,8 @@
 """Acquisition: the next latent points to decode, given GPs fitted to the scores so far.
 
-One table entry per acquisition: :data:`ACQUISITIONS` maps each name ``--acquisition`` takes
+One table entry per acquisition: ``ACQUISITIONS`` maps each name ``--acquisition`` takes
 (and :class:`~molvae.optimization.config.OptimizeConfig` accepts) to a proposer and what it
-supports. Several objectives always use :func:`propose_pareto` (qLogNEHVI).
+supports. Several objectives always use ``propose_pareto`` (qLogNEHVI).
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def propose_latents(
     constraint: tuple[Any, float] | None = None,
 ) -> torch.Tensor:
     """q new latent points maximizing the acquisition inside ``bounds`` (2 x d): ``config.acquisition``
-    for one objective, :func:`propose_pareto` for several."""
+    for one objective, ``propose_pareto`` for several."""
     p = Proposal(model, X, Y, bounds, q, config, constraint, ref_point)
     if Y.shape[-1] > 1:
         return propose_pareto(p)

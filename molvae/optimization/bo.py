@@ -1,14 +1,14 @@
 """Where the BO loop and its helpers lived before issue 42 split them up; kept so that code importing
 ``molvae.optimization.bo`` keeps working. New code imports from their homes:
 
-* :mod:`~molvae.optimization.config`: :class:`OptimizeConfig`, the methods, the resume rules;
+* :mod:`~molvae.optimization.config`: :class:`~molvae.optimization.OptimizeConfig`, the methods, the resume rules;
 * :mod:`~molvae.optimization.gp`: GP fit and data, the trust region and the boxes;
 * :mod:`~molvae.optimization.subspace`: the active latent dimensions;
 * :mod:`~molvae.optimization.store`: the run folder's files (config.json, evaluations.csv, state.json,
   run_info.json, the score journal);
 * :mod:`~molvae.optimization.designs` and :mod:`~molvae.optimization.proposers`: initial designs and
   each round's proposals;
-* :mod:`~molvae.optimization.optimizer`: :class:`Optimizer` and :func:`optimize`.
+* :mod:`~molvae.optimization.optimizer`: :class:`.Optimizer` and :func:`.optimize`.
 """
 
 from molvae.optimization.config import (

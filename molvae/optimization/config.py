@@ -1,6 +1,6 @@
 """What defines an optimization run (:class:`OptimizeConfig`, saved as config.json) and the rules of resuming one.
 
-:func:`resume_config` is the one place that decides what a resume may change: the Python
+``resume_config`` is the one place that decides what a resume may change: the Python
 API (:func:`molvae.optimization.optimize`) and ``molvae optimize --resume`` both call it.
 """
 
@@ -94,7 +94,7 @@ class OptimizeConfig:
     score_infeasible: bool = False
 
     def validate(self) -> OptimizeConfig:
-        """Check types and ranges (:func:`molvae.config.validate_config`); returns ``self``."""
+        """Check types and ranges (``molvae.config.validate_config``); returns ``self``."""
         validate_config(self, "optimization config")
         if not 1 <= len(self.objectives) <= 3:
             raise ConfigError(f"optimization config: one to three objectives, got {len(self.objectives)}")
@@ -107,7 +107,7 @@ class OptimizeConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> OptimizeConfig:
-        """Build from parsed JSON; unknown fields and bad values raise :class:`ConfigError`."""
+        """Build from parsed JSON; unknown fields and bad values raise :class:`~molvae.errors.ConfigError`."""
         return config_from_dict(cls, data, "optimization config").validate()
 
 
@@ -128,7 +128,7 @@ def saved_settings(out: str | Path) -> dict[str, Any]:
 def check_resume_settings(
     out: str | Path, saved: dict[str, Any], given: dict[str, Any], names: Mapping[str, str] | None = None
 ) -> None:
-    """A one-line :class:`ConfigError` when ``given`` settings differ from those the run in ``out`` was saved with.
+    """A one-line :class:`.ConfigError` when ``given`` settings differ from those the run in ``out`` was saved with.
 
     A resume continues the saved run exactly (same batch, seed, method, constraints...), so a
     different value passed with it would be ignored; saying so beats a silent surprise.
@@ -159,7 +159,7 @@ def resume_config(
     rules as ``constraints.<rule>`` (``reference``, ``min_similarity``, ``alerts``, ``ranges``, as
     the CLI's options give them). Budget and round limit replace the saved ones; every other
     setting must equal the saved one (objectives by name, constraints as resolved, so a drug name
-    equals its SMILES), or a :class:`ConfigError` names each that differs. ``names``: how the
+    equals its SMILES), or a :class:`~molvae.errors.ConfigError` names each that differs. ``names``: how the
     caller spells each setting (the CLI's options). ``objectives_option``: the option that gave
     ``given["objectives"]``; other objectives are then an error of their own that names it.
     """

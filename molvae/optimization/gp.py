@@ -2,7 +2,7 @@
 the acquisition searches (TuRBO's trust region among them).
 
 Under a similarity constraint (lead optimization), TuRBO's region is sized by the box of
-the feasible codes rather than of all of them (:func:`trust_region_box`).
+the feasible codes rather than of all of them (``trust_region_box``).
 """
 
 from __future__ import annotations

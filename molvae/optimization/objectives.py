@@ -15,9 +15,9 @@ molecule is invalid. Specifications a user can write::
     mypkg.scoring:score        any importable callable list[str] -> sequence of floats
     path/to/scoring.py:score   the same from a Python file (no install, nothing added to sys.path)
 
-Every property of :data:`molvae.chemistry.PROPERTIES` is an objective, maximized in the
+Every property of :data:`~molvae.chemistry.properties.PROPERTIES` is an objective, maximized in the
 direction its table entry declares, and so is every ADMET-AI endpoint of
-:data:`molvae.chemistry.admet.DIRECTIONS` that declares one. :class:`molvae.optimization.oracle.Oracle` scores them
+``molvae.chemistry.admet.DIRECTIONS`` that declares one. :class:`molvae.optimization.oracle.Oracle` scores them
 with a run's budget and accounting.
 """
 

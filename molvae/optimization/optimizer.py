@@ -284,7 +284,7 @@ class Optimizer:
 
     def write_reports(self, baselines: dict[str, pd.DataFrame] | None = None) -> None:
         """best.csv, best.sdf, pareto.csv, progress.png and best.png
-        (:func:`molvae.optimization.report.write_reports`)."""
+        (``molvae.optimization.report.write_reports``)."""
         labels = [o.description or o.name for o in self.objectives]
         df, columns = self.oracle.dataframe(), self.oracle.score_columns
         report.write_reports(self.out, df, columns, self.config.top_k, labels, baselines=baselines)
@@ -320,7 +320,7 @@ def optimize(
     """Run (or resume) an optimization; returns the finished :class:`Optimizer`.
 
     A resume keeps the run's settings: options other than ``budget`` and ``max_rounds`` must match
-    them (:func:`~molvae.optimization.config.resume_config`).
+    them (``molvae.optimization.config.resume_config``).
 
     >>> opt = optimize(model, "qed", "runs/qed", budget=200, batch=10, seed=1)
     >>> opt.feasible_table().sort_values("score").tail()

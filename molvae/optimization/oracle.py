@@ -47,7 +47,7 @@ class Oracle:
     batch: not scored, no call) or ``invalid`` (no valid molecule: no call).
     New molecules beyond the remaining budget are dropped without a record.
 
-    With a ``journal`` file (a :class:`~molvae.optimization.journal.ScoreJournal`), every score
+    With a ``journal`` file (a ``molvae.optimization.journal.ScoreJournal``), every score
     is appended to it as soon as the objective returns, before any other bookkeeping. A run
     killed after scoring but before its records reached the disk reuses those scores on resume
     (:meth:`load_journal`) instead of calling the objective again.

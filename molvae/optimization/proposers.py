@@ -7,7 +7,7 @@ Molecules that fail a constraint are not scored (see :class:`~molvae.optimizatio
 but their codes join the GP's data at the worst score, so the search learns where the constraint
 bites. When the GP's proposals under a similarity constraint keep decoding to nothing new and
 feasible, every ``local_after``-th such round decodes around the best feasible codes instead
-(source ``local`` in evaluations.csv; :func:`local_molecules`).
+(source ``local`` in evaluations.csv; ``local_molecules``).
 """
 
 from __future__ import annotations

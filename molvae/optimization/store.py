@@ -23,7 +23,7 @@ Scores that round already paid for are read back from scores.jsonl, so the
 objective never sees a molecule twice. Rounds are seeded by (seed, round), so a
 resumed run continues exactly as the uninterrupted one would have.
 
-:class:`RunStore` reads and writes the run's own files (config.json, evaluations.csv,
+``RunStore`` reads and writes the run's own files (config.json, evaluations.csv,
 state.json, run_info.json; the oracle appends to scores.jsonl); the reports are
 :mod:`molvae.optimization.report`'s.
 """

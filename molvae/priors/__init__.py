@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 
 def prior_names(model) -> list[str]:
-    """``"standard"`` and the names of the priors stored with ``model`` (a :class:`~molvae.model.MolVAE`)."""
+    """``"standard"`` and the names of the priors stored with ``model`` (a :class:`~molvae.MolVAE`)."""
     return ["standard", *stored_priors(model.source)]
 
 

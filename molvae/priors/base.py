@@ -7,9 +7,9 @@ the few active ones hold a lumpy cloud. A learned prior models that cloud over t
 active dimensions and keeps N(0, I) on the collapsed ones, where it is still what the
 decoder was trained on.
 
-Draws are keyed by position (:func:`molvae.seeding.keyed_rows`): each block of
-:data:`~molvae.seeding.PRIOR_BLOCK` rows is made whole from its own generator, starting
-with the same N(0, I) block as :func:`~molvae.seeding.prior_latents`, so a seed gives
+Draws are keyed by position (``molvae.seeding.keyed_rows``): each block of
+``molvae.seeding.PRIOR_BLOCK`` rows is made whole from its own generator, starting
+with the same N(0, I) block as ``molvae.seeding.prior_latents``, so a seed gives
 the same latents whatever ``n``, ``start`` or batching, and a learned prior transforms
 the very noise the standard prior would have used.
 """
@@ -32,8 +32,8 @@ class Prior:
     """A distribution over latents [N, dim]: the standard normal here; learned kinds override two methods.
 
     ``active``: indices of the dimensions the learned part models (all dimensions for the
-    standard normal). Subclasses set :attr:`kind`, implement :meth:`_transform` (N(0, I)
-    noise of the active dimensions → a draw) and :meth:`_log_prob_active`, and list their
+    standard normal). Subclasses set :attr:`kind`, implement ``_transform`` (N(0, I)
+    noise of the active dimensions → a draw) and ``_log_prob_active``, and list their
     tensors in :meth:`tensors` and JSON-able settings in :meth:`settings` for storage.
     """
 
@@ -151,4 +151,4 @@ class Prior:
 
 
 class StandardNormal(Prior):
-    """N(0, I) over every dimension: what :func:`molvae.seeding.prior_latents` draws."""
+    """N(0, I) over every dimension: what ``molvae.seeding.prior_latents`` draws."""

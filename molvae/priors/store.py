@@ -4,7 +4,7 @@ The JSON names the kind, the latent size, the modelled dimensions, the kind's se
 the SHA-256 of the weights the prior was fitted to and how it was fitted; the tensors are
 safetensors (never a pickle). ``priors/default.json`` names the prior commands use when
 ``--prior`` is not given. Everything read is checked (kind, shapes, finiteness, the
-weights it belongs to) and a bad file is a one-line :class:`ModelLoadError`.
+weights it belongs to) and a bad file is a one-line :class:`~molvae.errors.ModelLoadError`.
 """
 
 from __future__ import annotations

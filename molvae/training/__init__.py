@@ -2,14 +2,14 @@
 
 A run directory holds ``config.json`` (model, training and data configuration),
 ``vocab.json``, ``model.safetensors`` (latest epoch-end weights, what
-:meth:`MolVAE.load` reads), ``resume.pt`` (optimizer, RNG and position, read with
+:meth:`.MolVAE.load` reads), ``resume.pt`` (optimizer, RNG and position, read with
 ``weights_only=True``), ``metrics.csv`` (one row per epoch), ``data_summary.json``
 and ``run_info.json`` (package versions, git commit). Every file is written
 atomically. The batch order of an epoch is a pure function of (seed, epoch), and
 LR and β are pure functions of the global step, so a resumed run continues
 exactly where the checkpoint was taken.
 
-:mod:`~molvae.training.config` (:class:`TrainConfig`, what a resume may change, the errors
+:mod:`~molvae.training.config` (:class:`~molvae.TrainConfig`, what a resume may change, the errors
 that end a run), :mod:`~molvae.training.steps` (one eager optimizer step, the optimizer),
 :mod:`~molvae.training.cudagraphs` (steps replayed from CUDA graphs; which kind a run takes),
 :mod:`~molvae.training.distributed` (``torchrun`` ranks), :mod:`~molvae.training.signals`
@@ -17,7 +17,7 @@ that end a run), :mod:`~molvae.training.steps` (one eager optimizer step, the op
 :mod:`~molvae.training.rundir` (settings on resume, ``resume.pt``, ``metrics.csv``),
 :mod:`~molvae.training.epochs` (the epoch loop's bookkeeping), :mod:`~molvae.training.validation`
 (an epoch's validation figures) and :mod:`~molvae.training.trainer` (:class:`Trainer`,
-:func:`train`). The KL and learning-rate schedules are :mod:`molvae.schedules`.
+:func:`~molvae.train`). The KL and learning-rate schedules are ``molvae.schedules``.
 """
 
 from molvae.schedules import kl_beta, learning_rate

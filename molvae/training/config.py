@@ -67,7 +67,7 @@ class TrainConfig:
     progress: bool = True
 
     def validate(self) -> TrainConfig:
-        """Check types and ranges (:func:`molvae.config.validate_config`); returns ``self``."""
+        """Check types and ranges (``molvae.config.validate_config``); returns ``self``."""
         validate_config(self, "training config")
         if self.limit is not None and self.sample is not None:
             raise ConfigError("training config: give limit (first N records) or sample (random N records), not both")
@@ -78,7 +78,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: Any) -> TrainConfig:
-        """Build from parsed JSON; unknown fields and bad values raise :class:`ConfigError`."""
+        """Build from parsed JSON; unknown fields and bad values raise :class:`~molvae.errors.ConfigError`."""
         return config_from_dict(cls, data, "training config")
 
 
@@ -103,11 +103,11 @@ def check_resume_config(
     model: dict[str, Any] | None = None,
     names: dict[str, str] | None = None,
 ) -> None:
-    """A one-line :class:`ConfigError` when settings given for a resume differ from the run's saved ones.
+    """A one-line :class:`~molvae.errors.ConfigError` when settings given for a resume differ from the run's saved ones.
 
     ``saved`` is the run's ``config.json`` (``{"model": ..., "training": ...}``); ``training`` and
     ``model`` are the settings given with the resume. Values equal to the saved ones pass, so
-    the original command with ``--resume`` added works; fields in :data:`RESUME_MAY_CHANGE`
+    the original command with ``--resume`` added works; fields in ``RESUME_MAY_CHANGE``
     may differ. ``names`` shows a field under another name (the CLI's option) in the message.
     """
     names = names or {}

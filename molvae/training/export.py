@@ -2,7 +2,7 @@
 
 An epoch's end writes ``model.safetensors``; the checkpoints between (``--checkpoint-minutes``,
 a stop by signal) write only ``resume.pt``, which also holds the optimizer's state (three times
-the weights). :func:`export_latest` takes the newer of the two and writes the weights alone, in
+the weights). ``export_latest`` takes the newer of the two and writes the weights alone, in
 float16 by default (half the size, as the bundled models), with a ``card`` saying where they came from.
 """
 

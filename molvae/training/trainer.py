@@ -1,5 +1,5 @@
-"""The training loop: :class:`Trainer` builds a run (or resumes one) and trains it epoch by epoch;
-:func:`train` is the one-call form.
+"""The training loop: :class:`~molvae.training.Trainer` builds a run (or resumes one) and trains it epoch by epoch;
+:func:`~molvae.train` is the one-call form.
 """
 
 from __future__ import annotations
@@ -57,11 +57,11 @@ log = logging.getLogger(__name__)
 
 
 class Trainer:
-    """Trains a :class:`SequenceVAE` into a run directory; ``resume=True`` continues one.
+    """Trains a :class:`~molvae.model.SequenceVAE` into a run directory; ``resume=True`` continues one.
 
     On resume the run's ``config.json`` rules. A ``train_config``, ``model_config`` or
     ``overrides`` (training fields) given with it must match the saved settings, except the
-    fields in :data:`RESUME_MAY_CHANGE` (more epochs, another device...), which are applied
+    fields in ``RESUME_MAY_CHANGE`` (more epochs, another device...), which are applied
     and written back to ``config.json``. ``option_names`` names fields in that error as the
     caller's options (the CLI's flags).
     """
@@ -302,9 +302,9 @@ def train(
     """Train (or resume) a run and return the trained model.
 
     On resume, a ``train_config`` or ``model_config`` given must match the saved run, except
-    the fields in :data:`RESUME_MAY_CHANGE` (see :class:`Trainer`).
+    the fields in ``RESUME_MAY_CHANGE`` (see :class:`~molvae.training.Trainer`).
 
-    Tunes the process's memory allocator first (:func:`molvae.runtime.tune_allocator`).
+    Tunes the process's memory allocator first (``molvae.runtime.tune_allocator``).
     """
     tune_allocator()
     trainer = Trainer(out, train_config, model_config, resume=resume, epochs_override=epochs_override)
