@@ -42,7 +42,8 @@ class Prior:
     config_class: ClassVar[type | None] = None
     #: What ``molvae info`` and ``--help`` say of this kind.
     description: ClassVar[str] = "N(0, I), the prior the VAE was trained with"
-    #: Whether one map (:meth:`_chart`) carries every code to its noise and back, so :meth:`path` can use it.
+    #: Whether one map (``_chart``) carries every code to its noise and back, as
+    #: :meth:`~molvae.priors.Prior.path` needs.
     global_chart: ClassVar[bool] = True
 
     def __init__(self, dim: int, active: np.ndarray | None = None):
