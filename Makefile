@@ -41,3 +41,9 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# Executes notebooks/*.ipynb in place at their normal sizes and stamps them (scripts/execute_notebooks.py);
+# tests/notebooks/test_staleness.py fails until this is run after a notebook or a bundled model changes.
+.PHONY: notebooks
+notebooks: $(STAMP)
+	$(BIN)/python scripts/execute_notebooks.py
