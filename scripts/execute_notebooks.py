@@ -9,8 +9,9 @@ Usage:
 Each notebook runs in a fresh ``python3`` kernel that imports molvae from this checkout,
 with ``MOLVAE_SMOKE`` and ``MOLVAE_MODEL`` removed from its environment (the committed
 outputs are those of the normal sizes and the default model) and its working directory
-in a new temporary folder (``--workdir`` keeps it), so every run starts from nothing.
-Any cell that raises stops the run and leaves the notebook file untouched.
+in a new temporary folder (``--workdir`` names one to keep), so every run starts from nothing.
+Any cell that raises stops the run and leaves the notebook file untouched; the working
+directory is then kept, with the partly executed notebook in it.
 
 On success the notebook is rewritten with its outputs and:
 
@@ -31,6 +32,7 @@ import ast
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -262,7 +264,11 @@ def execute(path: Path, workdir: Path, timeout: int = CELL_TIMEOUT_S) -> dict[st
         record_timing=False,  # per-cell timestamps change every run and only bloat diffs
     )
     start = time.perf_counter()
-    client.execute(env=_kernel_env())  # raises CellExecutionError on the first error output
+    try:
+        client.execute(env=_kernel_env())  # raises CellExecutionError on the first error output
+    except BaseException:
+        nbformat.write(nb, workdir / f"failed_{path.name}")  # what ran, for the reader of the traceback
+        raise
     wall_s = time.perf_counter() - start
     nb.cells.pop()
     printed = "".join(out.get("text", "") for out in probe.outputs if out.output_type == "stream")
@@ -328,11 +334,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if stale else 0
 
     for path in paths:
-        with tempfile.TemporaryDirectory(prefix="molvae-notebook-") as tmp:
-            workdir = args.workdir / path.stem if args.workdir else Path(tmp)
+        if args.workdir:
+            workdir = args.workdir / path.stem
             workdir.mkdir(parents=True, exist_ok=True)
-            print(f"{path}: executing in {workdir}", flush=True)
+        else:
+            workdir = Path(tempfile.mkdtemp(prefix="molvae-notebook-"))
+        print(f"{path}: executing in {workdir}", flush=True)
+        try:
             facts = execute(path, workdir, args.timeout)
+        except BaseException:
+            print(f"{path}: failed; {workdir} keeps what it wrote and failed_{path.name}", file=sys.stderr)
+            raise
+        if not args.workdir:
+            shutil.rmtree(workdir)
         print(f"{path}: {_format_duration(facts['wall_s'])}, {path.stat().st_size:,} bytes", flush=True)
     return 0
 
