@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.molvae-installed
 DOCS_STAMP := $(VENV)/.molvae-docs-installed
 
-.PHONY: install demo test test-fast lint docs clean
+.PHONY: install demo test test-fast lint docs notebooks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,3 +56,8 @@ docs: $(DOCS_STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache docs/_build docs/tutorials
+
+# Executes notebooks/*.ipynb in place at their normal sizes and stamps them (scripts/execute_notebooks.py);
+# tests/notebooks/test_staleness.py fails until this is run after a notebook or a bundled model changes.
+notebooks: $(STAMP)
+	$(BIN)/python scripts/execute_notebooks.py
