@@ -150,6 +150,8 @@ def run_cell(model, objective: str, method: str, seed: int, args) -> dict:
         gp_maxiter=args.gp_maxiter,
         tr_failure_tolerance=args.tr_failure_tolerance,
         subspace=args.subspace,
+        density_weight=args.density_weight,
+        density_quantile=args.density_quantile,
         constraints=args.constraints,
         score_infeasible=args.score_infeasible,
         max_rounds=args.max_rounds,
@@ -319,6 +321,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=OPTIMIZE_DEFAULTS["tr_failure_tolerance"],
         help="turbo: failed rounds before the trust region halves (OptimizeConfig.tr_failure_tolerance)",
+    )
+    p.add_argument(
+        "--density-weight",
+        type=float,
+        default=OPTIMIZE_DEFAULTS["density_weight"],
+        help="bo/turbo: log acquisition lost per nat of prior density below the floor (OptimizeConfig.density_weight)",
+    )
+    p.add_argument(
+        "--density-quantile",
+        type=float,
+        default=OPTIMIZE_DEFAULTS["density_quantile"],
+        help="with --density-weight: the floor's quantile (OptimizeConfig.density_quantile)",
     )
     p.add_argument(
         "--subspace",

@@ -100,6 +100,23 @@ _SETTINGS: dict[str, list[tuple[Any, ...]]] = {
             "they cannot be measured (docs/BO_BENCHMARK.md)",
         ),
     ],
+    "density": [
+        (
+            "--density-weight",
+            "density_weight",
+            float,
+            "bo/turbo: a proposal whose latent prior density is below --density-quantile of the scored molecules' "
+            "codes loses this much log acquisition per nat below it, so proposals stay where real molecules' codes "
+            "lie and fewer decode to nothing valid; 0: off (docs/BO_BENCHMARK.md)",
+            {"metavar": "λ"},
+        ),
+        (
+            "--density-quantile",
+            "density_quantile",
+            float,
+            "with --density-weight: the floor, as a quantile of the prior log densities of the scored codes",
+        ),
+    ],
     "decoding": [
         (
             "--decode-attempts",
@@ -192,6 +209,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_smiles_column_argument(p, "the --init file")
     settings(_SETTINGS["surrogate"])
     add_prior_argument(p, default=None)
+    settings(_SETTINGS["density"])
     settings(_SETTINGS["decoding"])
     p.add_argument("--similar-to", default=None, help="drug name or SMILES the molecules must stay similar to")
     p.add_argument("--min-similarity", type=float, default=None, help="minimum Tanimoto similarity (Morgan r=2)")

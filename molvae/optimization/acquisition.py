@@ -22,6 +22,7 @@ from botorch.optim import optimize_acqf
 from torch.quasirandom import SobolEngine
 
 from molvae.extensions import load_botorch_kernels
+from molvae.optimization.density import LatentDensity, density_weighted
 
 if TYPE_CHECKING:
     from molvae.optimization.config import OptimizeConfig
@@ -33,7 +34,9 @@ class Proposal:
 
     ``constraint``: ``(gp, floor)``, a model of a quantity that must stay ``>= floor`` (the
     similarity to a lead), for acquisitions that take one. ``ref_point``: the hypervolume's
-    reference point, with several objectives.
+    reference point, with several objectives. ``density``: the latent prior's log density,
+    weighted into log-valued acquisitions by ``config.density_weight``
+    (``molvae.optimization.density``).
     """
 
     model: Any
@@ -44,10 +47,17 @@ class Proposal:
     config: OptimizeConfig
     constraint: tuple[Any, float] | None = None
     ref_point: torch.Tensor | None = None
+    density: LatentDensity | None = None
 
 
 def _maximize(acq: Any, p: Proposal, sequential: bool = False) -> torch.Tensor:
-    """q points maximizing ``acq`` in the box (multi-start L-BFGS-B, BoTorch's optimize_acqf)."""
+    """q points maximizing ``acq`` in the box (multi-start L-BFGS-B, BoTorch's optimize_acqf), weighted by the
+    latent density where the proposal has one."""
+    if p.density is not None and p.config.density_weight > 0:
+        acq = density_weighted(acq, p.density, p.config.density_weight)
+        # In a joint batch the smooth maximum over the q points hands the gradient to the best
+        # one, so the weight would move it alone; one at a time, each candidate is weighed.
+        sequential = True
     cand, _ = optimize_acqf(
         acq,
         bounds=p.bounds,
@@ -103,10 +113,11 @@ class Acquisition:
     propose: Callable[[Proposal], torch.Tensor]
     description: str
     constrained: bool = False  # takes a constraint model (OptimizeConfig.similarity_gp)
+    log_valued: bool = False  # a log acquisition, so the density's weight adds (OptimizeConfig.density_weight)
 
 
 ACQUISITIONS: dict[str, Acquisition] = {
-    "logei": Acquisition(propose_logei, "qLogExpectedImprovement", constrained=True),
+    "logei": Acquisition(propose_logei, "qLogExpectedImprovement", constrained=True, log_valued=True),
     "ucb": Acquisition(propose_ucb, "qUpperConfidenceBound"),
     "ts": Acquisition(propose_ts, "Thompson sampling"),
 }
@@ -121,10 +132,11 @@ def propose_latents(
     config: OptimizeConfig,
     ref_point: torch.Tensor | None = None,
     constraint: tuple[Any, float] | None = None,
+    density: LatentDensity | None = None,
 ) -> torch.Tensor:
     """q new latent points maximizing the acquisition inside ``bounds`` (2 x d): ``config.acquisition``
     for one objective, ``propose_pareto`` for several."""
-    p = Proposal(model, X, Y, bounds, q, config, constraint, ref_point)
+    p = Proposal(model, X, Y, bounds, q, config, constraint, ref_point, density)
     if Y.shape[-1] > 1:
         return propose_pareto(p)
     return ACQUISITIONS[config.acquisition].propose(p)

@@ -68,6 +68,11 @@ class OptimizeConfig:
     # before there is data to fit: "auto" (the model's default; the name it resolved to when the run
     # started is recorded in config.json, so a resumed run keeps it), "standard" or a stored prior
     prior: str = "auto"
+    # bo/turbo: a candidate whose prior log density is below the density_quantile of the scored
+    # codes' loses this much log acquisition per nat below it, so proposals stay where the codes
+    # of real molecules lie and fewer decode to nothing valid (molvae.optimization.density); 0: off
+    density_weight: float = field(default=0.0, metadata=rule(ge=0.0))
+    density_quantile: float = field(default=0.01, metadata=rule(gt=0.0, lt=1.0))
     decode_attempts: int = field(default=5, metadata=rule(ge=1))
     decode_temperature: float = field(default=0.5, metadata=rule(gt=0.0))
     num_restarts: int = field(default=4, metadata=rule(ge=1))
@@ -102,6 +107,12 @@ class OptimizeConfig:
             raise ConfigError(
                 "optimization config: init_smiles_column (--smiles-column) names a column of the "
                 "init_file (--init), and there is none"
+            )
+        if self.density_weight > 0 and len(self.objectives) == 1 and not ACQUISITIONS[self.acquisition].log_valued:
+            logs = ", ".join(name for name, a in ACQUISITIONS.items() if a.log_valued)
+            raise ConfigError(
+                f"optimization config: density_weight (--density-weight) weights a log-valued acquisition "
+                f"({logs}), not {self.acquisition}"
             )
         return self
 

@@ -24,6 +24,7 @@ from molvae.data import moses_file, read_smiles
 from molvae.optimization.acquisition import ACQUISITIONS, propose_latents
 from molvae.optimization.config import OptimizeConfig
 from molvae.optimization.constraints import Constraints
+from molvae.optimization.density import LatentDensity
 from molvae.optimization.gp import GPData, TrustRegion, data_box, fit_gp, lengthscale, trust_region_box
 from molvae.optimization.oracle import Oracle
 
@@ -58,10 +59,12 @@ def gp_codes(
     tr: TrustRegion,
     idle: int,
     timing: dict[str, float],
+    density: LatentDensity | None = None,
 ) -> torch.Tensor:
     """``q`` points in the space of ``data.X``'s columns: GP fit, then the acquisition in the method's box
     (the data box for bo and several objectives, the trust region for turbo). ``idle``: rounds in a row
-    that brought no new molecule; ``timing`` gets the seconds of the fit and of the acquisition."""
+    that brought no new molecule; ``timing`` gets the seconds of the fit and of the acquisition; ``density``:
+    the latent prior's density over these columns, for ``config.density_weight``."""
     X, Y, S, F = data
     d = X.shape[1]
     bounds = data_box(X)
@@ -98,7 +101,7 @@ def gp_codes(
     # A round of new infeasible molecules is not idle: the GP learned where the constraint bites.
     n_explore = min(q, idle * max(1, q // 2))
     z = (
-        propose_latents(gp, X, Y, box, q - n_explore, config, ref_point=ref, constraint=constraint)
+        propose_latents(gp, X, Y, box, q - n_explore, config, ref_point=ref, constraint=constraint, density=density)
         if q > n_explore
         else X[:0]
     )

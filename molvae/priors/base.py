@@ -45,6 +45,8 @@ class Prior:
     #: Whether one map (``_chart``) carries every code to its noise and back, as
     #: :meth:`~molvae.priors.Prior.path` needs.
     global_chart: ClassVar[bool] = True
+    #: Whether :meth:`log_prob_tensor` gives gradients cheaply enough for an acquisition's optimizer.
+    differentiable: ClassVar[bool] = True
 
     def __init__(self, dim: int, active: np.ndarray | None = None):
         self.dim = int(dim)
@@ -127,7 +129,33 @@ class Prior:
         return standard + self._log_prob_active(z[:, self.active])
 
     def _log_prob_active(self, x: np.ndarray) -> np.ndarray:
-        return -0.5 * (x**2).sum(1) - 0.5 * x.shape[1] * _LOG_2PI
+        """Log density of the active dimensions [N] (by default :meth:`_log_prob_active_tensor`, in chunks)."""
+        with torch.no_grad():
+            parts = [self._log_prob_active_tensor(torch.from_numpy(c)) for c in np.split(x, range(4096, len(x), 4096))]
+        return torch.cat(parts).numpy() if parts else np.zeros(0)
+
+    def log_prob_tensor(self, z: torch.Tensor) -> torch.Tensor:
+        """Differentiable log density of each code in ``z`` [..., dim] (float64 tensor of shape [...]).
+
+        What a gradient-based search (the density-weighted acquisition of
+        ``molvae.optimization.density``) needs; kinds whose density costs an ODE solve
+        (:attr:`differentiable` False) refuse in one line.
+        """
+        if not self.differentiable:
+            raise ConfigError(
+                f"the {self.name!r} prior's density is too costly to differentiate; use a gmm prior or the standard one"
+            )
+        if z.shape[-1] != self.dim:
+            raise ValueError(f"latents must have {self.dim} columns, got shape {list(z.shape)}")
+        z = z.double()
+        rest = torch.ones(self.dim, dtype=torch.bool)
+        rest[torch.from_numpy(self.active)] = False
+        standard = -0.5 * z[..., rest].pow(2).sum(-1) - 0.5 * int(rest.sum()) * _LOG_2PI
+        return standard + self._log_prob_active_tensor(z[..., torch.from_numpy(self.active)])
+
+    def _log_prob_active_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """Log density of the active dimensions of ``x`` [..., len(active)], differentiable."""
+        return -0.5 * x.pow(2).sum(-1) - 0.5 * x.shape[-1] * _LOG_2PI
 
     # ---- storage (molvae.priors.store)
     def tensors(self) -> dict[str, torch.Tensor]:

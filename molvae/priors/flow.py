@@ -69,6 +69,7 @@ class FlowPrior(Prior):
     config_class = FlowConfig
     kind = "flow"
     description = "flow matching over the active dimensions (a small velocity network, ODE draws)"
+    differentiable = False  # its density is an ODE solve with one backward pass per dimension per step
 
     def __init__(
         self,

@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import torch
 from scipy.linalg import solve_triangular
-from scipy.special import logsumexp
 
 from molvae.errors import ConfigError
 from molvae.priors.base import Prior
@@ -82,19 +81,28 @@ class GaussianMixturePrior(Prior):
         u = solve_triangular(self.cholesky[k], x - self.means[k], lower=True)
         return u, lambda v: self.means[k] + v @ self.cholesky[k].T
 
-    def _log_prob_active(self, x: np.ndarray) -> np.ndarray:
-        return logsumexp(self._component_log_probs(x), axis=1)
+    def _log_prob_active_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.logsumexp(self._component_log_probs_tensor(x), dim=-1)
 
     def _component_log_probs(self, x: np.ndarray) -> np.ndarray:
         """log w_k + log N(x; m_k, L_k L_k^T) [N, K]."""
-        d = x.shape[1]
-        per_component = np.empty((len(x), len(self.weights)))
-        for k, (m, chol) in enumerate(zip(self.means, self.cholesky)):
-            # Mahalanobis distance through the triangular factor; log det from its diagonal.
-            u = solve_triangular(chol, (x - m).T, lower=True)
-            half_logdet = np.log(np.diag(chol)).sum()
-            per_component[:, k] = -0.5 * (u**2).sum(0) - half_logdet - 0.5 * d * math.log(2 * math.pi)
-        return per_component + np.log(self.weights)
+        with torch.no_grad():
+            return self._component_log_probs_tensor(torch.from_numpy(np.asarray(x, dtype=np.float64))).numpy()
+
+    def _component_log_probs_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """log w_k + log N(x; m_k, L_k L_k^T) [..., K] of ``x`` [..., d], differentiable."""
+        chol = torch.from_numpy(self.cholesky)
+        diff = (x.double().unsqueeze(-2) - torch.from_numpy(self.means)).unsqueeze(-1)  # [..., K, d, 1]
+        # Mahalanobis distance through the triangular factor; log det from its diagonal.
+        u = torch.linalg.solve_triangular(chol, diff, upper=False).squeeze(-1)
+        half_logdet = torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1)
+        d = x.shape[-1]
+        return (
+            -0.5 * u.pow(2).sum(-1)
+            - half_logdet
+            - 0.5 * d * math.log(2 * math.pi)
+            + torch.from_numpy(self.weights).log()
+        )
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {
