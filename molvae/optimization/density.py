@@ -51,7 +51,7 @@ def data_density(prior: Prior, X: torch.Tensor, quantile: float, active: torch.T
     """The density penalty for a search over the codes ``X`` [n, dim] (the molecules scored so far).
 
     The searched columns are ``active`` (a mask; None: all) and the others are held at the
-    data's mean, as :func:`~molvae.optimization.proposers.subspace_codes` holds them. The
+    data's mean, as ``molvae.optimization.proposers.subspace_codes`` holds them. The
     floor is the ``quantile`` of the log densities of ``X``'s own codes so held: a candidate
     as typical as most known molecules pays nothing.
     """

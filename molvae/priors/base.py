@@ -45,7 +45,8 @@ class Prior:
     #: Whether one map (``_chart``) carries every code to its noise and back, as
     #: :meth:`~molvae.priors.Prior.path` needs.
     global_chart: ClassVar[bool] = True
-    #: Whether :meth:`log_prob_tensor` gives gradients cheaply enough for an acquisition's optimizer.
+    #: Whether :meth:`~molvae.priors.Prior.log_prob_tensor` gives gradients cheaply enough for
+    #: an acquisition's optimizer.
     differentiable: ClassVar[bool] = True
 
     def __init__(self, dim: int, active: np.ndarray | None = None):
