@@ -15,9 +15,10 @@ from __future__ import annotations
 import torch
 from botorch.acquisition.acquisition import AcquisitionFunction
 
+from molvae.errors import ConfigError
 from molvae.priors import Prior
 
-__all__ = ["DensityWeighted", "LatentDensity", "data_density", "density_weighted"]
+__all__ = ["DensityWeighted", "LatentDensity", "check_density_prior", "data_density", "density_weighted"]
 
 
 class LatentDensity(torch.nn.Module):
@@ -45,6 +46,15 @@ class LatentDensity(torch.nn.Module):
         """``X`` [..., q, len(columns)] → [..., q]: ``-softplus(floor - log p)``, a smooth ``min(0, log p - floor)``
         (a kink at the floor makes the acquisition's L-BFGS-B fail its line searches)."""
         return -torch.nn.functional.softplus(self.floor - self.prior.log_prob_tensor(self.full(X)))
+
+
+def check_density_prior(prior: Prior) -> None:
+    """Refuse, in one line and before a run starts, a prior whose density cannot steer the acquisition."""
+    if not prior.differentiable:
+        raise ConfigError(
+            f"density_weight (--density-weight) needs a prior whose density can be differentiated; the run's "
+            f"prior is {prior.name!r} (use --prior gmm or standard)"
+        )
 
 
 def data_density(prior: Prior, X: torch.Tensor, quantile: float, active: torch.Tensor | None = None) -> LatentDensity:

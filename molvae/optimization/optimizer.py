@@ -23,12 +23,11 @@ import torch
 from tqdm import tqdm
 
 from molvae.checkpoint import RunLock, lock_run_dir
-from molvae.errors import ConfigError
 from molvae.folders import CONFIG_FILE
 from molvae.optimization import report
 from molvae.optimization.config import OptimizeConfig, resolve_method, resume_config
 from molvae.optimization.constraints import Constraints
-from molvae.optimization.density import data_density
+from molvae.optimization.density import check_density_prior, data_density
 from molvae.optimization.designs import initial_design
 from molvae.optimization.gp import GPData, TrustRegion, encode_new, gp_data
 from molvae.optimization.objectives import Objective, _split_top_level, parse_objectives
@@ -85,11 +84,8 @@ class Optimizer:
         recorded = self.store.recorded_prior() if resume and config.prior == "auto" else None
         self.prior = model.prior(recorded or config.prior)
         self.method = resolve_method(config.method, model.config.latent_dim, len(self.objectives))
-        if config.density_weight > 0 and self.method in ("bo", "turbo") and not self.prior.differentiable:
-            raise ConfigError(
-                f"density_weight (--density-weight) needs a prior whose density can be differentiated; the run's "
-                f"prior is {self.prior.name!r} (use --prior gmm or standard)"
-            )
+        if config.density_weight > 0 and self.method in ("bo", "turbo"):
+            check_density_prior(self.prior)
         self.progress = progress
         self.round = 0
         self.stalled = 0  # rounds in a row that scored nothing (the patience count)
