@@ -34,8 +34,8 @@ class Proposal:
 
     ``constraint``: ``(gp, floor)``, a model of a quantity that must stay ``>= floor`` (the
     similarity to a lead), for acquisitions that take one. ``ref_point``: the hypervolume's
-    reference point, with several objectives. ``density``: the latent prior's log density,
-    weighted into log-valued acquisitions by ``config.density_weight``
+    reference point, with several objectives. ``density``: how far each candidate's latent prior
+    density falls below a floor, which log-valued acquisitions pay ``config.density_weight`` for
     (``molvae.optimization.density``).
     """
 
@@ -51,8 +51,8 @@ class Proposal:
 
 
 def _maximize(acq: Any, p: Proposal, sequential: bool = False) -> torch.Tensor:
-    """q points maximizing ``acq`` in the box (multi-start L-BFGS-B, BoTorch's optimize_acqf), weighted by the
-    latent density where the proposal has one."""
+    """q points maximizing ``acq`` in the box (multi-start L-BFGS-B, BoTorch's optimize_acqf), less the density
+    penalty where the proposal has one."""
     if p.density is not None and p.config.density_weight > 0:
         acq = density_weighted(acq, p.density, p.config.density_weight)
         # In a joint batch the smooth maximum over the q points hands the gradient to the best

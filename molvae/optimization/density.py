@@ -3,11 +3,12 @@
 Much of a latent box decodes to nothing valid: the data box spans the codes' extremes, while
 the codes fill only part of it. A candidate whose prior log density falls below a floor (a
 low quantile of the density of the codes scored so far) loses ``density_weight`` (λ) of
-log-valued acquisition (qLogEI, qLogNEHVI) per nat below it: ``log EI(z) + λ min(0, log p(z) -
-floor)``, smoothed. Above the floor almost nothing changes, so the search is not pulled toward the density's
-modes, where the codes of known molecules crowd: weighting by the density itself, as πBO does
-(Hvarfner et al., ICLR 2022), turned most proposals into repeats (``docs/BO_BENCHMARK.md``).
-The candidates of a batch are chosen one at a time, each weighed on its own.
+log-valued acquisition (qLogEI, qLogNEHVI) per nat below it, smoothly:
+``log EI(z) + λ min(0, log p(z) - floor)``. Above the floor almost nothing changes, so the
+search is not pulled toward the density's modes, where the codes of known molecules crowd:
+weighting by the density itself, as πBO does (Hvarfner et al., ICLR 2022), turned most
+proposals into repeats (``docs/BO_BENCHMARK.md``). The candidates of a batch are chosen one
+at a time, each weighed on its own.
 """
 
 from __future__ import annotations

@@ -133,7 +133,7 @@ class Prior:
         """Log density of the active dimensions [N] (by default :meth:`_log_prob_active_tensor`, in chunks)."""
         with torch.no_grad():
             parts = [self._log_prob_active_tensor(torch.from_numpy(c)) for c in np.split(x, range(4096, len(x), 4096))]
-        return torch.cat(parts).numpy() if parts else np.zeros(0)
+        return torch.cat(parts).numpy()
 
     def log_prob_tensor(self, z: torch.Tensor) -> torch.Tensor:
         """Differentiable log density of each code in ``z`` [..., dim] (float64 tensor of shape [...]).
