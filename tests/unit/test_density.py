@@ -100,7 +100,7 @@ def test_density_weight_pulls_logei_proposals_toward_the_codes(q) -> None:
     assert free[:, 0].max() > 2.8  # the edge of the box
     assert weighted.norm(dim=-1).max() < free.norm(dim=-1).max() - 1.0
     assert weighted[:, 0].max() > 0.5  # still toward the better side
-    # the weight multiplies the density: 0 gives exactly the unweighted proposal
+    # the weight scales the penalty: 0 gives exactly the unguarded proposal
     torch.testing.assert_close(propose(0.0), free)
 
 
