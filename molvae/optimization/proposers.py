@@ -64,7 +64,7 @@ def gp_codes(
     """``q`` points in the space of ``data.X``'s columns: GP fit, then the acquisition in the method's box
     (the data box for bo and several objectives, the trust region for turbo). ``idle``: rounds in a row
     that brought no new molecule; ``timing`` gets the seconds of the fit and of the acquisition; ``density``:
-    the latent prior's density over these columns, for ``config.density_weight``."""
+    the latent prior's density penalty over these columns, for ``config.density_weight``."""
     X, Y, S, F = data
     d = X.shape[1]
     bounds = data_box(X)

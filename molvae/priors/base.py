@@ -28,6 +28,11 @@ from molvae.seeding import keyed_rows, standard_block
 _LOG_2PI = math.log(2 * math.pi)
 
 
+def _standard_log_prob(x: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """log N(x; 0, I) over the last axis of ``x`` (an array or a differentiable tensor)."""
+    return -0.5 * (x**2).sum(-1) - 0.5 * x.shape[-1] * _LOG_2PI
+
+
 class Prior:
     """A distribution over latents [N, dim]: the standard normal here; learned kinds override two methods.
 
@@ -126,8 +131,7 @@ class Prior:
         if z.ndim != 2 or z.shape[1] != self.dim:
             raise ValueError(f"latents must have shape [N, {self.dim}], got {list(z.shape)}")
         rest = np.setdiff1d(np.arange(self.dim), self.active)
-        standard = -0.5 * (z[:, rest] ** 2).sum(1) - 0.5 * len(rest) * _LOG_2PI
-        return standard + self._log_prob_active(z[:, self.active])
+        return _standard_log_prob(z[:, rest]) + self._log_prob_active(z[:, self.active])
 
     def _log_prob_active(self, x: np.ndarray) -> np.ndarray:
         """Log density of the active dimensions [N] (by default :meth:`_log_prob_active_tensor`, in chunks)."""
@@ -151,12 +155,11 @@ class Prior:
         z = z.double()
         rest = torch.ones(self.dim, dtype=torch.bool)
         rest[torch.from_numpy(self.active)] = False
-        standard = -0.5 * z[..., rest].pow(2).sum(-1) - 0.5 * int(rest.sum()) * _LOG_2PI
-        return standard + self._log_prob_active_tensor(z[..., torch.from_numpy(self.active)])
+        return _standard_log_prob(z[..., rest]) + self._log_prob_active_tensor(z[..., torch.from_numpy(self.active)])
 
     def _log_prob_active_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """Log density of the active dimensions of ``x`` [..., len(active)], differentiable."""
-        return -0.5 * x.pow(2).sum(-1) - 0.5 * x.shape[-1] * _LOG_2PI
+        return _standard_log_prob(x)
 
     # ---- storage (molvae.priors.store)
     def tensors(self) -> dict[str, torch.Tensor]:
